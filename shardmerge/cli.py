@@ -1,0 +1,149 @@
+"""Command line: `shardmerge ingest`, `shardmerge plan`, `shardmerge validate`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .config import LayoutRequest
+from .errors import ShardmergeError
+from .headers import load_header_rules
+from .pipeline import IngestOptions, ingest, plan_inputs
+from .plan import describe
+from .readers import reader_names
+from .report import store_bytes
+from .validate import failures, run_checks
+
+log = logging.getLogger("shardmerge")
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s shardmerge %(levelname)s %(message)s", "%H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def _fail(exc: ShardmergeError) -> None:
+    click.echo(f"shardmerge: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+_common = [
+    click.argument("inputs", nargs=-1, required=True),
+    click.option("--workers", type=click.IntRange(min=0), default=None,
+                 help="Local Dask cluster size (default: the machine's cores; 0 runs tasks in this process)."),
+    click.option("--scheduler", metavar="ADDRESS", default=None,
+                 help="Use an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster."),
+    click.option("--chunk-rows", type=int, default=None,
+                 help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB)."),
+    click.option("--shard-rows", type=int, default=None, help="Rows per shard, a multiple of the chunk rows."),
+    click.option("--format", "format_name", type=click.Choice(reader_names()), default=None,
+                 help="Skip auto-detection: read every input with this reader."),
+    click.option("--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                 help="What to do with an unreadable input: stop, or leave it out and list it."),
+    click.option("--header-rules", type=click.Path(dir_okay=False), default=None,
+                 help="TOML file with include/exclude globs for projected header cards."),
+]
+
+
+def common_options(fn):
+    for deco in reversed(_common):
+        fn = deco(fn)
+    return fn
+
+
+@click.group()
+@click.version_option(__version__, prog_name="shardmerge")
+def main() -> None:
+    """Turn many FITS spectra into one validated Zarr store, published atomically."""
+
+
+@main.command("ingest")
+@common_options
+@click.option("-o", "--output", "out", required=True, type=click.Path(), help="The store to publish (OUT.zarr).")
+@click.option("--scratch", type=click.Path(file_okay=False), default=None,
+              help="Where shard stores go (default: a node-local temp folder).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store written by shardmerge.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a JSON run report here.")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level.")
+@click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
+@click.option("--quiet", is_flag=True, help="Only warnings and errors.")
+def ingest_cmd(inputs, out, workers, scheduler, scratch, chunk_rows, shard_rows, format_name, on_bad_file,
+               header_rules, overwrite, report_path, zarr_format, clevel, keep_scratch, quiet):
+    """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
+    _setup_logging(quiet)
+    opts = IngestOptions(
+        inputs=tuple(inputs), out=out, workers=workers, scheduler=scheduler, scratch=scratch,
+        chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
+        on_bad_file=on_bad_file, report_path=report_path, header_rules=header_rules,
+        zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, command=tuple(sys.argv),
+    )
+    try:
+        report = ingest(opts)
+    except ShardmergeError as exc:
+        _fail(exc)
+    size, files = store_bytes(report.output)
+    click.echo(
+        f"published {report.output}: {report.counts['spectra']} spectra x {report.plan['n_pix']} pixels, "
+        f"{report.counts['files_ingested']} files ({report.counts.get('files_bad', 0)} skipped), "
+        f"{size / 2**20:.1f} MiB in {files} files, {sum(report.phases.values()):.1f} s"
+    )
+
+
+@main.command("plan")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_cmd(inputs, workers, scheduler, chunk_rows, shard_rows, format_name, on_bad_file, header_rules,
+             as_json):
+    """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
+    _setup_logging(quiet=True)
+    try:
+        plan = plan_inputs(inputs, request=LayoutRequest(chunk_rows=chunk_rows, shard_rows=shard_rows),
+                           format_name=format_name, rules=load_header_rules(header_rules), workers=workers,
+                           scheduler=scheduler, on_bad_file=on_bad_file)
+    except ShardmergeError as exc:
+        _fail(exc)
+    d = describe(plan)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"N_spec          {d['n_spec']}")
+    click.echo(f"N_pix           {d['n_pix']}")
+    for fmt, c in d["formats"].items():
+        click.echo(f"format          {fmt}: {c['files']} files, {c['spectra']} spectra")
+    click.echo(f"wavelength      {d['wavelength']}")
+    click.echo(f"chunks          {tuple(d['chunks'])} ({d['row_chunks']} x {d['pixel_chunks']} per 2-D array)")
+    click.echo(f"shards          {d['shards']} of {d['shard_rows']} rows")
+    click.echo(f"flux units      {', '.join(repr(u) for u in d['flux_units'])}")
+    click.echo(f"header fields   {d['header_fields']}")
+    click.echo(f"estimated size  {d['estimated_uncompressed_bytes'] / 2**20:.1f} MiB uncompressed")
+
+
+@main.command("validate")
+@click.argument("store", type=click.Path())
+@click.option("--quiet", is_flag=True, help="Print failures only.")
+def validate_cmd(store, quiet):
+    """Run every check of the validation gate on STORE; exit 0 iff all pass."""
+    results = run_checks(store)
+    failed = failures(results)
+    for line in failed:
+        click.echo(f"FAIL {line}")
+    if not quiet:
+        for r in results:
+            if r.ok:
+                click.echo(f"ok   {r.name}")
+    passed = sum(r.ok for r in results)
+    click.echo(f"{store}: {passed}/{len(results)} checks passed")
+    sys.exit(0 if not failed else 1)
+
+
+if __name__ == "__main__":
+    main()

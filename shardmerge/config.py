@@ -1,0 +1,41 @@
+"""Run configuration: plain values only, so it crosses into Dask tasks and the plan hash unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = "2.0"
+
+# Spec: (1024, N_pix) for typical spectra, (256, 4096) once spectra are high-resolution.
+DEFAULT_CHUNK_ROWS = 1024
+HIGH_RES_NPIX = 16384  # N_pix above this is "high-resolution"
+HIGH_RES_CHUNK = (256, 4096)
+MAX_FLUX_CHUNK_BYTES = 16 * 1024 * 1024  # a float32 flux chunk never exceeds this uncompressed
+# Row-wise (1-D) arrays get longer chunks so metadata does not multiply the file count by ~30.
+ROWWISE_CHUNK_FACTOR = 16
+# Shards aim at this much uncompressed flux: big enough to amortise task overhead, small enough to resume.
+TARGET_SHARD_BYTES = 64 * 1024 * 1024
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Blosc zstd with bitshuffle, as the spec recommends (clevel 5-7)."""
+
+    cname: str = "zstd"
+    clevel: int = 5
+    shuffle: str = "bitshuffle"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayoutRequest:
+    """What the user asked for; the plan turns it into a concrete layout."""
+
+    chunk_rows: int | None = None  # None: the spec's default for the data's N_pix
+    shard_rows: int | None = None  # None: TARGET_SHARD_BYTES worth of rows
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    zarr_format: int = 3

@@ -1,0 +1,82 @@
+"""One error root with precise subclasses; the CLI maps each to an exit code and a message."""
+
+from __future__ import annotations
+
+
+class ShardmergeError(Exception):
+    """Root of every error shardmerge raises on purpose. The message says what is wrong and where."""
+
+    exit_code = 1
+
+
+class InputError(ShardmergeError):
+    """An input path, list file or option is unusable (missing file, empty input, bad @LIST line)."""
+
+    exit_code = 2
+
+
+class BadFileError(ShardmergeError):
+    """A FITS file cannot be read or understood. Always names the file and the reason."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnknownFormatError(BadFileError):
+    """No reader recognises the file's layout."""
+
+
+class BadFilesError(ShardmergeError):
+    """Several inputs were bad (with --on-bad-file fail): every one is listed, not just the first."""
+
+    exit_code = 3
+
+    def __init__(self, bad: list[tuple[str, str]]):
+        self.bad = bad
+        lines = [f"  {path}: {reason}" for path, reason in bad[:50]]
+        more = f"\n  … and {len(bad) - 50} more" if len(bad) > 50 else ""
+        super().__init__(
+            f"{len(bad)} input file(s) could not be read (use --on-bad-file skip to leave them out):\n"
+            + "\n".join(lines)
+            + more
+        )
+
+
+class PlanError(ShardmergeError):
+    """The inputs cannot be laid out as requested (e.g. chunk rows that break the chunk-size limit)."""
+
+    exit_code = 2
+
+
+class SlabShapeError(ShardmergeError):
+    """A slab about to be written does not match its selection (zarr would silently truncate it)."""
+
+
+class ShardError(ShardmergeError):
+    """A shard store is missing, incomplete or does not belong to the current plan."""
+
+
+class GateError(ShardmergeError):
+    """The validation gate refused the store; `failures` lists every failed check."""
+
+    exit_code = 4
+
+    def __init__(self, store: str, failures: list[str]):
+        self.store = store
+        self.failures = failures
+        body = "\n".join(f"  FAIL {f}" for f in failures)
+        super().__init__(f"validation gate refused {store} ({len(failures)} failed check(s)):\n{body}")
+
+
+class TargetError(ShardmergeError):
+    """OUT cannot be written: it exists, is not a shardmerge store, or its folder is unusable."""
+
+    exit_code = 5
+
+
+class LockHeldError(TargetError):
+    """Another writer holds the target's lock."""

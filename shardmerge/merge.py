@@ -1,0 +1,179 @@
+"""Stage 4: the one writer. Preallocates every array of `<OUT>.tmp` with its final shape, copies the
+shard stores in chunk-aligned blocks, writes row-wise metadata, provenance and index.parquet.
+
+Memory stays at a few chunks whatever N_spec is: 2-D data moves one chunk at a time, row-wise values
+one row-wise chunk at a time, index.parquet is streamed shard by shard."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from .errors import ShardError
+from .plan import Plan, ShardSpec
+from .schema import (
+    INDEX_COLUMNS,
+    METADATA_CANONICAL,
+    METADATA_IDENTITY,
+    METADATA_UNITS,
+    PARAM_PREFIX,
+    REQUIRED_GROUPS,
+    ROWS_FILE,
+    SPECTRAL_2D,
+)
+from .shard import load_manifest, manifest_matches, shard_arrays
+from .zarrio import create_array, write_block, write_slab
+
+INDEX_FILE = "index.parquet"
+
+
+def flux_units_attr(plan: Plan) -> str:
+    if len(plan.flux_units) == 1:
+        return plan.flux_units[0] or "unknown"
+    return "mixed: see metadata/flux_unit"
+
+
+class _RowWiseWriter:
+    """Buffers row-wise values and writes them in whole row-wise chunks (shards are smaller)."""
+
+    def __init__(self, arrays: dict[str, zarr.Array], chunk: int):
+        self.arrays = arrays
+        self.chunk = chunk
+        self.pending: dict[str, list[np.ndarray]] = {k: [] for k in arrays}
+        self.start = 0
+        self.count = 0
+
+    def add(self, columns: dict[str, np.ndarray], n: int) -> None:
+        for k in self.arrays:
+            self.pending[k].append(columns[k])
+        self.count += n
+        if self.count >= self.chunk:
+            self._write(self.count - self.count % self.chunk)
+
+    def close(self) -> None:
+        if self.count:
+            self._write(self.count)
+
+    def _write(self, n: int) -> None:
+        for k, arr in self.arrays.items():
+            values = np.concatenate(self.pending[k])
+            write_slab(arr, self.start, values[:n])
+            self.pending[k] = [values[n:]]
+        self.start += n
+        self.count -= n
+
+
+def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], zarr.Array, dict[str, zarr.Array]]:
+    """Preallocate everything with its final shape. Returns (2-D arrays, wavelength, row-wise arrays)."""
+    groups = {name: root.create_group(name) for name in REQUIRED_GROUPS}
+    fmt, codec = plan.zarr_format, plan.codec
+    shape2d = (plan.n_spec, plan.n_pix)
+    unit = flux_units_attr(plan)
+    attrs_2d = {
+        "flux_raw": {"units": unit, "description": "flux as in the source file (NaN-padded to N_pix)"},
+        "uncertainty_raw": {"units": unit, "description": "1-sigma uncertainty (from error, ivar or variance)"},
+        "continuum_model": {"units": unit, "description": "continuum from the source; NaN when absent"},
+        "continuum_uncertainty": {"units": unit, "description": "continuum 1-sigma; NaN when absent"},
+        "normalized_flux": {"units": "dimensionless", "description": "source-provided normalized flux"},
+        "normalized_uncertainty": {"units": "dimensionless", "description": "its 1-sigma uncertainty"},
+    }
+    data = {
+        name: create_array(groups[SPECTRAL_2D[name]], name, shape=shape2d, chunks=plan.chunks_2d, dtype="float32",
+                           codec=codec, zarr_format=fmt, attrs=attrs_2d[name])
+        for name in shard_arrays(plan)
+    }
+    wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
+    if plan.wavelength_shared:
+        wave = create_array(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
+                            dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs)
+    else:
+        wave = create_array(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d, dtype="float64",
+                            codec=codec, zarr_format=fmt, attrs=wave_attrs)
+    rows: dict[str, zarr.Array] = {}
+    rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
+
+    def rowwise(group: str, name: str, dtype: str, column: str, attrs: dict | None = None) -> None:
+        rows[column] = create_array(groups[group], name, shape=(plan.n_spec,), chunks=rchunk,
+                                    dtype=str if dtype == "str" else dtype, codec=codec, zarr_format=fmt,
+                                    attrs=attrs)
+
+    rowwise("continuum", "method", "str", "continuum_method",
+            {"description": "how continuum_model was obtained, per spectrum ('none' when absent)"})
+    for name, dtype in {**METADATA_IDENTITY, **METADATA_CANONICAL}.items():
+        rowwise("metadata", name, dtype, name, {"units": METADATA_UNITS[name]} if name in METADATA_UNITS else None)
+    if len(plan.flux_units) > 1:
+        rowwise("metadata", "flux_unit", "str", "flux_unit", {"description": "flux unit string of the source"})
+    for key in plan.header_keys:
+        rowwise("metadata", key, "str", key, {"description": "projected FITS header card (string)"})
+    for key in plan.param_keys:
+        rowwise("params", key, "float64", PARAM_PREFIX + key)
+    return data, wave, rows
+
+
+def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
+                progress: Callable[[int], None] | None = None) -> dict:
+    """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats."""
+    if len(scratch_shards) != len(plan.shards):
+        raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
+    t0 = time.perf_counter()
+    root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
+    data, wave, rows = create_layout(root, plan)
+    rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0])
+    index_schema = None
+    writer: pq.ParquetWriter | None = None
+    partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
+    try:
+        for shard, path in zip(plan.shards, scratch_shards, strict=True):
+            if not manifest_matches(load_manifest(path), plan, shard):
+                raise ShardError(f"{path}: missing manifest or it does not match plan {plan.fingerprint}")
+            _copy_2d(plan, shard, path, data, wave)
+            table = pq.read_table(os.path.join(path, ROWS_FILE))
+            _check_rows(shard, path, table)
+            rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
+            index = table.select(list(INDEX_COLUMNS))
+            if writer is None:
+                index_schema = index.schema
+                writer = pq.ParquetWriter(partial_index, index_schema)
+            writer.write_table(index.cast(index_schema))
+            if progress:
+                progress(1)
+        rowwise.close()
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
+    root.attrs.update(provenance)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def _copy_2d(plan: Plan, shard: ShardSpec, path: str, data: dict[str, zarr.Array], wave: zarr.Array) -> None:
+    src = zarr.open_group(path, mode="r")
+    cr, cp = plan.chunks_2d
+    pairs = [(src[name], data[name]) for name in data]
+    if plan.wavelength_shared:
+        grid = src["wavelength"][:]
+        if shard.index == 0:
+            write_block(wave, (0,), grid)
+        elif not np.array_equal(grid, wave[:], equal_nan=True):
+            raise ShardError(f"{path}: its wavelength grid differs from shard 0's, though the plan found one grid")
+    else:
+        pairs.append((src["wavelength"], wave))
+    for s, _ in pairs:
+        if s.shape != (shard.n_rows, plan.n_pix):
+            raise ShardError(f"{path}/{s.path}: shape {s.shape}, expected {(shard.n_rows, plan.n_pix)}")
+    for r in range(0, shard.n_rows, cr):
+        for c in range(0, plan.n_pix, cp):
+            for s, d in pairs:
+                write_block(d, (shard.row_start + r, c), s[r : r + cr, c : c + cp])
+
+
+def _check_rows(shard: ShardSpec, path: str, table: pa.Table) -> None:
+    rows = table.column("row").to_numpy()
+    if rows.shape[0] != shard.n_rows or not np.array_equal(rows, np.arange(shard.row_start, shard.row_stop)):
+        raise ShardError(f"{path}/{ROWS_FILE}: rows are not {shard.row_start}..{shard.row_stop - 1}")

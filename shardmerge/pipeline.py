@@ -1,0 +1,198 @@
+"""The main job, stage by stage: scan → plan → shards → merge → gate → publish.
+
+Each stage lives in its own module; this one only sequences them, times them and guarantees the
+failure rule: any failure after `<OUT>.tmp` exists deletes it, and OUT is touched only by the publish."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .cluster import executor
+from .config import CodecConfig, LayoutRequest
+from .errors import BadFilesError, GateError, InputError, ShardmergeError
+from .headers import HeaderRules, load_header_rules
+from .merge import materialize
+from .plan import FileScan, Plan, describe, make_plan
+from .provenance import provenance_attrs
+from .publish import TargetLock, check_target, fsync_tree, publish, remove_tree, sweep_leftovers, tmp_path
+from .report import RunReport, store_bytes
+from .scan import BadFile, batches, discover_inputs, scan_batch
+from .shard import shard_path, write_shard
+from .validate import Expectation, failures, run_checks
+
+log = logging.getLogger("shardmerge")
+
+SCAN_BATCH_FILES = 64  # files per scan task: one small file parses in ~1 ms, a task costs more
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    inputs: tuple[str, ...]
+    out: str
+    workers: int | None = None
+    scheduler: str | None = None
+    scratch: str | None = None
+    chunk_rows: int | None = None
+    shard_rows: int | None = None
+    overwrite: bool = False
+    format_name: str | None = None
+    on_bad_file: str = "fail"
+    report_path: str | None = None
+    header_rules: str | None = None
+    zarr_format: int = 3
+    clevel: int = 5
+    keep_scratch: bool = False
+    command: tuple[str, ...] = ()
+
+    def layout_request(self) -> LayoutRequest:
+        return LayoutRequest(chunk_rows=self.chunk_rows, shard_rows=self.shard_rows,
+                             codec=CodecConfig(clevel=self.clevel), zarr_format=self.zarr_format)
+
+
+class _Progress:
+    """Plain periodic log lines (batch logs read well); at most one every few seconds."""
+
+    def __init__(self, phase: str, total: int, unit: str):
+        self.phase, self.total, self.unit = phase, total, unit
+        self.done = 0
+        self.last = 0.0
+
+    def __call__(self, step: object = 1) -> None:
+        self.done += len(step) if isinstance(step, list) else 1
+        now = time.monotonic()
+        if now - self.last > 5 or self.done == self.total:
+            self.last = now
+            log.info("%s: %d/%d %s", self.phase, self.done, self.total, self.unit)
+
+
+def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,
+                report: RunReport) -> list[FileScan]:
+    progress = _Progress("scan", len(paths), "files")
+    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, name="scan",
+                     on_result=progress)
+    scans = [r for batch in results for r in batch if isinstance(r, FileScan)]
+    bad = [r for batch in results for r in batch if isinstance(r, BadFile)]
+    report.counts["files_found"] = len(paths)
+    report.counts["files_bad"] = len(bad)
+    if bad:
+        if on_bad_file != "skip":
+            raise BadFilesError([(b.path, b.reason) for b in bad])
+        for b in bad:
+            log.warning("skipped %s: %s", b.path, b.reason)
+        report.skipped_files = [{"path": b.path, "reason": b.reason} for b in bad]
+    if not scans:
+        raise InputError(f"none of the {len(paths)} input file(s) could be read")
+    return scans
+
+
+def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, format_name: str | None = None,
+                rules: HeaderRules | None = None, workers: int | None = None, scheduler: str | None = None,
+                on_bad_file: str = "fail", report: RunReport | None = None) -> Plan:
+    """Scan and plan without writing anything (`shardmerge plan`)."""
+    report = report or RunReport()
+    rules = rules or load_header_rules()
+    paths = discover_inputs(inputs)
+    with executor(workers, scheduler) as ex:
+        scans = scan_inputs(paths, format_name, rules, ex, on_bad_file, report)
+    return make_plan(scans, request)
+
+
+def scratch_dir(base: str | None, fingerprint: str) -> str:
+    """Shards of one plan live in `<base>/<plan fingerprint>`, so a rerun of the same command finds them."""
+    root = base or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
+        tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path = os.path.join(root, fingerprint)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def ingest(opts: IngestOptions) -> RunReport:
+    out = os.path.abspath(opts.out)
+    report = RunReport(command=" ".join(opts.command), output=out)
+    try:
+        _ingest(opts, out, report)
+        report.status = "published"
+    except ShardmergeError as exc:
+        report.status, report.error = "failed", str(exc)
+        raise
+    except BaseException as exc:
+        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if opts.report_path:
+            report.write(opts.report_path)
+    return report
+
+
+def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
+    if opts.on_bad_file not in ("fail", "skip"):
+        raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
+    check_target(out, opts.overwrite)
+    rules = load_header_rules(opts.header_rules)
+    with TargetLock(out):
+        check_target(out, opts.overwrite)  # again, now that no other shardmerge can be writing it
+        for path in sweep_leftovers(out):
+            log.warning("removed %s left by an earlier run that did not finish", path)
+        with report.phase("discover"):
+            paths = discover_inputs(opts.inputs)
+        with executor(opts.workers, opts.scheduler) as ex:
+            report.extra["workers"] = ex.workers
+            report.extra["scheduler"] = ex.address
+            with report.phase("scan"):
+                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report)
+            with report.phase("plan"):
+                plan = make_plan(scans, opts.layout_request())
+            _describe_plan(plan, report)
+            scratch = scratch_dir(opts.scratch, plan.fingerprint)
+            with report.phase("shard"):
+                progress = _Progress("shard", len(plan.shards), "shards")
+                manifests = ex.map(write_shard, plan.shards, plan.context(), scratch, rules,
+                                   name=f"shard-{plan.fingerprint}", retries=2, on_result=progress)
+        report.counts["shards_total"] = len(manifests)
+        report.counts["shards_reused"] = sum(1 for m in manifests if m.get("reused"))
+        report.bytes["scratch"] = sum(store_bytes(shard_path(scratch, s))[0] for s in plan.shards)
+        tmp = tmp_path(out)
+        try:
+            provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
+                                          command=list(opts.command) or None)
+            with report.phase("merge"):
+                progress = _Progress("merge", len(plan.shards), "shards")
+                materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp, provenance, progress)
+            with report.phase("validate"):
+                fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
+                results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))
+                report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
+                failed = failures(results)
+                if failed:
+                    for line in failed:
+                        log.error("gate: %s", line)
+                    raise GateError(tmp, failed)
+            report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
+            with report.phase("publish"):
+                report.extra["publish_method"] = publish(tmp, out)
+        except BaseException:
+            if os.path.lexists(tmp):
+                remove_tree(tmp)
+                log.error("removed %s; nothing was published at %s", tmp, out)
+            raise
+    if not opts.keep_scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
+
+
+def _describe_plan(plan: Plan, report: RunReport) -> None:
+
+    report.plan = describe(plan)
+    report.counts["files_ingested"] = sum(n for _, n in plan.files_per_format)
+    report.counts["spectra"] = plan.n_spec
+    report.bytes["input"] = plan.input_bytes
+    log.info("plan: %d spectra x %d pixels from %d files, %d shard(s) of %d rows, chunks %s",
+             plan.n_spec, plan.n_pix, report.counts["files_ingested"], len(plan.shards), plan.shard_rows,
+             plan.chunks_2d)

@@ -1,0 +1,229 @@
+"""The one interface every FITS layout implements, plus the strict opener they share.
+
+A reader answers three questions about an open file: is this my layout (`identify`, headers only),
+what does it hold (`layout`, headers and at most a wavelength column), and what are the values of
+spectra [first, first + count) (`read`). Adding a layout means adding a module, never touching the
+pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+
+from ..errors import BadFileError, ShardmergeError
+from ..headers import HeaderRules, canonical_fields, project_header
+from ..units import wavelength_factor
+
+UNCERTAINTY_KINDS = ("sigma", "ivar", "var", "none")
+
+
+@dataclass
+class Layout:
+    """What one file holds. `grids` are the distinct wavelength grids (Angstrom, ascending as stored),
+    `grid_of[i]` the grid of spectrum i."""
+
+    n_spectra: int
+    grids: list[np.ndarray]
+    grid_of: np.ndarray  # (n_spectra,) int
+    flux_unit: str
+    hdus: tuple[int, ...]  # HDUs the spectra come from (their headers are projected, with the primary's)
+    flux_hdu: int
+    has_continuum: bool = False
+    has_normalized: bool = False
+    param_keys: tuple[str, ...] = ()
+
+    def n_pix(self, i: int) -> int:
+        return int(self.grids[int(self.grid_of[i])].shape[0])
+
+    def grid_key(self, g: int) -> str:
+        return grid_fingerprint(self.grids[g])
+
+
+@dataclass
+class SpectraBlock:
+    """Values of consecutive spectra of one file, each row padded with NaN to the block's width."""
+
+    flux: np.ndarray  # (n, w) float32, the source's values
+    uncertainty: np.ndarray  # (n, w) float32, 1-sigma; all-NaN when the source has none
+    continuum: np.ndarray | None = None
+    continuum_uncertainty: np.ndarray | None = None
+    continuum_method: str = "none"
+    normalized_flux: np.ndarray | None = None
+    normalized_uncertainty: np.ndarray | None = None
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def grid_fingerprint(wavelength: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(wavelength, dtype="<f8").tobytes()).hexdigest()[:20]
+
+
+def to_sigma(values: np.ndarray, kind: str) -> np.ndarray:
+    """1-sigma uncertainty as float32 from an error, inverse-variance or variance array.
+    Non-positive inverse variance (no information) and negative variance become NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "sigma":
+            out = v
+        elif kind == "ivar":
+            out = np.where(v > 0, 1.0 / np.sqrt(np.where(v > 0, v, 1.0)), np.nan)
+        elif kind == "var":
+            out = np.where(v >= 0, np.sqrt(np.where(v >= 0, v, 0.0)), np.nan)
+        else:
+            raise ValueError(f"unknown uncertainty kind {kind!r}")
+    return out.astype(np.float32)
+
+
+def as_float32(values: np.ndarray) -> np.ndarray:
+    """Native-endian float32; bit-exact for float32 sources."""
+    return np.asarray(values).astype(np.float32, copy=False)
+
+
+class Reader:
+    """Base class of the per-format readers."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        raise NotImplementedError
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        raise NotImplementedError
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        raise NotImplementedError
+
+    # Shared by all formats: canonical fields from the primary header then the data HDU's.
+    def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
+        merged = merged_header(hdul, (0, *layout.hdus))
+        row = canonical_fields(merged)
+        return [dict(row) for _ in range(count)]
+
+    def projected_headers(self, hdul: fits.HDUList, layout: Layout, rules: HeaderRules) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in sorted({0, *layout.hdus}):
+            out.update(project_header(((c.keyword, c.value) for c in hdul[i].header.cards), i, rules))
+        return out
+
+
+def merged_header(hdul: fits.HDUList, hdus: tuple[int, ...]) -> dict[str, object]:
+    """Keyword → value over several HDUs; the first HDU listed that has a keyword wins."""
+    out: dict[str, object] = {}
+    for i in hdus:
+        for card in hdul[i].header.cards:
+            if card.keyword and card.keyword not in ("COMMENT", "HISTORY"):
+                out.setdefault(card.keyword, card.value)
+    return out
+
+
+# ---- strict reading ---------------------------------------------------------------------------------
+
+@contextmanager
+def open_fits(path: str) -> Iterator[fits.HDUList]:
+    """Open a FITS file strictly: astropy's warnings (truncation, bad cards, checksum mismatch) become
+    errors, and every failure while the file is open becomes a BadFileError naming the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AstropyWarning)
+        try:
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True, checksum=True)
+        except ShardmergeError:
+            raise
+        except Exception as exc:  # astropy raises many types for damaged files
+            raise BadFileError(path, f"not a readable FITS file ({_describe(exc)})") from exc
+        try:
+            yield hdul
+        except ShardmergeError:
+            raise
+        except Exception as exc:
+            raise BadFileError(path, _describe(exc)) from exc
+        finally:
+            hdul.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_hdus(path: str, hdul: fits.HDUList) -> int:
+    """Force every HDU header to load (lazy HDU lists hide truncation until touched)."""
+    hdul.readall()
+    if len(hdul) == 0:
+        raise BadFileError(path, "contains no HDU")
+    return len(hdul)
+
+
+# ---- helpers for image formats with a linear or log-linear dispersion --------------------------------
+
+def linear_wcs_wavelength(path: str, header: fits.Header, n_pix: int) -> np.ndarray:
+    """Wavelength in Angstrom for axis 1 of an image with CRVAL1, CDELT1 (or CD1_1) and CRPIX1.
+    DC-FLAG = 1 means the axis is log10(wavelength) (IRAF convention)."""
+    crval = header.get("CRVAL1")
+    cdelt = header.get("CDELT1", header.get("CD1_1"))
+    if crval is None or cdelt is None:
+        raise BadFileError(path, "image has no linear wavelength WCS (needs CRVAL1 and CDELT1 or CD1_1)")
+    if cdelt == 0:
+        raise BadFileError(path, "CDELT1/CD1_1 is 0: the wavelength axis does not advance")
+    crpix = header.get("CRPIX1", 1.0)
+    pix = np.arange(1, n_pix + 1, dtype=np.float64)
+    axis = float(crval) + (pix - float(crpix)) * float(cdelt)
+    dcflag = header.get("DC-FLAG", 0)
+    if dcflag not in (0, 1, -1):
+        raise BadFileError(path, f"DC-FLAG = {dcflag!r} is not supported (0 linear, 1 log-linear)")
+    wave = 10.0**axis if dcflag == 1 else axis
+    return wave * wcs_unit_factor(path, header)
+
+
+def wcs_unit_factor(path: str, header: fits.Header) -> float:
+    """Factor to Angstrom from CUNIT1. Without CUNIT1, IRAF's convention (Angstrom) applies, and a CTYPE1
+    that spells a unit (HARPS writes CTYPE1 = 'Angstrom') is honoured."""
+    unit = header.get("CUNIT1")
+    if unit is None:
+        ctype = str(header.get("CTYPE1", "")).strip()
+        if ctype and wavelength_factor(ctype) is not None:
+            unit = ctype
+        elif ctype.upper() in ("", "LINEAR", "WAVE", "WAVELENGTH", "AWAV", "LAMBDA", "PIXEL"):
+            return 1.0
+        else:
+            raise BadFileError(path, f"CTYPE1 = {ctype!r} is not a wavelength axis shardmerge can read")
+    factor = wavelength_factor(unit)
+    if factor is None:
+        raise BadFileError(path, f"wavelength unit CUNIT1 = {unit!r} is not one shardmerge recognises")
+    return factor
+
+
+_UNCERTAINTY_EXTNAMES = {
+    "ERR": "sigma", "ERROR": "sigma", "ERRS": "sigma", "SIGMA": "sigma", "STD": "sigma", "STDDEV": "sigma",
+    "UNCERT": "sigma", "NOISE": "sigma",
+    "IVAR": "ivar", "INVVAR": "ivar", "IVARIANCE": "ivar",
+    "VAR": "var", "VARIANCE": "var",
+}
+
+
+def find_uncertainty_hdu(hdul: fits.HDUList, shape: tuple[int, ...]) -> tuple[int, str] | None:
+    """(HDU index, kind) of an image extension named like an uncertainty with the flux's shape."""
+    for i, hdu in enumerate(hdul):
+        if i == 0 or not isinstance(hdu, fits.ImageHDU):
+            continue
+        kind = _UNCERTAINTY_EXTNAMES.get(str(hdu.header.get("EXTNAME", "")).strip().upper())
+        if kind and image_shape(hdu.header) == shape:
+            return i, kind
+    return None
+
+
+def image_shape(header: fits.Header) -> tuple[int, ...]:
+    """numpy shape of an image HDU from its header, without reading data."""
+    naxis = int(header.get("NAXIS", 0))
+    return tuple(int(header.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))
+
+
+def is_image(hdu: fits.hdu.base.ExtensionHDU | fits.PrimaryHDU) -> bool:
+    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)

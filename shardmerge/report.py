@@ -1,0 +1,65 @@
+"""The run report: counts, per-phase timings, bytes and skipped files, written as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunReport:
+    command: str = ""
+    status: str = "running"
+    output: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(time.perf_counter() - t0, 4)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "status": self.status,
+            "output": self.output,
+            "seconds": self.phases,
+            "total_seconds": round(sum(self.phases.values()), 4),
+            "counts": self.counts,
+            "bytes": self.bytes,
+            "skipped_files": self.skipped_files,
+            "plan": self.plan,
+            "error": self.error,
+            **self.extra,
+        }
+
+    def write(self, path: str) -> None:
+        """Written atomically: a reader never sees half a report."""
+        partial = f"{path}.partial"
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump(self.as_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(partial, path)
+
+
+def store_bytes(path: str) -> tuple[int, int]:
+    """(bytes, files) under a folder."""
+    total = files = 0
+    for root, _, names in os.walk(path):
+        for n in names:
+            total += os.path.getsize(os.path.join(root, n))
+            files += 1
+    return total, files

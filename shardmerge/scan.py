@@ -1,0 +1,132 @@
+"""Stage 1: find the input files and learn, from headers, what each holds.
+
+`scan_batch` is the Dask task: it takes paths and plain values and returns plain records, one per file,
+either a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import FITS_SUFFIXES
+from .errors import BadFileError, InputError
+from .headers import HeaderRules
+from .plan import FileScan
+from .readers import detect, get_reader, open_fits
+from .readers.base import load_hdus
+
+
+@dataclass(frozen=True)
+class BadFile:
+    path: str
+    reason: str
+
+
+def is_fits_name(name: str) -> bool:
+    return name.lower().endswith(FITS_SUFFIXES)
+
+
+def discover_inputs(inputs: Sequence[str]) -> list[str]:
+    """Absolute, de-duplicated, sorted FITS paths from files, folders (recursive) and @LIST files."""
+    if not inputs:
+        raise InputError("no INPUT given: name FITS files, folders or @LIST files")
+    found: set[str] = set()
+    for item in inputs:
+        found.update(_expand(item, origin=None))
+    if not found:
+        raise InputError(f"no FITS files ({', '.join(FITS_SUFFIXES)}) found in: {', '.join(inputs)}")
+    return sorted(found)
+
+
+def _expand(item: str, origin: str | None) -> Iterable[str]:
+    where = f" (listed in {origin})" if origin else ""
+    if item.startswith("@") and origin is None:
+        yield from _expand_list(Path(item[1:]))
+        return
+    path = Path(item).expanduser()
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in files:
+                if is_fits_name(name):
+                    yield os.path.abspath(os.path.join(root, name))
+    elif path.is_file():
+        yield os.path.abspath(path)
+    elif path.exists():
+        raise InputError(f"{item}{where}: not a regular file or folder")
+    else:
+        raise InputError(f"{item}{where}: no such file or folder")
+
+
+def _expand_list(list_path: Path) -> Iterable[str]:
+    try:
+        lines = list_path.read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"@{list_path}: cannot read the list ({exc.strerror})") from exc
+    base = list_path.parent
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        resolved = entry if os.path.isabs(entry) else str(base / entry)
+        yield from _expand(resolved, origin=f"{list_path} line {number}")
+
+
+def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileScan:
+    """Headers only (plus a tabular format's wavelength column): format, counts, grids, header keys."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise BadFileError(path, f"cannot stat ({exc.strerror})") from exc
+    if st.st_size == 0:
+        raise BadFileError(path, "file is empty")
+    with open_fits(path) as hdul:
+        load_hdus(path, hdul)
+        reader = get_reader(format_name) if format_name else detect(path, hdul)
+        if format_name and not reader.identify(hdul):
+            raise BadFileError(path, f"does not have the layout of --format {format_name}")
+        layout = reader.layout(path, hdul)
+        if layout.n_spectra <= 0:
+            raise BadFileError(path, "holds no spectra")
+        n_pix = [int(g.shape[0]) for g in layout.grids]
+        if min(n_pix) <= 0:
+            raise BadFileError(path, "a spectrum has no pixels")
+        for g in layout.grids:
+            if not np.all(np.isfinite(g)):
+                raise BadFileError(path, "wavelength grid has non-finite values")
+        used = sorted({int(x) for x in np.unique(layout.grid_of)})
+        header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))
+        return FileScan(
+            path=path,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            format=reader.name,
+            n_spectra=layout.n_spectra,
+            n_pix_max=max(n_pix[g] for g in used),
+            n_pix_min=min(n_pix[g] for g in used),
+            grid_keys=tuple(sorted({layout.grid_key(g) for g in used})),
+            flux_unit=layout.flux_unit,
+            header_keys=header_keys,
+            param_keys=layout.param_keys,
+            has_continuum=layout.has_continuum,
+            has_normalized=layout.has_normalized,
+        )
+
+
+def scan_batch(paths: Sequence[str], format_name: str | None, rules: HeaderRules) -> list[FileScan | BadFile]:
+    """Dask task: scan many files in one task (per-task overhead dwarfs one small file's parse)."""
+    out: list[FileScan | BadFile] = []
+    for path in paths:
+        try:
+            out.append(scan_file(path, format_name, rules))
+        except BadFileError as exc:
+            out.append(BadFile(exc.path, exc.reason))
+    return out
+
+
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -1,0 +1,258 @@
+"""Stage 3: one Dask task per shard turns a contiguous run of global rows into an immutable shard store.
+
+The task takes paths and plain values, never the client. It writes `<shard>.<uuid>.partial`, then the
+manifest (last), then renames into place; when another attempt got there first, it removes its own
+partial and reports the existing shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from .errors import BadFileError, ShardError
+from .headers import HeaderRules
+from .plan import FileSegment, Plan, ShardSpec, spec_id
+from .readers import get_reader, open_fits
+from .readers.base import Layout, SpectraBlock, grid_fingerprint
+from .schema import MANIFEST_FILE, METADATA_CANONICAL, PARAM_PREFIX, ROWS_FILE, SPECTRAL_2D
+from .zarrio import create_array, write_slab
+
+
+def shard_path(scratch: str, shard: ShardSpec) -> str:
+    return os.path.join(scratch, f"{shard.name}.zarr")
+
+
+def shard_arrays(plan: Plan) -> list[str]:
+    names = ["flux_raw", "uncertainty_raw", "continuum_model", "continuum_uncertainty"]
+    if plan.has_normalized:
+        names += ["normalized_flux", "normalized_uncertainty"]
+    return names
+
+
+def load_manifest(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, MANIFEST_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def manifest_matches(manifest: dict | None, plan: Plan, shard: ShardSpec) -> bool:
+    return (
+        manifest is not None
+        and manifest.get("plan") == plan.fingerprint
+        and manifest.get("shard") == shard.index
+        and manifest.get("row_start") == shard.row_start
+        and manifest.get("row_stop") == shard.row_stop
+    )
+
+
+@dataclass
+class _RowBlock:
+    """A chunk-row block being filled before it is written as whole chunks."""
+
+    start: int  # shard-local row of the block's first row
+    n: int
+    arrays: dict[str, np.ndarray]
+    wavelength: np.ndarray | None
+    filled: int = 0
+
+
+@dataclass
+class _RowTable:
+    columns: dict[str, list] = field(default_factory=dict)
+
+    def add(self, name: str, values: list) -> None:
+        self.columns.setdefault(name, []).extend(values)
+
+
+def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) -> dict:
+    """Dask task. `plan` is the shard-less context (Plan.context()). Returns the shard's manifest."""
+    final = shard_path(scratch, shard)
+    existing = load_manifest(final)
+    if manifest_matches(existing, plan, shard):
+        return {**existing, "reused": True}
+    if os.path.exists(final):  # a finished shard of another plan under our name: not ours to keep
+        raise ShardError(f"{final} exists but does not belong to plan {plan.fingerprint}; remove it or rerun")
+    partial = f"{final}.{uuid.uuid4().hex}.partial"
+    t0 = time.perf_counter()
+    try:
+        manifest = _materialize(plan, shard, partial, rules)
+        manifest["seconds"] = round(time.perf_counter() - t0, 4)
+        with open(os.path.join(partial, MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump(manifest, f)
+        try:
+            os.rename(partial, final)
+        except OSError:
+            if manifest_matches(load_manifest(final), plan, shard):  # another attempt won; keep theirs
+                shutil.rmtree(partial, ignore_errors=True)
+                return {**load_manifest(final), "reused": False}
+            raise
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return {**manifest, "reused": False}
+
+
+def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) -> dict:
+    group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
+    n_rows = shard.n_rows
+    names = shard_arrays(plan)
+    arrays = {
+        name: create_array(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype="float32",
+                           codec=plan.codec, zarr_format=plan.zarr_format)
+        for name in names
+    }
+    if plan.wavelength_shared:
+        wave_arr = create_array(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dtype="float64",
+                                codec=plan.codec, zarr_format=plan.zarr_format)
+    else:
+        wave_arr = create_array(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
+                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)
+    table = _RowTable()
+    shared_grid: list[np.ndarray] = []
+    block = _new_block(plan, names, 0, n_rows)
+    local = 0
+    for seg in shard.segments:
+        _check_unchanged(seg)
+        reader = get_reader(seg.format)
+        with open_fits(seg.path) as hdul:
+            layout = reader.layout(seg.path, hdul)
+            if seg.first + seg.count > layout.n_spectra:
+                raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "
+                                             f"{seg.first + seg.count}")
+            values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
+            _check_block(seg, values, layout)
+            meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
+            projected = reader.projected_headers(hdul, layout, rules)
+        _add_rows(plan, shard, seg, layout, meta, projected, values, table)
+        if plan.wavelength_shared:
+            _check_shared_grid(seg, layout, shared_grid)
+        # copy the segment into chunk-row blocks, flushing each block as whole chunks
+        done = 0
+        while done < seg.count:
+            take = min(seg.count - done, block.n - block.filled)
+            _fill(block, values, layout, seg, done, take)
+            block.filled += take
+            done += take
+            local += take
+            if block.filled == block.n:
+                _flush(block, arrays, wave_arr)
+                block = _new_block(plan, names, local, n_rows)
+    if local != n_rows:
+        raise ShardError(f"{shard.name}: filled {local} rows, expected {n_rows}")
+    if plan.wavelength_shared:
+        _write_shared(wave_arr, shared_grid[0])
+    pq.write_table(pa.table(table.columns), os.path.join(path, ROWS_FILE))
+    return {
+        "plan": plan.fingerprint,
+        "shard": shard.index,
+        "row_start": shard.row_start,
+        "row_stop": shard.row_stop,
+        "arrays": names,
+        "inputs": [[s.path, s.size, s.mtime_ns] for s in shard.segments],
+        "created_at": time.time(),
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
+
+
+def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
+    if grid.shape != wave_arr.shape:
+        raise ShardError(f"shared wavelength grid has {grid.shape[0]} pixels, the plan {wave_arr.shape[0]}")
+    wave_arr[:] = grid
+
+
+def _new_block(plan: Plan, names: list[str], start: int, n_rows: int) -> _RowBlock:
+    n = min(plan.chunk_rows, n_rows - start)
+    arrays = {name: np.full((n, plan.n_pix), np.nan, dtype=np.float32) for name in names}
+    wave = None if plan.wavelength_shared else np.full((n, plan.n_pix), np.nan, dtype=np.float64)
+    return _RowBlock(start, n, arrays, wave)
+
+
+def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegment, done: int, take: int) -> None:
+    src = {
+        "flux_raw": values.flux,
+        "uncertainty_raw": values.uncertainty,
+        "continuum_model": values.continuum,
+        "continuum_uncertainty": values.continuum_uncertainty,
+        "normalized_flux": values.normalized_flux,
+        "normalized_uncertainty": values.normalized_uncertainty,
+    }
+    for k in range(take):
+        i = done + k  # index within the segment's block of values
+        dst = block.filled + k
+        width = layout.n_pix(seg.first + i)
+        for name, arr in block.arrays.items():
+            s = src[name]
+            if s is not None:
+                arr[dst, :width] = s[i, :width]
+        if block.wavelength is not None:
+            grid = layout.grids[int(layout.grid_of[seg.first + i])]
+            block.wavelength[dst, :width] = grid
+
+
+def _flush(block: _RowBlock, arrays: dict[str, zarr.Array], wave_arr: zarr.Array) -> None:
+    for name, arr in block.arrays.items():
+        write_slab(arrays[name], block.start, arr)
+    if block.wavelength is not None:
+        write_slab(wave_arr, block.start, block.wavelength)
+
+
+def _check_unchanged(seg: FileSegment) -> None:
+    try:
+        st = os.stat(seg.path)
+    except OSError as exc:
+        raise BadFileError(seg.path, f"disappeared after the scan ({exc.strerror})") from exc
+    if (st.st_size, st.st_mtime_ns) != (seg.size, seg.mtime_ns):
+        raise BadFileError(seg.path, "changed after the scan (size or modification time differ); rerun")
+
+
+def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:
+    n = seg.count
+    widest = max(layout.n_pix(seg.first + i) for i in range(n))
+    for name in ("flux", "uncertainty", "continuum", "continuum_uncertainty", "normalized_flux",
+                 "normalized_uncertainty"):
+        arr = getattr(values, name)
+        if arr is not None and (arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < widest):
+            raise BadFileError(seg.path, f"{name} has shape {arr.shape}, expected ({n}, >= {widest})")
+
+
+def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray]) -> None:
+    for i in range(seg.first, seg.first + seg.count):
+        grid = layout.grids[int(layout.grid_of[i])]
+        if not shared:
+            shared.append(grid)
+        elif grid.shape != shared[0].shape or grid_fingerprint(grid) != grid_fingerprint(shared[0]):
+            raise BadFileError(seg.path, "wavelength grid differs from the one the scan found for every input")
+
+
+def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, meta: list[dict],
+              projected: dict[str, str], values: SpectraBlock, table: _RowTable) -> None:
+    n = seg.count
+    idx = range(seg.first, seg.first + n)
+    table.add("row", list(range(seg.row, seg.row + n)))
+    table.add("shard", [shard.index] * n)
+    table.add("spec_id", [spec_id(plan.common_root, seg.path, i) for i in idx])
+    table.add("source_path", [seg.path] * n)
+    table.add("source_hdu", [layout.flux_hdu] * n)
+    table.add("source_row", list(idx))
+    table.add("format", [seg.format] * n)
+    table.add("flux_unit", [layout.flux_unit] * n)
+    table.add("continuum_method", [values.continuum_method or "none"] * n)
+    for name in METADATA_CANONICAL:
+        table.add(name, [m[name] for m in meta])
+    for key in plan.header_keys:
+        table.add(key, [projected.get(key, "")] * n)
+    for key in plan.param_keys:
+        p = values.params.get(key)
+        table.add(PARAM_PREFIX + key, [float(x) for x in p] if p is not None else [float("nan")] * n)

@@ -1,0 +1,303 @@
+"""Stage 5: the validation gate. The spec's nine checks plus chunk completeness, on any store (also ones
+other tools wrote). Every check records its result; a failure says what was expected and where."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.parquet as pq
+import zarr
+
+from .schema import INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
+
+MAX_ROWS_NAMED = 20  # per check; the count says how many more
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}: {p}" for p in self.problems]
+
+
+@dataclass
+class Expectation:
+    """What the gate additionally knows from the plan (None for `shardmerge validate` on any store)."""
+
+    n_spec: int
+    n_pix: int
+
+
+class _Checks:
+    def __init__(self, store: str, expect: Expectation | None):
+        self.store = store
+        self.expect = expect
+        self.results: list[CheckResult] = []
+        self.root: zarr.Group | None = None
+
+    def run(self, name: str, fn: Callable[[list[str]], None]) -> None:
+        problems: list[str] = []
+        try:
+            fn(problems)
+        except Exception as exc:  # a damaged store must produce a failed check, not a traceback
+            problems.append(f"could not be checked: {type(exc).__name__}: {exc}")
+        self.results.append(CheckResult(name, not problems, problems))
+
+    # --- helpers
+    def array(self, path: str) -> zarr.Array | None:
+        try:
+            node = self.root[path] if self.root is not None else None
+        except KeyError:
+            return None
+        return node if isinstance(node, zarr.Array) else None
+
+    def n_spec_pix(self) -> tuple[int, int] | None:
+        flux = self.array("signal/flux_raw")
+        if flux is None or flux.ndim != 2:
+            return None
+        return flux.shape
+
+
+def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResult]:
+    c = _Checks(store, expect)
+
+    def open_store(problems: list[str]) -> None:
+        if not os.path.isdir(store):
+            problems.append(f"{store} is not a folder")
+            return
+        c.root = zarr.open_group(store, mode="r")
+
+    c.run("store opens as a zarr group", open_store)
+    if c.root is None:
+        return c.results
+    c.run("1 required groups", lambda p: _groups(c, p))
+    c.run("2 required arrays exist and align", lambda p: _arrays_align(c, p))
+    c.run("3 signal/flux_raw is 2-D and non-empty", lambda p: _flux_shape(c, p))
+    c.run("4 signal/wavelength is (N_pix,) or (N_spec, N_pix)", lambda p: _wavelength(c, p))
+    c.run("5 params/* and metadata/* are (N_spec,)", lambda p: _rowwise(c, p))
+    c.run("6 no all-NaN or all-zero flux rows", lambda p: _flux_rows(c, p))
+    c.run("7 units attrs on spectral arrays", lambda p: _units(c, p))
+    c.run("8 provenance attrs", lambda p: _provenance(c, p))
+    c.run("9 index.parquet has N_spec rows", lambda p: _index(c, p))
+    c.run("10 every chunk exists", lambda p: _chunks_complete(c, p))
+    return c.results
+
+
+def failures(results: list[CheckResult]) -> list[str]:
+    return [line for r in results if not r.ok for line in r.lines()]
+
+
+# ---- the checks --------------------------------------------------------------------------------------
+
+def _groups(c: _Checks, problems: list[str]) -> None:
+    for g in REQUIRED_GROUPS:
+        try:
+            node = c.root[g]
+        except KeyError:
+            problems.append(f"group '{g}' is missing")
+            continue
+        if not isinstance(node, zarr.Group):
+            problems.append(f"'{g}' is an array, expected a group")
+
+
+def _arrays_align(c: _Checks, problems: list[str]) -> None:
+    for path in REQUIRED_ARRAYS:
+        if c.array(path) is None:
+            problems.append(f"array '{path}' is missing")
+    shape = c.n_spec_pix()
+    if shape is None:
+        return
+    if c.expect and shape != (c.expect.n_spec, c.expect.n_pix):
+        problems.append(f"signal/flux_raw has shape {shape}, the plan expects {(c.expect.n_spec, c.expect.n_pix)}")
+    present = {name for name, g in SPECTRAL_2D.items() if c.array(f"{g}/{name}") is not None}
+    for name, g in SPECTRAL_2D.items():
+        arr = c.array(f"{g}/{name}")
+        if arr is not None and arr.shape != shape:
+            problems.append(f"{g}/{name} has shape {arr.shape}, expected {shape} like signal/flux_raw")
+    if ("normalized_flux" in present) != ("normalized_uncertainty" in present):
+        problems.append("representations/normalized_flux and normalized_uncertainty must be written together")
+    method = c.array("continuum/method")
+    if method is not None:
+        if method.shape != (shape[0],):
+            problems.append(f"continuum/method has shape {method.shape}, expected ({shape[0]},)")
+        else:
+            for start in range(0, shape[0], method.chunks[0]):
+                values = np.asarray(method[start : start + method.chunks[0]], dtype=object)
+                empty = np.flatnonzero(values == "")
+                if empty.size:
+                    problems.append(f"continuum/method is empty at row {start + int(empty[0])} "
+                                    f"({empty.size} in rows {start}..)")
+                    break
+
+
+def _flux_shape(c: _Checks, problems: list[str]) -> None:
+    flux = c.array("signal/flux_raw")
+    if flux is None:
+        problems.append("signal/flux_raw is missing")
+    elif flux.ndim != 2:
+        problems.append(f"signal/flux_raw is {flux.ndim}-D, expected 2-D")
+    elif 0 in flux.shape:
+        problems.append(f"signal/flux_raw is empty: shape {flux.shape}")
+
+
+def _wavelength(c: _Checks, problems: list[str]) -> None:
+    wave, shape = c.array("signal/wavelength"), c.n_spec_pix()
+    if wave is None or shape is None:
+        problems.append("signal/wavelength or signal/flux_raw is missing")
+        return
+    if wave.shape not in ((shape[1],), shape):
+        problems.append(f"signal/wavelength has shape {wave.shape}, expected ({shape[1]},) or {shape}")
+
+
+def _rowwise(c: _Checks, problems: list[str]) -> None:
+    shape = c.n_spec_pix()
+    if shape is None:
+        problems.append("cannot check without a 2-D signal/flux_raw")
+        return
+    for g in ("params", "metadata"):
+        try:
+            group = c.root[g]
+        except KeyError:
+            continue
+        for name, arr in _members(group):
+            if isinstance(arr, zarr.Array) and arr.shape != (shape[0],):
+                problems.append(f"{g}/{name} has shape {arr.shape}, expected ({shape[0]},)")
+
+
+def _source_of(c: _Checks, row: int) -> str:
+    path, srow = c.array("metadata/source_path"), c.array("metadata/source_row")
+    if path is None or srow is None:
+        return ""
+    try:
+        return f" (source {path[row]} spectrum {int(srow[row])})"
+    except Exception:
+        return ""
+
+
+def _flux_rows(c: _Checks, problems: list[str]) -> None:
+    """Every row, read one chunk at a time: a row whose values are all NaN, or whose finite values are
+    all zero, carries no data. NaN padding at the end of shorter spectra is not a fault."""
+    flux = c.array("signal/flux_raw")
+    if flux is None or flux.ndim != 2 or 0 in flux.shape:
+        problems.append("cannot check without a non-empty 2-D signal/flux_raw")
+        return
+    n_spec, n_pix = flux.shape
+    cr, cp = flux.chunks
+    bad_nan, bad_zero = [], []
+    for r in range(0, n_spec, cr):
+        rows = min(cr, n_spec - r)
+        any_finite = np.zeros(rows, dtype=bool)
+        any_nonzero = np.zeros(rows, dtype=bool)
+        for col in range(0, n_pix, cp):
+            try:
+                block = flux[r : r + rows, col : col + cp]
+            except Exception as exc:
+                problems.append(f"signal/flux_raw chunk ({r // cr}, {col // cp}) cannot be read: "
+                                f"{type(exc).__name__}: {exc}")
+                continue
+            finite = np.isfinite(block)
+            any_finite |= finite.any(axis=1)
+            any_nonzero |= (finite & (block != 0)).any(axis=1)
+        bad_nan.extend(r + i for i in np.flatnonzero(~any_finite))
+        bad_zero.extend(r + i for i in np.flatnonzero(any_finite & ~any_nonzero))
+    for label, bad in (("all-NaN", bad_nan), ("all-zero", bad_zero)):
+        for row in bad[:MAX_ROWS_NAMED]:
+            problems.append(f"signal/flux_raw row {row} is {label}{_source_of(c, row)}")
+        if len(bad) > MAX_ROWS_NAMED:
+            problems.append(f"signal/flux_raw: {len(bad) - MAX_ROWS_NAMED} more {label} rows")
+
+
+def _units(c: _Checks, problems: list[str]) -> None:
+    for path in ["signal/wavelength"] + [f"{g}/{n}" for n, g in SPECTRAL_2D.items()]:
+        arr = c.array(path)
+        if arr is None:
+            continue
+        units = arr.attrs.get("units")
+        if not isinstance(units, str) or not units.strip():
+            problems.append(f"{path} has no 'units' attr (expected a unit string, e.g. 'Angstrom')")
+
+
+def _provenance(c: _Checks, problems: list[str]) -> None:
+    attrs = c.root.attrs
+    for key in PROVENANCE_ATTRS:
+        value = attrs.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"root attr '{key}' is missing or empty")
+
+
+def _index(c: _Checks, problems: list[str]) -> None:
+    path = os.path.join(c.store, "index.parquet")
+    if not os.path.isfile(path):
+        problems.append(f"{path} does not exist")
+        return
+    meta = pq.ParquetFile(path)
+    n = meta.metadata.num_rows
+    shape = c.n_spec_pix()
+    if shape is not None and n != shape[0]:
+        problems.append(f"index.parquet has {n} rows, N_spec is {shape[0]}")
+    missing = [col for col in INDEX_COLUMNS if col not in meta.schema_arrow.names]
+    if missing:
+        problems.append(f"index.parquet lacks column(s) {', '.join(missing)}")
+
+
+def _chunks_complete(c: _Checks, problems: list[str]) -> None:
+    """A missing chunk reads back as the fill value without any error, so look for every chunk file."""
+    for path, arr in _all_arrays(c.root):
+        base = os.path.join(c.store, *path.split("/"))
+        grid = tuple(-(-s // ch) for s, ch in zip(arr.shape, arr.chunks, strict=True))
+        missing = []
+        for coords in np.ndindex(*grid):
+            key = _chunk_key(arr, coords)
+            f = os.path.join(base, *key.split("/"))
+            if not os.path.isfile(f) or os.path.getsize(f) == 0:
+                missing.append(coords)
+        if missing:
+            shown = ", ".join(str(m) for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            problems.append(f"{path}: chunk(s) {shown}{more} missing or empty (of {int(np.prod(grid))})")
+
+
+def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
+    return arr.metadata.encode_chunk_key(coords)
+
+
+def _members(group: zarr.Group) -> list[tuple[str, object]]:
+    """Children of a group. index.parquet sits at the store root (the spec puts it there); zarr warns that
+    it is not a zarr node, which is expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is not recognized as a component of a Zarr hierarchy")
+        return sorted(group.members(), key=lambda m: m[0])
+
+
+def _all_arrays(group: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Array]]:
+    out = []
+    for name, node in _members(group):
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Array):
+            out.append((path, node))
+        else:
+            out.extend(_all_arrays(node, path + "/"))
+    return out
+
+
+def is_shardmerge_store(path: str) -> bool:
+    """True when `path` is a zarr group whose provenance says shardmerge wrote it."""
+    for meta in ("zarr.json", ".zattrs"):
+        try:
+            with open(os.path.join(path, meta), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get("attributes", {}) if meta == "zarr.json" else doc
+        pipeline = attrs.get("ingest_pipeline", "") if isinstance(attrs, dict) else ""
+        if isinstance(pipeline, str) and pipeline.startswith("shardmerge"):
+            return True
+    return False

@@ -1,0 +1,63 @@
+"""Thin helpers over zarr 3.1 shared by the shard writer and the merge writer."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from .config import CodecConfig
+from .errors import SlabShapeError
+
+
+def compressors(codec: CodecConfig, zarr_format: int) -> list:
+    if zarr_format == 3:
+        return [BloscCodec(cname=codec.cname, clevel=codec.clevel, shuffle=codec.shuffle)]
+    from numcodecs import Blosc
+
+    shuffle = {"bitshuffle": Blosc.BITSHUFFLE, "shuffle": Blosc.SHUFFLE, "noshuffle": Blosc.NOSHUFFLE}
+    return [Blosc(cname=codec.cname, clevel=codec.clevel, shuffle=shuffle[codec.shuffle])]
+
+
+def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
+                 dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None) -> zarr.Array:
+    """Preallocate an array with its final shape. Every chunk is written even when it equals the fill
+    value, so a missing chunk file always means data was lost (the gate checks this)."""
+    is_str = dtype is str
+    kwargs = {} if is_str else {"compressors": compressors(codec, zarr_format)}
+    if not is_str:
+        kind = np.dtype(dtype).kind
+        kwargs["fill_value"] = np.nan if kind == "f" else 0
+    else:
+        kwargs["fill_value"] = ""
+    arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
+                             config={"write_empty_chunks": True}, **kwargs)
+    if attrs:
+        arr.attrs.update(attrs)
+    return arr
+
+
+def write_slab(array: zarr.Array, start: int, slab: np.ndarray) -> None:
+    """array[start:start+len(slab)] = slab, after checking the slab fits the selection exactly:
+    zarr 3.1 silently truncates a value that is wider or longer than its selection."""
+    stop = start + slab.shape[0]
+    expected = (slab.shape[0], *array.shape[1:])
+    if slab.ndim != array.ndim or slab.shape != expected or start < 0 or stop > array.shape[0]:
+        raise SlabShapeError(
+            f"array {array.path}: slab of shape {slab.shape} does not fit rows {start}:{stop} of an array of "
+            f"shape {array.shape} (expected {expected})"
+        )
+    array[start:stop] = slab
+
+
+def write_block(array: zarr.Array, origin: tuple[int, ...], block: np.ndarray) -> None:
+    """array[origin : origin + block.shape] = block, refusing a block that would run past the array's end
+    (zarr would truncate it without a word)."""
+    if block.ndim != array.ndim or len(origin) != array.ndim:
+        raise SlabShapeError(f"array {array.path}: block of {block.ndim} dims at {origin} for a {array.ndim}-D array")
+    stops = tuple(o + n for o, n in zip(origin, block.shape, strict=True))
+    if any(o < 0 for o in origin) or any(s > n for s, n in zip(stops, array.shape, strict=True)):
+        raise SlabShapeError(
+            f"array {array.path}: block of shape {block.shape} at {origin} runs past its shape {array.shape}"
+        )
+    array[tuple(slice(o, s) for o, s in zip(origin, stops, strict=True))] = block
