@@ -145,5 +145,16 @@ def validate_cmd(store, quiet):
     sys.exit(0 if not failed else 1)
 
 
+@main.command("inspect")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_cmd(store, as_json):
+    """Summarize a store: shape, chunks, codecs, sizes, provenance and source formats."""
+    from .inspect import render, summarize
+
+    summary = summarize(store)
+    click.echo(json.dumps(summary, indent=2, default=str) if as_json else render(summary))
+
+
 if __name__ == "__main__":
     main()

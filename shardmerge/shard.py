@@ -23,7 +23,7 @@ from .headers import HeaderRules
 from .plan import FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader, open_fits
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
-from .schema import MANIFEST_FILE, METADATA_CANONICAL, PARAM_PREFIX, ROWS_FILE, SPECTRAL_2D
+from .schema import MANIFEST_FILE, METADATA_CANONICAL, PARAM_PREFIX, ROWS_FILE
 from .zarrio import create_array, write_slab
 
 

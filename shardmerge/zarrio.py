@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from .config import CodecConfig
 from .errors import SlabShapeError
@@ -23,13 +23,14 @@ def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks
                  dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None) -> zarr.Array:
     """Preallocate an array with its final shape. Every chunk is written even when it equals the fill
     value, so a missing chunk file always means data was lost (the gate checks this)."""
-    is_str = dtype is str
-    kwargs = {} if is_str else {"compressors": compressors(codec, zarr_format)}
-    if not is_str:
-        kind = np.dtype(dtype).kind
-        kwargs["fill_value"] = np.nan if kind == "f" else 0
-    else:
+    kwargs: dict = {"compressors": compressors(codec, zarr_format)}
+    if dtype is str:
+        # variable-length strings: blosc's shuffles are meaningless for bytes, plain zstd suits them
         kwargs["fill_value"] = ""
+        if zarr_format == 3:
+            kwargs["compressors"] = [ZstdCodec(level=codec.clevel)]
+    else:
+        kwargs["fill_value"] = np.nan if np.dtype(dtype).kind == "f" else 0
     arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
                              config={"write_empty_chunks": True}, **kwargs)
     if attrs:

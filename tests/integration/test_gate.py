@@ -1,0 +1,96 @@
+"""The validation gate: bad data never reaches OUT; damaged stores fail `validate`, which names the fault."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from shardmerge.samples import make_image2d, make_wcs1d
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(("kind", "label"), [("nan", "all-NaN"), ("zero", "all-zero")])
+def test_empty_flux_row_is_refused(tmp_path, dask_scheduler, kind, label):
+    d = tmp_path / "in"
+    make_wcs1d(d / "a.fits", n_pix=300)
+    bad = make_image2d(d / "b_plate.fits", n_rows=6, n_pix=300, bad_rows={4: kind})
+    out = tmp_path / "out.zarr"
+    r = run_cli("ingest", d, "-o", out, "--scheduler", dask_scheduler, "--chunk-rows", "2")
+    assert r.exit_code == 4, r
+    # global row 5 is spectrum 4 of the plate (a.fits sorts first and holds row 0)
+    assert f"signal/flux_raw row 5 is {label} (source {bad} spectrum 4)" in r.output
+    assert not out.exists() and not os.path.exists(f"{out}.tmp")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, dask_scheduler):
+    d = tmp_path_factory.mktemp("gate")
+    for i in range(5):
+        make_wcs1d(d / "in" / f"s{i}.fits", i=i, n_pix=256, seed=i)
+    out = d / "good.zarr"
+    r = run_cli("ingest", d / "in", "-o", out, "--scheduler", dask_scheduler, "--chunk-rows", "2")
+    assert r.exit_code == 0, r
+    return out
+
+
+def _copy(published, tmp_path):
+    dst = tmp_path / "copy.zarr"
+    shutil.copytree(published, dst)
+    return dst
+
+
+def test_published_store_passes(published):
+    r = run_cli("validate", published)
+    assert r.exit_code == 0 and "11/11 checks passed" in r.output
+
+
+def test_missing_units_attr_fails(published, tmp_path):
+    store = _copy(published, tmp_path)
+    meta = store / "signal" / "uncertainty_raw" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["units"]
+    meta.write_text(json.dumps(doc))
+    r = run_cli("validate", store)
+    assert r.exit_code == 1
+    assert "FAIL 7 units attrs on spectral arrays: signal/uncertainty_raw has no 'units' attr" in r.output
+
+
+def test_short_index_fails(published, tmp_path):
+    store = _copy(published, tmp_path)
+    table = pq.read_table(store / "index.parquet")
+    pq.write_table(table.slice(0, table.num_rows - 1), store / "index.parquet")
+    r = run_cli("validate", store)
+    assert r.exit_code == 1
+    assert "FAIL 9 index.parquet has N_spec rows: index.parquet has 4 rows, N_spec is 5" in r.output
+
+
+def test_missing_chunk_fails(published, tmp_path):
+    store = _copy(published, tmp_path)
+    os.unlink(store / "signal" / "flux_raw" / "c" / "1" / "0")
+    r = run_cli("validate", store)
+    assert r.exit_code == 1
+    assert "FAIL 10 every chunk exists: signal/flux_raw: chunk(s) (1, 0) missing or empty (of 3)" in r.output
+    # the lost rows read back as fill value (NaN) without any error: the row check sees them too
+    assert "signal/flux_raw row 2 is all-NaN" in r.output
+
+
+def test_missing_provenance_and_group_fail(published, tmp_path):
+    store = _copy(published, tmp_path)
+    meta = store / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["git_commit"]
+    meta.write_text(json.dumps(doc))
+    shutil.rmtree(store / "params")
+    r = run_cli("validate", store)
+    assert r.exit_code == 1
+    assert "root attr 'git_commit' is missing or empty" in r.output
+    assert "group 'params' is missing" in r.output
+
+
+def test_validate_on_a_non_store(tmp_path):
+    r = run_cli("validate", tmp_path / "nothing.zarr")
+    assert r.exit_code == 1 and "is not a folder" in r.output

@@ -1,0 +1,149 @@
+"""End to end on a real LocalCluster: a mixed corpus of the three layouts, every value checked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import zarr
+from astropy.io import fits
+
+from shardmerge.samples import make_wcs1d
+from tests.conftest import run_cli, run_cli_process
+from tests.integration.independent import assert_store_matches_sources, spectra_of
+
+
+def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
+    out = tmp_path / "survey.zarr"
+    report = tmp_path / "report.json"
+    r = run_cli("ingest", mixed_corpus, "-o", out, "--scheduler", dask_scheduler, "--chunk-rows", "16",
+                "--shard-rows", "32", "--report", report)
+    assert r.exit_code == 0, r
+    assert "published" in r.output
+    assert not os.path.exists(f"{out}.tmp") and not os.path.exists(f"{out}.lock")
+
+    root = zarr.open_group(out, mode="r")
+    n_files = 10 + 3 + 6
+    n_spec = 10 + 3 * 40 + 6
+    assert root["signal/flux_raw"].shape == (n_spec, 4000)
+    assert root["signal/flux_raw"].chunks == (16, 4000)
+    assert root["signal/wavelength"].shape == (n_spec, 4000)  # grids differ: 2-D
+    assert assert_store_matches_sources(out) == n_spec
+
+    # provenance, units, continuum and representations
+    attrs = root.attrs.asdict()
+    assert attrs["schema_version"] == "2.0" and attrs["ingest_pipeline"].startswith("shardmerge ")
+    assert attrs["git_commit"] not in ("", "unknown") and attrs["input_files"] == n_files
+    assert attrs["created_at"].endswith("Z")
+    assert root["signal/wavelength"].attrs["units"] == "Angstrom"
+    assert root["signal/flux_raw"].attrs["units"] == "mixed: see metadata/flux_unit"
+    units = root["metadata/flux_unit"][:]
+    assert set(units) == {"erg/cm2/s/A", "1E-17 erg/cm^2/s/Ang"}
+    assert np.isnan(root["continuum/continuum_model"][:]).all()
+    assert list(set(root["continuum/method"][:])) == ["none"]
+    assert "normalized_flux" not in root["representations"]
+    assert len(list(root["params"].keys())) == 0
+
+    # metadata: identity, canonical fields and projected headers
+    spec_ids = root["metadata/spec_id"][:]
+    assert len(set(spec_ids)) == n_spec
+    paths = root["metadata/source_path"][:]
+    assert list(paths) == sorted(paths)  # global order: sorted paths, then index within the file
+    keys = set(root["metadata"].keys())
+    assert {"h0_airmass", "h0_airmass_2", "h0_eso_tel_airm_start", "h0_object", "h0_date_obs"} <= keys
+    assert not any("drs_cal" in k or "ins_temp" in k or "comment" in k or "history" in k or "eso_det" in k
+                   for k in keys)
+    for row in (0, n_spec // 2, n_spec - 1):
+        with fits.open(paths[row]) as h:
+            hdr = h[0].header
+            if "OBJECT" in hdr:
+                assert root["metadata/object"][row] == hdr["OBJECT"]
+                assert root["metadata/h0_object"][row] == hdr["OBJECT"]
+                airmasses = [c.value for c in hdr.cards if c.keyword == "AIRMASS"]
+                assert root["metadata/h0_airmass_2"][row] == str(airmasses[1])
+                ra = hdr["RA"].split(":")
+                assert root["metadata/ra"][row] == pytest.approx(
+                    15 * (int(ra[0]) + int(ra[1]) / 60 + float(ra[2]) / 3600))
+            else:
+                assert root["metadata/h0_object"][row] == ""
+                assert root["metadata/ra"][row] == pytest.approx(hdr["PLUG_RA"])
+
+    # index.parquet
+    index = pq.read_table(out / "index.parquet")
+    assert index.num_rows == n_spec
+    assert index.column("row").to_pylist() == list(range(n_spec))
+    assert index.column("spec_id").to_pylist() == list(spec_ids)
+    assert set(index.column("shard").to_pylist()) == set(range(math.ceil(n_spec / 32)))
+
+    # the run report
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "published" and rep["counts"]["spectra"] == n_spec
+    assert rep["counts"]["shards_total"] == math.ceil(n_spec / 32) and rep["counts"]["shards_reused"] == 0
+    assert set(rep["seconds"]) >= {"scan", "plan", "shard", "merge", "validate", "publish"}
+    assert rep["bytes"]["store"] > 0 and rep["skipped_files"] == []
+    assert all(v == "pass" for v in rep["checks"].values())
+
+    v = run_cli("validate", out)
+    assert v.exit_code == 0 and "11/11 checks passed" in v.output
+    # scratch shard stores are removed after the publish
+    assert not any((tmp_path / "scratch").glob("*/shard-*"))
+
+
+def test_shared_grid_gives_1d_wavelength_and_gz_inputs(tmp_path, dask_scheduler):
+    from shardmerge.samples import gzip_file
+
+    d = tmp_path / "in"
+    files = [make_wcs1d(d / f"s{i}.fits", i=i, n_pix=500, seed=i) for i in range(5)]
+    gzip_file(files[0])
+    out = tmp_path / "shared.zarr"
+    r = run_cli("ingest", d, "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+    root = zarr.open_group(out, mode="r")
+    assert root["signal/wavelength"].shape == (500,)
+    np.testing.assert_allclose(root["signal/wavelength"][:], spectra_of(str(files[1]))[0]["wave"])
+    assert str(root["metadata/source_path"][0]).endswith("s0.fits.gz")
+    assert_store_matches_sources(out)
+
+
+def test_list_file_with_relative_paths(tmp_path, dask_scheduler):
+    d = tmp_path / "data" / "sub"
+    for i in range(3):
+        make_wcs1d(d / f"s{i}.fits", i=i, n_pix=200, seed=i)
+    lst = tmp_path / "data" / "inputs.txt"
+    lst.write_text("# my selection\nsub/s0.fits\n\nsub/s2.fits\n")
+    out = tmp_path / "list.zarr"
+    r = run_cli("ingest", f"@{lst}", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+    root = zarr.open_group(out, mode="r")
+    assert [os.path.basename(p) for p in root["metadata/source_path"][:]] == ["s0.fits", "s2.fits"]
+    lst.write_text("sub/nope.fits\n")
+    r = run_cli("ingest", f"@{lst}", "-o", tmp_path / "x.zarr", "--scheduler", dask_scheduler)
+    assert r.exit_code == 2 and "nope.fits" in r.output and "inputs.txt line 1" in r.output
+
+
+def test_plan_command_writes_nothing(tmp_path, mixed_corpus):
+    before = sorted(p for p in tmp_path.rglob("*"))
+    r = run_cli("plan", mixed_corpus, "--workers", "0", "--chunk-rows", "16")
+    assert r.exit_code == 0, r
+    assert "N_spec          136" in r.output and "N_pix           4000" in r.output
+    assert "sdss-coadd: 6 files, 6 spectra" in r.output and "image-2d: 3 files, 120 spectra" in r.output
+    assert "(16, 4000)" in r.output and "estimated size" in r.output
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_default_local_cluster_from_a_real_process(tmp_path):
+    """The README's path: a separate CLI process that starts its own 2-worker LocalCluster."""
+    d = tmp_path / "in"
+    for i in range(4):
+        make_wcs1d(d / f"s{i}.fits", i=i, n_pix=300, seed=i)
+    out = tmp_path / "local.zarr"
+    r = run_cli_process("ingest", d, "-o", out, "--workers", "2", "--chunk-rows", "2", "--report",
+                        tmp_path / "r.json")
+    assert r.exit_code == 0, r
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["workers"] == 2 and rep["scheduler"].startswith("tcp://127.0.0.1:")
+    assert_store_matches_sources(out)

@@ -1,0 +1,130 @@
+"""OUT is always the old complete store or the new complete one; bad input is named, never ingested."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import zarr
+
+from shardmerge.samples import make_wcs1d
+from tests.conftest import run_cli, run_cli_process
+
+
+def _inputs(d, n=3, n_pix=200, seed=0):
+    return [make_wcs1d(d / f"s{i}.fits", i=i, n_pix=n_pix, seed=seed + i) for i in range(n)]
+
+
+def test_existing_target_needs_overwrite(tmp_path, dask_scheduler):
+    _inputs(tmp_path / "in")
+    out = tmp_path / "o.zarr"
+    assert run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler).exit_code == 0
+    created = zarr.open_group(out, mode="r").attrs["created_at"]
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 5 and "exists; pass --overwrite" in r.output
+    assert zarr.open_group(out, mode="r").attrs["created_at"] == created
+
+    make_wcs1d(tmp_path / "in" / "s9.fits", i=9, n_pix=200, seed=9)
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--overwrite")
+    assert r.exit_code == 0, r
+    assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape == (4, 200)
+    assert sorted(os.listdir(tmp_path)) == ["in", "o.zarr", "scratch"]  # the old store is gone, no leftovers
+
+
+def test_overwrite_keeps_old_store_when_new_one_fails(tmp_path, dask_scheduler):
+    from shardmerge.samples import make_image2d
+
+    _inputs(tmp_path / "in")
+    out = tmp_path / "o.zarr"
+    assert run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler).exit_code == 0
+    make_image2d(tmp_path / "in" / "zz.fits", n_rows=3, n_pix=200, bad_rows={1: "zero"})
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--overwrite")
+    assert r.exit_code == 4
+    assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape == (3, 200)
+    assert run_cli("validate", out).exit_code == 0 and not os.path.exists(f"{out}.tmp")
+
+
+def test_overwrite_never_replaces_a_folder_shardmerge_did_not_write(tmp_path, dask_scheduler):
+    _inputs(tmp_path / "in")
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    r = run_cli("ingest", tmp_path / "in", "-o", precious, "--scheduler", dask_scheduler, "--overwrite")
+    assert r.exit_code == 5 and "is not a store written by shardmerge" in r.output
+    assert os.listdir(precious) == ["chapter1.tex"]
+
+
+def test_second_concurrent_writer_fails_naming_the_holder(tmp_path, dask_scheduler):
+    _inputs(tmp_path / "in")
+    out = tmp_path / "o.zarr"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from shardmerge.publish import TargetLock; "
+         f"l = TargetLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+        assert time.monotonic() - t0 < 10  # at once, not after a wait
+        assert r.exit_code == 5
+        assert f"pid {holder.pid}" in r.output and "another shardmerge ingest" in r.output
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the dead holder's lock: the next run goes through
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+
+
+def test_bad_files_fail_by_default_and_are_listed_with_skip(tmp_path, dask_scheduler):
+    good = _inputs(tmp_path / "in")
+    (tmp_path / "in" / "notfits.fits").write_text("SIMPLE = maybe\n")
+    trunc = tmp_path / "in" / "trunc.fits"
+    raw = good[0].read_bytes()
+    trunc.write_bytes(raw[: len(raw) // 2])
+    out = tmp_path / "o.zarr"
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 3, r
+    assert "2 input file(s) could not be read" in r.output
+    assert "notfits.fits: not a readable FITS file" in r.output and "trunc.fits" in r.output
+    assert not out.exists() and not os.path.exists(f"{out}.tmp")
+
+    rep = tmp_path / "rep.json"
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--on-bad-file", "skip",
+                "--report", rep)
+    assert r.exit_code == 0, r
+    assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape == (3, 200)
+    skipped = json.loads(rep.read_text())["skipped_files"]
+    assert sorted(os.path.basename(s["path"]) for s in skipped) == ["notfits.fits", "trunc.fits"]
+    assert all(s["reason"] for s in skipped)
+
+
+def test_unknown_format_and_wrong_format_flag(tmp_path, dask_scheduler):
+    _inputs(tmp_path / "in")
+    r = run_cli("ingest", tmp_path / "in", "-o", tmp_path / "o.zarr", "--scheduler", dask_scheduler,
+                "--format", "sdss-coadd")
+    assert r.exit_code == 3 and "does not have the layout of --format sdss-coadd" in r.output
+
+
+def test_leftover_tmp_is_swept_and_never_published(tmp_path, dask_scheduler):
+    _inputs(tmp_path / "in")
+    out = tmp_path / "o.zarr"
+    stale = tmp_path / "o.zarr.tmp"
+    stale.mkdir()
+    (stale / "junk").write_text("half-written by a crashed run")
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+    assert not stale.exists() and not (out / "junk").exists()
+
+
+def test_missing_input_and_missing_output_folder(tmp_path):
+    r = run_cli_process("ingest", tmp_path / "nope", "-o", tmp_path / "o.zarr", "--workers", "0")
+    assert r.exit_code == 2 and "nope: no such file or folder" in r.output
+    _inputs(tmp_path / "in")
+    r = run_cli_process("ingest", tmp_path / "in", "-o", tmp_path / "no" / "dir" / "o.zarr", "--workers", "0")
+    assert r.exit_code == 5 and "does not exist" in r.output

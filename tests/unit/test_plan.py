@@ -1,0 +1,141 @@
+"""The plan is pure: plain data in, plain data out; every row ↔ shard ↔ chunk mapping checked here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shardmerge.config import LayoutRequest
+from shardmerge.errors import PlanError
+from shardmerge.plan import FileScan, choose_chunks, choose_shard_rows, make_plan, spec_id
+
+
+def scan(path: str, n: int = 1, n_pix: int = 100, grid: str = "g0", unit: str = "u", n_pix_min: int | None = None,
+         **kw) -> FileScan:
+    return FileScan(path=path, size=1000, mtime_ns=1, format="wcs-1d", n_spectra=n, n_pix_max=n_pix,
+                    n_pix_min=n_pix if n_pix_min is None else n_pix_min, grid_keys=(grid,), flux_unit=unit, **kw)
+
+
+def test_plan_imports_no_dask_zarr_or_astropy():
+    code = ("import sys, shardmerge.plan; bad = [m for m in ('dask', 'distributed', 'zarr', 'astropy', 'numpy') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("n_pix", "rows", "pix"), [
+    (3000, 1024, 3000),      # typical: (1024, N_pix)
+    (4096, 1024, 4096),      # exactly 16 MiB
+    (4650, 512, 4650),       # 1024 rows would exceed 16 MiB: halve
+    (8575, 256, 8575),       # APOGEE-like
+    (16384, 256, 16384),
+    (16385, 256, 4096),      # high-resolution: (256, 4096)
+    (313_000, 256, 4096),
+])
+def test_default_chunks(n_pix, rows, pix):
+    assert choose_chunks(n_pix, None) == (rows, pix)
+    assert rows * pix * 4 <= 16 * 2**20
+
+
+def test_requested_chunk_rows_over_16_mib_is_refused():
+    with pytest.raises(PlanError, match="16 MiB"):
+        choose_chunks(8000, 1024)
+    assert choose_chunks(8000, 512) == (512, 8000)
+
+
+def test_shard_rows_must_be_whole_chunks():
+    assert choose_shard_rows(64, 100, 100, 256) == 256
+    with pytest.raises(PlanError, match="multiple of the chunk rows"):
+        choose_shard_rows(64, 100, 100, 100)
+    default = choose_shard_rows(1024, 4000, 4000, None)
+    assert default % 1024 == 0 and default > 0
+
+
+def test_row_order_is_sorted_paths_then_index_in_file():
+    scans = [scan("/d/b.fits", 3), scan("/d/a.fits", 2), scan("/c/z.fits", 1)]
+    plan = make_plan(scans, LayoutRequest(chunk_rows=2, shard_rows=2))
+    rows = [(seg.path, seg.first + k, seg.row + k) for s in plan.shards for seg in s.segments
+            for k in range(seg.count)]
+    assert rows == [("/c/z.fits", 0, 0), ("/d/a.fits", 0, 1), ("/d/a.fits", 1, 2),
+                    ("/d/b.fits", 0, 3), ("/d/b.fits", 1, 4), ("/d/b.fits", 2, 5)]
+    assert plan == make_plan(list(reversed(scans)), LayoutRequest(chunk_rows=2, shard_rows=2))
+
+
+def test_n_pix_is_longest_and_grid_sharing():
+    same = make_plan([scan("/a", 2), scan("/b", 1)])
+    assert same.n_pix == 100 and same.wavelength_shared
+    differ = make_plan([scan("/a", 1), scan("/b", 1, grid="g1")])
+    assert not differ.wavelength_shared
+    shorter = make_plan([scan("/a", 1, n_pix=90, grid="g0"), scan("/b", 1, n_pix=100, grid="g0")])
+    assert shorter.n_pix == 100 and not shorter.wavelength_shared
+
+
+def test_units_keys_and_formats_are_collected():
+    plan = make_plan([scan("/a", 2, unit="x", header_keys=("h0_b", "h1_a")), scan("/b", 1, unit="y",
+                                                                                  header_keys=("h0_a",))])
+    assert plan.flux_units == ("x", "y")
+    assert plan.header_keys == ("h0_a", "h0_b", "h1_a")
+    assert plan.files_per_format == (("wcs-1d", 2),) and plan.spectra_per_format == (("wcs-1d", 3),)
+
+
+def test_fingerprint_follows_inputs_and_layout():
+    base = make_plan([scan("/a", 2)])
+    assert base.fingerprint == make_plan([scan("/a", 2)]).fingerprint
+    touched = FileScan(**{**scan("/a", 2).__dict__, "mtime_ns": 2})
+    assert make_plan([touched]).fingerprint != base.fingerprint
+    assert make_plan([scan("/a", 2)], LayoutRequest(chunk_rows=8)).fingerprint != base.fingerprint
+
+
+def test_refusals():
+    with pytest.raises(PlanError, match="no input"):
+        make_plan([])
+    with pytest.raises(PlanError, match="no spectra"):
+        make_plan([scan("/a", 0)])
+    with pytest.raises(PlanError, match="listed twice"):
+        make_plan([scan("/a", 1), scan("/a", 1)])
+
+
+def test_spec_id_is_relative_to_common_root():
+    plan = make_plan([scan("/data/x/a.fits"), scan("/data/y/b.fits")])
+    assert plan.common_root == "/data"
+    assert spec_id(plan.common_root, "/data/x/a.fits", 3) == "x/a.fits#3"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=25),
+    chunk_rows=st.integers(min_value=1, max_value=16),
+    shard_chunks=st.integers(min_value=1, max_value=5),
+)
+def test_shards_tile_rows_on_chunk_boundaries(counts, chunk_rows, shard_chunks):
+    if sum(counts) == 0:
+        return
+    scans = [scan(f"/s/{i:03d}.fits", n) for i, n in enumerate(counts)]
+    plan = make_plan(scans, LayoutRequest(chunk_rows=chunk_rows, shard_rows=chunk_rows * shard_chunks))
+    assert plan.n_spec == sum(counts)
+    # shards are contiguous, cover 0..N_spec, start on chunk boundaries, hold whole chunks except the last
+    assert plan.shards[0].row_start == 0 and plan.shards[-1].row_stop == plan.n_spec
+    for a, b in zip(plan.shards, plan.shards[1:], strict=False):
+        assert a.row_stop == b.row_start
+    for s in plan.shards:
+        assert s.row_start % chunk_rows == 0
+        assert s.n_rows == plan.shard_rows or s is plan.shards[-1]
+        # segments fill the shard exactly, in row order
+        row = s.row_start
+        for seg in s.segments:
+            assert seg.row == row and seg.count > 0
+            row += seg.count
+        assert row == s.row_stop
+        for r in range(s.row_start, s.row_stop):
+            assert plan.shard_of_row(r) == s.index
+    # every spectrum of every file appears exactly once, in file order
+    seen: dict[str, list[int]] = {}
+    for s in plan.shards:
+        for seg in s.segments:
+            seen.setdefault(seg.path, []).extend(range(seg.first, seg.first + seg.count))
+    for sc in scans:
+        assert seen.get(sc.path, []) == list(range(sc.n_spectra))

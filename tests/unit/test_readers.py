@@ -1,0 +1,113 @@
+"""Reader building blocks on synthetic files built by the test itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from astropy.io import fits
+
+from shardmerge.errors import BadFileError, SlabShapeError, UnknownFormatError
+from shardmerge.headers import load_header_rules
+from shardmerge.readers import detect, open_fits
+from shardmerge.readers.base import to_sigma
+from shardmerge.samples import make_image2d, make_sdss_coadd, make_wcs1d
+from shardmerge.scan import scan_file
+from shardmerge.zarrio import write_block, write_slab
+
+
+def test_to_sigma_conversions():
+    ivar = np.array([4.0, 0.0, -1.0, 0.25])
+    s = to_sigma(ivar, "ivar")
+    assert s.dtype == np.float32
+    assert s[0] == 0.5 and np.isnan(s[1]) and np.isnan(s[2]) and s[3] == 2.0
+    v = to_sigma(np.array([4.0, -1.0]), "var")
+    assert v[0] == 2.0 and np.isnan(v[1])
+    e = to_sigma(np.array([0.3], dtype=np.float32), "sigma")
+    assert e[0] == np.float32(0.3)
+
+
+@pytest.mark.parametrize(("maker", "name"), [(make_wcs1d, "wcs-1d"), (make_image2d, "image-2d"),
+                                             (make_sdss_coadd, "sdss-coadd")])
+def test_detection(tmp_path, maker, name):
+    p = maker(tmp_path / "x.fits")
+    with open_fits(str(p)) as hdul:
+        assert detect(str(p), hdul).name == name
+
+
+def test_log_linear_wcs_and_cunit(tmp_path):
+    p = make_wcs1d(tmp_path / "log.fits", n_pix=10, crval=3.6, cdelt=1e-4, log=True)
+    s = scan_file(str(p), None, load_header_rules())
+    assert s.format == "wcs-1d" and s.n_pix_max == 10 and s.n_spectra == 1
+    nm = tmp_path / "nm.fits"
+    with fits.open(p) as h:
+        h[0].header["CUNIT1"] = "nm"
+        h[0].header["DC-FLAG"] = 0
+        h[0].header["CRVAL1"] = 500.0
+        h[0].header["CDELT1"] = 0.1
+        h.writeto(nm, checksum=True)
+    from shardmerge.readers.wcs1d import WcsImage1DReader
+
+    with open_fits(str(nm)) as hdul:
+        layout = WcsImage1DReader().layout(str(nm), hdul)
+    np.testing.assert_allclose(layout.grids[0][:3], [5000.0, 5001.0, 5002.0])
+
+
+def test_unrecognised_wavelength_unit_names_the_file(tmp_path):
+    p = make_wcs1d(tmp_path / "odd.fits", n_pix=10)
+    with fits.open(p, mode="update") as h:
+        h[0].header["CUNIT1"] = "furlong"
+    with pytest.raises(BadFileError, match=r"odd\.fits.*furlong"):
+        scan_file(str(p), None, load_header_rules())
+
+
+def test_unknown_layout_and_not_fits(tmp_path):
+    p = tmp_path / "table.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]
+                 ).writeto(p)
+    with pytest.raises(UnknownFormatError, match=r"table\.fits.*no reader recognises"):
+        scan_file(str(p), None, load_header_rules())
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"this is not a FITS file at all" * 100)
+    with pytest.raises(BadFileError, match=r"junk\.fits"):
+        scan_file(str(junk), None, load_header_rules())
+    empty = tmp_path / "empty.fits"
+    empty.write_bytes(b"")
+    with pytest.raises(BadFileError, match=r"empty\.fits: file is empty"):
+        scan_file(str(empty), None, load_header_rules())
+
+
+def test_truncated_file_is_an_error(tmp_path):
+    p = make_image2d(tmp_path / "trunc.fits", n_rows=8, n_pix=500)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 9000])
+    with pytest.raises(BadFileError, match=r"trunc\.fits"):
+        scan_file(str(p), None, load_header_rules())
+
+
+def test_bad_checksum_is_an_error(tmp_path):
+    p = make_wcs1d(tmp_path / "sum.fits", n_pix=100)
+    with fits.open(p) as h:
+        data_start = h.fileinfo(0)["datLoc"]
+    raw = bytearray(p.read_bytes())
+    raw[data_start + 10] ^= 0xFF  # flip bits inside the primary data unit; DATASUM now disagrees
+    p.write_bytes(bytes(raw))
+    with pytest.raises(BadFileError, match=r"sum\.fits.*(?i:checksum)"):
+        from shardmerge.readers.wcs1d import WcsImage1DReader
+
+        with open_fits(str(p)) as hdul:
+            r = WcsImage1DReader()
+            r.read(str(p), hdul, r.layout(str(p), hdul), 0, 1)
+
+
+def test_slab_writes_refuse_what_zarr_would_truncate(tmp_path):
+    g = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    a = g.create_array("a", shape=(8, 5), chunks=(4, 5), dtype="float32")
+    with pytest.raises(SlabShapeError, match="does not fit"):
+        write_slab(a, 0, np.zeros((4, 6), dtype="float32"))  # wider: zarr would drop the last column
+    with pytest.raises(SlabShapeError):
+        write_slab(a, 6, np.zeros((4, 5), dtype="float32"))  # longer than what is left
+    with pytest.raises(SlabShapeError, match="runs past"):
+        write_block(a, (4, 2), np.zeros((4, 4), dtype="float32"))
+    write_slab(a, 4, np.ones((4, 5), dtype="float32"))
+    assert a[4:].sum() == 20
