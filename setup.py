@@ -23,9 +23,11 @@ def _git_commit() -> str:
 class BuildPyWithCommit(build_py):
     def run(self):
         super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install runs from the checkout, where shardmerge asks git at run time
         commit = _git_commit()
-        if commit:  # building from an sdist without .git keeps the stamp the sdist carries
-            target = Path(self.build_lib) / "shardmerge" / "_build_info.py"
+        target = Path(self.build_lib) / "shardmerge" / "_build_info.py"
+        if commit and target.parent.is_dir():  # from an sdist without .git: keep the stamp it carries
             target.write_text(f'GIT_COMMIT = "{commit}"\n')
 
 

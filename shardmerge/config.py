@@ -13,8 +13,9 @@ HIGH_RES_CHUNK = (256, 4096)
 MAX_FLUX_CHUNK_BYTES = 16 * 1024 * 1024  # a float32 flux chunk never exceeds this uncompressed
 # Row-wise (1-D) arrays get longer chunks so metadata does not multiply the file count by ~30.
 ROWWISE_CHUNK_FACTOR = 16
-# Shards aim at this much uncompressed flux: big enough to amortise task overhead, small enough to resume.
-TARGET_SHARD_BYTES = 64 * 1024 * 1024
+# Shards aim at this much uncompressed flux (one full chunk at most N_pix): enough to amortise a task, and
+# small enough that 2 workers share a modest corpus and a crash loses little.
+TARGET_SHARD_BYTES = 16 * 1024 * 1024
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 

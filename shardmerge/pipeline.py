@@ -164,7 +164,8 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
                                           command=list(opts.command) or None)
             with report.phase("merge"):
                 progress = _Progress("merge", len(plan.shards), "shards")
-                materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp, provenance, progress)
+                report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
+                                                    provenance, progress)
             with report.phase("validate"):
                 fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
                 results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -147,3 +148,30 @@ def test_default_local_cluster_from_a_real_process(tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["workers"] == 2 and rep["scheduler"].startswith("tcp://127.0.0.1:")
     assert_store_matches_sources(out)
+
+
+def _chunk_files(store):
+    out = {}
+    for dirpath, _, names in os.walk(store):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, store)
+            if rel != "zarr.json" and rel != "index.parquet":  # root attrs hold created_at and the command
+                out[rel] = Path(p).read_bytes()
+    return out
+
+
+def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path, mixed_corpus, dask_scheduler):
+    one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
+    r1 = run_cli("ingest", mixed_corpus, "-o", one, "--workers", "0", "--chunk-rows", "16", "--shard-rows", "48",
+                 "--report", tmp_path / "r1.json")
+    r2 = run_cli("ingest", mixed_corpus, "-o", two, "--scheduler", dask_scheduler, "--chunk-rows", "16",
+                 "--shard-rows", "16", "--report", tmp_path / "r2.json")
+    assert r1.exit_code == 0 and r2.exit_code == 0, (r1, r2)
+    merge = json.loads((tmp_path / "r2.json").read_text())["merge"]
+    assert merge["raw_chunks"] > 0 and merge["recoded_arrays"] == 0
+    a, b = _chunk_files(one), _chunk_files(two)
+    assert a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert pq.read_table(one / "index.parquet").drop(["shard"]).equals(
+        pq.read_table(two / "index.parquet").drop(["shard"]))
