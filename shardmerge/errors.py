@@ -25,6 +25,9 @@ class BadFileError(ShardmergeError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # Dask ships a worker's exception back by pickling it
+        return (type(self), (self.path, self.reason))
+
 
 class UnknownFormatError(BadFileError):
     """No reader recognises the file's layout."""
@@ -44,6 +47,9 @@ class BadFilesError(ShardmergeError):
             + "\n".join(lines)
             + more
         )
+
+    def __reduce__(self):
+        return (type(self), (self.bad,))
 
 
 class PlanError(ShardmergeError):
@@ -70,6 +76,9 @@ class GateError(ShardmergeError):
         self.failures = failures
         body = "\n".join(f"  FAIL {f}" for f in failures)
         super().__init__(f"validation gate refused {store} ({len(failures)} failed check(s)):\n{body}")
+
+    def __reduce__(self):
+        return (type(self), (self.store, self.failures))
 
 
 class TargetError(ShardmergeError):

@@ -128,3 +128,35 @@ def test_missing_input_and_missing_output_folder(tmp_path):
     _inputs(tmp_path / "in")
     r = run_cli_process("ingest", tmp_path / "in", "-o", tmp_path / "no" / "dir" / "o.zarr", "--workers", "0")
     assert r.exit_code == 5 and "does not exist" in r.output
+
+
+def test_data_fault_found_by_a_worker_names_the_file(tmp_path, dask_scheduler):
+    """The scan reads headers only; a bad DATASUM shows up when a shard task reads the data on a worker,
+    and the error that comes back through Dask still names the file."""
+    from astropy.io import fits
+
+    files = _inputs(tmp_path / "in")
+    with fits.open(files[1]) as h:
+        start = h.fileinfo(0)["datLoc"]
+    raw = bytearray(files[1].read_bytes())
+    raw[start + 100] ^= 0x55
+    files[1].write_bytes(bytes(raw))
+    out = tmp_path / "o.zarr"
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
+    assert r.exit_code == 3, r
+    assert f"{files[1]}:" in r.output and "hecksum" in r.output
+    assert not out.exists() and not os.path.exists(f"{out}.tmp")
+
+
+def test_zarr_format_2_store(tmp_path, dask_scheduler):
+    from tests.integration.independent import assert_store_matches_sources
+
+    _inputs(tmp_path / "in", n=4)
+    out = tmp_path / "v2.zarr"
+    for extra in ([], ["--overwrite"]):
+        r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--zarr-format", "2",
+                    "--chunk-rows", "2", *extra)
+        assert r.exit_code == 0, r
+    assert (out / ".zattrs").exists() and zarr.open_group(out, mode="r").metadata.zarr_format == 2
+    assert run_cli("validate", out).exit_code == 0
+    assert_store_matches_sources(out)
