@@ -43,13 +43,11 @@ class DaskExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None) -> list:
-        """Submit one task per item and return results in item order. Large plain arguments are
-        scattered once rather than pickled into every task."""
+        """Submit one task per item and return results in item order."""
         from distributed import as_completed
 
-        shared = [self.client.scatter(a, broadcast=True) if _is_large(a) else a for a in args]
         futures = [
-            self.client.submit(fn, item, *shared, key=f"{name}-{i:06d}", retries=retries, pure=False)
+            self.client.submit(fn, item, *args, key=f"{name}-{i:06d}", retries=retries, pure=False)
             for i, item in enumerate(items)
         ]
         position = {f.key: i for i, f in enumerate(futures)}
@@ -64,10 +62,6 @@ class DaskExecutor:
             for f in futures:
                 f.release()
         return results
-
-
-def _is_large(arg: Any) -> bool:
-    return type(arg).__name__ == "Plan"
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from .plan import FileScan, Plan, describe, make_plan
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, fsync_tree, publish, remove_tree, sweep_leftovers, tmp_path
 from .report import RunReport, store_bytes
-from .scan import BadFile, batches, discover_inputs, scan_batch
+from .scan import BadFile, SharedTuples, batches, discover_inputs, scan_batch
 from .shard import shard_path, write_shard
 from .validate import Expectation, failures, run_checks
 
@@ -76,7 +76,8 @@ def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRule
     progress = _Progress("scan", len(paths), "files")
     results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, name="scan",
                      on_result=progress)
-    scans = [r for batch in results for r in batch if isinstance(r, FileScan)]
+    shared = SharedTuples()
+    scans = [shared.apply(r) for batch in results for r in batch if isinstance(r, FileScan)]
     bad = [r for batch in results for r in batch if isinstance(r, BadFile)]
     report.counts["files_found"] = len(paths)
     report.counts["files_bad"] = len(bad)

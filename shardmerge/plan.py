@@ -28,7 +28,7 @@ from .errors import PlanError
 FLUX_ITEMSIZE = 4  # float32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileScan:
     """What the scan learned about one input file, from its headers (and, for tabular formats, the
     wavelength column). Everything the plan needs and nothing more."""
@@ -48,7 +48,7 @@ class FileScan:
     has_normalized: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileSegment:
     """A run of consecutive spectra of one file, placed at global rows [row, row + count)."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,12 +120,27 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
 def scan_batch(paths: Sequence[str], format_name: str | None, rules: HeaderRules) -> list[FileScan | BadFile]:
     """Dask task: scan many files in one task (per-task overhead dwarfs one small file's parse)."""
     out: list[FileScan | BadFile] = []
+    shared = SharedTuples()  # files of a survey mostly have the same keys: pickle each tuple once
     for path in paths:
         try:
-            out.append(scan_file(path, format_name, rules))
+            out.append(shared.apply(scan_file(path, format_name, rules)))
         except BadFileError as exc:
             out.append(BadFile(exc.path, exc.reason))
     return out
+
+
+class SharedTuples:
+    """Makes equal header-key and grid-key tuples one object, so a million FileScans hold a few copies."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, tuple] = {}
+
+    def apply(self, scan: FileScan) -> FileScan:
+        keys = self.seen.setdefault(scan.header_keys, scan.header_keys)
+        grids = self.seen.setdefault(scan.grid_keys, scan.grid_keys)
+        if keys is scan.header_keys and grids is scan.grid_keys:
+            return scan
+        return replace(scan, header_keys=keys, grid_keys=grids)
 
 
 def batches(items: Sequence[str], size: int) -> list[list[str]]:

@@ -93,9 +93,10 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
         try:
             os.rename(partial, final)
         except OSError:
-            if manifest_matches(load_manifest(final), plan, shard):  # another attempt won; keep theirs
+            winner = load_manifest(final)
+            if manifest_matches(winner, plan, shard):  # another attempt won the rename; keep theirs
                 shutil.rmtree(partial, ignore_errors=True)
-                return {**load_manifest(final), "reused": False}
+                return {**winner, "reused": False}
             raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -188,17 +189,26 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         "normalized_flux": values.normalized_flux,
         "normalized_uncertainty": values.normalized_uncertainty,
     }
+    rows = slice(block.filled, block.filled + take)
+    first = seg.first + done  # index within the file of the first spectrum copied
+    grid_ids = layout.grid_of[first : first + take]
+    if (grid_ids == grid_ids[0]).all():  # the common case: one grid, one width, copy the rows at once
+        width = layout.n_pix(first)
+        for name, arr in block.arrays.items():
+            if src[name] is not None:
+                arr[rows, :width] = src[name][done : done + take, :width]
+        if block.wavelength is not None:
+            block.wavelength[rows, :width] = layout.grids[int(grid_ids[0])]
+        return
     for k in range(take):
         i = done + k  # index within the segment's block of values
         dst = block.filled + k
         width = layout.n_pix(seg.first + i)
         for name, arr in block.arrays.items():
-            s = src[name]
-            if s is not None:
-                arr[dst, :width] = s[i, :width]
+            if src[name] is not None:
+                arr[dst, :width] = src[name][i, :width]
         if block.wavelength is not None:
-            grid = layout.grids[int(layout.grid_of[seg.first + i])]
-            block.wavelength[dst, :width] = grid
+            block.wavelength[dst, :width] = layout.grids[int(layout.grid_of[seg.first + i])]
 
 
 def _flush(block: _RowBlock, arrays: dict[str, zarr.Array], wave_arr: zarr.Array) -> None:

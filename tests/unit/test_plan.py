@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -85,7 +86,7 @@ def test_units_keys_and_formats_are_collected():
 def test_fingerprint_follows_inputs_and_layout():
     base = make_plan([scan("/a", 2)])
     assert base.fingerprint == make_plan([scan("/a", 2)]).fingerprint
-    touched = FileScan(**{**scan("/a", 2).__dict__, "mtime_ns": 2})
+    touched = replace(scan("/a", 2), mtime_ns=2)
     assert make_plan([touched]).fingerprint != base.fingerprint
     assert make_plan([scan("/a", 2)], LayoutRequest(chunk_rows=8)).fingerprint != base.fingerprint
 
@@ -139,3 +140,12 @@ def test_shards_tile_rows_on_chunk_boundaries(counts, chunk_rows, shard_chunks):
             seen.setdefault(seg.path, []).extend(range(seg.first, seg.first + seg.count))
     for sc in scans:
         assert seen.get(sc.path, []) == list(range(sc.n_spectra))
+
+
+def test_equal_key_tuples_are_shared_between_scans():
+    from shardmerge.scan import SharedTuples
+
+    shared = SharedTuples()
+    a = shared.apply(scan("/a", header_keys=tuple(["h0_object", "h0_ra"])))
+    b = shared.apply(scan("/b", header_keys=tuple(["h0_object", "h0_ra"])))
+    assert a.header_keys is b.header_keys and a.grid_keys is b.grid_keys and b.path == "/b"
