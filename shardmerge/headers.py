@@ -5,6 +5,7 @@ Works on plain (keyword, value) pairs so it is testable without astropy."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import re
 import tomllib
@@ -30,10 +31,24 @@ class HeaderRules:
     source: str = "built-in"
 
     def keeps(self, keyword: str) -> bool:
-        kw = keyword.upper()
-        if any(fnmatch.fnmatchcase(kw, pat.upper()) for pat in self.exclude):
-            return False
-        return any(fnmatch.fnmatchcase(kw, pat.upper()) for pat in self.include)
+        return _keeps(self.include, self.exclude, keyword.upper())
+
+
+def _glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(fnmatch.translate(p.upper()) for p in patterns) or "(?!)")
+
+
+@functools.lru_cache(maxsize=65536)
+def _keeps(include: tuple[str, ...], exclude: tuple[str, ...], keyword: str) -> bool:
+    """Cached per keyword: a survey repeats the same few hundred keywords in every file."""
+    if _compiled(exclude).match(keyword):
+        return False
+    return _compiled(include).match(keyword) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return _glob_regex(patterns)
 
 
 def load_header_rules(path: str | Path | None = None) -> HeaderRules:

@@ -183,6 +183,8 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             if os.path.lexists(tmp):
                 remove_tree(tmp)
                 log.error("removed %s; nothing was published at %s", tmp, out)
+            log.error("shard stores kept in %s: rerunning the same command reuses them; delete the folder if "
+                      "the inputs will change", scratch)
             raise
     if not opts.keep_scratch:
         shutil.rmtree(scratch, ignore_errors=True)

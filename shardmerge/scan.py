@@ -17,7 +17,7 @@ from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.base import load_hdus
+from .readers.base import load_hdus, verify_data
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,18 @@ def _expand_list(list_path: Path) -> Iterable[str]:
 
 
 def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileScan:
-    """Headers only (plus a tabular format's wavelength column): format, counts, grids, header keys."""
+    """Format, counts, grids and header keys, from the headers (plus a tabular format's wavelength column).
+    Also the one place where the file's bytes are verified (truncation, CHECKSUM/DATASUM), so that
+    --on-bad-file skip can still leave a damaged file out; shard tasks then check size and mtime."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BadFileError(path, f"cannot stat ({exc.strerror})") from exc
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
-    with open_fits(path) as hdul:
+    with open_fits(path, verify_checksums=True) as hdul:
         load_hdus(path, hdul)
+        verify_data(path, hdul)
         reader = get_reader(format_name) if format_name else detect(path, hdul)
         if format_name and not reader.identify(hdul):
             raise BadFileError(path, f"does not have the layout of --format {format_name}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -103,37 +103,54 @@ class Reader:
 
     # Shared by all formats: canonical fields from the primary header then the data HDU's.
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
-        merged = merged_header(hdul, (0, *layout.hdus))
-        row = canonical_fields(merged)
+        row = canonical_fields(HeaderChain([hdul[i].header for i in (0, *layout.hdus)]))
         return [dict(row) for _ in range(count)]
 
     def projected_headers(self, hdul: fits.HDUList, layout: Layout, rules: HeaderRules) -> dict[str, str]:
         out: dict[str, str] = {}
         for i in sorted({0, *layout.hdus}):
-            out.update(project_header(((c.keyword, c.value) for c in hdul[i].header.cards), i, rules))
+            # parsing a card's value costs far more than its keyword: parse only the cards kept
+            cards = ((c.keyword, c.value) for c in hdul[i].header.cards if rules.keeps(c.keyword))
+            out.update(project_header(cards, i, rules))
         return out
 
 
-def merged_header(hdul: fits.HDUList, hdus: tuple[int, ...]) -> dict[str, object]:
-    """Keyword → value over several HDUs; the first HDU listed that has a keyword wins."""
-    out: dict[str, object] = {}
-    for i in hdus:
-        for card in hdul[i].header.cards:
-            if card.keyword and card.keyword not in ("COMMENT", "HISTORY"):
-                out.setdefault(card.keyword, card.value)
-    return out
+class HeaderChain(Mapping):
+    """Keyword lookups over several headers, the first that has the keyword winning. Parses only the
+    cards asked for (astropy parses a card's value lazily)."""
+
+    def __init__(self, headers: list[fits.Header]):
+        self.headers = headers
+
+    def __getitem__(self, key: str) -> object:
+        for h in self.headers:
+            if key in h:
+                return h[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for h in self.headers:
+            for k in h:
+                if k not in seen:
+                    seen.add(k)
+                    yield k
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 # ---- strict reading ---------------------------------------------------------------------------------
 
 @contextmanager
-def open_fits(path: str) -> Iterator[fits.HDUList]:
-    """Open a FITS file strictly: astropy's warnings (truncation, bad cards, checksum mismatch) become
-    errors, and every failure while the file is open becomes a BadFileError naming the file."""
+def open_fits(path: str, *, verify_checksums: bool = True) -> Iterator[fits.HDUList]:
+    """Open a FITS file strictly: astropy's warnings (truncation, bad cards, and CHECKSUM/DATASUM
+    mismatches when `verify_checksums`) become errors, and every failure while the file is open becomes
+    a BadFileError naming the file."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", AstropyWarning)
         try:
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=True, checksum=True)
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True, checksum=verify_checksums)
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
@@ -151,6 +168,14 @@ def open_fits(path: str) -> Iterator[fits.HDUList]:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def verify_data(path: str, hdul: fits.HDUList) -> None:
+    """Load every data unit that carries a DATASUM, which makes astropy verify it (and warn, i.e. fail
+    here, when it disagrees), and catches data units cut short."""
+    for hdu in hdul:
+        if "DATASUM" in hdu.header or "CHECKSUM" in hdu.header:
+            _ = hdu.data
 
 
 def load_hdus(path: str, hdul: fits.HDUList) -> int:

@@ -10,6 +10,7 @@ import time
 
 import zarr
 
+from shardmerge.errors import BadFileError
 from shardmerge.samples import make_wcs1d
 from tests.conftest import run_cli, run_cli_process
 
@@ -130,9 +131,8 @@ def test_missing_input_and_missing_output_folder(tmp_path):
     assert r.exit_code == 5 and "does not exist" in r.output
 
 
-def test_data_fault_found_by_a_worker_names_the_file(tmp_path, dask_scheduler):
-    """The scan reads headers only; a bad DATASUM shows up when a shard task reads the data on a worker,
-    and the error that comes back through Dask still names the file."""
+def test_bad_datasum_is_named_and_can_be_skipped(tmp_path, dask_scheduler):
+    """A flipped byte in a data unit: the scan (on a worker) verifies DATASUM and names the file."""
     from astropy.io import fits
 
     files = _inputs(tmp_path / "in")
@@ -146,6 +146,30 @@ def test_data_fault_found_by_a_worker_names_the_file(tmp_path, dask_scheduler):
     assert r.exit_code == 3, r
     assert f"{files[1]}:" in r.output and "hecksum" in r.output
     assert not out.exists() and not os.path.exists(f"{out}.tmp")
+    r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--on-bad-file", "skip")
+    assert r.exit_code == 0 and zarr.open_group(out, mode="r")["signal/flux_raw"].shape == (2, 200)
+
+
+def test_shard_task_error_crosses_dask_naming_the_file(tmp_path, dask_scheduler):
+    """A file changed between scan and shard: the shard task refuses it on the worker, and the error that
+    comes back through Dask is the same class with the same message."""
+    import pytest
+    from distributed import Client
+
+    from shardmerge.headers import load_header_rules
+    from shardmerge.plan import make_plan
+    from shardmerge.scan import scan_file
+    from shardmerge.shard import write_shard
+
+    files = _inputs(tmp_path / "in")
+    rules = load_header_rules()
+    plan = make_plan([scan_file(str(f), None, rules) for f in files])
+    os.utime(files[2], ns=(1, 1))
+    with Client(dask_scheduler) as client:
+        fut = client.submit(write_shard, plan.shards[0], plan.context(), str(tmp_path / "scratch"), rules)
+        with pytest.raises(BadFileError, match=r"s2\.fits: changed after the scan"):
+            fut.result()
+    assert not list((tmp_path / "scratch").glob("*"))  # the attempt removed its partial
 
 
 def test_zarr_format_2_store(tmp_path, dask_scheduler):
