@@ -6,6 +6,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -118,8 +119,10 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
 
 
 def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
-                progress: Callable[[int], None] | None = None) -> dict:
-    """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats."""
+                progress: Callable[[int], None] | None = None, link_chunks: bool = False) -> dict:
+    """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats.
+    `link_chunks`: hard-link shard chunk files instead of copying them (only when the shards are deleted
+    after the publish, so nothing else can ever reach those files)."""
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
     t0 = time.perf_counter()
@@ -134,7 +137,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
         for shard, path in zip(plan.shards, scratch_shards, strict=True):
             if not manifest_matches(load_manifest(path), plan, shard):
                 raise ShardError(f"{path}: missing manifest or it does not match plan {plan.fingerprint}")
-            _copy_2d(plan, shard, path, data, wave, tmp, stats)
+            _copy_2d(plan, shard, path, data, wave, tmp, stats, link_chunks)
             table = pq.read_table(os.path.join(path, ROWS_FILE))
             _check_rows(shard, path, table)
             rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
@@ -155,7 +158,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
 
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, data: dict[str, zarr.Array], wave: zarr.Array, tmp: str,
-             stats: dict[str, int]) -> None:
+             stats: dict[str, int], link: bool) -> None:
     src = zarr.open_group(path, mode="r")
     cr, cp = plan.chunks_2d
     pairs = [(src[name], data[name]) for name in data]
@@ -172,7 +175,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, data: dict[str, zarr.Array
             raise ShardError(f"{path}/{s.path}: shape {s.shape}, expected {(shard.n_rows, plan.n_pix)}")
     for s, d in pairs:
         if same_encoding(s, d) and shard.row_start % cr == 0:
-            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr)
+            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, link)
             continue
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -192,9 +195,11 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
     return a == b
 
 
-def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.Array, row_offset: int) -> int:
-    """Copy the compressed chunk files of a shard array into place in the final array, shifted down by
-    `row_offset` chunk rows. No decode, no encode: the merge runs at file-copy speed."""
+def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.Array, row_offset: int,
+                      link: bool) -> int:
+    """Put the compressed chunk files of a shard array in place in the final array, shifted down by
+    `row_offset` chunk rows. No decode, no encode. With `link`, hard-link where the filesystem allows:
+    shard files are never modified after their rename, and the caller deletes the scratch afterwards."""
     grid = tuple(-(-n // c) for n, c in zip(src.shape, src.chunks, strict=True))
     src_dir = os.path.join(src_root, *src.path.split("/"))
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
@@ -207,8 +212,17 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
         if folder not in made:
             os.makedirs(folder, exist_ok=True)
             made.add(folder)
+        source = os.path.join(src_dir, *key_src.split("/"))
         try:
-            shutil.copyfile(os.path.join(src_dir, *key_src.split("/")), target)
+            if link:
+                try:
+                    os.link(source, target)
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        raise
+                    link = False  # another filesystem, or links not allowed: copy from now on
+            shutil.copyfile(source, target)
         except FileNotFoundError as exc:
             raise ShardError(f"{src_dir}: chunk {key_src} is missing; the shard is incomplete") from exc
     return int(np.prod(grid))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -166,7 +167,7 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             with report.phase("merge"):
                 progress = _Progress("merge", len(plan.shards), "shards")
                 report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
-                                                    provenance, progress)
+                                                    provenance, progress, link_chunks=not opts.keep_scratch)
             with report.phase("validate"):
                 fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
                 results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))
@@ -186,6 +187,8 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             log.error("shard stores kept in %s: rerunning the same command reuses them; delete the folder if "
                       "the inputs will change", scratch)
             raise
+    # the merge writer is this process: its peak must not grow with N_spec (workers are measured apart)
+    report.extra["driver_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not opts.keep_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
