@@ -1,0 +1,60 @@
+"""What the image layouts with a linear or log-linear dispersion on axis 1 share: find the flux image,
+its wavelength grid and an uncertainty extension of the same shape. A 1-D image is one row of a 2-D one."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError
+from .base import (
+    Layout,
+    Reader,
+    SpectraBlock,
+    as_float32,
+    find_uncertainty_hdu,
+    image_shape,
+    is_image,
+    linear_wcs_wavelength,
+    to_sigma,
+)
+
+
+class WcsImageReader(Reader):
+    naxis: ClassVar[int]
+
+    def _flux_hdu(self, hdul: fits.HDUList) -> int | None:
+        for i, hdu in enumerate(hdul):
+            h = hdu.header
+            if is_image(hdu) and h.get("NAXIS") == self.naxis and "CRVAL1" in h and ("CDELT1" in h or "CD1_1" in h):
+                return i
+        return None
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        return self._flux_hdu(hdul) is not None
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        i = self._flux_hdu(hdul)
+        if i is None:
+            raise BadFileError(path, f"no {self.naxis}-D image HDU with a wavelength WCS on axis 1")
+        header = hdul[i].header
+        shape = image_shape(header)
+        n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
+        wave = linear_wcs_wavelength(path, header, n_pix)
+        unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
+        return Layout(n_rows, [wave], np.zeros(n_rows, dtype=np.int64), unit, (i,), i)
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        if first < 0 or count <= 0 or first + count > layout.n_spectra:
+            raise BadFileError(path, f"spectra {first}..{first + count - 1} outside 0..{layout.n_spectra - 1}")
+        rows = slice(first, first + count)
+        data = hdul[layout.flux_hdu].data
+        flux = as_float32(data.reshape(-1, data.shape[-1])[rows])
+        found = find_uncertainty_hdu(hdul, data.shape)
+        if found is None:
+            return SpectraBlock(flux=flux, uncertainty=np.full_like(flux, np.nan))
+        j, kind = found
+        unc = hdul[j].data
+        return SpectraBlock(flux=flux, uncertainty=to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind))
