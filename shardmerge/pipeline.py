@@ -129,7 +129,10 @@ def ingest(opts: IngestOptions) -> RunReport:
         raise
     finally:
         if opts.report_path:
-            report.write(opts.report_path)
+            try:
+                report.write(opts.report_path)
+            except OSError as exc:  # never let the report hide the run's own outcome
+                log.warning("could not write the run report %s: %s", opts.report_path, exc.strerror)
     return report
 
 
@@ -174,9 +177,7 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
                 report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
                 failed = failures(results)
                 if failed:
-                    for line in failed:
-                        log.error("gate: %s", line)
-                    raise GateError(tmp, failed)
+                    raise GateError(tmp, failed)  # its message lists every failed check
             report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
             with report.phase("publish"):
                 report.extra["publish_method"] = publish(tmp, out)
@@ -195,7 +196,6 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
 
 
 def _describe_plan(plan: Plan, report: RunReport) -> None:
-
     report.plan = describe(plan)
     report.counts["files_ingested"] = sum(n for _, n in plan.files_per_format)
     report.counts["spectra"] = plan.n_spec
