@@ -126,7 +126,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
     for seg in shard.segments:
         _check_unchanged(seg)
         reader = get_reader(seg.format)
-        with open_fits(seg.path, verify_checksums=False) as hdul:  # verified by the scan; size+mtime since
+        with open_fits(seg.path) as hdul:  # its bytes were verified by the scan; size and mtime since
             layout = reader.layout(seg.path, hdul)
             if seg.first + seg.count > layout.n_spectra:
                 raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "

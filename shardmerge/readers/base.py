@@ -7,7 +7,9 @@ pipeline."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from astropy.utils.exceptions import AstropyWarning
 from ..errors import BadFileError, ShardmergeError
 from ..headers import HeaderRules, canonical_fields, project_header
 from ..units import wavelength_factor
+from .checksum import verify_hdu
 
 UNCERTAINTY_KINDS = ("sigma", "ivar", "var", "none")
 
@@ -143,14 +146,13 @@ class HeaderChain(Mapping):
 # ---- strict reading ---------------------------------------------------------------------------------
 
 @contextmanager
-def open_fits(path: str, *, verify_checksums: bool = True) -> Iterator[fits.HDUList]:
-    """Open a FITS file strictly: astropy's warnings (truncation, bad cards, and CHECKSUM/DATASUM
-    mismatches when `verify_checksums`) become errors, and every failure while the file is open becomes
-    a BadFileError naming the file."""
+def open_fits(path: str) -> Iterator[fits.HDUList]:
+    """Open a FITS file strictly: astropy's warnings (truncation, bad cards) become errors, and every
+    failure while the file is open becomes a BadFileError naming the file."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", AstropyWarning)
         try:
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=True, checksum=verify_checksums)
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
@@ -170,12 +172,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def verify_data(path: str, hdul: fits.HDUList) -> None:
-    """Load every data unit that carries a DATASUM, which makes astropy verify it (and warn, i.e. fail
-    here, when it disagrees), and catches data units cut short."""
-    for hdu in hdul:
-        if "DATASUM" in hdu.header or "CHECKSUM" in hdu.header:
-            _ = hdu.data
+def verify_file(path: str, hdul: fits.HDUList) -> None:
+    """Every data unit complete, and every CHECKSUM/DATASUM card right, checked on the file's bytes
+    (astropy only warns about a short file, and its own checksum pass costs ~2.6 ms per small file)."""
+    spans = [hdul.fileinfo(i) for i in range(len(hdul))]
+    with_sums = [i for i, hdu in enumerate(hdul) if "CHECKSUM" in hdu.header or "DATASUM" in hdu.header]
+    compressed = _is_gzip(path)
+    raw = _read_all(path, compressed) if (with_sums or compressed) else None
+    size = len(raw) if raw is not None else os.path.getsize(path)
+    for i, info in enumerate(spans):
+        end = info["datLoc"] + info["datSpan"]
+        if end > size:
+            raise BadFileError(path, f"truncated: HDU {i} ends at byte {end}, the file has {size}")
+    for i in with_sums:
+        h = hdul[i].header
+        problem = verify_hdu(raw, spans[i]["hdrLoc"], spans[i]["datLoc"], spans[i]["datSpan"],
+                             h.get("CHECKSUM"), h.get("DATASUM"))
+        if problem:
+            raise BadFileError(path, f"HDU {i}: {problem}")
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _read_all(path: str, compressed: bool) -> bytes:
+    if compressed:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def load_hdus(path: str, hdul: fits.HDUList) -> int:

@@ -85,19 +85,42 @@ def test_truncated_file_is_an_error(tmp_path):
         scan_file(str(p), None, load_header_rules())
 
 
-def test_bad_checksum_is_an_error(tmp_path):
-    p = make_wcs1d(tmp_path / "sum.fits", n_pix=100)
-    with fits.open(p) as h:
-        data_start = h.fileinfo(0)["datLoc"]
-    raw = bytearray(p.read_bytes())
-    raw[data_start + 10] ^= 0xFF  # flip bits inside the primary data unit; DATASUM now disagrees
-    p.write_bytes(bytes(raw))
-    with pytest.raises(BadFileError, match=r"sum\.fits.*(?i:checksum)"):
-        from shardmerge.readers.wcs1d import WcsImage1DReader
+def _flip(path, offset):
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
 
-        with open_fits(str(p)) as hdul:
-            r = WcsImage1DReader()
-            r.read(str(p), hdul, r.layout(str(p), hdul), 0, 1)
+
+def test_datasum_and_checksum_are_verified(tmp_path):
+    rules = load_header_rules()
+    data_fault = make_wcs1d(tmp_path / "data.fits", n_pix=100)
+    with fits.open(data_fault) as h:
+        data_start = h.fileinfo(0)["datLoc"]
+    _flip(data_fault, data_start + 10)
+    with pytest.raises(BadFileError, match=r"data\.fits: HDU 0: DATASUM mismatch"):
+        scan_file(str(data_fault), None, rules)
+
+    header_fault = make_wcs1d(tmp_path / "header.fits", n_pix=100)
+    raw = header_fault.read_bytes()
+    _flip(header_fault, raw.index(b"synthetic spectrum written"))  # inside a COMMENT card's text
+    with pytest.raises(BadFileError, match=r"header\.fits: HDU 0: CHECKSUM mismatch"):
+        scan_file(str(header_fault), None, rules)
+
+    from shardmerge.samples import gzip_file
+
+    ok = gzip_file(make_wcs1d(tmp_path / "fine.fits", n_pix=100))
+    assert scan_file(str(ok), None, rules).n_pix_max == 100
+
+
+def test_ones_complement_sum_agrees_with_astropy():
+    from shardmerge.readers.checksum import ones_complement_sum
+
+    rng = np.random.default_rng(1)
+    for n in (1, 720, 100_000):
+        hdu = fits.PrimaryHDU(rng.normal(size=n).astype(">f4"))
+        hdu.add_datasum()
+        raw = hdu.data.tobytes() + b"\0" * (-hdu.data.nbytes % 2880)
+        assert ones_complement_sum(raw) == int(hdu.header["DATASUM"])
 
 
 def test_slab_writes_refuse_what_zarr_would_truncate(tmp_path):

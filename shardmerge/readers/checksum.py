@@ -1,0 +1,46 @@
+"""FITS CHECKSUM / DATASUM verification on bytes already in memory.
+
+The FITS checksum convention: DATASUM is the 32-bit ones'-complement sum of the data unit's big-endian
+words (padding included), as a decimal string; CHECKSUM is chosen so that the ones'-complement sum of the
+whole HDU (header and data) is -0 (all ones). astropy verifies both, but spends ~2.6 ms of Python per
+small file doing it; a numpy sum over the same words costs microseconds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_BLOCK_WORDS = 1 << 22  # 16 MiB of words per partial sum: uint64 never overflows, temporaries stay small
+_ALL_ONES = 0xFFFFFFFF
+
+
+def ones_complement_sum(buf: bytes | memoryview, start: int = 0, stop: int | None = None) -> int:
+    """32-bit ones'-complement (end-around carry) sum of big-endian words in buf[start:stop]."""
+    words = np.frombuffer(buf, dtype=">u4", count=((stop if stop is not None else len(buf)) - start) // 4,
+                          offset=start)
+    total = 0
+    for i in range(0, words.size, _BLOCK_WORDS):
+        total += int(words[i : i + _BLOCK_WORDS].sum(dtype=np.uint64))
+    while total >> 32:
+        total = (total & _ALL_ONES) + (total >> 32)
+    return total
+
+
+def verify_hdu(raw: bytes | memoryview, header_start: int, data_start: int, data_span: int,
+               checksum: str | None, datasum: str | None) -> str | None:
+    """None when the HDU's sums agree with its cards, else what disagrees."""
+    data_sum = ones_complement_sum(raw, data_start, data_start + data_span)
+    if datasum is not None:
+        try:
+            expected = int(str(datasum).strip())
+        except ValueError:
+            return f"DATASUM = {datasum!r} is not a number"
+        if data_sum != expected:
+            return f"DATASUM mismatch: the data unit sums to {data_sum}, the card says {expected}"
+    if checksum is not None:
+        header_sum = ones_complement_sum(raw, header_start, data_start)
+        total = header_sum + data_sum
+        while total >> 32:
+            total = (total & _ALL_ONES) + (total >> 32)
+        if total != _ALL_ONES:
+            return "CHECKSUM mismatch: the HDU's header and data do not sum to -0"
+    return None
