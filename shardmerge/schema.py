@@ -15,7 +15,6 @@ SPECTRAL_2D = {
     "normalized_flux": "representations",
     "normalized_uncertainty": "representations",
 }
-OPTIONAL_2D = ("normalized_flux", "normalized_uncertainty")
 REQUIRED_ARRAYS = (
     "signal/wavelength",
     "signal/flux_raw",
@@ -43,8 +42,3 @@ PROVENANCE_ATTRS = ("schema_version", "ingest_pipeline", "created_at", "git_comm
 ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
 MANIFEST_FILE = "manifest.json"  # written last inside a shard store
 PARAM_PREFIX = "param:"  # row-table column prefix for params/*
-
-
-def is_projected_header(name: str) -> bool:
-    head, _, _ = name.partition("_")
-    return len(head) > 1 and head[0] == "h" and head[1:].isdigit()

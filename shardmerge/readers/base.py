@@ -25,8 +25,6 @@ from ..headers import HeaderRules, canonical_fields, project_header
 from ..units import wavelength_factor
 from .checksum import verify_hdu
 
-UNCERTAINTY_KINDS = ("sigma", "ivar", "var", "none")
-
 
 @dataclass
 class Layout:
