@@ -95,7 +95,8 @@ def check_target(out: str, overwrite: bool) -> None:
         raise TargetError(f"the folder of {out} does not exist: create {parent} first")
     if os.path.lexists(out):
         if not os.path.isdir(out) or os.path.islink(out) or not is_shardmerge_store(out):
-            raise TargetError(f"{out} exists and is not a store written by shardmerge; refusing to replace it")
+            raise TargetError(f"{out} exists and is not a store written by shardmerge; refusing to replace it "
+                              "(choose another -o, or move it away yourself)")
         if not overwrite:
             raise TargetError(f"{out} exists; pass --overwrite to replace it (the old store stays readable "
                               "until the new one has passed validation)")
