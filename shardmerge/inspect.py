@@ -10,13 +10,13 @@ import zarr
 
 from .report import store_bytes
 from .schema import PROVENANCE_ATTRS
-from .validate import _all_arrays
+from .validate import all_arrays
 
 
 def summarize(store: str) -> dict:
     root = zarr.open_group(store, mode="r")
     arrays = {}
-    for path, arr in _all_arrays(root):
+    for path, arr in all_arrays(root):
         on_disk, files = store_bytes(os.path.join(store, *path.split("/")))
         raw = 0 if arr.dtype.kind in "TOU" else arr.nbytes
         arrays[path] = {

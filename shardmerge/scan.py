@@ -17,7 +17,7 @@ from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.base import load_hdus, verify_file
+from .readers.base import load_hdus, read_if_gzip, verify_file
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,10 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
         raise BadFileError(path, f"cannot stat ({exc.strerror})") from exc
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
-    with open_fits(path) as hdul:
+    raw = read_if_gzip(path)  # decompressed once, for both astropy and the checksum pass
+    with open_fits(path, raw) as hdul:
         load_hdus(path, hdul)
-        verify_file(path, hdul)
+        verify_file(path, hdul, raw)
         reader = get_reader(format_name) if format_name else detect(path, hdul)
         if format_name and not reader.identify(hdul):
             raise BadFileError(path, f"does not have the layout of --format {format_name}")

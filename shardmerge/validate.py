@@ -250,7 +250,7 @@ def _index(c: _Checks, problems: list[str]) -> None:
 
 def _chunks_complete(c: _Checks, problems: list[str]) -> None:
     """A missing chunk reads back as the fill value without any error, so look for every chunk file."""
-    for path, arr in _all_arrays(c.root):
+    for path, arr in all_arrays(c.root):
         base = os.path.join(c.store, *path.split("/"))
         grid = tuple(-(-s // ch) for s, ch in zip(arr.shape, arr.chunks, strict=True))
         missing = []
@@ -277,14 +277,14 @@ def _members(group: zarr.Group) -> list[tuple[str, object]]:
         return sorted(group.members(), key=lambda m: m[0])
 
 
-def _all_arrays(group: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Array]]:
+def all_arrays(group: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Array]]:
     out = []
     for name, node in _members(group):
         path = f"{prefix}{name}"
         if isinstance(node, zarr.Array):
             out.append((path, node))
         else:
-            out.extend(_all_arrays(node, path + "/"))
+            out.extend(all_arrays(node, path + "/"))
     return out
 
 

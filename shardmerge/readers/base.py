@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -144,13 +145,15 @@ class HeaderChain(Mapping):
 # ---- strict reading ---------------------------------------------------------------------------------
 
 @contextmanager
-def open_fits(path: str) -> Iterator[fits.HDUList]:
+def open_fits(path: str, raw: bytes | None = None) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy's warnings (truncation, bad cards) become errors, and every
-    failure while the file is open becomes a BadFileError naming the file."""
+    failure while the file is open becomes a BadFileError naming the file. `raw`: the file's (already
+    decompressed) bytes, when the caller has them, so they are not read or gunzipped a second time."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", AstropyWarning)
         try:
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+            source = io.BytesIO(raw) if raw is not None else path
+            hdul = fits.open(source, memmap=False, lazy_load_hdus=True)
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
@@ -170,13 +173,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def verify_file(path: str, hdul: fits.HDUList) -> None:
+def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None) -> None:
     """Every data unit complete, and every CHECKSUM/DATASUM card right, checked on the file's bytes
-    (astropy only warns about a short file, and its own checksum pass costs ~2.6 ms per small file)."""
+    (astropy only warns about a short file, and its own checksum pass costs ~2.6 ms per small file).
+    `raw`: the decompressed bytes hdul was opened from; else the file is read only if it carries sums."""
     spans = [hdul.fileinfo(i) for i in range(len(hdul))]
     with_sums = [i for i, hdu in enumerate(hdul) if "CHECKSUM" in hdu.header or "DATASUM" in hdu.header]
-    compressed = _is_gzip(path)
-    raw = _read_all(path, compressed) if (with_sums or compressed) else None
+    if raw is None and with_sums:
+        with open(path, "rb") as f:
+            raw = f.read()
     size = len(raw) if raw is not None else os.path.getsize(path)
     for i, info in enumerate(spans):
         end = info["datLoc"] + info["datSpan"]
@@ -190,17 +195,16 @@ def verify_file(path: str, hdul: fits.HDUList) -> None:
             raise BadFileError(path, f"HDU {i}: {problem}")
 
 
-def _is_gzip(path: str) -> bool:
+def read_if_gzip(path: str) -> bytes | None:
+    """The decompressed bytes of a gzip'd file (astropy would decompress it whole anyway), else None."""
     with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-def _read_all(path: str, compressed: bool) -> bytes:
-    if compressed:
+        if f.read(2) != b"\x1f\x8b":
+            return None
+    try:
         with gzip.open(path, "rb") as f:
             return f.read()
-    with open(path, "rb") as f:
-        return f.read()
+    except (OSError, EOFError) as exc:
+        raise BadFileError(path, f"not a readable gzip file ({type(exc).__name__}: {exc})") from exc
 
 
 def load_hdus(path: str, hdul: fits.HDUList) -> int:

@@ -134,3 +134,21 @@ def test_slab_writes_refuse_what_zarr_would_truncate(tmp_path):
         write_block(a, (4, 2), np.zeros((4, 4), dtype="float32"))
     write_slab(a, 4, np.ones((4, 5), dtype="float32"))
     assert a[4:].sum() == 20
+
+
+def test_gzip_inputs_are_verified_and_truncation_is_named(tmp_path):
+    import gzip
+
+    rules = load_header_rules()
+    p = make_wcs1d(tmp_path / "g.fits", n_pix=100)
+    with fits.open(p) as h:
+        data_start = h.fileinfo(0)["datLoc"]
+    _flip(p, data_start + 10)
+    gz = tmp_path / "g.fits.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    with pytest.raises(BadFileError, match=r"g\.fits\.gz: HDU 0: DATASUM mismatch"):
+        scan_file(str(gz), None, rules)
+    cut = tmp_path / "cut.fits.gz"
+    cut.write_bytes(gz.read_bytes()[:200])
+    with pytest.raises(BadFileError, match=r"cut\.fits\.gz: not a readable gzip file"):
+        scan_file(str(cut), None, rules)
