@@ -75,16 +75,19 @@ def main() -> None:
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level.")
 @click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
+@click.option("--restart", is_flag=True,
+              help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 def ingest_cmd(inputs, out, workers, scheduler, scratch, chunk_rows, shard_rows, format_name, on_bad_file,
-               header_rules, overwrite, report_path, zarr_format, clevel, keep_scratch, quiet):
+               header_rules, overwrite, report_path, zarr_format, clevel, keep_scratch, restart, quiet):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     opts = IngestOptions(
         inputs=tuple(inputs), out=out, workers=workers, scheduler=scheduler, scratch=scratch,
         chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
         on_bad_file=on_bad_file, report_path=report_path, header_rules=header_rules,
-        zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, command=tuple(sys.argv),
+        zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, restart=restart,
+        command=tuple(sys.argv),
     )
     try:
         report = ingest(opts)

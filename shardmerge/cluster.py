@@ -20,9 +20,20 @@ class InlineExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None) -> list:
+        from .errors import ShardmergeError
+
         out = []
         for item in items:
-            r = fn(item, *args)
+            for attempt in range(retries + 1):
+                try:
+                    r = fn(item, *args)
+                    break
+                except ShardmergeError:
+                    raise
+                except Exception as exc:  # same rule as DaskExecutor.map
+                    if attempt == retries:
+                        raise
+                    log.warning("task %s failed (%s: %s); retrying", name, type(exc).__name__, exc)
             if on_result:
                 on_result(r)
             out.append(r)
@@ -43,19 +54,35 @@ class DaskExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None) -> list:
-        """Submit one task per item and return results in item order."""
+        """Submit one task per item and return results in item order. A task that raises a plain
+        exception (an OSError from a flaky disk or network) is resubmitted up to `retries` times; a
+        ShardmergeError is never retried: it names a bad file, a full disk or a failed fsync, which
+        another attempt would only repeat or, for fsync, could wrongly report as fixed. A worker that
+        dies is the scheduler's business: it reruns the task elsewhere."""
         from distributed import as_completed
 
-        futures = [
-            self.client.submit(fn, item, *args, key=f"{name}-{i:06d}", retries=retries, pure=False)
-            for i, item in enumerate(items)
-        ]
-        position = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
+        from .errors import ShardmergeError
+
+        def submit(i: int, attempt: int):
+            suffix = f"-retry{attempt}" if attempt else ""
+            return self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}{suffix}", pure=False)
+
+        futures = {submit(i, 0): (i, 0) for i in range(len(items))}
+        results: list[Any] = [None] * len(items)
+        pending = as_completed(list(futures))
         try:
-            for fut in as_completed(futures):
+            for fut in pending:
+                i, attempt = futures[fut]
+                if fut.status == "error":
+                    exc = fut.exception()
+                    if attempt < retries and not isinstance(exc, ShardmergeError):
+                        log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
+                        again = submit(i, attempt + 1)
+                        futures[again] = (i, attempt + 1)
+                        pending.add(again)
+                        continue
                 r = fut.result()  # re-raises the task's exception, with its message naming the file
-                results[position[fut.key]] = r
+                results[i] = r
                 if on_result:
                     on_result(r)
         finally:

@@ -89,3 +89,22 @@ class TargetError(ShardmergeError):
 
 class LockHeldError(TargetError):
     """Another writer holds the target's lock."""
+
+
+class StorageError(ShardmergeError):
+    """Writing scratch or `<OUT>.tmp` failed: no space left, quota, or an I/O error. Never retried: the
+    same disk would fail the same way, and an fsync error means written data may already be lost."""
+
+    exit_code = 6
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+class DurabilityError(StorageError):
+    """fsync failed: what the kernel held for this file may never reach the disk."""

@@ -6,10 +6,9 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 import time
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from .durable import file_checksum, remove_tree
 from .errors import ShardError
+from .failpoints import failpoint
 from .plan import Plan, ShardSpec
 from .schema import (
     INDEX_COLUMNS,
@@ -135,9 +136,10 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
     partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
     try:
         for shard, path in zip(plan.shards, scratch_shards, strict=True):
-            if not manifest_matches(load_manifest(path), plan, shard):
-                raise ShardError(f"{path}: missing manifest or it does not match plan {plan.fingerprint}")
-            _copy_2d(plan, shard, path, data, wave, tmp, stats, link_chunks)
+            manifest = load_manifest(path)
+            if not manifest_matches(manifest, shard):
+                raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
+            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks)
             table = pq.read_table(os.path.join(path, ROWS_FILE))
             _check_rows(shard, path, table)
             rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
@@ -148,6 +150,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             writer.write_table(index.cast(index_schema))
             if progress:
                 progress(1)
+            failpoint("merge-copied-shard")
         rowwise.close()
     finally:
         if writer is not None:
@@ -157,8 +160,8 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
     return {**stats, "seconds": round(time.perf_counter() - t0, 4)}
 
 
-def _copy_2d(plan: Plan, shard: ShardSpec, path: str, data: dict[str, zarr.Array], wave: zarr.Array, tmp: str,
-             stats: dict[str, int], link: bool) -> None:
+def _copy_2d(plan: Plan, shard: ShardSpec, path: str, checksums: dict[str, list[int]], data: dict[str, zarr.Array],
+             wave: zarr.Array, tmp: str, stats: dict[str, int], link: bool) -> None:
     src = zarr.open_group(path, mode="r")
     cr, cp = plan.chunks_2d
     pairs = [(src[name], data[name]) for name in data]
@@ -175,7 +178,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, data: dict[str, zarr.Array
             raise ShardError(f"{path}/{s.path}: shape {s.shape}, expected {(shard.n_rows, plan.n_pix)}")
     for s, d in pairs:
         if same_encoding(s, d) and shard.row_start % cr == 0:
-            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, link)
+            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, checksums, link)
             continue
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -196,12 +199,14 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
 
 
 def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.Array, row_offset: int,
-                      link: bool) -> int:
+                      checksums: dict[str, list[int]], link: bool) -> int:
     """Put the compressed chunk files of a shard array in place in the final array, shifted down by
-    `row_offset` chunk rows. No decode, no encode. With `link`, hard-link where the filesystem allows:
-    shard files are never modified after their rename, and the caller deletes the scratch afterwards."""
+    `row_offset` chunk rows. No decode, no encode, but each file's size and crc32 must equal the shard
+    manifest's (a chunk damaged in scratch since its shard was written is caught here, not published).
+    With `link`, hard-link where the filesystem allows: shard files are never modified after their
+    rename, and the caller deletes the scratch afterwards."""
     grid = tuple(-(-n // c) for n, c in zip(src.shape, src.chunks, strict=True))
-    src_dir = os.path.join(src_root, *src.path.split("/"))
+    src_parts = src.path.split("/")
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made: set[str] = set()
     for coords in np.ndindex(*grid):
@@ -212,20 +217,36 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
         if folder not in made:
             os.makedirs(folder, exist_ok=True)
             made.add(folder)
-        source = os.path.join(src_dir, *key_src.split("/"))
+        rel = os.path.join(*src_parts, *key_src.split("/"))
+        source = os.path.join(src_root, rel)
         try:
-            if link:
-                try:
-                    os.link(source, target)
-                    continue
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:
-                        raise
-                    link = False  # another filesystem, or links not allowed: copy from now on
-            shutil.copyfile(source, target)
+            payload = None if link else _read(source)
+            actual = file_checksum(source) if payload is None else [len(payload), zlib.crc32(payload)]
         except FileNotFoundError as exc:
-            raise ShardError(f"{src_dir}: chunk {key_src} is missing; the shard is incomplete") from exc
+            raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
+        if checksums.get(rel) != actual:
+            raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
+        if link:
+            try:
+                os.link(source, target)
+                continue
+            except OSError:
+                link = False  # another filesystem, or links not allowed: copy from now on
+                payload = _read(source)
+        with open(target, "wb") as f:
+            f.write(payload)
     return int(np.prod(grid))
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _corrupt_shard(path: str, what: str) -> ShardError:
+    """Remove a damaged shard so that rerunning the same command recomputes it (and only it)."""
+    remove_tree(path)
+    return ShardError(f"{path}: {what}; the shard store was removed, rerun the same command to recompute it")
 
 
 def _check_rows(shard: ShardSpec, path: str, table: pa.Table) -> None:

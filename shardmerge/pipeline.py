@@ -5,10 +5,11 @@ failure rule: any failure after `<OUT>.tmp` exists deletes it, and OUT is touche
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import resource
-import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 
 from .cluster import executor
 from .config import CodecConfig, LayoutRequest
+from .durable import fsync_tree, remove_tree, storage_errors
 from .errors import BadFilesError, GateError, InputError, ShardmergeError
+from .failpoints import failpoint
 from .headers import HeaderRules, load_header_rules
 from .merge import materialize
 from .plan import FileScan, Plan, describe, make_plan
 from .provenance import provenance_attrs
-from .publish import TargetLock, check_target, fsync_tree, publish, remove_tree, sweep_leftovers, tmp_path
+from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
 from .report import RunReport, store_bytes
 from .scan import BadFile, SharedTuples, batches, discover_inputs, scan_batch
 from .shard import shard_path, write_shard
@@ -49,6 +52,7 @@ class IngestOptions:
     zarr_format: int = 3
     clevel: int = 5
     keep_scratch: bool = False
+    restart: bool = False
     command: tuple[str, ...] = ()
 
     def layout_request(self) -> LayoutRequest:
@@ -105,14 +109,35 @@ def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, format_name: s
     return make_plan(scans, request)
 
 
-def scratch_dir(base: str | None, fingerprint: str) -> str:
-    """Shards of one plan live in `<base>/<plan fingerprint>`, so a rerun of the same command finds them."""
+def scratch_dir(base: str | None, out: str) -> str:
+    """Shards for OUT live in `<base>/<hash of OUT>`, so rerunning a crashed ingest finds them, and two
+    ingests to different targets never share one. Folders are 0700: spectra can be proprietary."""
     root = base or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
         tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
+    root = os.path.abspath(root)
     os.makedirs(root, mode=0o700, exist_ok=True)
-    path = os.path.join(root, fingerprint)
+    path = os.path.join(root, hashlib.sha256(os.path.abspath(out).encode()).hexdigest()[:16])
     os.makedirs(path, mode=0o700, exist_ok=True)
+    for folder in (root, path):  # in a shared /tmp, another user could have planted either one
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; "
+                             "choose another --scratch")
+    os.chmod(path, 0o700)
+    with open(os.path.join(path, "target.txt"), "w", encoding="utf-8") as f:
+        f.write(os.path.abspath(out) + "\n")
     return path
+
+
+def sweep_scratch(scratch: str, keep: set[str]) -> list[str]:
+    """Call under the lock: remove `.partial` shards of crashed attempts and shard stores whose key is
+    not in the current plan (their inputs or layout changed). Only `shard-*` entries are touched."""
+    removed = []
+    for name in sorted(os.listdir(scratch)):
+        if name.startswith("shard-") and name not in keep:
+            remove_tree(os.path.join(scratch, name))
+            removed.append(name)
+    return removed
 
 
 def ingest(opts: IngestOptions) -> RunReport:
@@ -139,12 +164,16 @@ def ingest(opts: IngestOptions) -> RunReport:
 def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
     if opts.on_bad_file not in ("fail", "skip"):
         raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
-    check_target(out, opts.overwrite)
+    check_target(out, opts.overwrite)  # fail fast, before the lock and any work
     rules = load_header_rules(opts.header_rules)
     with TargetLock(out):
-        check_target(out, opts.overwrite)  # again, now that no other shardmerge can be writing it
-        for path in sweep_leftovers(out):
+        for path in sweep_leftovers(out):  # first: it may put back a store an interrupted publish moved
             log.warning("removed %s left by an earlier run that did not finish", path)
+        check_target(out, opts.overwrite)  # again, now that no other shardmerge can be writing it
+        scratch = scratch_dir(opts.scratch, out)
+        if opts.restart:
+            removed = sweep_scratch(scratch, keep=set())
+            log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
         with report.phase("discover"):
             paths = discover_inputs(opts.inputs)
         with executor(opts.workers, opts.scheduler) as ex:
@@ -155,44 +184,55 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             with report.phase("plan"):
                 plan = make_plan(scans, opts.layout_request())
             _describe_plan(plan, report)
-            scratch = scratch_dir(opts.scratch, plan.fingerprint)
+            stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
+            if stale:
+                log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
             with report.phase("shard"):
                 progress = _Progress("shard", len(plan.shards), "shards")
                 manifests = ex.map(write_shard, plan.shards, plan.context(), scratch, rules,
                                    name=f"shard-{plan.fingerprint}", retries=2, on_result=progress)
         report.counts["shards_total"] = len(manifests)
         report.counts["shards_reused"] = sum(1 for m in manifests if m.get("reused"))
+        if report.counts["shards_reused"]:
+            log.info("reused %d of %d shards from an earlier run", report.counts["shards_reused"], len(manifests))
         report.bytes["scratch"] = sum(store_bytes(shard_path(scratch, s))[0] for s in plan.shards)
         tmp = tmp_path(out)
         try:
-            provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
-                                          command=list(opts.command) or None)
-            with report.phase("merge"):
-                progress = _Progress("merge", len(plan.shards), "shards")
-                report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
-                                                    provenance, progress, link_chunks=not opts.keep_scratch)
-            with report.phase("validate"):
-                fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
-                results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))
-                report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
-                failed = failures(results)
-                if failed:
-                    raise GateError(tmp, failed)  # its message lists every failed check
-            report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
-            with report.phase("publish"):
-                report.extra["publish_method"] = publish(tmp, out)
+            with storage_errors(tmp):
+                _merge_gate_publish(opts, plan, scans, scratch, tmp, out, report)
         except BaseException:
             if os.path.lexists(tmp):
                 remove_tree(tmp)
                 log.error("removed %s; nothing was published at %s", tmp, out)
-            log.error("shard stores kept in %s: rerunning the same command reuses them; delete the folder if "
-                      "the inputs will change", scratch)
+            log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
+                      "them)", scratch)
             raise
     # the merge writer is this process: its peak must not grow with N_spec (workers are measured apart)
     report.extra["driver_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not opts.keep_scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
+
+
+def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], scratch: str, tmp: str, out: str,
+                        report: RunReport) -> None:
+    provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
+                                  command=list(opts.command) or None)
+    with report.phase("merge"):
+        progress = _Progress("merge", len(plan.shards), "shards")
+        report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
+                                            provenance, progress, link_chunks=not opts.keep_scratch)
+    with report.phase("validate"):
+        fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
+        failpoint("gate-start")
+        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))
+        report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
+        failed = failures(results)
+        if failed:
+            raise GateError(tmp, failed)  # its message lists every failed check
+    report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
+    with report.phase("publish"):
+        report.extra["publish_method"] = publish(tmp, out)
 
 
 def _describe_plan(plan: Plan, report: RunReport) -> None:

@@ -67,6 +67,7 @@ class ShardSpec:
     row_start: int
     row_stop: int
     segments: tuple[FileSegment, ...]
+    key: str = ""  # hash of the layout and of this shard's segments (path, size, mtime): its content's identity
 
     @property
     def n_rows(self) -> int:
@@ -75,6 +76,12 @@ class ShardSpec:
     @property
     def name(self) -> str:
         return f"shard-{self.index:06d}"
+
+    @property
+    def store_name(self) -> str:
+        """Folder name in scratch. A rerun whose shard has the same key finds and reuses it; a changed
+        input changes only the keys of the shards that read it."""
+        return f"{self.name}-{self.key}.zarr"
 
 
 @dataclass(frozen=True)
@@ -271,19 +278,30 @@ def _header_sort_key(key: str) -> tuple[int, str]:
     return (int(hdu) if hdu.isdigit() else 0, rest)
 
 
+def _digest(doc: object) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
-    """Hash of everything that decides the store's bytes: inputs (path, size, mtime) and the layout.
-    Scratch is keyed by it, so a rerun of the same command finds its finished shards."""
-    doc = {
+    """The plan's fingerprint hashes everything that decides the store's bytes: inputs (path, size,
+    mtime) and the layout. Each shard's key hashes the layout and only its own segments, so after an
+    input changes, a rerun recomputes just the shards that read it (when the layout itself changed,
+    every key changes and nothing stale can be reused)."""
+    layout = {
         "schema": SCHEMA_VERSION,
-        "inputs": sorted((s.path, s.size, s.mtime_ns, s.format) for s in scans),
-        "layout": [plan.n_spec, plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.shard_rows,
-                   plan.wavelength_shared, plan.zarr_format],
+        "layout": [plan.n_spec, plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.rowwise_chunk_rows,
+                   plan.shard_rows, plan.wavelength_shared, plan.zarr_format, plan.common_root],
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized],
     }
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-    return replace(plan, fingerprint=digest)
+    shards = tuple(
+        replace(s, key=_digest({"layout": layout, "rows": [s.row_start, s.row_stop],
+                                "segments": [[g.path, g.format, g.first, g.count, g.row, g.size, g.mtime_ns]
+                                             for g in s.segments]}))
+        for s in plan.shards
+    )
+    digest = _digest({**layout, "inputs": sorted((s.path, s.size, s.mtime_ns, s.format) for s in scans)})
+    return replace(plan, shards=shards, fingerprint=digest)
 
 
 def describe(plan: Plan) -> dict:

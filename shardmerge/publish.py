@@ -6,15 +6,19 @@ import ctypes
 import errno
 import fcntl
 import json
+import logging
 import os
-import shutil
 import socket
 import time
 import uuid
 from contextlib import suppress
 
+from .durable import fsync_path, remove_tree
 from .errors import LockHeldError, TargetError
+from .failpoints import failpoint
 from .validate import is_shardmerge_store
+
+log = logging.getLogger("shardmerge")
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -23,6 +27,10 @@ _RENAME_EXCHANGE = 2
 
 def tmp_path(out: str) -> str:
     return out + ".tmp"
+
+
+def intent_path(out: str) -> str:
+    return out + ".publish-intent"
 
 
 def lock_path(out: str) -> str:
@@ -110,43 +118,17 @@ def check_target(out: str, overwrite: bool) -> None:
 
 
 def sweep_leftovers(out: str) -> list[str]:
-    """A `.tmp` beside OUT can only be a crashed run's (we hold the lock): remove it, never publish it."""
-    tmp = tmp_path(out)
+    """Call under the lock. First settle a publish a crash interrupted, then remove the `.tmp` a crashed
+    run left beside OUT: it can only be a crashed run's, and it is never published."""
     removed = []
+    action = recover_publish(out)
+    if action:
+        log.warning("an interrupted publish of %s was %s", out, action)
+    tmp = tmp_path(out)
     if os.path.lexists(tmp):
         remove_tree(tmp)
         removed.append(tmp)
     return removed
-
-
-def remove_tree(path: str) -> None:
-    """Delete a store folder without following symlinks out of it."""
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
-
-
-def fsync_tree(path: str) -> None:
-    """fsync every file and folder under `path`, then the folder holding it. An error is fatal."""
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(root)
-        dirs.sort()
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _renameat2(src: str, dst: str, flags: int) -> None:
@@ -159,10 +141,15 @@ def _renameat2(src: str, dst: str, flags: int) -> None:
         raise OSError(e, os.strerror(e), dst)
 
 
+def _parent(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
 def publish(tmp: str, out: str) -> str:
-    """Atomically make `tmp` visible as `out`. A new OUT: rename that refuses to clobber anything that
+    """Atomically make `tmp` visible as `out`. A new OUT: a rename that refuses to clobber anything that
     appeared meanwhile. An existing OUT (checked to be ours): exchange old and new in one step where the
-    filesystem supports it, else a two-step rename; then delete the old store. Returns the method used."""
+    filesystem supports it, else the two-step rename of `_two_step_swap`; then delete the old store.
+    Returns the method used."""
     if not os.path.lexists(out):
         try:
             _renameat2(tmp, out, _RENAME_NOREPLACE)
@@ -170,27 +157,85 @@ def publish(tmp: str, out: str) -> str:
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise TargetError(f"{out} appeared while this run was writing; nothing was replaced") from exc
-            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP):
+            if exc.errno not in _NO_RENAMEAT2:
                 raise
             if os.path.lexists(out):
                 raise TargetError(f"{out} appeared while this run was writing; nothing was replaced") from exc
-            os.replace(tmp, out)
-            method = "replace"
-        _fsync_dir(os.path.dirname(os.path.abspath(out)))
+            os.rename(tmp, out)  # we hold the lock and OUT is absent: only another program could race us
+            method = "rename"
+        fsync_path(_parent(out), directory=True)
         return method
     if not is_shardmerge_store(out):
         raise TargetError(f"{out} is not a store written by shardmerge; refusing to replace it")
     try:
         _renameat2(tmp, out, _RENAME_EXCHANGE)  # tmp now holds the old store
-        method = "exchange"
-        old = tmp
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP):
+        if exc.errno not in _NO_RENAMEAT2:
             raise
-        old = f"{out}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, old)
-        os.replace(tmp, out)
-        method = "two-step"
-    _fsync_dir(os.path.dirname(os.path.abspath(out)))
+        _two_step_swap(tmp, out)
+        return "two-step"
+    fsync_path(_parent(out), directory=True)
+    remove_tree(tmp)
+    return "exchange"
+
+
+# NFS and Lustre answer EINVAL, overlayfs EXDEV, old kernels or libcs ENOSYS
+_NO_RENAMEAT2 = (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP)
+
+
+def _two_step_swap(tmp: str, out: str) -> None:
+    """Where RENAME_EXCHANGE is missing: OUT → OUT.old-X, then tmp → OUT. Between the two renames OUT does
+    not exist, so first an fsynced intent file records both names; `recover_publish` (run by the next
+    ingest under the lock) finishes or undoes a swap that a crash interrupted. The old store is never
+    deleted before the new one is in place."""
+    old = f"{out}.old-{uuid.uuid4().hex[:8]}"
+    intent = intent_path(out)
+    partial = intent + ".partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump({"out": out, "old": old, "new": tmp}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(partial, intent)
+    fsync_path(_parent(out), directory=True)
+    os.rename(out, old)
+    fsync_path(_parent(out), directory=True)
+    failpoint("publish-between-renames")
+    os.rename(tmp, out)
+    fsync_path(_parent(out), directory=True)
+    os.unlink(intent)
+    fsync_path(_parent(out), directory=True)
     remove_tree(old)
-    return method
+
+
+def recover_publish(out: str) -> str | None:
+    """Finish or undo a two-step swap a crash interrupted (call under the lock). Returns what was done."""
+    intent = intent_path(out)
+    with suppress(FileNotFoundError):
+        os.unlink(intent + ".partial")  # written before the first rename: nothing was moved yet
+    try:
+        with open(intent, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"{intent} is unreadable ({exc}); an earlier publish of {out} was interrupted: "
+                          "check that OUT or an OUT.old-* folder beside it holds a store, then remove "
+                          "the intent file") from exc
+    old, new = doc["old"], doc["new"]
+    if os.path.dirname(old) != os.path.dirname(out) or os.path.dirname(new) != os.path.dirname(out):
+        raise TargetError(f"{intent} names folders outside {os.path.dirname(out)}; refusing to act on it")
+    if os.path.lexists(out) and os.path.lexists(old):
+        action = "finished"  # the new store made it into place; only the old one is left to delete
+    elif os.path.lexists(out):
+        action = "abandoned before anything moved"  # OUT is still the old store; the new one is the .tmp
+    elif os.path.lexists(old):
+        os.rename(old, out)  # the crash hit between the renames: put the old store back
+        action = "undone"
+    else:
+        raise TargetError(f"{intent}: neither {out} nor {old} exists; refusing to guess")
+    fsync_path(_parent(out), directory=True)
+    if os.path.lexists(old):
+        remove_tree(old)
+    os.unlink(intent)
+    fsync_path(_parent(out), directory=True)
+    return action

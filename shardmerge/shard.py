@@ -6,9 +6,9 @@ partial and reports the existing shard."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from .durable import fsync_path, fsync_tree, remove_tree, storage_errors
 from .errors import BadFileError, ShardError
+from .failpoints import failpoint
 from .headers import HeaderRules
 from .plan import FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader, open_fits
@@ -28,7 +30,7 @@ from .zarrio import create_array, write_slab
 
 
 def shard_path(scratch: str, shard: ShardSpec) -> str:
-    return os.path.join(scratch, f"{shard.name}.zarr")
+    return os.path.join(scratch, shard.store_name)
 
 
 def shard_arrays(plan: Plan) -> list[str]:
@@ -46,13 +48,14 @@ def load_manifest(path: str) -> dict | None:
         return None
 
 
-def manifest_matches(manifest: dict | None, plan: Plan, shard: ShardSpec) -> bool:
+def manifest_matches(manifest: dict | None, shard: ShardSpec) -> bool:
+    """The shard store holds exactly this shard: same key (layout and inputs), same rows."""
     return (
         manifest is not None
-        and manifest.get("plan") == plan.fingerprint
-        and manifest.get("shard") == shard.index
+        and manifest.get("key") == shard.key
         and manifest.get("row_start") == shard.row_start
         and manifest.get("row_stop") == shard.row_stop
+        and isinstance(manifest.get("files"), dict)
     )
 
 
@@ -76,32 +79,60 @@ class _RowTable:
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) -> dict:
-    """Dask task. `plan` is the shard-less context (Plan.context()). Returns the shard's manifest."""
+    """Dask task. `plan` is the shard-less context (Plan.context()). Returns the shard's manifest.
+
+    Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
+    its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
+    manifest last, then renames; the first rename wins and a later attempt drops its partial."""
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
-    if manifest_matches(existing, plan, shard):
+    if manifest_matches(existing, shard):
         return {**existing, "reused": True}
-    if os.path.exists(final):  # a finished shard of another plan under our name: not ours to keep
-        raise ShardError(f"{final} exists but does not belong to plan {plan.fingerprint}; remove it or rerun")
+    if os.path.lexists(final):  # no manifest: not a finished shard, whatever wrote it
+        raise ShardError(f"{final} exists without a valid manifest; delete it (or rerun with --restart)")
     partial = f"{final}.{uuid.uuid4().hex}.partial"
     t0 = time.perf_counter()
     try:
-        manifest = _materialize(plan, shard, partial, rules)
-        manifest["seconds"] = round(time.perf_counter() - t0, 4)
-        with open(os.path.join(partial, MANIFEST_FILE), "w", encoding="utf-8") as f:
-            json.dump(manifest, f)
-        try:
-            os.rename(partial, final)
-        except OSError:
-            winner = load_manifest(final)
-            if manifest_matches(winner, plan, shard):  # another attempt won the rename; keep theirs
-                shutil.rmtree(partial, ignore_errors=True)
-                return {**winner, "reused": False}
-            raise
+        with storage_errors(scratch):
+            failpoint("shard-start")
+            manifest = _materialize(plan, shard, partial, rules)
+            manifest["files"] = fsync_tree(partial, checksums=True)
+            manifest["seconds"] = round(time.perf_counter() - t0, 4)
+            _write_manifest(partial, manifest)
+            failpoint("shard-before-rename")
+            won = _rename_first_wins(partial, final)
+            fsync_path(scratch, directory=True)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_tree(partial)
         raise
+    if not won:
+        winner = load_manifest(final)
+        if not manifest_matches(winner, shard):
+            raise ShardError(f"{final} appeared during this attempt but its manifest is not this shard's")
+        return {**winner, "reused": False}
     return {**manifest, "reused": False}
+
+
+def _write_manifest(partial: str, manifest: dict) -> None:
+    path = os.path.join(partial, MANIFEST_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_path(partial, directory=True)
+
+
+def _rename_first_wins(partial: str, final: str) -> bool:
+    """rename(2) of a folder onto an existing non-empty folder fails (ENOTEMPTY or EEXIST, depending
+    on the filesystem): so exactly one attempt's rename succeeds. The loser removes its partial."""
+    try:
+        os.rename(partial, final)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    remove_tree(partial)
+    return False
 
 
 def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) -> dict:
@@ -155,6 +186,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
         _write_shared(wave_arr, shared_grid[0])
     pq.write_table(pa.table(table.columns), os.path.join(path, ROWS_FILE))
     return {
+        "key": shard.key,
         "plan": plan.fingerprint,
         "shard": shard.index,
         "row_start": shard.row_start,

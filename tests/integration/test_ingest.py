@@ -178,13 +178,14 @@ def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path
 
 
 def test_rerun_reuses_finished_shards(tmp_path, mixed_corpus, dask_scheduler):
-    first, second = tmp_path / "first.zarr", tmp_path / "second.zarr"
-    args = [mixed_corpus, "--scheduler", dask_scheduler, "--chunk-rows", "16", "--shard-rows", "32"]
-    r = run_cli("ingest", *args, "-o", first, "--keep-scratch", "--report", tmp_path / "r1.json")
+    out = tmp_path / "out.zarr"
+    args = [mixed_corpus, "--scheduler", dask_scheduler, "--chunk-rows", "16", "--shard-rows", "32", "-o", out]
+    r = run_cli("ingest", *args, "--keep-scratch", "--report", tmp_path / "r1.json")
     assert r.exit_code == 0, r
-    r = run_cli("ingest", *args, "-o", second, "--report", tmp_path / "r2.json")
+    first = _chunk_files(out)
+    r = run_cli("ingest", *args, "--overwrite", "--report", tmp_path / "r2.json")
     assert r.exit_code == 0, r
     counts = json.loads((tmp_path / "r2.json").read_text())["counts"]
     assert counts["shards_reused"] == counts["shards_total"] == 5
-    assert _chunk_files(first) == _chunk_files(second)
+    assert _chunk_files(out) == first
     assert not any((tmp_path / "scratch").glob("*/shard-*"))  # removed after the second publish

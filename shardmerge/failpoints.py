@@ -1,0 +1,56 @@
+"""Named points where the fault tests stop or break a real run, the way a crash would.
+
+Off unless `SHARDMERGE_FAILPOINTS` is set (e.g. `merge-copied=pause,shard-written=raise`), so a normal run
+pays one dict lookup per point. Each point fires once per run: the first process to reach it creates
+`<SHARDMERGE_FAILPOINT_DIR>/<name>.hit` (holding its pid) exclusively; later arrivals pass through, which
+is what a rescheduled task or a resumed run must do. Actions:
+
+- `pause`: sleep until killed, so a test can SIGKILL the process group at exactly this point;
+- `raise`: raise an OSError (a transient fault: disk hiccup, NFS timeout);
+- `kill`: SIGKILL this process (a worker dying mid-task).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+_ENV = "SHARDMERGE_FAILPOINTS"
+_DIR_ENV = "SHARDMERGE_FAILPOINT_DIR"
+
+
+def _active() -> dict[str, str]:
+    spec = os.environ.get(_ENV, "")
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, action = item.partition("=")
+        out[name] = action or "pause"
+    return out
+
+
+def failpoint(name: str) -> None:
+    """Fire the named point if a test armed it and nobody fired it yet."""
+    if _ENV not in os.environ:
+        return
+    action = _active().get(name)
+    if action is None:
+        return
+    mark = os.path.join(os.environ.get(_DIR_ENV, "."), f"{name}.hit")
+    try:
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.fsync(fd)
+    os.close(fd)
+    if action == "pause":
+        while True:
+            time.sleep(60)
+    elif action == "raise":
+        raise OSError(errno.EIO, f"injected fault at {name}")
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        raise ValueError(f"{_ENV}: unknown action {action!r} for {name}")
