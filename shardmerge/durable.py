@@ -12,8 +12,10 @@ from contextlib import contextmanager
 
 from .errors import DurabilityError, StorageError
 
-# a full disk or quota, a read-only filesystem, a failing device: the same write would fail again
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+# a full disk or quota, a read-only filesystem, a file too large: the same write would fail again. A plain
+# EIO from a write or read is left alone (retried: network filesystems return it for timeouts); an EIO
+# from fsync is fatal, see fsync_path.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 @contextmanager

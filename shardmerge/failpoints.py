@@ -6,7 +6,9 @@ pays one dict lookup per point. Each point fires once per run: the first process
 is what a rescheduled task or a resumed run must do. Actions:
 
 - `pause`: sleep until killed, so a test can SIGKILL the process group at exactly this point;
-- `raise`: raise an OSError (a transient fault: disk hiccup, NFS timeout);
+- `sleep:SECONDS`: hold this point for a while, then go on (a slow run another process can meet);
+- `raise` or `raise:ERRNO` (e.g. `raise:EINVAL`): raise that OSError (EIO by default), as a flaky disk,
+  an NFS timeout or a filesystem without a feature would;
 - `kill`: SIGKILL this process (a worker dying mid-task).
 """
 
@@ -45,12 +47,16 @@ def failpoint(name: str) -> None:
     os.write(fd, str(os.getpid()).encode())
     os.fsync(fd)
     os.close(fd)
-    if action == "pause":
+    verb, _, arg = action.partition(":")
+    if verb == "pause":
         while True:
             time.sleep(60)
-    elif action == "raise":
-        raise OSError(errno.EIO, f"injected fault at {name}")
-    elif action == "kill":
+    elif verb == "sleep":
+        time.sleep(float(arg))
+    elif verb == "raise":
+        code = getattr(errno, arg or "EIO")
+        raise OSError(code, f"{os.strerror(code)} (injected fault at {name})")
+    elif verb == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     else:
         raise ValueError(f"{_ENV}: unknown action {action!r} for {name}")

@@ -120,10 +120,14 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
 
 
 def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
-                progress: Callable[[int], None] | None = None, link_chunks: bool = False) -> dict:
+                progress: Callable[[int], None] | None = None, link_chunks: bool = False,
+                checksums: dict[str, list[int]] | None = None) -> dict:
     """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats.
     `link_chunks`: hard-link shard chunk files instead of copying them (only when the shards are deleted
-    after the publish, so nothing else can ever reach those files)."""
+    after the publish, so nothing else can ever reach those files). `checksums` is filled with
+    {path in the store: [size, crc32]} of every file: for chunks copied from shards, the values their
+    shard task recorded, so the gate can prove that what it passes is what the workers wrote."""
+    checksums = {} if checksums is None else checksums
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
     t0 = time.perf_counter()
@@ -139,7 +143,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             manifest = load_manifest(path)
             if not manifest_matches(manifest, shard):
                 raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
-            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks)
+            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks, checksums)
             table = pq.read_table(os.path.join(path, ROWS_FILE))
             _check_rows(shard, path, table)
             rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
@@ -157,11 +161,18 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             writer.close()
     os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
     root.attrs.update(provenance)
+    for dirpath, _, names in os.walk(tmp):  # what was not copied from a shard: checksum it as written
+        for name in names:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, tmp)
+            if rel not in checksums:
+                checksums[rel] = file_checksum(full)
     return {**stats, "seconds": round(time.perf_counter() - t0, 4)}
 
 
-def _copy_2d(plan: Plan, shard: ShardSpec, path: str, checksums: dict[str, list[int]], data: dict[str, zarr.Array],
-             wave: zarr.Array, tmp: str, stats: dict[str, int], link: bool) -> None:
+def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
+             data: dict[str, zarr.Array], wave: zarr.Array, tmp: str, stats: dict[str, int], link: bool,
+             checksums: dict[str, list[int]]) -> None:
     src = zarr.open_group(path, mode="r")
     cr, cp = plan.chunks_2d
     pairs = [(src[name], data[name]) for name in data]
@@ -178,7 +189,8 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, checksums: dict[str, list[
             raise ShardError(f"{path}/{s.path}: shape {s.shape}, expected {(shard.n_rows, plan.n_pix)}")
     for s, d in pairs:
         if same_encoding(s, d) and shard.row_start % cr == 0:
-            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, checksums, link)
+            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, shard_sums, link,
+                                                     checksums)
             continue
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -199,7 +211,7 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
 
 
 def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.Array, row_offset: int,
-                      checksums: dict[str, list[int]], link: bool) -> int:
+                      shard_sums: dict[str, list[int]], link: bool, checksums: dict[str, list[int]]) -> int:
     """Put the compressed chunk files of a shard array in place in the final array, shifted down by
     `row_offset` chunk rows. No decode, no encode, but each file's size and crc32 must equal the shard
     manifest's (a chunk damaged in scratch since its shard was written is caught here, not published).
@@ -224,8 +236,9 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
             actual = file_checksum(source) if payload is None else [len(payload), zlib.crc32(payload)]
         except FileNotFoundError as exc:
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
-        if checksums.get(rel) != actual:
+        if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
+        checksums[os.path.relpath(target, dst_root)] = actual
         if link:
             try:
                 os.link(source, target)

@@ -115,10 +115,9 @@ def scratch_dir(base: str | None, out: str) -> str:
     root = base or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
         tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
     root = os.path.abspath(root)
-    os.makedirs(root, mode=0o700, exist_ok=True)
     path = os.path.join(root, hashlib.sha256(os.path.abspath(out).encode()).hexdigest()[:16])
-    os.makedirs(path, mode=0o700, exist_ok=True)
     for folder in (root, path):  # in a shared /tmp, another user could have planted either one
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         st = os.lstat(folder)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
             raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; "
@@ -220,12 +219,14 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
                                   command=list(opts.command) or None)
     with report.phase("merge"):
         progress = _Progress("merge", len(plan.shards), "shards")
+        checksums: dict[str, list[int]] = {}
         report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
-                                            provenance, progress, link_chunks=not opts.keep_scratch)
+                                            provenance, progress, link_chunks=not opts.keep_scratch,
+                                            checksums=checksums)
     with report.phase("validate"):
         fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
-        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix))
+        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, checksums))
         report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
         failed = failures(results)
         if failed:

@@ -287,10 +287,11 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
     mtime) and the layout. Each shard's key hashes the layout and only its own segments, so after an
     input changes, a rerun recomputes just the shards that read it (when the layout itself changed,
     every key changes and nothing stale can be reused)."""
+    # what a shard's bytes depend on besides its own segments (not N_spec: appending files keeps keys)
     layout = {
         "schema": SCHEMA_VERSION,
-        "layout": [plan.n_spec, plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.rowwise_chunk_rows,
-                   plan.shard_rows, plan.wavelength_shared, plan.zarr_format, plan.common_root],
+        "layout": [plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.shard_rows, plan.wavelength_shared,
+                   plan.zarr_format, plan.common_root],
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized],
     }
@@ -300,7 +301,8 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
                                              for g in s.segments]}))
         for s in plan.shards
     )
-    digest = _digest({**layout, "inputs": sorted((s.path, s.size, s.mtime_ns, s.format) for s in scans)})
+    digest = _digest({**layout, "n_spec": plan.n_spec,
+                      "inputs": sorted((s.path, s.size, s.mtime_ns, s.format) for s in scans)})
     return replace(plan, shards=shards, fingerprint=digest)
 
 

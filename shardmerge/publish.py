@@ -64,6 +64,9 @@ class TargetLock:
             except FileNotFoundError:
                 pass
             os.close(fd)
+        previous = _read_holder(fd)
+        if previous != "holder unknown":  # the holder died without unlinking (flock went with it)
+            log.warning("took over the lock of %s left by a run that is gone (%s)", self.path[:-5], previous)
         info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
         os.ftruncate(fd, 0)
@@ -90,6 +93,8 @@ class TargetLock:
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        if not info:
+            return "holder unknown"
         return f"host {info.get('host', '?')}, pid {info.get('pid', '?')}, since {info.get('started', '?')}"
     except (OSError, ValueError):
         return "holder unknown"
@@ -132,6 +137,7 @@ def sweep_leftovers(out: str) -> list[str]:
 
 
 def _renameat2(src: str, dst: str, flags: int) -> None:
+    failpoint("renameat2")
     libc = ctypes.CDLL(None, use_errno=True)
     fn = getattr(libc, "renameat2", None)
     if fn is None:

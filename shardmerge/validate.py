@@ -34,6 +34,8 @@ class Expectation:
 
     n_spec: int
     n_pix: int
+    # {path in the store: [size, crc32]} as the merge wrote (or the shard tasks recorded) each file
+    checksums: dict[str, list[int]] | None = None
 
 
 class _Checks:
@@ -88,6 +90,8 @@ def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResul
     c.run("8 provenance attrs", lambda p: _provenance(c, p))
     c.run("9 index.parquet has N_spec rows", lambda p: _index(c, p))
     c.run("10 every chunk exists", lambda p: _chunks_complete(c, p))
+    if expect is not None and expect.checksums is not None:
+        c.run("11 every file is what the merge wrote", lambda p: _checksums(c, expect.checksums, p))
     return c.results
 
 
@@ -263,6 +267,26 @@ def _chunks_complete(c: _Checks, problems: list[str]) -> None:
             shown = ", ".join(str(m) for m in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             problems.append(f"{path}: chunk(s) {shown}{more} missing or empty (of {int(np.prod(grid))})")
+
+
+def _checksums(c: _Checks, expected: dict[str, list[int]], problems: list[str]) -> None:
+    """Catches a chunk truncated or altered after the merge wrote it, in any array (check 6 decodes
+    only flux). crc32 runs at GB/s, so this costs one read of the compressed store."""
+    from .durable import file_checksum
+
+    bad = []
+    for rel in sorted(expected):
+        try:
+            actual = file_checksum(os.path.join(c.store, rel))
+        except FileNotFoundError:
+            bad.append(f"{rel} is missing")
+            continue
+        if actual != expected[rel]:
+            bad.append(f"{rel} has {actual[0]} bytes, crc32 {actual[1]:08x}; the merge wrote {expected[rel][0]} "
+                       f"bytes, crc32 {expected[rel][1]:08x}")
+    problems.extend(bad[:MAX_ROWS_NAMED])
+    if len(bad) > MAX_ROWS_NAMED:
+        problems.append(f"{len(bad) - MAX_ROWS_NAMED} more files differ")
 
 
 def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:

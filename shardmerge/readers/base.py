@@ -157,7 +157,8 @@ def open_fits(path: str, raw: bytes | None = None) -> Iterator[fits.HDUList]:
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
-            raise BadFileError(path, f"not a readable FITS file ({_describe(exc)})") from exc
+            reason = _header_problem(path, raw) or f"not a readable FITS file ({_describe(exc)})"
+            raise BadFileError(path, reason) from exc
         try:
             yield hdul
         except ShardmergeError:
@@ -166,6 +167,29 @@ def open_fits(path: str, raw: bytes | None = None) -> Iterator[fits.HDUList]:
             raise BadFileError(path, _describe(exc)) from exc
         finally:
             hdul.close()
+
+
+def _header_problem(path: str, raw: bytes | None) -> str | None:
+    """A plainer reason than astropy's for the commonest header damage: a primary header whose END card
+    is missing, so the parser runs into the binary data."""
+    if raw is None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(1 << 20)
+        except OSError:
+            return None
+    if not raw.startswith(b"SIMPLE  ="):
+        return None
+    for at in range(0, len(raw) - 79, 80):
+        card = raw[at : at + 80]
+        if card.startswith(b"END     ") and not card[3:].strip():
+            return None
+        if any(b < 32 or b > 126 for b in card):
+            where = f"card {at // 80 + 1} (byte {at})"
+            if card[:8].strip() and all(32 <= b <= 126 for b in card[:10]):
+                return f"header card {card[:8].decode().strip()!r} at {where} holds non-ASCII bytes"
+            return f"the primary header has no END card: binary data begins at {where}"
+    return "the primary header has no END card"
 
 
 def _describe(exc: BaseException) -> str:

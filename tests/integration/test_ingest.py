@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -16,6 +15,7 @@ from astropy.io import fits
 from shardmerge.samples import make_wcs1d
 from tests.conftest import run_cli, run_cli_process
 from tests.integration.independent import assert_store_matches_sources, spectra_of
+from tests.storecmp import chunk_files
 
 
 def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
@@ -150,17 +150,6 @@ def test_default_local_cluster_from_a_real_process(tmp_path):
     assert_store_matches_sources(out)
 
 
-def _chunk_files(store):
-    out = {}
-    for dirpath, _, names in os.walk(store):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, store)
-            if rel != "zarr.json" and rel != "index.parquet":  # root attrs hold created_at and the command
-                out[rel] = Path(p).read_bytes()
-    return out
-
-
 def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path, mixed_corpus, dask_scheduler):
     one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
     r1 = run_cli("ingest", mixed_corpus, "-o", one, "--workers", "0", "--chunk-rows", "16", "--shard-rows", "48",
@@ -170,7 +159,7 @@ def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path
     assert r1.exit_code == 0 and r2.exit_code == 0, (r1, r2)
     merge = json.loads((tmp_path / "r2.json").read_text())["merge"]
     assert merge["raw_chunks"] > 0 and merge["recoded_arrays"] == 0
-    a, b = _chunk_files(one), _chunk_files(two)
+    a, b = chunk_files(one), chunk_files(two)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
     assert pq.read_table(one / "index.parquet").drop(["shard"]).equals(
@@ -182,10 +171,10 @@ def test_rerun_reuses_finished_shards(tmp_path, mixed_corpus, dask_scheduler):
     args = [mixed_corpus, "--scheduler", dask_scheduler, "--chunk-rows", "16", "--shard-rows", "32", "-o", out]
     r = run_cli("ingest", *args, "--keep-scratch", "--report", tmp_path / "r1.json")
     assert r.exit_code == 0, r
-    first = _chunk_files(out)
+    first = chunk_files(out)
     r = run_cli("ingest", *args, "--overwrite", "--report", tmp_path / "r2.json")
     assert r.exit_code == 0, r
     counts = json.loads((tmp_path / "r2.json").read_text())["counts"]
     assert counts["shards_reused"] == counts["shards_total"] == 5
-    assert _chunk_files(out) == first
+    assert chunk_files(out) == first
     assert not any((tmp_path / "scratch").glob("*/shard-*"))  # removed after the second publish

@@ -91,6 +91,30 @@ def test_fingerprint_follows_inputs_and_layout():
     assert make_plan([scan("/a", 2)], LayoutRequest(chunk_rows=8)).fingerprint != base.fingerprint
 
 
+def test_shard_keys_change_only_where_inputs_changed():
+    """Resume: a rerun reuses every shard whose key it finds, so a key must change exactly when the
+    shard's bytes would."""
+    req = LayoutRequest(chunk_rows=4, shard_rows=4)
+    files = [scan(f"/d/f{i}", 3) for i in range(6)]  # 18 rows: shards [0,4) [4,8) [8,12) [12,16) [16,18)
+    keys = [s.key for s in make_plan(files, req).shards]
+    assert len(set(keys)) == 5 and all(len(k) == 16 for k in keys)
+
+    edited = files[:]
+    edited[2] = replace(files[2], mtime_ns=5)  # rows 6..8: shards 1 and 2
+    after = [s.key for s in make_plan(edited, req).shards]
+    assert [a == b for a, b in zip(keys, after, strict=True)] == [True, False, False, True, True]
+
+    appended = [s.key for s in make_plan([*files, scan("/d/f9", 3)], req).shards]
+    assert appended[:4] == keys[:4] and appended[4] != keys[4]  # only the last, now longer, shard differs
+
+    removed = [s.key for s in make_plan(files[:3] + files[4:], req).shards]  # rows 9..11 go
+    assert removed[:2] == keys[:2] and not set(removed[2:]) & set(keys)  # rows from the gap on moved
+
+    assert not {s.key for s in make_plan(files, LayoutRequest(chunk_rows=2, shard_rows=4)).shards} & set(keys)
+    wider = [s.key for s in make_plan([*files, scan("/d/f9", 1, n_pix=200)], req).shards]
+    assert not set(wider) & set(keys)  # N_pix changed: every shard's arrays are wider
+
+
 def test_refusals():
     with pytest.raises(PlanError, match="no input"):
         make_plan([])

@@ -1,4 +1,5 @@
-"""OUT is always the old complete store or the new complete one; bad input is named, never ingested."""
+"""Target faults: OUT is always the old complete store or the new complete one; bad input is named, never
+ingested; a second writer is refused."""
 
 from __future__ import annotations
 
