@@ -108,11 +108,23 @@ def executor(workers: int | None = None, scheduler: str | None = None) -> Iterat
         return
     n = workers or os.cpu_count() or 1
     # The nanny's default MALLOC_TRIM_THRESHOLD_=65536 made zstd compression burn ~1.8x the CPU here.
-    # Worker logs stay quiet: a failed task's error comes back to this process, which names it once,
-    # without the worker's traceback ("Compute Failed") ahead of it.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster) as client:
+            LocalCluster(n_workers=n, **local_cluster_options()) as cluster, Client(cluster) as client:
         log.info("started a local Dask cluster: %d worker processes on 127.0.0.1", n)
         yield DaskExecutor(client)
+
+
+def local_cluster_options(**overrides: Any) -> dict:
+    """LocalCluster settings: single-threaded worker processes, everything on 127.0.0.1, no dashboard.
+    The scheduler's small HTTP server (health, metrics) takes a free loopback port: its default, 8787,
+    clashes with any other Dask on the machine. Worker logs stay quiet: a failed task's error comes back
+    to the client, which names it once, without the worker's traceback ahead of it."""
+    return {
+        "threads_per_worker": 1,
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        "silence_logs": logging.CRITICAL,
+        **overrides,
+    }

@@ -3,7 +3,6 @@ mid-shard, two attempts of one shard at once, workers retiring at the end of the
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 
@@ -97,12 +96,13 @@ def test_workers_retiring_at_the_end_of_their_lifetime(tmp_path, corpus, clean_s
     of them while a shard task (held for 3 s) is running on it."""
     from distributed import Client, LocalCluster
 
+    from shardmerge.cluster import local_cluster_options
+
     monkeypatch.setenv("SHARDMERGE_FAILPOINTS", "shard-start=sleep:3")  # the workers inherit it
     monkeypatch.setenv("SHARDMERGE_FAILPOINT_DIR", str(failpoint_dir(tmp_path)))
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR, lifetime="1.5s", lifetime_stagger="0.5s",
-                      lifetime_restart=True) as cluster, Client(cluster) as client:
+    options = local_cluster_options(lifetime="1.5s", lifetime_stagger="0.5s", lifetime_restart=True)
+    with LocalCluster(n_workers=2, **options) as cluster, Client(cluster) as client:
         seen: set[str] = set()
         stop = threading.Event()
 
@@ -129,3 +129,25 @@ def test_workers_retiring_at_the_end_of_their_lifetime(tmp_path, corpus, clean_s
     a, b = zarr.open_group(out, mode="r"), zarr.open_group(clean_store, mode="r")
     for name in ("signal/flux_raw", "signal/uncertainty_raw", "signal/wavelength"):
         np.testing.assert_array_equal(a[name][:], b[name][:])
+
+
+def test_local_cluster_listens_on_loopback_only_without_dashboard():
+    """The scheduler, workers and the scheduler's small HTTP server (health, metrics) are on 127.0.0.1,
+    and the dashboard pages are not served."""
+    import urllib.error
+    import urllib.request
+
+    from shardmerge.cluster import executor
+
+    with executor(workers=1) as ex:
+        assert ex.address.startswith("tcp://127.0.0.1:")
+        info = ex.client.scheduler_info()
+        assert all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
+        http = ex.client.cluster.scheduler.http_server
+        assert http.address == "127.0.0.1"
+        base = f"http://127.0.0.1:{http.port}"
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as resp:
+            assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/status", timeout=10)
+        assert err.value.code == 404
