@@ -9,7 +9,7 @@ import sys
 import click
 
 from . import __version__
-from .config import LayoutRequest
+from .config import ClusterRequest, LayoutRequest
 from .errors import ShardmergeError
 from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
@@ -40,6 +40,28 @@ _common = [
                  help="Local Dask cluster size (default: the machine's cores; 0 runs tasks in this process)."),
     click.option("--scheduler", metavar="ADDRESS", default=None,
                  help="Use an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster."),
+    click.option("--cluster", "cluster_kind", type=click.Choice(["local", "slurm", "slurm-runner"]),
+                 default="local", show_default=True,
+                 help="slurm: submit --jobs batch jobs (dask-jobqueue); slurm-runner: run inside an srun "
+                      "allocation (rank 0 scheduler, rank 1 ingest, the rest workers)."),
+    click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="SLURM jobs to start (--cluster slurm)."),
+    click.option("--queue", default=None, help="SLURM partition (default: jobqueue.slurm.queue)."),
+    click.option("--account", default=None, help="SLURM account (default: jobqueue.slurm.account)."),
+    click.option("--walltime", default=None,
+                 help="SLURM job time limit, e.g. 01:00:00; workers retire a margin before it."),
+    click.option("--job-cores", type=click.IntRange(min=1), default=None,
+                 help="Cores per SLURM job, one worker process each (default: jobqueue.slurm.cores)."),
+    click.option("--job-memory", default=None,
+                 help="Memory per SLURM job, e.g. 16GB (default: jobqueue.slurm.memory)."),
+    click.option("--job-extra", multiple=True, help="Extra #SBATCH directive, e.g. '--constraint=ssd' (repeatable)."),
+    click.option("--interface", default=None,
+                 help="Network interface the scheduler and workers bind to (e.g. ib0; lo on one machine)."),
+    click.option("--worker-wait", type=click.FloatRange(min=1), default=600, show_default=True,
+                 help="Seconds to wait for the first SLURM worker before giving up (jobs are cancelled)."),
+    click.option("--scheduler-file", type=click.Path(dir_okay=False), default=None,
+                 help="slurm-runner: scheduler file on a filesystem all ranks share "
+                      "(default: ./shardmerge-scheduler-<job id>.json)."),
     click.option("--chunk-rows", type=int, default=None,
                  help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB)."),
     click.option("--shard-rows", type=int, default=None, help="Rows per shard, a multiple of the chunk rows."),
@@ -56,6 +78,24 @@ def common_options(fn):
     for deco in reversed(_common):
         fn = deco(fn)
     return fn
+
+
+_CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
+                 "job_memory", "job_extra", "interface", "worker_wait", "scheduler_file")
+
+
+def cluster_request(options: dict) -> ClusterRequest:
+    """The cluster options of a command, removed from `options`, as one ClusterRequest."""
+    o = {k: options.pop(k) for k in _CLUSTER_KEYS}
+    kind = o["cluster_kind"]
+    if o["scheduler"]:
+        if kind != "local":
+            raise click.UsageError("--scheduler and --cluster are alternatives: pass one")
+        kind = "scheduler"
+    return ClusterRequest(kind=kind, workers=o["workers"], address=o["scheduler"], jobs=o["jobs"], queue=o["queue"],
+                          account=o["account"], walltime=o["walltime"], job_cores=o["job_cores"],
+                          job_memory=o["job_memory"], job_extra=tuple(o["job_extra"]), interface=o["interface"],
+                          worker_wait_s=o["worker_wait"], scheduler_file=o["scheduler_file"])
 
 
 @click.group()
@@ -78,16 +118,16 @@ def main() -> None:
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, workers, scheduler, scratch, chunk_rows, shard_rows, format_name, on_bad_file,
-               header_rules, overwrite, report_path, zarr_format, clevel, keep_scratch, restart, quiet):
+def ingest_cmd(inputs, out, chunk_rows, shard_rows, format_name, on_bad_file, header_rules, scratch, overwrite,
+               report_path, zarr_format, clevel, keep_scratch, restart, quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     opts = IngestOptions(
-        inputs=tuple(inputs), out=out, workers=workers, scheduler=scheduler, scratch=scratch,
+        inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
         chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
         on_bad_file=on_bad_file, report_path=report_path, header_rules=header_rules,
         zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, restart=restart,
-        command=tuple(sys.argv),
+        command=tuple(sys.argv), progress=not quiet,
     )
     try:
         report = ingest(opts)
@@ -104,14 +144,13 @@ def ingest_cmd(inputs, out, workers, scheduler, scratch, chunk_rows, shard_rows,
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(inputs, workers, scheduler, chunk_rows, shard_rows, format_name, on_bad_file, header_rules,
-             as_json):
+def plan_cmd(inputs, chunk_rows, shard_rows, format_name, on_bad_file, header_rules, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
     _setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=LayoutRequest(chunk_rows=chunk_rows, shard_rows=shard_rows),
-                           format_name=format_name, rules=load_header_rules(header_rules), workers=workers,
-                           scheduler=scheduler, on_bad_file=on_bad_file)
+                           format_name=format_name, rules=load_header_rules(header_rules),
+                           cluster=cluster_request(options), on_bad_file=on_bad_file)
     except ShardmergeError as exc:
         _fail(exc)
     d = describe(plan)

@@ -1,13 +1,20 @@
 """The thin Dask layer. Stages hand an Executor plain functions and plain arguments; which cluster runs
-them (a LocalCluster, an existing scheduler, or none at all) is decided here and nowhere else."""
+them (a LocalCluster, an existing scheduler, SLURM batch jobs, a SLURM allocation, or none at all) is
+decided here and nowhere else."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
+
+from .config import ClusterRequest
+from .errors import ClusterError, InputError
 
 log = logging.getLogger("shardmerge")
 
@@ -17,6 +24,8 @@ class InlineExecutor:
 
     workers = 0
     address = "inline"
+    local = True
+    info = {"kind": "inline"}
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None) -> list:
@@ -41,8 +50,10 @@ class InlineExecutor:
 
 
 class DaskExecutor:
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, local: bool = True, info: dict | None = None):
         self.client = client
+        self.local = local  # every worker on this machine (a LocalCluster)
+        self.info = info or {}
 
     @property
     def workers(self) -> int:
@@ -92,26 +103,177 @@ class DaskExecutor:
 
 
 @contextmanager
-def executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[InlineExecutor | DaskExecutor]:
-    """An existing scheduler by address, no cluster (workers == 0), or a LocalCluster on 127.0.0.1."""
-    if workers == 0 and scheduler is None:
+def runner_role(request: ClusterRequest) -> Iterator[Any]:
+    """For "slurm-runner", enter dask-jobqueue's SLURMRunner: every rank of the `srun` runs this command;
+    rank 0 becomes the scheduler and rank 2+ workers, and those never get past this point (they exit when
+    the client is done). Rank 1 goes on and runs the ingest. Other kinds: nothing to do."""
+    if request.kind != "slurm-runner":
+        yield None
+        return
+    from dask_jobqueue.slurm import SLURMRunner
+
+    scheduler_file = request.scheduler_file or os.path.join(os.getcwd(), "shardmerge-scheduler-{job_id}.json")
+    net = {"interface": request.interface} if request.interface else {}
+    try:
+        runner = SLURMRunner(scheduler_file=scheduler_file, scheduler_options={**net, "dashboard": False},
+                             worker_options={**net, "nthreads": 1})
+    except RuntimeError as exc:  # not inside srun, or fewer than 3 tasks
+        raise ClusterError(f"--cluster slurm-runner: {exc}") from exc
+    with runner:
+        yield runner
+
+
+@contextmanager
+def executor(request: ClusterRequest | None = None, runner: Any = None,
+             log_dir: str | None = None) -> Iterator[InlineExecutor | DaskExecutor]:
+    """Tasks run in this process (local, 0 workers), on an existing scheduler, on SLURM batch jobs, inside
+    a SLURM allocation (`runner` from runner_role), or on a LocalCluster on 127.0.0.1 (the default)."""
+    request = request or ClusterRequest()
+    if request.kind == "local" and request.workers == 0:
         yield InlineExecutor()
         return
     import dask
     from distributed import Client, LocalCluster
 
-    if scheduler:
-        with Client(scheduler, timeout="30s") as client:
-            log.info("using the Dask scheduler at %s (%d workers)", scheduler,
-                     len(client.scheduler_info(n_workers=-1).get("workers", {})))
-            yield DaskExecutor(client)
+    if request.kind == "scheduler":
+        with Client(request.address, timeout="30s") as client:
+            ex = DaskExecutor(client, local=False, info={"kind": "scheduler"})
+            log.info("using the Dask scheduler at %s (%d workers)", request.address, ex.workers)
+            yield ex
         return
-    n = workers or os.cpu_count() or 1
+    if request.kind == "slurm-runner":
+        with Client(runner) as client:
+            t0 = time.monotonic()
+            _wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
+            info = {"kind": "slurm-runner", "seconds_to_workers": round(time.monotonic() - t0, 2)}
+            yield DaskExecutor(client, local=False, info=info)
+        return
+    if request.kind == "slurm":
+        with slurm_cluster(request, log_dir) as (client, info):
+            yield DaskExecutor(client, local=False, info=info)
+        return
+    if request.kind != "local":
+        raise ClusterError(f"unknown cluster kind {request.kind!r}")
+    n = request.workers or os.cpu_count() or 1
     # The nanny's default MALLOC_TRIM_THRESHOLD_=65536 made zstd compression burn ~1.8x the CPU here.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \
             LocalCluster(n_workers=n, **local_cluster_options()) as cluster, Client(cluster) as client:
         log.info("started a local Dask cluster: %d worker processes on 127.0.0.1", n)
-        yield DaskExecutor(client)
+        yield DaskExecutor(client, local=True, info={"kind": "local"})
+
+
+def _wait_for_workers(client: Any, n: int, timeout: float, what: str) -> None:
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except TimeoutError as exc:
+        raise ClusterError(f"{what}: fewer than {n} worker(s) connected within {timeout:.0f} s") from exc
+
+
+@contextmanager
+def slurm_cluster(request: ClusterRequest, log_dir: str | None) -> Iterator[tuple[Any, dict]]:
+    """A dask-jobqueue SLURMCluster scaled to `jobs` batch jobs. Leaving the block, normally, on an error
+    or on Ctrl-C, closes it, and closing cancels every job it submitted."""
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+
+    kwargs = slurm_options(request, log_dir)
+    with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
+        t0 = time.monotonic()
+        cluster.scale(jobs=request.jobs)
+        log.info("submitted %d SLURM job(s) of %s cores, %s; waiting for workers (at most %.0f s)",
+                 request.jobs, kwargs["cores"], kwargs["memory"], request.worker_wait_s)
+        _wait_for_workers(client, 1, request.worker_wait_s,
+                          f"SLURM jobs {', '.join(cluster.workers) or '(none submitted)'}")
+        first = time.monotonic() - t0
+        per_job = int(kwargs.get("processes") or 1)
+        with suppress(TimeoutError):  # the rest may join later, the run goes on without them
+            client.wait_for_workers(request.jobs * per_job, timeout=min(60.0, request.worker_wait_s))
+        info = {"kind": "slurm", "jobs": request.jobs, "seconds_to_first_worker": round(first, 2),
+                "seconds_to_workers": round(time.monotonic() - t0, 2), "job_script": cluster.job_script()}
+        log.info("SLURM: first worker after %.1f s, %d worker(s) after %.1f s", first,
+                 len(client.scheduler_info(n_workers=-1)["workers"]), info["seconds_to_workers"])
+        yield client, info
+
+
+def slurm_options(request: ClusterRequest, log_dir: str | None) -> dict:
+    """SLURMCluster keyword arguments: dask-jobqueue's own config (`jobqueue.slurm.*` from a jobqueue.yaml
+    or DASK_JOBQUEUE__SLURM__* variables) with the CLI's overrides on top. Pure apart from reading config."""
+    import dask
+
+    cfg = dask.config.get("jobqueue.slurm", default={}) or {}
+    kw: dict[str, Any] = {}
+    for key, value in (("queue", request.queue), ("account", request.account), ("walltime", request.walltime),
+                       ("interface", request.interface)):
+        if value:
+            kw[key] = value
+    cores = request.job_cores or cfg.get("cores")
+    memory = request.job_memory or cfg.get("memory")
+    if not cores or not memory:
+        raise InputError("SLURM jobs need a size: pass --job-cores and --job-memory, or set jobqueue.slurm.cores "
+                         "and jobqueue.slurm.memory in a jobqueue.yaml (or DASK_JOBQUEUE__SLURM__CORES/MEMORY)")
+    kw["cores"], kw["memory"] = int(cores), str(memory)
+    if cfg.get("processes") is None:  # one single-threaded worker process per core: FITS parsing holds the GIL
+        kw["processes"] = int(cores)
+    if request.job_extra:
+        kw["job_extra_directives"] = [*(cfg.get("job-extra-directives") or []), *request.job_extra]
+    walltime = kw.get("walltime") or cfg.get("walltime")
+    if walltime:
+        lifetime, stagger = worker_lifetime(str(walltime))
+        kw["worker_extra_args"] = [*(cfg.get("worker-extra-args") or []), "--lifetime", f"{lifetime}s",
+                                   "--lifetime-stagger", f"{stagger}s"]
+    if not cfg.get("log-directory") and log_dir:
+        kw["log_directory"] = log_dir  # job logs (slurm-*.out) go beside the shards, not into the cwd
+    kw.setdefault("scheduler_options", {"dashboard": False, **({"interface": request.interface}
+                                                               if request.interface else {})})
+    return kw
+
+
+def walltime_seconds(walltime: str) -> int:
+    """SLURM's time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    days, _, rest = walltime.strip().rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        h, m, sec = (parts + [0, 0])[:3]
+        return int(days) * 86400 + h * 3600 + m * 60 + sec
+    if len(parts) == 1:
+        return parts[0] * 60
+    if len(parts) == 2:
+        return parts[0] * 60 + parts[1]
+    h, m, sec = parts
+    return h * 3600 + m * 60 + sec
+
+
+def worker_lifetime(walltime: str) -> tuple[int, int]:
+    """Workers retire (handing their work over) before SLURM kills the job: a margin of 10% of the walltime,
+    at least 60 s and at most 10 min, staggered so a job's workers do not all leave at once."""
+    total = walltime_seconds(walltime)
+    margin = min(max(60, total // 10), 600)
+    lifetime = max(total - margin, total // 2)
+    return lifetime, max(1, min(margin // 2, 300))
+
+
+def check_shared_scratch(ex: InlineExecutor | DaskExecutor, scratch: str) -> None:
+    """Shards are written by workers and read by this process: on a cluster beyond this machine, scratch
+    must be a filesystem every worker shares with it. Refuse before any work when a worker cannot see it
+    (node-local disks); pass --scratch on a shared filesystem (the same path on every node)."""
+    if not isinstance(ex, DaskExecutor) or ex.local:
+        return
+    probe = os.path.join(scratch, f".visible-{uuid.uuid4().hex}")
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(socket.gethostname())
+    try:
+        seen = ex.client.run(_sees, probe)
+    finally:
+        os.unlink(probe)
+    blind = sorted(f"{addr} on {host}" for addr, (host, ok) in seen.items() if not ok)
+    if blind:
+        raise ClusterError(f"scratch {scratch} is not visible from worker(s) {', '.join(blind)}: the shards they "
+                           "write could not reach the merge on this host. Pass --scratch on a filesystem that "
+                           "every node mounts at the same path")
+
+
+def _sees(path: str) -> tuple[str, bool]:
+    return socket.gethostname(), os.path.isfile(path)
 
 
 def local_cluster_options(**overrides: Any) -> dict:

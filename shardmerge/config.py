@@ -40,3 +40,25 @@ class LayoutRequest:
     shard_rows: int | None = None  # None: TARGET_SHARD_BYTES worth of rows
     codec: CodecConfig = field(default_factory=CodecConfig)
     zarr_format: int = 3
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """Where tasks run. `kind`: "local" (a LocalCluster of `workers` processes; 0 runs tasks inline),
+    "scheduler" (an existing one at `address`), "slurm" (dask-jobqueue SLURMCluster of `jobs` jobs) or
+    "slurm-runner" (inside one allocation: rank 0 scheduler, rank 1 this code, the rest workers).
+    SLURM resources left as None come from dask-jobqueue's own config (`jobqueue.slurm.*`)."""
+
+    kind: str = "local"
+    workers: int | None = None
+    address: str | None = None
+    jobs: int = 1
+    queue: str | None = None
+    account: str | None = None
+    walltime: str | None = None
+    job_cores: int | None = None
+    job_memory: str | None = None
+    job_extra: tuple[str, ...] = ()
+    interface: str | None = None
+    worker_wait_s: float = 600.0  # how long to wait for the first worker of a batch job
+    scheduler_file: str | None = None  # slurm-runner: on a filesystem every rank sees

@@ -108,3 +108,9 @@ class StorageError(ShardmergeError):
 
 class DurabilityError(StorageError):
     """fsync failed: what the kernel held for this file may never reach the disk."""
+
+
+class ClusterError(ShardmergeError):
+    """The Dask cluster could not be started or used: no worker came, or scratch is not shared."""
+
+    exit_code = 7

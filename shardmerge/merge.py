@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -94,7 +95,7 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
     if plan.wavelength_shared:
         wave = create_array(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
-                            dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs)
+                            dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs)
     else:
         wave = create_array(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d, dtype="float64",
                             codec=codec, zarr_format=fmt, attrs=wave_attrs)
@@ -161,6 +162,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             writer.close()
     os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
     root.attrs.update(provenance)
+    consolidate(tmp)
     for dirpath, _, names in os.walk(tmp):  # what was not copied from a shard: checksum it as written
         for name in names:
             full = os.path.join(dirpath, name)
@@ -168,6 +170,16 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             if rel not in checksums:
                 checksums[rel] = file_checksum(full)
     return {**stats, "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def consolidate(store: str) -> None:
+    """Write consolidated metadata, so that zarr and xarray open the store with one read instead of
+    listing every folder (slow on Lustre and object stores) and without tripping over index.parquet.
+    Zarr v3 has no consolidated metadata in its spec yet; zarr-python and xarray read it all the same."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is not recognized as a component of a Zarr hierarchy")
+        warnings.filterwarnings("ignore", message=r"Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(store)
 
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],

@@ -11,18 +11,18 @@ import os
 import resource
 import stat
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .cluster import executor
-from .config import CodecConfig, LayoutRequest
+from .cluster import check_shared_scratch, executor, runner_role
+from .config import ClusterRequest, CodecConfig, LayoutRequest
 from .durable import fsync_tree, remove_tree, storage_errors
 from .errors import BadFilesError, GateError, InputError, ShardmergeError
 from .failpoints import failpoint
 from .headers import HeaderRules, load_header_rules
 from .merge import materialize
 from .plan import FileScan, Plan, describe, make_plan
+from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
 from .report import RunReport, store_bytes
@@ -39,8 +39,7 @@ SCAN_BATCH_FILES = 64  # files per scan task: one small file parses in ~1 ms, a 
 class IngestOptions:
     inputs: tuple[str, ...]
     out: str
-    workers: int | None = None
-    scheduler: str | None = None
+    cluster: ClusterRequest = ClusterRequest()
     scratch: str | None = None
     chunk_rows: int | None = None
     shard_rows: int | None = None
@@ -53,6 +52,7 @@ class IngestOptions:
     clevel: int = 5
     keep_scratch: bool = False
     restart: bool = False
+    progress: bool = True  # bars on a terminal, periodic log lines otherwise
     command: tuple[str, ...] = ()
 
     def layout_request(self) -> LayoutRequest:
@@ -60,25 +60,9 @@ class IngestOptions:
                              codec=CodecConfig(clevel=self.clevel), zarr_format=self.zarr_format)
 
 
-class _Progress:
-    """Plain periodic log lines (batch logs read well); at most one every few seconds."""
-
-    def __init__(self, phase: str, total: int, unit: str):
-        self.phase, self.total, self.unit = phase, total, unit
-        self.done = 0
-        self.last = 0.0
-
-    def __call__(self, step: object = 1) -> None:
-        self.done += len(step) if isinstance(step, list) else 1
-        now = time.monotonic()
-        if now - self.last > 5 or self.done == self.total:
-            self.last = now
-            log.info("%s: %d/%d %s", self.phase, self.done, self.total, self.unit)
-
-
 def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,
-                report: RunReport) -> list[FileScan]:
-    progress = _Progress("scan", len(paths), "files")
+                report: RunReport, progress_to: str = "log") -> list[FileScan]:
+    progress = Progress("scan", len(paths), "files", progress_to)
     results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, name="scan",
                      on_result=progress)
     shared = SharedTuples()
@@ -98,13 +82,14 @@ def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRule
 
 
 def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, format_name: str | None = None,
-                rules: HeaderRules | None = None, workers: int | None = None, scheduler: str | None = None,
+                rules: HeaderRules | None = None, cluster: ClusterRequest | None = None,
                 on_bad_file: str = "fail", report: RunReport | None = None) -> Plan:
     """Scan and plan without writing anything (`shardmerge plan`)."""
     report = report or RunReport()
     rules = rules or load_header_rules()
     paths = discover_inputs(inputs)
-    with executor(workers, scheduler) as ex:
+    cluster = cluster or ClusterRequest()
+    with runner_role(cluster) as runner, executor(cluster, runner) as ex:
         scans = scan_inputs(paths, format_name, rules, ex, on_bad_file, report)
     return make_plan(scans, request)
 
@@ -165,6 +150,12 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
         raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
     check_target(out, opts.overwrite)  # fail fast, before the lock and any work
     rules = load_header_rules(opts.header_rules)
+    with runner_role(opts.cluster) as runner:  # in an srun, only the client rank gets past this line
+        _ingest_locked(opts, out, report, rules, runner)
+
+
+def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: HeaderRules, runner: object) -> None:
+    mode = progress_mode(opts.progress)
     with TargetLock(out):
         for path in sweep_leftovers(out):  # first: it may put back a store an interrupted publish moved
             log.warning("removed %s left by an earlier run that did not finish", path)
@@ -175,11 +166,13 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
         with report.phase("discover"):
             paths = discover_inputs(opts.inputs)
-        with executor(opts.workers, opts.scheduler) as ex:
+        with executor(opts.cluster, runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
             report.extra["workers"] = ex.workers
             report.extra["scheduler"] = ex.address
+            report.extra["cluster"] = ex.info
+            check_shared_scratch(ex, scratch)
             with report.phase("scan"):
-                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report)
+                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode)
             with report.phase("plan"):
                 plan = make_plan(scans, opts.layout_request())
             _describe_plan(plan, report)
@@ -187,7 +180,7 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             if stale:
                 log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
             with report.phase("shard"):
-                progress = _Progress("shard", len(plan.shards), "shards")
+                progress = Progress("shard", len(plan.shards), "shards", mode)
                 manifests = ex.map(write_shard, plan.shards, plan.context(), scratch, rules,
                                    name=f"shard-{plan.fingerprint}", retries=2, on_result=progress)
         report.counts["shards_total"] = len(manifests)
@@ -206,6 +199,9 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
             log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
                       "them)", scratch)
             raise
+    seconds = sum(report.phases.values())
+    report.extra["throughput"] = {"spectra_per_s": round(plan.n_spec / seconds, 1),
+                                  "input_mb_per_s": round(plan.input_bytes / 1e6 / seconds, 2)}
     # the merge writer is this process: its peak must not grow with N_spec (workers are measured apart)
     report.extra["driver_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not opts.keep_scratch:
@@ -218,7 +214,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
     provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
     with report.phase("merge"):
-        progress = _Progress("merge", len(plan.shards), "shards")
+        progress = Progress("merge", len(plan.shards), "shards", progress_mode(opts.progress))
         checksums: dict[str, list[int]] = {}
         report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
                                             provenance, progress, link_chunks=not opts.keep_scratch,
@@ -231,6 +227,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
         failed = failures(results)
         if failed:
             raise GateError(tmp, failed)  # its message lists every failed check
+        log.info("gate: %d checks passed on %s", len(results), tmp)
     report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
     with report.phase("publish"):
         report.extra["publish_method"] = publish(tmp, out)

@@ -84,6 +84,9 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
     Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
     manifest last, then renames; the first rename wins and a later attempt drops its partial."""
+    if not os.path.isdir(scratch):  # a node that does not mount the driver's scratch: never write locally
+        raise ShardError(f"scratch {scratch} does not exist on {os.uname().nodename}; --scratch must be a folder "
+                         "every node mounts at the same path")
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
     if manifest_matches(existing, shard):
@@ -145,8 +148,8 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
         for name in names
     }
     if plan.wavelength_shared:
-        wave_arr = create_array(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dtype="float64",
-                                codec=plan.codec, zarr_format=plan.zarr_format)
+        wave_arr = create_array(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dims=("pixel",),
+                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)
     else:
         wave_arr = create_array(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
                                 dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)

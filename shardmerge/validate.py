@@ -75,7 +75,7 @@ def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResul
         if not os.path.isdir(store):
             problems.append(f"{store} is not a folder")
             return
-        c.root = zarr.open_group(store, mode="r")
+        c.root = zarr.open_group(store, mode="r", use_consolidated=False)  # check what is really on disk
 
     c.run("store opens as a zarr group", open_store)
     if c.root is None:

@@ -20,10 +20,19 @@ def compressors(codec: CodecConfig, zarr_format: int) -> list:
 
 
 def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
-                 dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None) -> zarr.Array:
+                 dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None,
+                 dims: tuple[str, ...] | None = None) -> zarr.Array:
     """Preallocate an array with its final shape. Every chunk is written even when it equals the fill
-    value, so a missing chunk file always means data was lost (the gate checks this)."""
+    value, so a missing chunk file always means data was lost (the gate checks this).
+    `dims` names the axes (default: `spectrum`, then `pixel`), so xarray opens the store with no custom
+    code: Zarr v3 `dimension_names`, or the `_ARRAY_DIMENSIONS` attr xarray reads in Zarr v2."""
+    dims = dims or ("spectrum", "pixel")[: len(shape)]
     kwargs: dict = {"compressors": compressors(codec, zarr_format)}
+    attrs = dict(attrs or {})
+    if zarr_format == 3:
+        kwargs["dimension_names"] = dims
+    else:
+        attrs["_ARRAY_DIMENSIONS"] = list(dims)
     if dtype is str:
         # variable-length strings: blosc's shuffles are meaningless for bytes, plain zstd suits them
         kwargs["fill_value"] = ""

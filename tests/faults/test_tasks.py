@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from shardmerge import shard as shard_module
-from shardmerge.config import LayoutRequest
+from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.headers import load_header_rules
 from shardmerge.pipeline import plan_inputs
 from shardmerge.shard import load_manifest, write_shard
@@ -52,7 +52,8 @@ def test_two_attempts_of_one_shard_at_once_publish_one(tmp_path, corpus, monkeyp
     """Both attempts finish their partial, then rename at the same moment: one wins, the other removes its
     partial and returns the winner's manifest."""
     rules = load_header_rules()
-    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16), rules=rules, workers=0)
+    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16), rules=rules,
+                       cluster=ClusterRequest(workers=0))
     shard = plan.shards[3]
     together = threading.Barrier(2, timeout=30)
     real_rename = shard_module._rename_first_wins
@@ -139,7 +140,7 @@ def test_local_cluster_listens_on_loopback_only_without_dashboard():
 
     from shardmerge.cluster import executor
 
-    with executor(workers=1) as ex:
+    with executor(ClusterRequest(workers=1)) as ex:
         assert ex.address.startswith("tcp://127.0.0.1:")
         info = ex.client.scheduler_info()
         assert all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
