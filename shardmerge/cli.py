@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import click
@@ -27,6 +28,10 @@ def _setup_logging(quiet: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds every `with`: the cluster and its jobs close, `.tmp` is removed
 
 
 def _fail(exc: ShardmergeError) -> None:
@@ -129,10 +134,15 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, format_name, on_bad_file, he
         zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, restart=restart,
         command=tuple(sys.argv), progress=not quiet,
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C
     try:
         report = ingest(opts)
     except ShardmergeError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("shardmerge: interrupted: nothing was published; batch jobs were cancelled and finished "
+                   "shards kept (rerun the same command to resume)", err=True)
+        sys.exit(130)
     size, files = store_bytes(report.output)
     click.echo(
         f"published {report.output}: {report.counts['spectra']} spectra x {report.plan['n_pix']} pixels, "

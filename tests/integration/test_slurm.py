@@ -1,0 +1,136 @@
+"""A real SLURM (one node: slurmctld, slurmd, munge; `bash ../shared/ci/slurm-ci.sh start`): batch jobs through
+dask-jobqueue, a run inside one allocation, and the example batch script. Skipped where no SLURM runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, run_cli, run_cli_process
+from tests.storecmp import chunk_files
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(not _slurm_up(), reason="no SLURM running (start one: bash ../shared/ci/slurm-ci.sh start)"),
+]
+
+# resources as dask-jobqueue users keep them, in its config (here through the environment)
+JOBQUEUE_ENV = {"DASK_JOBQUEUE__SLURM__CORES": "1", "DASK_JOBQUEUE__SLURM__MEMORY": "2GB",
+                "DASK_JOBQUEUE__SLURM__QUEUE": "debug"}
+
+
+def _jobs() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T %j"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _assert_no_jobs_left(timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _jobs() and time.monotonic() < deadline:  # scancel'd jobs linger a moment as COMPLETING
+        time.sleep(0.2)
+    assert _jobs() == []
+
+
+@pytest.fixture
+def local_store(tmp_path, mixed_corpus, dask_scheduler):
+    out = tmp_path / "local.zarr"
+    assert run_cli("ingest", mixed_corpus, "-o", out, "--scheduler", dask_scheduler).exit_code == 0
+    return out
+
+
+def test_ingest_on_slurm_jobs_equals_the_local_store(tmp_path, mixed_corpus, local_store):
+    out, rep = tmp_path / "slurm.zarr", tmp_path / "report.json"
+    r = run_cli_process("ingest", mixed_corpus, "-o", out, "--cluster", "slurm", "--jobs", "2", "--walltime",
+                        "00:10:00", "--interface", "lo", "--worker-wait", "120", "--report", rep, env=JOBQUEUE_ENV)
+    assert r.exit_code == 0, r
+    cluster = json.loads(rep.read_text())["cluster"]
+    assert cluster["kind"] == "slurm" and cluster["jobs"] == 2
+    assert 0 < cluster["seconds_to_first_worker"] <= cluster["seconds_to_workers"]
+    assert "--lifetime 540s" in cluster["job_script"] and "#SBATCH -p debug" in cluster["job_script"]
+    assert chunk_files(out) == chunk_files(local_store)
+    _assert_no_jobs_left()
+
+
+def test_a_failing_slurm_run_leaves_no_jobs(tmp_path, mixed_corpus):
+    (mixed_corpus / "broken.fits").write_bytes(b"SIMPLE  =  not really")
+    r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm", "--jobs", "2",
+                        "--interface", "lo", "--worker-wait", "120", env=JOBQUEUE_ENV)
+    assert r.exit_code == 3 and "broken.fits" in r.output, r
+    _assert_no_jobs_left()
+
+
+def test_jobs_that_never_start_are_cancelled_after_the_wait(tmp_path, mixed_corpus):
+    """The node has 16000 MB: a 64 GB job can never run. The wait is bounded and the job cancelled."""
+    r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm",
+                        "--job-memory", "64GB", "--interface", "lo", "--worker-wait", "5", env=JOBQUEUE_ENV)
+    assert r.exit_code == 7, r
+    assert "fewer than 1 worker(s) connected within 5 s" in r.output
+    _assert_no_jobs_left()
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_ingest_inside_an_srun_allocation(tmp_path, mixed_corpus, local_store):
+    out = tmp_path / "runner.zarr"
+    r = subprocess.run(["srun", "--ntasks=4", "--cpus-per-task=1", sys.executable, "-m", "shardmerge.cli", "ingest",
+                        str(mixed_corpus), "-o", str(out), "--cluster", "slurm-runner", "--interface", "lo",
+                        "--scheduler-file", str(tmp_path / "scheduler.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert chunk_files(out) == chunk_files(local_store)
+    _assert_no_jobs_left()
+
+
+def test_the_example_batch_script(tmp_path, mixed_corpus, local_store):
+    """scripts/slurm/ingest.sbatch as a user submits it, sized down on the sbatch command line."""
+    out = tmp_path / "batch.zarr"
+    env = {**os.environ, "INPUTS": str(mixed_corpus), "OUTPUT": str(out), "SCRATCH": str(tmp_path / "scratch"),
+           "PYTHON": sys.executable, "SHARDMERGE_ARGS": "--interface lo"}
+    r = subprocess.run(["sbatch", "--wait", "--ntasks=4", "--mem-per-cpu=1G", "--time=00:10:00",
+                        f"--output={tmp_path / 'job.out'}", str(REPO / "scripts" / "slurm" / "ingest.sbatch")],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    log = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
+    assert r.returncode == 0, r.stdout + r.stderr + log
+    assert f"published {out}" in log
+    assert chunk_files(out) == chunk_files(local_store)
+    assert json.loads((tmp_path / "batch.zarr.report.json").read_text())["status"] == "published"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_slurm_run_cancels_its_jobs(tmp_path, mixed_corpus, sig):
+    """Ctrl-C, or the ingest itself being killed politely (SIGTERM), while shard tasks run on the jobs."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, **JOBQUEUE_ENV, "SHARDMERGE_FAILPOINTS": "shard-start=pause",
+           "SHARDMERGE_FAILPOINT_DIR": str(marks)}  # sbatch passes the environment on to the jobs
+    out = tmp_path / "o.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "shardmerge.cli", "ingest", str(mixed_corpus), "-o", str(out),
+                             "--cluster", "slurm", "--jobs", "1", "--interface", "lo", "--worker-wait", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (marks / "shard-start.hit").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+        time.sleep(0.1)
+    assert _jobs(), "the job should be running"
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "interrupted: nothing was published" in output
+    _assert_no_jobs_left()
+    assert not out.exists() and not (tmp_path / "o.zarr.tmp").exists()

@@ -1,0 +1,60 @@
+"""SLURM job settings as plain data and job scripts as text: no SLURM needed."""
+
+from __future__ import annotations
+
+import dask
+import pytest
+from dask_jobqueue.slurm import SLURMJob
+
+from shardmerge.cluster import slurm_options, walltime_seconds, worker_lifetime
+from shardmerge.config import ClusterRequest
+from shardmerge.errors import InputError
+
+
+def _script(request: ClusterRequest) -> str:
+    kw = slurm_options(request, "/scratch/logs")
+    kw.pop("scheduler_options")
+    return SLURMJob(scheduler="tcp://10.0.0.1:8786", name="w", **kw).job_script()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30", 1800), ("10:30", 630), ("01:00:00", 3600), ("2-00", 172800), ("1-02:03", 93780), ("1-00:00:05", 86405),
+])
+def test_walltime_formats(text, seconds):
+    assert walltime_seconds(text) == seconds
+
+
+def test_workers_retire_before_the_walltime():
+    assert worker_lifetime("01:00:00") == (3240, 180)  # 10 % margin
+    assert worker_lifetime("00:05:00") == (240, 30)  # at least 60 s
+    assert worker_lifetime("2-00:00:00") == (172200, 300)  # at most 10 min
+
+
+def test_cli_options_become_the_job_script():
+    script = _script(ClusterRequest(kind="slurm", queue="short", account="astro", walltime="01:00:00",
+                                    job_cores=4, job_memory="8GB", job_extra=("--constraint=ssd",),
+                                    interface="ib0"))
+    for line in ("#SBATCH -p short", "#SBATCH -A astro", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
+                 "#SBATCH -t 01:00:00", "#SBATCH --constraint=ssd", "#SBATCH -o /scratch/logs/",
+                 "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{}'"):
+        assert line in script, script
+    worker = script.strip().splitlines()[-1]
+    for arg in ("--nworkers 4", "--nthreads 1", "--lifetime 3240s", "--lifetime-stagger 180s", "--interface ib0"):
+        assert arg in worker, worker
+
+
+def test_jobqueue_config_is_the_default_and_the_cli_overrides_it():
+    with dask.config.set({"jobqueue.slurm.cores": 2, "jobqueue.slurm.memory": "4GB",
+                          "jobqueue.slurm.queue": "night", "jobqueue.slurm.processes": 1,
+                          "jobqueue.slurm.job-extra-directives": ["--qos=low"]}):
+        script = _script(ClusterRequest(kind="slurm", job_extra=("--exclusive",)))
+        assert "#SBATCH -p night" in script and "--mem=4G" in script and "--nworkers" not in script
+        assert "#SBATCH --qos=low" in script and "#SBATCH --exclusive" in script
+        script = _script(ClusterRequest(kind="slurm", queue="debug", job_cores=8))
+        assert "#SBATCH -p debug" in script and "--cpus-per-task=8" in script
+
+
+def test_job_size_must_be_given_somewhere():
+    with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}), \
+            pytest.raises(InputError, match="--job-cores and --job-memory"):
+        slurm_options(ClusterRequest(kind="slurm"), None)
