@@ -200,12 +200,21 @@ def validate_cmd(store, quiet):
 @main.command("inspect")
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def inspect_cmd(store, as_json):
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG of a few spectra spread over the store.")
+@click.option("--plot-spectra", type=click.IntRange(1, 50), default=5, show_default=True)
+def inspect_cmd(store, as_json, plot_png, plot_spectra):
     """Summarize a store: shape, chunks, codecs, sizes, provenance and source formats."""
-    from .inspect import render, summarize
+    from .inspect import plot, render, summarize
 
     summary = summarize(store)
     click.echo(json.dumps(summary, indent=2, default=str) if as_json else render(summary))
+    if plot_png:
+        try:
+            rows = plot(store, plot_png, plot_spectra)
+        except ShardmergeError as exc:
+            _fail(exc)
+        click.echo(f"wrote {plot_png}: spectra at rows {', '.join(map(str, rows))}", err=as_json)
 
 
 if __name__ == "__main__":

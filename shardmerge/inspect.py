@@ -8,6 +8,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import zarr
 
+from .errors import InputError
 from .report import store_bytes
 from .schema import PROVENANCE_ATTRS
 from .validate import all_arrays
@@ -67,3 +68,31 @@ def render(summary: dict) -> str:
     n_proj = sum(1 for p in summary["arrays"] if p.startswith("metadata/h"))
     lines.append(f"  + {n_proj} projected header fields under metadata/h*")
     return "\n".join(lines)
+
+
+def plot(store: str, png: str, n: int = 5) -> list[int]:
+    """Write a PNG of `n` spectra spread evenly over the store (flux against wavelength, one panel each).
+    Reads only those rows. Returns the rows drawn."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise InputError("inspect --plot needs matplotlib: pip install 'shardmerge[plot]'") from exc
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    root = zarr.open_group(store, mode="r")
+    flux, wave = root["signal/flux_raw"], root["signal/wavelength"]
+    n_spec = flux.shape[0]
+    rows = sorted({int(round(i * (n_spec - 1) / max(n - 1, 1))) for i in range(min(n, n_spec))})
+    ids = root["metadata/spec_id"] if "spec_id" in root["metadata"] else None
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False, sharex=True)
+    for ax, row in zip(axes[:, 0], rows, strict=True):
+        w = wave[:] if wave.ndim == 1 else wave[row]
+        ax.plot(w, flux[row], lw=0.6)
+        ax.set_title(f"row {row}: {str(ids[row]) if ids is not None else ''}", fontsize=8, loc="left")
+        ax.set_ylabel(flux.attrs.get("units", ""), fontsize=7)
+    axes[-1, 0].set_xlabel(f"wavelength [{wave.attrs.get('units', '')}]")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return rows

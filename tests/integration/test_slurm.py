@@ -26,9 +26,12 @@ def _slurm_up() -> bool:
         return False
 
 
+_UP = _slurm_up()
+if os.environ.get("SHARDMERGE_REQUIRE_SLURM") and not _UP:  # CI started SLURM: skipping would hide a failure
+    raise RuntimeError("SHARDMERGE_REQUIRE_SLURM is set but `scontrol ping` finds no running slurmctld")
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(not _slurm_up(), reason="no SLURM running (start one: bash ../shared/ci/slurm-ci.sh start)"),
+    pytest.mark.skipif(not _UP, reason="no SLURM running (start one: bash ../shared/ci/slurm-ci.sh start)"),
 ]
 
 # resources as dask-jobqueue users keep them, in its config (here through the environment)
