@@ -178,3 +178,13 @@ def test_rerun_reuses_finished_shards(tmp_path, mixed_corpus, dask_scheduler):
     assert counts["shards_reused"] == counts["shards_total"] == 5
     assert chunk_files(out) == first
     assert not any((tmp_path / "scratch").glob("*/shard-*"))  # removed after the second publish
+
+
+def test_quiet_prints_only_the_result_and_batch_logs_get_phase_lines(tmp_path, mixed_corpus):
+    r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "q.zarr", "--workers", "0", "--quiet")
+    assert r.exit_code == 0, r
+    assert r.output.strip().splitlines() == [r.output.strip()] and r.output.startswith("published ")
+    r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "l.zarr", "--workers", "0")
+    for phase in ("scan: 19/19 files", "shard: 1/1 shards", "merge: 1/1 shards", "gate: 12 checks passed"):
+        assert phase in r.output, r  # not a terminal: plain log lines, no bar
+    assert "\r" not in r.output

@@ -1,0 +1,48 @@
+"""Progress output: a bar on a terminal, periodic log lines in batch logs, nothing with --quiet."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from shardmerge.progress import Progress, progress_mode
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_mode_follows_the_stream():
+    assert progress_mode(True, _Tty()) == "bar"
+    assert progress_mode(True, io.StringIO()) == "log"
+    assert progress_mode(False, _Tty()) == "off"
+
+
+def test_bar_on_a_terminal_ends_with_a_newline():
+    tty = _Tty()
+    p = Progress("shard", 4, "shards", "bar", tty)
+    for _ in range(4):
+        p(1)
+    out = tty.getvalue()
+    assert out.startswith("\rshard    [") and out.endswith("\n")
+    assert "4/4 shards" in out.splitlines()[-1] and "#" * 30 in out
+
+
+def test_log_lines_are_rate_limited_and_the_last_always_printed(caplog):
+    caplog.set_level(logging.INFO, logger="shardmerge")
+    p = Progress("scan", 100, "files", "log")
+    for _ in range(10):
+        p([1] * 10)  # a batch of 10 files per result
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # the first, then nothing for 5 s, then the last
+    assert lines[0].startswith("scan: 10/100 files") and lines[-1].startswith("scan: 100/100 files")
+
+
+def test_off_prints_nothing(caplog):
+    caplog.set_level(logging.INFO, logger="shardmerge")
+    tty = _Tty()
+    p = Progress("merge", 3, "shards", "off", tty)
+    for _ in range(3):
+        p(1)
+    assert tty.getvalue() == "" and caplog.records == []
