@@ -22,16 +22,18 @@ from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec
 from .schema import (
+    ARRAYS_2D,
     INDEX_COLUMNS,
+    MASK_ARRAY,
+    META_PREFIX,
     METADATA_CANONICAL,
     METADATA_IDENTITY,
     METADATA_UNITS,
     PARAM_PREFIX,
     REQUIRED_GROUPS,
     ROWS_FILE,
-    SPECTRAL_2D,
 )
-from .shard import load_manifest, manifest_matches, shard_arrays
+from .shard import array_dtype, load_manifest, manifest_matches, shard_arrays
 from .zarrio import create_array, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
@@ -87,9 +89,17 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
         "normalized_flux": {"units": "dimensionless", "description": "source-provided normalized flux"},
         "normalized_uncertainty": {"units": "dimensionless", "description": "its 1-sigma uncertainty"},
     }
+    attrs_2d[MASK_ARRAY] = {
+        "units": "bitmask",
+        "description": "pixel mask as the source gives it: 0 = good; bit 31 = padding past the spectrum's end; "
+                       "other bits follow the source's convention (see metadata/format); 0 where a source has "
+                       "no mask",
+        "padding_bit": 31,
+        "source_conventions": list(plan.mask_conventions),
+    }
     data = {
-        name: create_array(groups[SPECTRAL_2D[name]], name, shape=shape2d, chunks=plan.chunks_2d, dtype="float32",
-                           codec=codec, zarr_format=fmt, attrs=attrs_2d[name])
+        name: create_array(groups[ARRAYS_2D[name]], name, shape=shape2d, chunks=plan.chunks_2d,
+                           dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name])
         for name in shard_arrays(plan)
     }
     wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
@@ -113,6 +123,8 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
         rowwise("metadata", name, dtype, name, {"units": METADATA_UNITS[name]} if name in METADATA_UNITS else None)
     if len(plan.flux_units) > 1:
         rowwise("metadata", "flux_unit", "str", "flux_unit", {"description": "flux unit string of the source"})
+    for key in plan.metadata_keys:
+        rowwise("metadata", key, "str", META_PREFIX + key, {"description": "format-specific per-spectrum value"})
     for key in plan.header_keys:
         rowwise("metadata", key, "str", key, {"description": "projected FITS header card (string)"})
     for key in plan.param_keys:

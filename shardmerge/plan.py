@@ -46,6 +46,18 @@ class FileScan:
     param_keys: tuple[str, ...] = ()
     has_continuum: bool = False
     has_normalized: bool = False
+    mask_convention: str = ""  # non-empty: the file gives pixel masks (whose bits: e.g. "SDSS and_mask")
+    metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings
+    join_key: str = ""  # a companion attaches to the (non-companion) file with the same key
+    companion: bool = False  # adds arrays to another file's rows (aspcapStar → apStar); no rows of its own
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    path: str
+    format: str
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,7 @@ class FileSegment:
     row: int
     size: int  # the file as scanned; the shard task refuses a file that changed since
     mtime_ns: int
+    companions: tuple[Companion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,8 @@ class Plan:
     param_keys: tuple[str, ...]
     has_continuum: bool
     has_normalized: bool
+    mask_conventions: tuple[str, ...]  # distinct, sorted; empty: no input has a mask (no mask_raw array)
+    metadata_keys: tuple[str, ...]  # format-specific row-wise strings, metadata/<key>
     files_per_format: tuple[tuple[str, int], ...]
     spectra_per_format: tuple[tuple[str, int], ...]
     common_root: str  # spec_id is the source path relative to this, plus the spectrum's index
@@ -128,11 +143,17 @@ class Plan:
             raise IndexError(f"row {row} outside 0..{self.n_spec - 1}")
         return row // self.shard_rows
 
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.mask_conventions)
+
     def estimated_bytes(self) -> int:
         """Uncompressed size of the arrays the merge will write."""
         per_row = FLUX_ITEMSIZE * 4  # flux, uncertainty, continuum model and uncertainty
         if self.has_normalized:
             per_row += FLUX_ITEMSIZE * 2
+        if self.has_mask:
+            per_row += 4
         wave = self.n_pix * 8 if self.wavelength_shared else self.n_spec * self.n_pix * 8
         return self.n_spec * self.n_pix * per_row + wave
 
@@ -200,7 +221,8 @@ def assign_rows(scans: Sequence[FileScan]) -> list[tuple[FileScan, int]]:
     return out
 
 
-def cut_shards(placed: Sequence[tuple[FileScan, int]], n_spec: int, shard_rows: int) -> tuple[ShardSpec, ...]:
+def cut_shards(placed: Sequence[tuple[FileScan, int]], n_spec: int, shard_rows: int,
+               companions: dict[str, tuple[Companion, ...]] | None = None) -> tuple[ShardSpec, ...]:
     """Split the global row range into contiguous shards of `shard_rows` (the last may be shorter),
     each listing the file segments that fill it."""
     shards: list[ShardSpec] = []
@@ -215,7 +237,8 @@ def cut_shards(placed: Sequence[tuple[FileScan, int]], n_spec: int, shard_rows: 
             scan, _ = current
             take = min(scan.n_spectra - consumed, stop - row)
             if take > 0:
-                segments.append(FileSegment(scan.path, scan.format, consumed, take, row, scan.size, scan.mtime_ns))
+                segments.append(FileSegment(scan.path, scan.format, consumed, take, row, scan.size, scan.mtime_ns,
+                                            (companions or {}).get(scan.path, ())))
                 row += take
                 consumed += take
             if consumed >= scan.n_spectra:
@@ -226,9 +249,10 @@ def cut_shards(placed: Sequence[tuple[FileScan, int]], n_spec: int, shard_rows: 
 
 def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -> Plan:
     request = request or LayoutRequest()
-    scans = list(scans)
-    if not scans:
+    every = list(scans)
+    if not every:
         raise PlanError("no input files to plan")
+    scans, companions = _attach_companions(every)
     placed = assign_rows(scans)
     n_spec = sum(s.n_spectra for s in scans)
     if n_spec == 0:
@@ -254,22 +278,48 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         header_keys=tuple(sorted({k for s in scans for k in s.header_keys}, key=_header_sort_key)),
         param_keys=tuple(sorted({k for s in scans for k in s.param_keys})),
         has_continuum=any(s.has_continuum for s in scans),
-        has_normalized=any(s.has_normalized for s in scans),
-        files_per_format=tuple(sorted(Counter(s.format for s in scans).items())),
-        spectra_per_format=tuple(sorted(_sum_by(scans, "format").items())),
+        has_normalized=any(s.has_normalized for s in every),
+        mask_conventions=tuple(sorted({s.mask_convention for s in scans if s.mask_convention})),
+        metadata_keys=tuple(sorted({k for s in scans for k in s.metadata_keys})),
+        files_per_format=tuple(sorted(Counter(s.format for s in every).items())),
+        spectra_per_format=tuple(sorted(_sum_by(every, "format").items())),
         common_root=_common_root(paths),
         codec=request.codec,
         zarr_format=request.zarr_format,
-        shards=cut_shards(placed, n_spec, shard_rows),
-        input_bytes=sum(s.size for s in scans),
+        shards=cut_shards(placed, n_spec, shard_rows, companions),
+        input_bytes=sum(s.size for s in every),
     )
-    return _with_fingerprint(plan, scans)
+    return _with_fingerprint(plan, every)
+
+
+def _attach_companions(scans: list[FileScan]) -> tuple[list[FileScan], dict[str, tuple[Companion, ...]]]:
+    """Split companion files off and attach each to the one file with its join key. A companion with no
+    such file, or with several, is refused: it has no raw flux of its own to make rows from."""
+    own = [s for s in scans if not s.companion]
+    by_key: dict[str, list[FileScan]] = {}
+    for s in own:
+        if s.join_key:
+            by_key.setdefault(s.join_key, []).append(s)
+    attached: dict[str, list[Companion]] = {}
+    for c in (s for s in scans if s.companion):
+        hosts = by_key.get(c.join_key, [])
+        if len(hosts) != 1:
+            what = "no file" if not hosts else f"{len(hosts)} files ({', '.join(h.path for h in hosts)})"
+            raise PlanError(f"{c.path}: a {c.format} file adds to the rows of another file of the same object "
+                            f"({c.join_key!r}), but {what} among the inputs has that key; it has no raw flux of "
+                            "its own to ingest")
+        attached.setdefault(hosts[0].path, []).append(Companion(c.path, c.format, c.size, c.mtime_ns))
+    for host, comps in attached.items():
+        if len(comps) > 1:
+            raise PlanError(f"{host}: {len(comps)} companion files attach to it ({', '.join(c.path for c in comps)});"
+                            " keep one")
+    return own, {k: tuple(v) for k, v in attached.items()}
 
 
 def _sum_by(scans: Sequence[FileScan], attr: str) -> dict[str, int]:
     out: Counter[str] = Counter()
     for s in scans:
-        out[getattr(s, attr)] += s.n_spectra
+        out[getattr(s, attr)] += 0 if s.companion else s.n_spectra  # a companion's spectra are another's rows
     return dict(out)
 
 
@@ -293,11 +343,13 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
         "layout": [plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.shard_rows, plan.wavelength_shared,
                    plan.zarr_format, plan.common_root],
         "codec": asdict(plan.codec),
-        "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized],
+        "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized,
+                 plan.mask_conventions, plan.metadata_keys],
     }
     shards = tuple(
         replace(s, key=_digest({"layout": layout, "rows": [s.row_start, s.row_stop],
-                                "segments": [[g.path, g.format, g.first, g.count, g.row, g.size, g.mtime_ns]
+                                "segments": [[g.path, g.format, g.first, g.count, g.row, g.size, g.mtime_ns,
+                                              [[c.path, c.size, c.mtime_ns] for c in g.companions]]
                                              for g in s.segments]}))
         for s in plan.shards
     )
@@ -321,6 +373,7 @@ def describe(plan: Plan) -> dict:
         "shards": len(plan.shards),
         "flux_units": list(plan.flux_units),
         "header_fields": len(plan.header_keys),
+        "masks": list(plan.mask_conventions),
         "estimated_uncompressed_bytes": plan.estimated_bytes(),
         "input_bytes": plan.input_bytes,
         "codec": asdict(plan.codec),

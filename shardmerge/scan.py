@@ -118,6 +118,10 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
             param_keys=layout.param_keys,
             has_continuum=layout.has_continuum,
             has_normalized=layout.has_normalized,
+            mask_convention=layout.mask_convention,
+            metadata_keys=layout.metadata_keys,
+            join_key=layout.join_key,
+            companion=layout.companion,
         )
 
 
@@ -140,7 +144,7 @@ class SharedTuples:
         self.seen: dict[tuple, tuple] = {}
 
     def apply(self, scan: FileScan) -> FileScan:
-        keys = self.seen.setdefault(scan.header_keys, scan.header_keys)
+        keys = self.seen.setdefault(scan.header_keys, scan.header_keys)  # (metadata keys are few and short)
         grids = self.seen.setdefault(scan.grid_keys, scan.grid_keys)
         if keys is scan.header_keys and grids is scan.grid_keys:
             return scan

@@ -15,6 +15,12 @@ SPECTRAL_2D = {
     "normalized_flux": "representations",
     "normalized_uncertainty": "representations",
 }
+# Pixel masks as the sources give them (additive to the spec): uint32, 0 = good. Bit 31 flags padding past
+# a spectrum's end; sources' own bits are kept as they are (their convention is named in the attrs).
+MASK_ARRAY = "mask_raw"
+MASK_PADDING = 1 << 31
+MASK_MAX = MASK_PADDING - 1  # a source value above this would collide with the padding bit
+ARRAYS_2D = {**SPECTRAL_2D, MASK_ARRAY: "signal"}  # every (N_spec, N_pix) array a store can hold
 REQUIRED_ARRAYS = (
     "signal/wavelength",
     "signal/flux_raw",
@@ -42,3 +48,4 @@ PROVENANCE_ATTRS = ("schema_version", "ingest_pipeline", "created_at", "git_comm
 ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
 MANIFEST_FILE = "manifest.json"  # written last inside a shard store
 PARAM_PREFIX = "param:"  # row-table column prefix for params/*
+META_PREFIX = "meta:"  # row-table column prefix for format-specific metadata/* strings (arm, targetid, …)

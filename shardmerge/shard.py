@@ -22,10 +22,18 @@ from .durable import fsync_path, fsync_tree, remove_tree, storage_errors
 from .errors import BadFileError, ShardError
 from .failpoints import failpoint
 from .headers import HeaderRules
-from .plan import FileSegment, Plan, ShardSpec, spec_id
+from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader, open_fits
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
-from .schema import MANIFEST_FILE, METADATA_CANONICAL, PARAM_PREFIX, ROWS_FILE
+from .schema import (
+    MANIFEST_FILE,
+    MASK_ARRAY,
+    MASK_PADDING,
+    META_PREFIX,
+    METADATA_CANONICAL,
+    PARAM_PREFIX,
+    ROWS_FILE,
+)
 from .zarrio import create_array, write_slab
 
 
@@ -37,7 +45,20 @@ def shard_arrays(plan: Plan) -> list[str]:
     names = ["flux_raw", "uncertainty_raw", "continuum_model", "continuum_uncertainty"]
     if plan.has_normalized:
         names += ["normalized_flux", "normalized_uncertainty"]
+    if plan.has_mask:
+        names.append(MASK_ARRAY)
     return names
+
+
+def array_dtype(name: str) -> str:
+    return "uint32" if name == MASK_ARRAY else "float32"
+
+
+def _blank(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A block before any source row lands in it: NaN, or for the mask the padding bit."""
+    if name == MASK_ARRAY:
+        return np.full(shape, MASK_PADDING, dtype=np.uint32)
+    return np.full(shape, np.nan, dtype=np.float32)
 
 
 def load_manifest(path: str) -> dict | None:
@@ -143,7 +164,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
     n_rows = shard.n_rows
     names = shard_arrays(plan)
     arrays = {
-        name: create_array(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype="float32",
+        name: create_array(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype=array_dtype(name),
                            codec=plan.codec, zarr_format=plan.zarr_format)
         for name in names
     }
@@ -167,6 +188,8 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
                                              f"{seg.first + seg.count}")
             values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
             _check_block(seg, values, layout)
+            for comp in seg.companions:
+                _join_companion(seg, layout, values, comp)
             meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
             projected = reader.projected_headers(hdul, layout, rules)
         _add_rows(plan, shard, seg, layout, meta, projected, values, table)
@@ -210,7 +233,7 @@ def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
 
 def _new_block(plan: Plan, names: list[str], start: int, n_rows: int) -> _RowBlock:
     n = min(plan.chunk_rows, n_rows - start)
-    arrays = {name: np.full((n, plan.n_pix), np.nan, dtype=np.float32) for name in names}
+    arrays = {name: _blank(name, (n, plan.n_pix)) for name in names}
     wave = None if plan.wavelength_shared else np.full((n, plan.n_pix), np.nan, dtype=np.float64)
     return _RowBlock(start, n, arrays, wave)
 
@@ -223,6 +246,7 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         "continuum_uncertainty": values.continuum_uncertainty,
         "normalized_flux": values.normalized_flux,
         "normalized_uncertainty": values.normalized_uncertainty,
+        MASK_ARRAY: values.mask,
     }
     rows = slice(block.filled, block.filled + take)
     first = seg.first + done  # index within the file of the first spectrum copied
@@ -232,6 +256,8 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         for name, arr in block.arrays.items():
             if src[name] is not None:
                 arr[rows, :width] = src[name][done : done + take, :width]
+            elif name == MASK_ARRAY:
+                arr[rows, :width] = 0  # a source without a mask: its pixels are not flagged, padding is
         if block.wavelength is not None:
             block.wavelength[rows, :width] = layout.grids[int(grid_ids[0])]
         return
@@ -242,6 +268,8 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         for name, arr in block.arrays.items():
             if src[name] is not None:
                 arr[dst, :width] = src[name][i, :width]
+            elif name == MASK_ARRAY:
+                arr[dst, :width] = 0
         if block.wavelength is not None:
             block.wavelength[dst, :width] = layout.grids[int(layout.grid_of[seg.first + i])]
 
@@ -266,10 +294,46 @@ def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None
     n = seg.count
     widest = max(layout.n_pix(seg.first + i) for i in range(n))
     for name in ("flux", "uncertainty", "continuum", "continuum_uncertainty", "normalized_flux",
-                 "normalized_uncertainty"):
+                 "normalized_uncertainty", "mask"):
         arr = getattr(values, name)
         if arr is not None and (arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < widest):
             raise BadFileError(seg.path, f"{name} has shape {arr.shape}, expected ({n}, >= {widest})")
+
+
+def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp: Companion) -> None:
+    """Put a companion file's arrays (e.g. an aspcapStar's normalized flux) into the rows of this segment
+    that its layout names (`companion_rows`); rows without one stay NaN."""
+    try:
+        st = os.stat(comp.path)
+    except OSError as exc:
+        raise BadFileError(comp.path, f"disappeared after the scan ({exc.strerror})") from exc
+    if (st.st_size, st.st_mtime_ns) != (comp.size, comp.mtime_ns):
+        raise BadFileError(comp.path, "changed after the scan (size or modification time differ); rerun")
+    reader = get_reader(comp.format)
+    with open_fits(comp.path) as hdul:
+        clayout = reader.layout(comp.path, hdul)
+        extra = reader.read(comp.path, hdul, clayout, 0, clayout.n_spectra)
+    targets = [r for r in layout.companion_rows if seg.first <= r < seg.first + seg.count]
+    if len(layout.companion_rows) != clayout.n_spectra:
+        raise BadFileError(comp.path, f"holds {clayout.n_spectra} spectra; {seg.path} takes "
+                                      f"{len(layout.companion_rows)} from it")
+    for name in ("normalized_flux", "normalized_uncertainty", "continuum", "continuum_uncertainty"):
+        src = getattr(extra, name)
+        if src is None:
+            continue
+        dst = getattr(values, name)
+        if dst is None:
+            dst = np.full(values.flux.shape, np.nan, dtype=np.float32)
+            setattr(values, name, dst)
+        for r in targets:
+            k = layout.companion_rows.index(r)
+            width = min(dst.shape[1], src.shape[1])
+            if src.shape[1] != layout.n_pix(r):
+                raise BadFileError(comp.path, f"{name} has {src.shape[1]} pixels, {seg.path} row {r} has "
+                                              f"{layout.n_pix(r)}: not the same wavelength grid")
+            dst[r - seg.first, :width] = src[k, :width]
+    if extra.continuum is not None and values.continuum_method == "none":
+        values.continuum_method = extra.continuum_method
 
 
 def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray]) -> None:
@@ -298,6 +362,8 @@ def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, me
         table.add(name, [m[name] for m in meta])
     for key in plan.header_keys:
         table.add(key, [projected.get(key, "")] * n)
+    for key in plan.metadata_keys:
+        table.add(META_PREFIX + key, [str(m.get(key, "")) for m in meta])
     for key in plan.param_keys:
         p = values.params.get(key)
         table.add(PARAM_PREFIX + key, [float(x) for x in p] if p is not None else [float("nan")] * n)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import zarr
 
-from .schema import INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
+from .schema import ARRAYS_2D, INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
 
@@ -122,7 +122,7 @@ def _arrays_align(c: _Checks, problems: list[str]) -> None:
     if c.expect and shape != (c.expect.n_spec, c.expect.n_pix):
         problems.append(f"signal/flux_raw has shape {shape}, the plan expects {(c.expect.n_spec, c.expect.n_pix)}")
     present = {name for name, g in SPECTRAL_2D.items() if c.array(f"{g}/{name}") is not None}
-    for name, g in SPECTRAL_2D.items():
+    for name, g in ARRAYS_2D.items():
         arr = c.array(f"{g}/{name}")
         if arr is not None and arr.shape != shape:
             problems.append(f"{g}/{name} has shape {arr.shape}, expected {shape} like signal/flux_raw")

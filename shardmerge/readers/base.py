@@ -23,6 +23,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from ..errors import BadFileError, ShardmergeError
 from ..headers import HeaderRules, canonical_fields, project_header
+from ..schema import MASK_MAX
 from ..units import wavelength_factor
 from .checksum import verify_hdu
 
@@ -41,6 +42,11 @@ class Layout:
     has_continuum: bool = False
     has_normalized: bool = False
     param_keys: tuple[str, ...] = ()
+    mask_convention: str = ""  # non-empty when the file gives pixel masks: whose bits they are
+    metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings (metadata/<key>)
+    join_key: str = ""  # companion files (aspcapStar) attach to the file with this key
+    companion: bool = False  # this file adds arrays to another file's rows and has no rows of its own
+    companion_rows: tuple[int, ...] = ()  # rows of this file that a companion's spectra 0, 1, … belong to
 
     def n_pix(self, i: int) -> int:
         return int(self.grids[int(self.grid_of[i])].shape[0])
@@ -60,6 +66,7 @@ class SpectraBlock:
     continuum_method: str = "none"
     normalized_flux: np.ndarray | None = None
     normalized_uncertainty: np.ndarray | None = None
+    mask: np.ndarray | None = None  # (n, w) uint32, 0 = good; None when the source has no mask
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -81,6 +88,17 @@ def to_sigma(values: np.ndarray, kind: str) -> np.ndarray:
         else:
             raise ValueError(f"unknown uncertainty kind {kind!r}")
     return out.astype(np.float32)
+
+
+def as_mask(path: str, values: np.ndarray) -> np.ndarray:
+    """A source's integer pixel mask as uint32, refused (naming the file) when a value is negative or
+    uses bit 31, which the store reserves for padding."""
+    v = np.asarray(values)
+    if v.dtype.kind not in "iub" and not (np.all(np.isfinite(v)) and np.array_equal(v, np.round(v))):
+        raise BadFileError(path, f"pixel mask has non-integer values (dtype {v.dtype})")
+    if v.size and (v.min() < 0 or v.max() > MASK_MAX):
+        raise BadFileError(path, f"pixel mask values must lie in 0..2**31-1, found {v.min()}..{v.max()}")
+    return v.astype(np.uint32)
 
 
 def as_float32(values: np.ndarray) -> np.ndarray:

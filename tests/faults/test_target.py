@@ -166,6 +166,7 @@ def test_shard_task_error_crosses_dask_naming_the_file(tmp_path, dask_scheduler)
     rules = load_header_rules()
     plan = make_plan([scan_file(str(f), None, rules) for f in files])
     os.utime(files[2], ns=(1, 1))
+    (tmp_path / "scratch").mkdir()
     with Client(dask_scheduler) as client:
         fut = client.submit(write_shard, plan.shards[0], plan.context(), str(tmp_path / "scratch"), rules)
         with pytest.raises(BadFileError, match=r"s2\.fits: changed after the scan"):
