@@ -127,17 +127,24 @@ def sweep_scratch(scratch: str, keep: set[str]) -> list[str]:
 def ingest(opts: IngestOptions) -> RunReport:
     out = os.path.abspath(opts.out)
     report = RunReport(command=" ".join(opts.command), output=out)
+    is_the_run = True
     try:
         _ingest(opts, out, report)
         report.status = "published"
     except ShardmergeError as exc:
         report.status, report.error = "failed", str(exc)
         raise
+    except SystemExit:
+        # the scheduler and worker ranks of an srun allocation leave this way when the ingest (rank 1) is
+        # done: the run's outcome, and its report, are rank 1's
+        is_the_run = opts.cluster.kind != "slurm-runner"
+        report.status, report.error = "failed", "exited"
+        raise
     except BaseException as exc:
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if opts.report_path:
+        if opts.report_path and is_the_run:
             try:
                 report.write(opts.report_path)
             except OSError as exc:  # never let the report hide the run's own outcome
