@@ -16,6 +16,7 @@ from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
 from .plan import describe
 from .readers import reader_names
+from .readers.mapping import mapping_format
 from .report import store_bytes
 from .validate import failures, run_checks
 
@@ -72,6 +73,8 @@ _common = [
     click.option("--shard-rows", type=int, default=None, help="Rows per shard, a multiple of the chunk rows."),
     click.option("--format", "format_name", type=click.Choice(reader_names()), default=None,
                  help="Skip auto-detection: read every input with this reader."),
+    click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="TOML file naming the HDUs/columns of flux, wavelength, … (with --format mapping)."),
     click.option("--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                  help="What to do with an unreadable input: stop, or leave it out and list it."),
     click.option("--header-rules", type=click.Path(dir_okay=False), default=None,
@@ -87,6 +90,14 @@ def common_options(fn):
 
 _CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
                  "job_memory", "job_extra", "interface", "worker_wait", "scheduler_file")
+
+
+def format_name_of(options: dict) -> str | None:
+    """--format, with --mapping FILE turned into the mapping reader's name; removes both from `options`."""
+    name, mapping = options.pop("format_name"), options.pop("mapping_file")
+    if (name == "mapping") != (mapping is not None):
+        raise click.UsageError("--format mapping and --mapping FILE go together")
+    return mapping_format(mapping) if mapping else name
 
 
 def cluster_request(options: dict) -> ClusterRequest:
@@ -123,10 +134,14 @@ def main() -> None:
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, chunk_rows, shard_rows, format_name, on_bad_file, header_rules, scratch, overwrite,
+def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, scratch, overwrite,
                report_path, zarr_format, clevel, keep_scratch, restart, quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
+    try:
+        format_name = format_name_of(options)
+    except ShardmergeError as exc:
+        _fail(exc)
     opts = IngestOptions(
         inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
         chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
@@ -154,12 +169,12 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, format_name, on_bad_file, he
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(inputs, chunk_rows, shard_rows, format_name, on_bad_file, header_rules, as_json, **options):
+def plan_cmd(inputs, chunk_rows, shard_rows, on_bad_file, header_rules, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
     _setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=LayoutRequest(chunk_rows=chunk_rows, shard_rows=shard_rows),
-                           format_name=format_name, rules=load_header_rules(header_rules),
+                           format_name=format_name_of(options), rules=load_header_rules(header_rules),
                            cluster=cluster_request(options), on_bad_file=on_bad_file)
     except ShardmergeError as exc:
         _fail(exc)

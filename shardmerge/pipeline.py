@@ -70,6 +70,11 @@ def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRule
     bad = [r for batch in results for r in batch if isinstance(r, BadFile)]
     report.counts["files_found"] = len(paths)
     report.counts["files_bad"] = len(bad)
+    dropped = sum(s.dropped for s in scans)
+    if dropped:
+        report.counts["spectra_dropped_no_data"] = dropped
+        log.warning("left out %d spectra that carry no data (inverse variance 0 at every pixel) from %d file(s)",
+                    dropped, sum(1 for s in scans if s.dropped))
     if bad:
         if on_bad_file != "skip":
             raise BadFilesError([(b.path, b.reason) for b in bad])

@@ -50,6 +50,7 @@ class FileScan:
     metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings
     join_key: str = ""  # a companion attaches to the (non-companion) file with the same key
     companion: bool = False  # adds arrays to another file's rows (aspcapStar → apStar); no rows of its own
+    dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
 
 
 @dataclass(frozen=True, slots=True)

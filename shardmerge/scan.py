@@ -122,6 +122,7 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
             metadata_keys=layout.metadata_keys,
             join_key=layout.join_key,
             companion=layout.companion,
+            dropped=layout.dropped,
         )
 
 

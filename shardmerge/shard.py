@@ -349,6 +349,8 @@ def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, me
               projected: dict[str, str], values: SpectraBlock, table: _RowTable) -> None:
     n = seg.count
     idx = range(seg.first, seg.first + n)
+    if layout.source_index is not None:  # the reader left out empty spectra: name the source's own index
+        idx = [int(layout.source_index[i]) for i in idx]
     table.add("row", list(range(seg.row, seg.row + n)))
     table.add("shard", [shard.index] * n)
     table.add("spec_id", [spec_id(plan.common_root, seg.path, i) for i in idx])

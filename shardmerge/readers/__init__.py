@@ -6,22 +6,39 @@ from __future__ import annotations
 from astropy.io import fits
 
 from ..errors import InputError, UnknownFormatError
+from .apogee import ApStarReader, ApVisitReader, AspcapStarReader
 from .base import Layout, Reader, SpectraBlock, open_fits
+from .desi import DesiReader
+from .eso_sdp import EsoSdpReader
+from .espresso_s1d import EspressoS1DReader
 from .image2d import Image2DReader
+from .iraf_multispec import IrafMultispecReader
+from .lamost import LamostReader
+from .mapping import PREFIX as MAPPING_PREFIX
+from .mapping import mapping_reader
 from .sdss_coadd import SdssCoaddReader
+from .sdss_plate import SdssPlateReader, SdssSpSpecReader
 from .wcs1d import WcsImage1DReader
 
-READERS: tuple[Reader, ...] = (SdssCoaddReader(), Image2DReader(), WcsImage1DReader())
+# most specific first: the generic WCS image readers would also claim an apStar, a spPlate or an aspcapStar
+READERS: tuple[Reader, ...] = (
+    EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
+    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), IrafMultispecReader(),
+    Image2DReader(), WcsImage1DReader(),
+)
 _BY_NAME = {r.name: r for r in READERS}
 
 __all__ = ["READERS", "Layout", "Reader", "SpectraBlock", "detect", "get_reader", "open_fits", "reader_names"]
 
 
 def reader_names() -> list[str]:
-    return sorted(_BY_NAME)
+    """Names for --format: every built-in reader, and `mapping` (with --mapping FILE)."""
+    return sorted([*_BY_NAME, "mapping"])
 
 
 def get_reader(name: str) -> Reader:
+    if name.startswith(MAPPING_PREFIX):
+        return mapping_reader(name)
     try:
         return _BY_NAME[name]
     except KeyError:

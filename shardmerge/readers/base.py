@@ -47,6 +47,10 @@ class Layout:
     join_key: str = ""  # companion files (aspcapStar) attach to the file with this key
     companion: bool = False  # this file adds arrays to another file's rows and has no rows of its own
     companion_rows: tuple[int, ...] = ()  # rows of this file that a companion's spectra 0, 1, … belong to
+    # when a reader leaves out spectra that carry no data at all (DESI: inverse variance 0 everywhere), the
+    # source's own index of each spectrum kept (for spec_id and source_row), and how many it left out
+    source_index: np.ndarray | None = None
+    dropped: int = 0
 
     def n_pix(self, i: int) -> int:
         return int(self.grids[int(self.grid_of[i])].shape[0])

@@ -1,6 +1,7 @@
 """Layout (c): SDSS/BOSS `spec-*.fits`. HDU 'COADD' is a table with one row per pixel (flux, loglam,
-ivar, …); one spectrum per file. Wavelength is 10**loglam from the column itself: the header's
-COEFF0/COEFF1 differ from it by up to ~1e-7 dex."""
+ivar, and_mask, …); one spectrum per file. Wavelength is 10**loglam from the column itself: the header's
+COEFF0/COEFF1 differ from it by up to ~1e-7 dex. The pipeline's catalogue row (HDU 'SPALL' or 'SPECOBJ')
+gives redshift, its error, S/N … as params and the class as metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock, as_float32, to_sigma
+from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, to_sigma
 
 # SDSS data model unit, used when the file carries no BUNIT
 SDSS_FLUX_UNIT = "1E-17 erg/cm^2/s/Ang"
@@ -20,6 +21,23 @@ def _coadd_hdu(hdul: fits.HDUList) -> int | None:
         if isinstance(hdu, fits.BinTableHDU) and str(hdu.header.get("EXTNAME", "")).strip().upper() == "COADD":
             return i
     return None
+
+
+# the spectro-pipeline's catalogue row (HDU 2: SPALL in BOSS files, SPECOBJ in DR9+ files)
+_PARAMS = ("Z", "Z_ERR", "ZWARNING", "VDISP", "VDISP_ERR", "SN_MEDIAN_ALL", "RCHI2")
+_META = ("CLASS", "SUBCLASS")
+
+
+def _catalog(hdul: fits.HDUList) -> int | None:
+    for i, hdu in enumerate(hdul):
+        if isinstance(hdu, fits.BinTableHDU) and str(hdu.header.get("EXTNAME", "")).strip().upper() in (
+                "SPALL", "SPECOBJ") and int(hdu.header.get("NAXIS2", 0)) == 1:
+            return i
+    return None
+
+
+def _columns_upper(hdu: fits.BinTableHDU) -> dict[str, str]:
+    return {str(c.name).upper(): str(c.name) for c in hdu.columns}
 
 
 def _columns(hdu: fits.BinTableHDU) -> dict[str, str]:
@@ -48,7 +66,11 @@ class SdssCoaddReader(Reader):
             raise BadFileError(path, f"COADD loglam column has shape {loglam.shape}, expected (n_pix,)")
         wave = 10.0**loglam
         unit = str(hdul[0].header.get("BUNIT", "")).strip() or SDSS_FLUX_UNIT
-        return Layout(1, [wave], np.zeros(1, dtype=np.int64), unit, (i,), i)
+        catalog = _catalog(hdul)
+        params = tuple(k.lower() for k in _PARAMS if catalog is not None and k in _columns_upper(hdul[catalog]))
+        meta = tuple(k.lower() for k in _META if catalog is not None and k in _columns_upper(hdul[catalog]))
+        return Layout(1, [wave], np.zeros(1, dtype=np.int64), unit, (i,), i, param_keys=params, metadata_keys=meta,
+                      mask_convention="SDSS and_mask" if "and_mask" in cols else "")
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):
@@ -57,10 +79,23 @@ class SdssCoaddReader(Reader):
         cols = _columns(hdu)
         flux = as_float32(hdu.data[cols["flux"]])[np.newaxis, :]
         unc = to_sigma(hdu.data[cols["ivar"]], "ivar")[np.newaxis, :]
-        return SpectraBlock(flux=flux, uncertainty=unc)
+        block = SpectraBlock(flux=flux, uncertainty=unc)
+        if "and_mask" in cols:
+            block.mask = as_mask(path, hdu.data[cols["and_mask"]])[np.newaxis, :]
+        catalog = _catalog(hdul)
+        if catalog is not None:
+            upper = _columns_upper(hdul[catalog])
+            for key in layout.param_keys:
+                block.params[key] = np.array([float(hdul[catalog].data[upper[key.upper()]][0])])
+        return block
 
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
         rows = super().row_metadata(hdul, layout, first, count)
+        catalog = _catalog(hdul)
+        if catalog is not None:
+            upper = _columns_upper(hdul[catalog])
+            for key in layout.metadata_keys:
+                rows[0][key] = str(hdul[catalog].data[upper[key.upper()]][0]).strip()
         for r in rows:  # spec files have no OBJECT card; the plate-MJD-fiber name identifies the target
             if not r["object"]:
                 h = hdul[0].header

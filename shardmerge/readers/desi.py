@@ -1,0 +1,129 @@
+"""DESI `coadd-*` and `spectra-*` files: a FIBERMAP table (one row per target, or per exposure in spectra
+files), then for each arm B, R, Z the images `{arm}_WAVELENGTH [n_pix]`, `{arm}_FLUX`, `{arm}_IVAR` and
+`{arm}_MASK [n_target × n_pix]`. The arms overlap in wavelength and are never stitched: each (target, arm)
+is its own row, target by target, arms in B, R, Z order; `metadata/arm` says which. Scalar FIBERMAP
+columns go to `metadata/fibermap_<column>` as text (TARGETID exceeds float64's exact integers).
+A (target, arm) whose inverse variance is 0 at every pixel carries no data and is left out (counted in
+the run report); `source_row` keeps the index target × n_arms + arm either way."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError
+from ..units import wavelength_factor
+from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, to_sigma
+
+ARMS = ("B", "R", "Z")
+
+
+def _ext(hdul: fits.HDUList, name: str) -> int | None:
+    for i, hdu in enumerate(hdul):
+        if str(hdu.header.get("EXTNAME", "")).strip().upper() == name:
+            return i
+    return None
+
+
+def _arms(hdul: fits.HDUList) -> list[str]:
+    return [a for a in ARMS if _ext(hdul, f"{a}_FLUX") is not None and _ext(hdul, f"{a}_WAVELENGTH") is not None]
+
+
+def _fibermap_columns(hdul: fits.HDUList) -> list[str]:
+    fm = hdul[_ext(hdul, "FIBERMAP")]
+    return [c.name for c in fm.columns if c.format.repeat == 1 or c.format.format == "A"]
+
+
+class DesiReader(Reader):
+    name = "desi"
+    description = "DESI coadd/spectra: FIBERMAP + B/R/Z arms; one row per (target, arm), arms not stitched"
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        return _ext(hdul, "FIBERMAP") is not None and bool(_arms(hdul))
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        arms = _arms(hdul)
+        if _ext(hdul, "FIBERMAP") is None or not arms:
+            raise BadFileError(path, "not a DESI file: needs FIBERMAP and at least one of B/R/Z_FLUX, _WAVELENGTH")
+        grids = []
+        n_target = None
+        for a in arms:
+            wh = hdul[_ext(hdul, f"{a}_WAVELENGTH")]
+            unit = str(wh.header.get("BUNIT", "")).strip() or "Angstrom"
+            factor = wavelength_factor(unit)
+            if factor is None:
+                raise BadFileError(path, f"{a}_WAVELENGTH unit {unit!r} is not one shardmerge recognises")
+            grids.append(np.asarray(wh.data, dtype=np.float64) * factor)
+            shape = hdul[_ext(hdul, f"{a}_FLUX")].shape
+            if len(shape) != 2 or shape[1] != grids[-1].shape[0]:
+                raise BadFileError(path, f"{a}_FLUX has shape {shape}, wavelength {grids[-1].shape[0]} pixels")
+            if n_target is not None and shape[0] != n_target:
+                raise BadFileError(path, f"{a}_FLUX has {shape[0]} rows, another arm {n_target}")
+            n_target = shape[0]
+        fm_rows = int(hdul[_ext(hdul, "FIBERMAP")].header.get("NAXIS2", 0))
+        if fm_rows != n_target:
+            raise BadFileError(path, f"FIBERMAP has {fm_rows} rows, the flux images {n_target}")
+        # (target, arm) pairs with inverse variance 0 at every pixel carry no data (unassigned or broken
+        # fibres; their flux is 0 or meaningless): leave them out, keeping the source index of the rest
+        alive = np.concatenate([[np.any(np.asarray(hdul[_ext(hdul, f"{a}_IVAR")].data[t]) > 0) for a in arms]
+                                for t in range(n_target)]) if n_target else np.zeros(0, dtype=bool)
+        kept = np.flatnonzero(alive)
+        grid_of = np.tile(np.arange(len(arms), dtype=np.int64), n_target)[kept]
+        has_mask = all(_ext(hdul, f"{a}_MASK") is not None for a in arms)
+        unit = str(hdul[_ext(hdul, f"{arms[0]}_FLUX")].header.get("BUNIT", "")).strip()
+        keys = ("arm", *(f"fibermap_{c.lower()}" for c in _fibermap_columns(hdul)))
+        return Layout(kept.size, grids, grid_of, unit, (_ext(hdul, f"{arms[0]}_FLUX"),),
+                      _ext(hdul, f"{arms[0]}_FLUX"), mask_convention="DESI specmask" if has_mask else "",
+                      metadata_keys=keys, source_index=kept, dropped=int(alive.size - kept.size))
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        arms = _arms(hdul)
+        width = max(g.shape[0] for g in layout.grids)
+        flux = np.full((count, width), np.nan, dtype=np.float32)
+        unc = np.full((count, width), np.nan, dtype=np.float32)
+        has_mask = bool(layout.mask_convention)
+        mask = np.zeros((count, width), dtype=np.uint32) if has_mask else None
+        cache: dict[str, np.ndarray] = {}
+
+        def image(name: str) -> np.ndarray:
+            if name not in cache:
+                cache[name] = np.asarray(hdul[_ext(hdul, name)].data)
+            return cache[name]
+
+        for k in range(count):
+            target, a = divmod(int(layout.source_index[first + k]), len(arms))
+            arm = arms[a]
+            n = layout.grids[a].shape[0]
+            flux[k, :n] = as_float32(image(f"{arm}_FLUX")[target])
+            unc[k, :n] = to_sigma(image(f"{arm}_IVAR")[target], "ivar")
+            if mask is not None:
+                mask[k, :n] = as_mask(path, image(f"{arm}_MASK")[target])
+        return SpectraBlock(flux=flux, uncertainty=unc, mask=mask)
+
+    def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
+        base = super().row_metadata(hdul, layout, first, count)
+        arms = _arms(hdul)
+        fm = hdul[_ext(hdul, "FIBERMAP")].data
+        names = _fibermap_columns(hdul)
+        upper = {n.upper(): n for n in names}
+        for k, row in enumerate(base):
+            target, a = divmod(int(layout.source_index[first + k]), len(arms))
+            row["arm"] = arms[a]
+            for n in names:
+                row[f"fibermap_{n.lower()}"] = _text(fm[n][target])
+            if "TARGET_RA" in upper:
+                row["ra"] = float(fm[upper["TARGET_RA"]][target])
+                row["dec"] = float(fm[upper["TARGET_DEC"]][target])
+            if "TARGETID" in upper:
+                row["object"] = str(int(fm[upper["TARGETID"]][target]))
+        return base
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip()
+    if isinstance(value, np.integer):
+        return str(int(value))
+    if isinstance(value, np.floating):
+        return repr(float(value))
+    return str(value).strip()

@@ -1,0 +1,207 @@
+"""The generic reader: a small TOML file says where flux, wavelength, uncertainty, mask and continuum are,
+so a layout shardmerge does not know is never a dead end (`--format mapping --mapping FILE`).
+
+    [flux]                      # required
+    hdu = 1                     # index or EXTNAME
+    column = "FLUX"             # a table column; array column: one spectrum per table row,
+                                #   scalar column: one spectrum, one table row per pixel
+    # row = 0                   # or: one row of an image; no column/row: the image (2-D: a row per spectrum)
+    unit = "erg/s/cm2/A"        # optional; else TUNITn / BUNIT
+    [wavelength]                # required: column/row like flux, or wcs = true (axis 1 of the flux image)
+    hdu = 1
+    column = "WAVE"
+    unit = "nm"                 # needed unless TUNITn, BUNIT or CUNIT1 says it
+    log10 = false               # values are log10(wavelength)
+    [uncertainty]               # optional
+    hdu = 1
+    column = "IVAR"
+    kind = "ivar"               # sigma | ivar | var
+    [mask]                      # optional
+    hdu = 1
+    column = "QUAL"
+    convention = "my survey quality bits"
+    [continuum]                 # optional
+    hdu = 1
+    column = "CONT"
+    method = "pipeline continuum fit"
+
+The reader's name carries the mapping's path and a hash of its content, so every worker reads the same
+mapping and a mapping edited mid-run is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from functools import lru_cache
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError, InputError
+from ..units import wavelength_factor
+from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, linear_wcs_wavelength, to_sigma
+
+PREFIX = "mapping:"
+_ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
+_KEYS = {"hdu", "column", "row", "unit", "log10", "wcs", "kind", "convention", "method"}
+
+
+def mapping_format(path: str) -> str:
+    """The format name for a mapping file: `mapping:<absolute path>#<sha256 prefix of its content>`."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    except OSError as exc:
+        raise InputError(f"--mapping {path}: {exc.strerror}") from exc
+    load_mapping(path, digest)  # refuse a bad mapping before any work
+    return f"{PREFIX}{path}#{digest}"
+
+
+@lru_cache(maxsize=16)
+def load_mapping(path: str, digest: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise InputError(f"mapping {path}: {exc.strerror}") from exc
+    if hashlib.sha256(raw).hexdigest()[:12] != digest:
+        raise InputError(f"mapping {path} changed during the run; rerun")
+    try:
+        doc = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"mapping {path} is not valid TOML: {exc}") from exc
+    for role in ("flux", "wavelength"):
+        if role not in doc:
+            raise InputError(f"mapping {path} needs a [{role}] table")
+    for role, spec in doc.items():
+        if role not in _ROLES or not isinstance(spec, dict):
+            raise InputError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
+        unknown = set(spec) - _KEYS
+        if unknown:
+            raise InputError(f"mapping {path}: [{role}] has unknown key(s) {', '.join(sorted(unknown))}")
+        if "hdu" not in spec and not spec.get("wcs"):
+            raise InputError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
+    if doc.get("uncertainty", {}).get("kind", "sigma") not in ("sigma", "ivar", "var"):
+        raise InputError(f"mapping {path}: [uncertainty] kind must be sigma, ivar or var")
+    return doc
+
+
+def mapping_reader(name: str) -> MappingReader:
+    path, _, digest = name[len(PREFIX):].rpartition("#")
+    return MappingReader(name, load_mapping(path, digest))
+
+
+class MappingReader(Reader):
+    description = "generic: a TOML mapping names the HDUs, columns or rows of each array"
+
+    def __init__(self, name: str, doc: dict):
+        self.name = name
+        self.doc = doc
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        try:
+            for role in ("flux", "wavelength"):
+                spec = self.doc[role]
+                if not spec.get("wcs"):
+                    _hdu(hdul, spec)
+            return True
+        except (KeyError, IndexError):
+            return False
+
+    def _values(self, path: str, hdul: fits.HDUList, role: str) -> np.ndarray | None:
+        """(n_spectra, n_pix) array for a role, or None when the mapping has no such table."""
+        spec = self.doc.get(role)
+        if spec is None:
+            return None
+        try:
+            hdu = hdul[_hdu(hdul, spec)]
+        except (KeyError, IndexError) as exc:
+            raise BadFileError(path, f"mapping: [{role}] hdu = {spec['hdu']!r} is not in the file") from exc
+        if "column" in spec:
+            if not isinstance(hdu, fits.BinTableHDU):
+                raise BadFileError(path, f"mapping: [{role}] names a column but HDU {spec['hdu']!r} is not a table")
+            if spec["column"] not in hdu.columns.names:
+                raise BadFileError(path, f"mapping: HDU {spec['hdu']!r} has no column {spec['column']!r}")
+            v = np.asarray(hdu.data[spec["column"]])
+            return v[np.newaxis, :] if v.ndim == 1 else v.reshape(v.shape[0], -1)
+        v = np.asarray(hdu.data)
+        if "row" in spec:
+            if v.ndim != 2 or not 0 <= spec["row"] < v.shape[0]:
+                raise BadFileError(path, f"mapping: [{role}] row {spec['row']} is not a row of a {v.shape} image")
+            return v[spec["row"]][np.newaxis, :]
+        if v.ndim not in (1, 2):
+            raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a {v.ndim}-D image")
+        return v[np.newaxis, :] if v.ndim == 1 else v
+
+    def _unit(self, hdul: fits.HDUList, role: str) -> str:
+        spec = self.doc[role]
+        if "unit" in spec:
+            return str(spec["unit"])
+        if spec.get("wcs"):
+            return ""
+        hdu = hdul[_hdu(hdul, spec)]
+        if "column" in spec and isinstance(hdu, fits.BinTableHDU):
+            k = hdu.columns.names.index(spec["column"]) + 1
+            return str(hdu.header.get(f"TUNIT{k}", "")).strip()
+        return str(hdu.header.get("BUNIT", "")).strip()
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        flux = self._values(path, hdul, "flux")
+        n_spec, n_pix = flux.shape
+        spec = self.doc["wavelength"]
+        if spec.get("wcs"):
+            header = hdul[_hdu(hdul, self.doc["flux"])].header
+            wave = linear_wcs_wavelength(path, header, n_pix)[np.newaxis, :]
+            if "unit" in spec:
+                factor = wavelength_factor(spec["unit"])
+                if factor is None:
+                    raise BadFileError(path, f"mapping: wavelength unit {spec['unit']!r} is not recognised")
+                wave = wave * factor  # the WCS read as Angstrom without CUNIT1; the mapping says otherwise
+        else:
+            wave = np.asarray(self._values(path, hdul, "wavelength"), dtype=np.float64)
+            if spec.get("log10"):
+                wave = 10.0**wave
+            unit = self._unit(hdul, "wavelength")
+            factor = wavelength_factor(unit)
+            if factor is None:
+                raise BadFileError(path, f"mapping: wavelength unit {unit!r} is not recognised (set unit = ... "
+                                         "in [wavelength])")
+            wave = wave * factor
+        if wave.shape[1] != n_pix or wave.shape[0] not in (1, n_spec):
+            raise BadFileError(path, f"mapping: wavelength has shape {wave.shape}, flux {flux.shape}")
+        if wave.shape[0] == 1:
+            grids, grid_of = [wave[0]], np.zeros(n_spec, dtype=np.int64)
+        else:
+            grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
+        hdus = tuple(sorted({_hdu(hdul, s) for s in self.doc.values() if "hdu" in s}))
+        return Layout(n_spec, grids, grid_of, self._unit(hdul, "flux"), hdus, _hdu(hdul, self.doc["flux"]),
+                      has_continuum="continuum" in self.doc,
+                      mask_convention=str(self.doc.get("mask", {}).get("convention", "mapping mask"))
+                      if "mask" in self.doc else "")
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        rows = slice(first, first + count)
+        flux = as_float32(self._values(path, hdul, "flux")[rows])
+        unc = self._values(path, hdul, "uncertainty")
+        block = SpectraBlock(flux=flux, uncertainty=np.full_like(flux, np.nan) if unc is None else
+                             to_sigma(unc[rows], self.doc["uncertainty"].get("kind", "sigma")))
+        if (mask := self._values(path, hdul, "mask")) is not None:
+            block.mask = as_mask(path, mask[rows])
+        if (cont := self._values(path, hdul, "continuum")) is not None:
+            block.continuum = as_float32(cont[rows])
+            block.continuum_method = str(self.doc["continuum"].get("method", "source (mapping)"))
+        return block
+
+
+def _hdu(hdul: fits.HDUList, spec: dict) -> int:
+    ref = spec["hdu"]
+    if isinstance(ref, int):
+        if not 0 <= ref < len(hdul):
+            raise IndexError(ref)
+        return ref
+    for i, hdu in enumerate(hdul):
+        if str(hdu.header.get("EXTNAME", "")).strip().upper() == str(ref).upper():
+            return i
+    raise KeyError(ref)
