@@ -59,8 +59,9 @@ def mapping_format(path: str) -> str:
     return f"{PREFIX}{path}#{digest}"
 
 
-@lru_cache(maxsize=16)
 def load_mapping(path: str, digest: str) -> dict:
+    """The mapping's content, refused if it no longer has the hash the run started with (every call
+    rereads the small file; parsing is cached)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -68,6 +69,11 @@ def load_mapping(path: str, digest: str) -> dict:
         raise InputError(f"mapping {path}: {exc.strerror}") from exc
     if hashlib.sha256(raw).hexdigest()[:12] != digest:
         raise InputError(f"mapping {path} changed during the run; rerun")
+    return _parse(path, raw)
+
+
+@lru_cache(maxsize=16)
+def _parse(path: str, raw: bytes) -> dict:
     try:
         doc = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,303 @@
+"""Synthetic files in the survey layouts that have no real file on PyPI (or whose real files lack a case),
+built to the published data models: HARPS s1d, ESPRESSO S1D, ESO SDP variants, IRAF multispec and 1-D,
+APOGEE apStar + aspcapStar, LAMOST LRS (old and DR8+) and MRS, SDSS spPlate and spSpec.
+
+Every maker returns the path and the truth: what a correct reader must produce, per spectrum, as
+{"wave": Angstrom ascending, "flux", "sigma", "mask" (or None), "continuum", "normalized", …}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .samples import _header, _spectrum, _write
+
+Truth = list[dict]
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def make_harps_s1d(path: str | Path, *, n_pix: int = 313_000, seed: int = 0, n_eso_cards: int = 3000
+                   ) -> tuple[Path, Truth]:
+    """HARPS DRS `*_s1d_A.fits`: a primary image on a linear grid with the non-standard CTYPE1 = 'Angstrom',
+    BUNIT 'Relative Flux', and thousands of HIERARCH ESO cards (most must not be projected)."""
+    rng = _rng(seed)
+    wave = 3781.0 + 0.01 * np.arange(n_pix)
+    flux = _spectrum(rng, wave)
+    hdr = _header(rng, seed)
+    for k in range(n_eso_cards):  # DRS calibration and telemetry blocks: high volume, low reuse
+        group = ("DRS CAL LOC", "DRS CAL TH COEFF", "INS TEMP", "DET CHIP", "OCS DET")[k % 5]
+        hdr.append((f"HIERARCH ESO {group} {k // 5} VAL", float(k), "telemetry"), end=True)
+    hdr["HIERARCH ESO DRS BERV"] = 12.3
+    hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"], hdr["CTYPE1"] = 3781.0, 0.01, 1.0, "Angstrom"
+    hdr["BUNIT"] = "Relative Flux"
+    out = _write(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
+    return out, [{"wave": wave, "flux": flux, "sigma": None, "mask": None}]
+
+
+def make_espresso_s1d(path: str | Path, *, n_pix: int = 4000, seed: int = 0) -> tuple[Path, Truth]:
+    """ESPRESSO DRS S1D: HDU 1 'SPECTRUM' is a table with one row per pixel."""
+    rng = _rng(seed)
+    wave = 3771.0 + 0.005 * np.arange(n_pix)
+    flux = _spectrum(rng, wave).astype(np.float64)
+    err = np.full(n_pix, 0.3)
+    qual = np.where(rng.random(n_pix) < 0.02, 4, 0).astype(np.int32)
+    hdr = _header(rng, seed)
+    hdr["INSTRUME"] = "ESPRESSO"
+    hdr["HIERARCH ESO PRO CATG"] = "S1D_A"
+    cols = fits.ColDefs([
+        fits.Column("wavelength", "D", unit="angstrom", array=wave),
+        fits.Column("wavelength_air", "D", unit="angstrom", array=wave / 1.00028),
+        fits.Column("flux", "D", unit="e-", array=flux),
+        fits.Column("error", "D", unit="e-", array=err),
+        fits.Column("quality", "J", array=qual),
+    ])
+    table = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    out = _write(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
+    return out, [{"wave": wave, "flux": flux.astype(np.float32), "sigma": err.astype(np.float32), "mask": qual}]
+
+
+def make_eso_sdp(path: str | Path, *, n_pix: int = 3000, seed: int = 0, unit: str = "nm",
+                 contnorm: bool = False) -> tuple[Path, Truth]:
+    """An ESO SDP whose error column is named ERR_FLUX and found by its UCD, with a wavelength in nm, QUAL
+    and CONTINUUM columns; `contnorm` writes CONTNORM = T (FLUX continuum-normalized)."""
+    rng = _rng(seed)
+    wave_a = 5000.0 + 0.2 * np.arange(n_pix)
+    factor = {"nm": 10.0, "angstrom": 1.0, "um": 1e4}[unit]
+    flux = _spectrum(rng, wave_a)
+    cont = np.full(n_pix, 10.0, dtype=np.float32)
+    if contnorm:
+        flux = (flux / cont).astype(np.float32)
+    err = np.full(n_pix, np.nan, dtype=np.float32)  # some products ship an all-NaN error: kept as is
+    qual = np.where(rng.random(n_pix) < 0.05, 1, 0).astype(np.int16)
+    hdr = _header(rng, seed)
+    hdr["PRODCATG"] = "SCIENCE.SPECTRUM"
+    hdr["CONTNORM"] = contnorm
+    cols = fits.ColDefs([
+        fits.Column("WAVE", f"{n_pix}D", unit=unit, array=(wave_a / factor)[np.newaxis]),
+        fits.Column("FLUX", f"{n_pix}E", unit="erg cm**(-2) s**(-1) angstrom**(-1)", array=flux[np.newaxis]),
+        fits.Column("ERR_FLUX", f"{n_pix}E", array=err[np.newaxis]),
+        fits.Column("QUAL", f"{n_pix}I", array=qual[np.newaxis]),
+        fits.Column("CONTINUUM", f"{n_pix}E", array=cont[np.newaxis]),
+    ])
+    table = fits.BinTableHDU.from_columns(cols)
+    for k, (utype, ucd) in enumerate([("spec:Data.SpectralAxis.Value", "em.wl"),
+                                      ("spec:Data.FluxAxis.Value", "phot.flux.density;em.wl"),
+                                      ("spec:Data.FluxAxis.Accuracy.StatError", "stat.error;phot.flux.density"),
+                                      ("spec:Data.FluxAxis.Quality", "meta.code.qual"), ("", "")], start=1):
+        if utype:
+            table.header[f"TUTYP{k}"] = utype
+            table.header[f"TUCD{k}"] = ucd
+    out = _write(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
+    truth = {"wave": wave_a, "flux": flux, "sigma": err, "mask": qual, "continuum": cont}
+    if contnorm:
+        truth["normalized"] = flux
+    return out, [truth]
+
+
+def _wat_cards(hdr: fits.Header, axis: int, text: str) -> None:
+    for k in range(0, len(text), 68):
+        hdr[f"WAT{axis}_{k // 68 + 1:03d}"] = text[k : k + 68]
+
+
+def make_iraf_multispec(path: str | Path, *, n_ap: int = 3, n_pix: int = 1200, dtype: int = 0, seed: int = 0
+                        ) -> tuple[Path, Truth]:
+    """An IRAF multispec image with 2 bands (spectrum, sigma): WAT2 specN entries split over 68-character
+    cards mid-number, a shorter last aperture (nw < NAXIS1), a Doppler z, and sexagesimal RA/DEC."""
+    rng = _rng(seed)
+    truth: Truth = []
+    data = np.zeros((2, n_ap, n_pix), dtype=np.float32)
+    specs = []
+    for a in range(n_ap):
+        nw = n_pix if a < n_ap - 1 else n_pix - 200
+        z = 1e-4 * a
+        if dtype == 1:
+            w1, dw = 3.6 + 0.01 * a, 1e-4
+            wave = 10.0 ** (w1 + dw * np.arange(nw)) / (1 + z)
+        else:
+            w1, dw = 4000.0 + 100.0 * a, 1.25
+            wave = (w1 + dw * np.arange(nw)) / (1 + z)
+        flux = _spectrum(rng, wave)
+        data[0, a, :nw] = flux
+        data[1, a, :nw] = 0.3
+        specs.append(f'spec{a + 1} = "{a + 1} {a + 1} {dtype} {w1!r} {dw!r} {nw} {z!r} 10.00 20.00"')
+        truth.append({"wave": wave, "flux": flux, "sigma": np.full(nw, 0.3, dtype=np.float32), "mask": None})
+    hdr = _header(rng, seed)
+    hdr["WCSDIM"] = 3
+    hdr["CTYPE1"], hdr["CTYPE2"] = "MULTISPE", "MULTISPE"
+    hdr["BANDID1"] = "spectrum - background fit, weights variance, clean no"
+    hdr["BANDID2"] = "sigma - background fit, weights variance, clean no"
+    hdr["BUNIT"] = "erg/cm2/s/A"
+    _wat_cards(hdr, 0, "system=multispec")
+    _wat_cards(hdr, 1, "wtype=multispec label=Wavelength units=angstroms")
+    _wat_cards(hdr, 2, "wtype=multispec " + " ".join(specs))
+    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    return out, truth
+
+
+def make_iraf_1d_loglinear(path: str | Path, *, n_pix: int = 2000, seed: int = 0) -> tuple[Path, Truth]:
+    """IRAF 1-D: WCSDIM = 1, CTYPE1 = 'LINEAR', DC-FLAG = 1: CRVAL1/CDELT1 are log10(Angstrom)."""
+    rng = _rng(seed)
+    wave = 10.0 ** (3.6 + 1e-4 * np.arange(n_pix))
+    flux = _spectrum(rng, wave)
+    hdr = _header(rng, seed)
+    hdr["WCSDIM"] = 1
+    hdr["CRVAL1"], hdr["CDELT1"], hdr["CD1_1"], hdr["CRPIX1"] = 3.6, 1e-4, 1e-4, 1.0
+    hdr["CTYPE1"], hdr["DC-FLAG"] = "LINEAR", 1
+    _wat_cards(hdr, 0, "system=equispec")
+    _wat_cards(hdr, 1, "wtype=linear label=Wavelength units=angstroms")
+    out = _write(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
+    return out, [{"wave": wave, "flux": flux, "sigma": None, "mask": None}]
+
+
+APOGEE_CRVAL, APOGEE_CDELT, APOGEE_NPIX = 4.179, 6e-6, 8575
+
+
+def _apogee_wave() -> np.ndarray:
+    return 10.0 ** (APOGEE_CRVAL + APOGEE_CDELT * np.arange(APOGEE_NPIX))
+
+
+def make_apstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", n_visits: int = 2, seed: int = 0
+                ) -> tuple[Path, Truth]:
+    """DR17 apStar: HDU 1-3 flux, error, bitmask [2 combined + n_visits rows, 8575] (one row when one visit
+    is combined with nothing), log-linear CRVAL1/CDELT1."""
+    rng = _rng(seed)
+    wave = _apogee_wave()
+    n_rows = n_visits + 2 if n_visits > 1 else 1
+    flux = np.stack([_spectrum(rng, wave / 3.0) for _ in range(n_rows)]).astype(np.float64)
+    err = np.full_like(flux, 0.5)
+    mask = np.where(rng.random(flux.shape) < 0.01, 2**9, 0).astype(np.int64)
+    prim = fits.Header()
+    prim["OBJID"], prim["NVISITS"], prim["RA"], prim["DEC"] = apogee_id, n_visits, 10.5, -20.25
+    hdus = [fits.PrimaryHDU(header=prim)]
+    for arr, unit in ((flux, "Flux (10^-17 erg/s/cm^2/Ang)"), (err, "Err (10^-17 erg/s/cm^2/Ang)"),
+                      (mask, "Pixel bitmask")):
+        h = fits.Header()
+        h["CRVAL1"], h["CDELT1"], h["CRPIX1"], h["CTYPE1"], h["BUNIT"] = (APOGEE_CRVAL, APOGEE_CDELT, 1,
+                                                                           "LOG-LINEAR", unit)
+        hdus.append(fits.ImageHDU(arr, header=h))
+    out = _write(fits.HDUList(hdus), Path(path))
+    return out, [{"wave": wave, "flux": flux[r].astype(np.float32), "sigma": err[r].astype(np.float32),
+                  "mask": mask[r]} for r in range(n_rows)]
+
+
+def make_aspcapstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", seed: int = 0
+                    ) -> tuple[Path, Truth]:
+    """DR17 aspcapStar: HDU 1 normalized flux, HDU 2 its error, HDU 3 the best-fit model (1-D, 8575, on
+    the apStar grid), HDU 4 a one-row table with APOGEE_ID and parameters."""
+    rng = _rng(seed)
+    norm = (1.0 + rng.normal(0, 0.01, APOGEE_NPIX)).astype(np.float32)
+    err = np.full(APOGEE_NPIX, 0.01, dtype=np.float32)
+    prim = fits.Header()
+    prim["OBJID"] = apogee_id
+    hdus = [fits.PrimaryHDU(header=prim)]
+    for arr in (norm, err, norm):
+        h = fits.Header()
+        h["CRVAL1"], h["CDELT1"], h["CRPIX1"] = APOGEE_CRVAL, APOGEE_CDELT, 1
+        hdus.append(fits.ImageHDU(arr, header=h))
+    hdus.append(fits.BinTableHDU.from_columns([fits.Column("APOGEE_ID", "20A", array=[apogee_id]),
+                                               fits.Column("TEFF", "E", array=[4800.0])]))
+    out = _write(fits.HDUList(hdus), Path(path))
+    return out, [{"wave": _apogee_wave(), "normalized": norm, "normalized_sigma": err}]
+
+
+def _lamost_header(rng: np.random.Generator, seed: int) -> fits.Header:
+    hdr = _header(rng, seed)
+    hdr["TELESCOP"] = "LAMOST"
+    hdr["BUNIT"] = "10**-17 erg/s/cm^2/A"
+    return hdr
+
+
+def _lamost_arrays(rng: np.random.Generator, n_pix: int, w0: float, dw: float):
+    wave = 10.0 ** (np.log10(w0) + dw * np.arange(n_pix))
+    flux = _spectrum(rng, wave)
+    ivar = np.where(rng.random(n_pix) < 0.02, 0.0, 4.0).astype(np.float32)
+    andmask = np.where(ivar == 0, 2**2, 0).astype(np.int32)
+    sigma = np.where(ivar > 0, 1 / np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
+    return wave, flux, ivar, andmask, sigma
+
+
+def make_lamost_lrs(path: str | Path, *, dr8: bool = True, n_pix: int = 3909, seed: int = 0) -> tuple[Path, Truth]:
+    """LAMOST LRS: before DR8 a 5-row primary image (flux, ivar, wavelength, andmask, ormask); DR8 and
+    later a one-row table 'COADD' with those array columns."""
+    rng = _rng(seed)
+    wave, flux, ivar, andmask, sigma = _lamost_arrays(rng, n_pix, 3690.0, 1e-4)
+    hdr = _lamost_header(rng, seed)
+    if dr8:
+        cols = fits.ColDefs([fits.Column(n, f"{n_pix}{f}", array=a[np.newaxis]) for n, f, a in (
+            ("FLUX", "E", flux), ("IVAR", "E", ivar), ("WAVELENGTH", "D", wave), ("ANDMASK", "J", andmask),
+            ("ORMASK", "J", andmask))])
+        hdul = fits.HDUList([fits.PrimaryHDU(header=hdr), fits.BinTableHDU.from_columns(cols, name="COADD")])
+    else:
+        data = np.stack([flux, ivar, wave.astype(np.float32), andmask, andmask]).astype(np.float32)
+        hdr["COEFF0"], hdr["COEFF1"] = np.log10(3690.0), 1e-4
+        hdul = fits.HDUList([fits.PrimaryHDU(data, header=hdr)])
+        wave = data[2].astype(np.float64)  # the file holds float32 wavelengths
+    out = _write(hdul, Path(path))
+    return out, [{"wave": wave, "flux": flux, "sigma": sigma, "mask": andmask}]
+
+
+def make_lamost_mrs(path: str | Path, *, n_epochs: int = 2, n_pix: int = 3000, seed: int = 0) -> tuple[Path, Truth]:
+    """LAMOST MRS: COADD_B and COADD_R tables, then one table per epoch and arm (B-<MJM>, R-<MJM>)."""
+    rng = _rng(seed)
+    hdus = [fits.PrimaryHDU(header=_lamost_header(rng, seed))]
+    truth: Truth = []
+    names = ["COADD_B", "COADD_R"] + [f"{arm}-{84000000 + e}" for e in range(n_epochs) for arm in "BR"]
+    for name in names:
+        w0 = 4950.0 if name.startswith(("COADD_B", "B")) else 6300.0
+        wave, flux, ivar, andmask, sigma = _lamost_arrays(rng, n_pix, w0, 2e-5)
+        cols = fits.ColDefs([fits.Column(n, f"{n_pix}{f}", array=a[np.newaxis]) for n, f, a in (
+            ("FLUX", "E", flux), ("IVAR", "E", ivar), ("WAVELENGTH", "D", wave), ("ANDMASK", "J", andmask),
+            ("ORMASK", "J", andmask))])
+        hdus.append(fits.BinTableHDU.from_columns(cols, name=name))
+        truth.append({"wave": wave, "flux": flux, "sigma": sigma, "mask": andmask, "hdu": name})
+    return _write(fits.HDUList(hdus), Path(path)), truth
+
+
+def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed: int = 0) -> tuple[Path, Truth]:
+    """SDSS spPlate: primary flux [fibres × pixels] with COEFF0/COEFF1, HDU 1 ivar, HDU 2 and-mask,
+    HDU 3 or-mask, HDU 4 dispersion, HDU 5 PLUGMAP (with guide and alignment holes, not in fibre order)."""
+    rng = _rng(seed)
+    wave = 10.0 ** (3.5785 + 1e-4 * np.arange(n_pix))
+    flux = np.stack([_spectrum(rng, wave) for _ in range(n_fiber)])
+    ivar = np.full_like(flux, 9.0)
+    andmask = np.where(rng.random(flux.shape) < 0.01, 2**16, 0).astype(np.int32)
+    hdr = _header(rng, seed)
+    hdr["COEFF0"], hdr["COEFF1"], hdr["BUNIT"] = 3.5785, 1e-4, "1E-17 erg/cm^2/s/Ang"
+    order = rng.permutation(n_fiber)
+    holes = [("GUIDE", -1), ("ALIGNMENT", -1)] + [("OBJECT", int(f) + 1) for f in order]
+    ra = np.array([150.0 + 0.01 * f for _, f in holes])
+    objtype = np.array(["NA" if f < 0 else ("QSO" if f % 3 == 0 else "GALAXY") for _, f in holes])
+    pm = fits.BinTableHDU.from_columns([
+        fits.Column("HOLETYPE", "10A", array=[h for h, _ in holes]),
+        fits.Column("OBJTYPE", "10A", array=objtype),
+        fits.Column("RA", "D", array=ra), fits.Column("DEC", "D", array=-ra / 10),
+        fits.Column("FIBERID", "J", array=[f for _, f in holes])], name="PLUGMAP")
+    hdul = fits.HDUList([fits.PrimaryHDU(flux, header=hdr), fits.ImageHDU(ivar), fits.ImageHDU(andmask),
+                         fits.ImageHDU(andmask), fits.ImageHDU(np.ones_like(flux)), pm])
+    out = _write(hdul, Path(path))
+    truth = []
+    for fibre in range(1, n_fiber + 1):
+        j = [f for _, f in holes].index(fibre)
+        truth.append({"wave": wave, "flux": flux[fibre - 1], "sigma": np.full(n_pix, 1 / 3, dtype=np.float32),
+                      "mask": andmask[fibre - 1], "ra": ra[j], "objtype": objtype[j]})
+    return out, truth
+
+
+def make_spspec(path: str | Path, *, n_pix: int = 3850, seed: int = 0) -> tuple[Path, Truth]:
+    """SDSS DR7 spSpec: primary image rows flux, continuum-subtracted flux, error, mask, (sky)."""
+    rng = _rng(seed)
+    wave = 10.0 ** (3.5797 + 1e-4 * np.arange(n_pix))
+    flux = _spectrum(rng, wave)
+    cont = np.full(n_pix, 10.0, dtype=np.float32)
+    mask = np.where(rng.random(n_pix) < 0.02, 2**18, 0).astype(np.float32)
+    data = np.stack([flux, flux - cont, np.full(n_pix, 0.4, np.float32), mask, np.zeros(n_pix, np.float32)])
+    hdr = _header(rng, seed)
+    hdr["COEFF0"], hdr["COEFF1"], hdr["FIBERID"], hdr["PLATEID"] = 3.5797, 1e-4, 31, 266
+    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    return out, [{"wave": wave, "flux": flux, "sigma": np.full(n_pix, 0.4, np.float32), "mask": mask.astype(np.int64),
+                  "continuum": (data[0].astype(np.float64) - data[1]).astype(np.float32)}]
