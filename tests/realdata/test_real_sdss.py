@@ -52,6 +52,10 @@ def test_sdss_spectra_round_trip(tmp_path, real_files, dask_scheduler):
                 sigma = np.where(ivar > 0, 1 / np.sqrt(ivar), np.nan).astype(np.float32)
             np.testing.assert_array_equal(unc[row][:n], sigma)
             np.testing.assert_allclose(wave[row][:n], 10.0 ** t["loglam"].astype(np.float64), rtol=1e-15)
+            mask = root["signal/mask_raw"][row]
+            np.testing.assert_array_equal(mask[:n], t["and_mask"])
+            assert (mask[n:] == 2**31).all()  # padding flagged
+            assert float(root["params/z"][row]) == float(h["SPECOBJ"].data["Z"][0])
             assert root["metadata/ra"][row] == pytest.approx(h[0].header["PLUG_RA"])
             assert root["metadata/dec"][row] == pytest.approx(h[0].header["PLUG_DEC"])
             assert str(root["metadata/telescope"][row]) == h[0].header["TELESCOP"]
