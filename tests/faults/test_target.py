@@ -184,5 +184,6 @@ def test_zarr_format_2_store(tmp_path, dask_scheduler):
                     "--chunk-rows", "2", *extra)
         assert r.exit_code == 0, r
     assert (out / ".zattrs").exists() and zarr.open_group(out, mode="r").metadata.zarr_format == 2
+    assert "mask_raw" not in zarr.open_group(out, mode="r")["signal"]  # no input has a mask: no mask array
     assert run_cli("validate", out).exit_code == 0
     assert_store_matches_sources(out)
