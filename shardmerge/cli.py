@@ -130,12 +130,15 @@ def main() -> None:
               help="Write a JSON run report here.")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level.")
+@click.option("--zarr-shard-rows", type=click.IntRange(min=1), default=None,
+              help="Zarr v3 sharding: put this many rows (a multiple of the chunk rows) of each 2-D array in one "
+                   "file, for filesystems where file counts hurt (Lustre, GPFS).")
 @click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, scratch, overwrite,
-               report_path, zarr_format, clevel, keep_scratch, restart, quiet, **options):
+               report_path, zarr_format, clevel, zarr_shard_rows, keep_scratch, restart, quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     try:
@@ -146,7 +149,8 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, s
         inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
         chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
         on_bad_file=on_bad_file, report_path=report_path, header_rules=header_rules,
-        zarr_format=int(zarr_format), clevel=clevel, keep_scratch=keep_scratch, restart=restart,
+        zarr_format=int(zarr_format), clevel=clevel, zarr_shard_rows=zarr_shard_rows, keep_scratch=keep_scratch,
+        restart=restart,
         command=tuple(sys.argv), progress=not quiet,
     )
     signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C

@@ -40,6 +40,7 @@ class LayoutRequest:
     shard_rows: int | None = None  # None: TARGET_SHARD_BYTES worth of rows
     codec: CodecConfig = field(default_factory=CodecConfig)
     zarr_format: int = 3
+    zarr_shard_rows: int | None = None  # Zarr v3 sharding: rows per storage file of the 2-D arrays
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .schema import (
     ROWS_FILE,
 )
 from .shard import array_dtype, load_manifest, manifest_matches, shard_arrays
-from .zarrio import create_array, write_block, write_slab
+from .zarrio import create_array, storage_grid_shape, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
 
@@ -99,7 +99,8 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     }
     data = {
         name: create_array(groups[ARRAYS_2D[name]], name, shape=shape2d, chunks=plan.chunks_2d,
-                           dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name])
+                           dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
+                           shards=plan.zarr_shards_2d)
         for name in shard_arrays(plan)
     }
     wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
@@ -108,7 +109,7 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
                             dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs)
     else:
         wave = create_array(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d, dtype="float64",
-                            codec=codec, zarr_format=fmt, attrs=wave_attrs)
+                            codec=codec, zarr_format=fmt, attrs=wave_attrs, shards=plan.zarr_shards_2d)
     rows: dict[str, zarr.Array] = {}
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
 
@@ -211,9 +212,10 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
     for s, _ in pairs:
         if s.shape != (shard.n_rows, plan.n_pix):
             raise ShardError(f"{path}/{s.path}: shape {s.shape}, expected {(shard.n_rows, plan.n_pix)}")
+    outer = plan.write_rows  # rows of one storage file (a chunk, or a Zarr shard)
     for s, d in pairs:
-        if same_encoding(s, d) and shard.row_start % cr == 0:
-            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // cr, shard_sums, link,
+        if same_encoding(s, d) and shard.row_start % outer == 0:
+            stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // outer, shard_sums, link,
                                                      checksums)
             continue
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
@@ -241,7 +243,7 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
     manifest's (a chunk damaged in scratch since its shard was written is caught here, not published).
     With `link`, hard-link where the filesystem allows: shard files are never modified after their
     rename, and the caller deletes the scratch afterwards."""
-    grid = tuple(-(-n // c) for n, c in zip(src.shape, src.chunks, strict=True))
+    grid = tuple(-(-n // c) for n, c in zip(src.shape, storage_grid_shape(src), strict=True))
     src_parts = src.path.split("/")
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made: set[str] = set()

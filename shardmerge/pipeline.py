@@ -50,6 +50,7 @@ class IngestOptions:
     header_rules: str | None = None
     zarr_format: int = 3
     clevel: int = 5
+    zarr_shard_rows: int | None = None
     keep_scratch: bool = False
     restart: bool = False
     progress: bool = True  # bars on a terminal, periodic log lines otherwise
@@ -57,7 +58,8 @@ class IngestOptions:
 
     def layout_request(self) -> LayoutRequest:
         return LayoutRequest(chunk_rows=self.chunk_rows, shard_rows=self.shard_rows,
-                             codec=CodecConfig(clevel=self.clevel), zarr_format=self.zarr_format)
+                             codec=CodecConfig(clevel=self.clevel), zarr_format=self.zarr_format,
+                             zarr_shard_rows=self.zarr_shard_rows)
 
 
 def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,

@@ -122,6 +122,16 @@ class Plan:
     shards: tuple[ShardSpec, ...]
     input_bytes: int
     fingerprint: str = field(default="")
+    zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
+
+    @property
+    def write_rows(self) -> int:
+        """Rows a shard task writes at once: a whole storage file (chunk, or Zarr shard) at a time."""
+        return self.zarr_shard_rows or self.chunk_rows
+
+    @property
+    def zarr_shards_2d(self) -> tuple[int, int] | None:
+        return (self.zarr_shard_rows, self.n_pix_chunks * self.chunk_pix) if self.zarr_shard_rows else None
 
     @property
     def chunks_2d(self) -> tuple[int, int]:
@@ -189,13 +199,27 @@ def choose_shard_rows(chunk_rows: int, chunk_pix: int, n_pix: int, requested: in
     if requested is not None:
         if requested <= 0 or requested % chunk_rows:
             raise PlanError(
-                f"--shard-rows {requested} must be a positive multiple of the chunk rows ({chunk_rows}), "
-                "so that each shard covers whole chunks of the final arrays"
+                f"--shard-rows {requested} must be a positive multiple of {chunk_rows} (the rows of one chunk, or "
+                "of one Zarr shard with --zarr-shard-rows), so that each shard covers whole files of the output"
             )
         return requested
     del chunk_pix  # the default depends on the full row width only
     row_bytes = n_pix * FLUX_ITEMSIZE
     return chunk_rows * max(1, TARGET_SHARD_BYTES // (chunk_rows * row_bytes))
+
+
+def check_zarr_shard_rows(request: LayoutRequest, chunk_rows: int) -> int:
+    """Zarr v3 sharding (many chunks per file, for filesystems where file counts hurt): a whole number of
+    chunk rows, Zarr v3 only. Shards of the plan then cover whole Zarr shards, so the merge still copies
+    files without decoding."""
+    rows = request.zarr_shard_rows
+    if not rows:
+        return 0
+    if request.zarr_format != 3:
+        raise PlanError("--zarr-shard-rows needs --zarr-format 3 (Zarr v2 has no sharding)")
+    if rows % chunk_rows:
+        raise PlanError(f"--zarr-shard-rows {rows} must be a multiple of the chunk rows ({chunk_rows})")
+    return rows
 
 
 def _common_root(paths: Sequence[str]) -> str:
@@ -260,7 +284,8 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         raise PlanError(f"the {len(scans)} input file(s) hold no spectra")
     n_pix = max(s.n_pix_max for s in scans)
     chunk_rows, chunk_pix = choose_chunks(n_pix, request.chunk_rows)
-    shard_rows = choose_shard_rows(chunk_rows, chunk_pix, n_pix, request.shard_rows)
+    zarr_shard_rows = check_zarr_shard_rows(request, chunk_rows)
+    shard_rows = choose_shard_rows(zarr_shard_rows or chunk_rows, chunk_pix, n_pix, request.shard_rows)
     grid_keys = {k for s in scans for k in s.grid_keys}
     shared = len(grid_keys) == 1 and all(s.n_pix_min == n_pix for s in scans)
     paths = [s.path for s, _ in placed]
@@ -287,6 +312,7 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         common_root=_common_root(paths),
         codec=request.codec,
         zarr_format=request.zarr_format,
+        zarr_shard_rows=zarr_shard_rows,
         shards=cut_shards(placed, n_spec, shard_rows, companions),
         input_bytes=sum(s.size for s in every),
     )
@@ -342,7 +368,7 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
     layout = {
         "schema": SCHEMA_VERSION,
         "layout": [plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.shard_rows, plan.wavelength_shared,
-                   plan.zarr_format, plan.common_root],
+                   plan.zarr_format, plan.common_root, plan.zarr_shard_rows],
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized,
                  plan.mask_conventions, plan.metadata_keys],
@@ -371,6 +397,7 @@ def describe(plan: Plan) -> dict:
         "row_chunks": plan.n_row_chunks,
         "pixel_chunks": plan.n_pix_chunks,
         "shard_rows": plan.shard_rows,
+        "zarr_shard_rows": plan.zarr_shard_rows,
         "shards": len(plan.shards),
         "flux_units": list(plan.flux_units),
         "header_fields": len(plan.header_keys),

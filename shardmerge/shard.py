@@ -165,7 +165,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
     names = shard_arrays(plan)
     arrays = {
         name: create_array(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype=array_dtype(name),
-                           codec=plan.codec, zarr_format=plan.zarr_format)
+                           codec=plan.codec, zarr_format=plan.zarr_format, shards=plan.zarr_shards_2d)
         for name in names
     }
     if plan.wavelength_shared:
@@ -173,7 +173,8 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
                                 dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)
     else:
         wave_arr = create_array(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
-                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)
+                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format,
+                                shards=plan.zarr_shards_2d)
     table = _RowTable()
     shared_grid: list[np.ndarray] = []
     block = _new_block(plan, names, 0, n_rows)
@@ -232,7 +233,7 @@ def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
 
 
 def _new_block(plan: Plan, names: list[str], start: int, n_rows: int) -> _RowBlock:
-    n = min(plan.chunk_rows, n_rows - start)
+    n = min(plan.write_rows, n_rows - start)  # whole storage files only: Zarr shards are never half-written
     arrays = {name: _blank(name, (n, plan.n_pix)) for name in names}
     wave = None if plan.wavelength_shared else np.full((n, plan.n_pix), np.nan, dtype=np.float64)
     return _RowBlock(start, n, arrays, wave)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from .schema import ARRAYS_2D, INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
+from .zarrio import storage_grid_shape
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
 
@@ -256,7 +257,7 @@ def _chunks_complete(c: _Checks, problems: list[str]) -> None:
     """A missing chunk reads back as the fill value without any error, so look for every chunk file."""
     for path, arr in all_arrays(c.root):
         base = os.path.join(c.store, *path.split("/"))
-        grid = tuple(-(-s // ch) for s, ch in zip(arr.shape, arr.chunks, strict=True))
+        grid = tuple(-(-s // ch) for s, ch in zip(arr.shape, storage_grid_shape(arr), strict=True))
         missing = []
         for coords in np.ndindex(*grid):
             key = _chunk_key(arr, coords)

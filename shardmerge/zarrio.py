@@ -21,11 +21,12 @@ def compressors(codec: CodecConfig, zarr_format: int) -> list:
 
 def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
                  dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None,
-                 dims: tuple[str, ...] | None = None) -> zarr.Array:
+                 dims: tuple[str, ...] | None = None, shards: tuple[int, ...] | None = None) -> zarr.Array:
     """Preallocate an array with its final shape. Every chunk is written even when it equals the fill
     value, so a missing chunk file always means data was lost (the gate checks this).
     `dims` names the axes (default: `spectrum`, then `pixel`), so xarray opens the store with no custom
-    code: Zarr v3 `dimension_names`, or the `_ARRAY_DIMENSIONS` attr xarray reads in Zarr v2."""
+    code: Zarr v3 `dimension_names`, or the `_ARRAY_DIMENSIONS` attr xarray reads in Zarr v2.
+    `shards`: Zarr v3 sharding (the storage file's shape, a multiple of `chunks`)."""
     dims = dims or ("spectrum", "pixel")[: len(shape)]
     kwargs: dict = {"compressors": compressors(codec, zarr_format)}
     attrs = dict(attrs or {})
@@ -40,6 +41,8 @@ def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks
             kwargs["compressors"] = [ZstdCodec(level=codec.clevel)]
     else:
         kwargs["fill_value"] = np.nan if np.dtype(dtype).kind == "f" else 0
+    if shards:
+        kwargs["shards"] = shards
     arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
                              config={"write_empty_chunks": True}, **kwargs)
     if attrs:
@@ -71,3 +74,8 @@ def write_block(array: zarr.Array, origin: tuple[int, ...], block: np.ndarray) -
             f"array {array.path}: block of shape {block.shape} at {origin} runs past its shape {array.shape}"
         )
     array[tuple(slice(o, s) for o, s in zip(origin, stops, strict=True))] = block
+
+
+def storage_grid_shape(arr: zarr.Array) -> tuple[int, ...]:
+    """Shape of one storage file's region: the Zarr shard when the array is sharded, else the chunk."""
+    return tuple(arr.metadata.chunk_grid.chunk_shape) if arr.metadata.zarr_format == 3 else tuple(arr.chunks)

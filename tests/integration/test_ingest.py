@@ -188,3 +188,23 @@ def test_quiet_prints_only_the_result_and_batch_logs_get_phase_lines(tmp_path, m
     for phase in ("scan: 19/19 files", "shard: 1/1 shards", "merge: 1/1 shards", "gate: 12 checks passed"):
         assert phase in r.output, r  # not a terminal: plain log lines, no bar
     assert "\r" not in r.output
+
+
+def test_zarr_sharding_keeps_values_and_cuts_file_counts(tmp_path, mixed_corpus, dask_scheduler):
+    plain, sharded = tmp_path / "plain.zarr", tmp_path / "sharded.zarr"
+    args = [mixed_corpus, "--scheduler", dask_scheduler, "--chunk-rows", "16"]
+    assert run_cli("ingest", *args, "-o", plain, "--shard-rows", "64").exit_code == 0
+    rep = tmp_path / "r.json"
+    r = run_cli("ingest", *args, "-o", sharded, "--zarr-shard-rows", "64", "--shard-rows", "64", "--report", rep)
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert report["merge"]["raw_chunks"] > 0 and report["merge"]["recoded_arrays"] == 0  # shard files copied
+    a, b = zarr.open_group(plain, mode="r"), zarr.open_group(sharded, mode="r")
+    for name in ("signal/flux_raw", "signal/uncertainty_raw", "signal/wavelength", "signal/mask_raw"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+        assert b[name].chunks == (16, 4000) and b[name].shards == (64, 4000)
+    files = {s: sum(len(f) for _, _, f in os.walk(s / "signal" / "flux_raw" / "c")) for s in (plain, sharded)}
+    assert files == {plain: 9, sharded: 3}  # 136 rows: 9 chunk files, or 3 shard files
+    assert run_cli("validate", sharded).exit_code == 0
+    r = run_cli("ingest", *args, "-o", tmp_path / "bad.zarr", "--zarr-shard-rows", "24")
+    assert r.exit_code == 2 and "--zarr-shard-rows 24 must be a multiple of the chunk rows (16)" in r.output

@@ -50,7 +50,7 @@ def test_requested_chunk_rows_over_16_mib_is_refused():
 
 def test_shard_rows_must_be_whole_chunks():
     assert choose_shard_rows(64, 100, 100, 256) == 256
-    with pytest.raises(PlanError, match="multiple of the chunk rows"):
+    with pytest.raises(PlanError, match="positive multiple of 64 .the rows of one chunk"):
         choose_shard_rows(64, 100, 100, 100)
     default = choose_shard_rows(1024, 4000, 4000, None)
     assert default % 1024 == 0 and default > 0
