@@ -135,13 +135,15 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
 
 def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
                 progress: Callable[[int], None] | None = None, link_chunks: bool = False,
-                checksums: dict[str, list[int]] | None = None) -> dict:
+                checksums: dict[str, list[int]] | None = None,
+                flux_rows: dict[str, list[int]] | None = None) -> dict:
     """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats.
     `link_chunks`: hard-link shard chunk files instead of copying them (only when the shards are deleted
     after the publish, so nothing else can ever reach those files). `checksums` is filled with
     {path in the store: [size, crc32]} of every file: for chunks copied from shards, the values their
     shard task recorded, so the gate can prove that what it passes is what the workers wrote."""
     checksums = {} if checksums is None else checksums
+    shard_flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
     t0 = time.perf_counter()
@@ -157,7 +159,13 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             manifest = load_manifest(path)
             if not manifest_matches(manifest, shard):
                 raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
+            raw_before = stats["raw_chunks"]
             _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks, checksums)
+            if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
+                for kind in shard_flux_rows:
+                    shard_flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
+            else:
+                stats["unverified_flux_shards"] = stats.get("unverified_flux_shards", 0) + 1
             table = pq.read_table(os.path.join(path, ROWS_FILE))
             _check_rows(shard, path, table)
             rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
@@ -174,6 +182,8 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
         if writer is not None:
             writer.close()
     os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
+    if flux_rows is not None and not stats.get("unverified_flux_shards"):
+        flux_rows.update(shard_flux_rows)  # every flux chunk came raw from a checksum-verified shard
     root.attrs.update(provenance)
     consolidate(tmp)
     for dirpath, _, names in os.walk(tmp):  # what was not copied from a shard: checksum it as written

@@ -230,13 +230,15 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
     with report.phase("merge"):
         progress = Progress("merge", len(plan.shards), "shards", progress_mode(opts.progress))
         checksums: dict[str, list[int]] = {}
+        flux_rows: dict[str, list[int]] = {}
         report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
                                             provenance, progress, link_chunks=not opts.keep_scratch,
-                                            checksums=checksums)
+                                            checksums=checksums, flux_rows=flux_rows)
     with report.phase("validate"):
         fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
-        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, checksums))
+        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, checksums, flux_rows or None))
+        report.extra["gate_flux_rows"] = "shard statistics + sampled decode" if flux_rows else "full decode"
         report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
         failed = failures(results)
         if failed:

@@ -34,6 +34,7 @@ from .schema import (
     PARAM_PREFIX,
     ROWS_FILE,
 )
+from .validate import flux_row_faults
 from .zarrio import create_array, write_slab
 
 
@@ -176,6 +177,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
                                 dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format,
                                 shards=plan.zarr_shards_2d)
     table = _RowTable()
+    stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     shared_grid: list[np.ndarray] = []
     block = _new_block(plan, names, 0, n_rows)
     local = 0
@@ -205,6 +207,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
             done += take
             local += take
             if block.filled == block.n:
+                _flux_row_stats(block, stats)
                 _flush(block, arrays, wave_arr)
                 block = _new_block(plan, names, local, n_rows)
     if local != n_rows:
@@ -219,6 +222,9 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
         "row_start": shard.row_start,
         "row_stop": shard.row_stop,
         "arrays": names,
+        # rows (global) whose flux is all NaN / whose finite flux is all 0: the gate's check 6 can rely on
+        # these for raw-copied, checksum-verified chunks, decoding only a sample to confirm them
+        "flux_rows": {k: [shard.row_start + r for r in v] for k, v in stats.items()},
         "inputs": [[s.path, s.size, s.mtime_ns] for s in shard.segments],
         "created_at": time.time(),
         "host": os.uname().nodename,
@@ -273,6 +279,12 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
                 arr[dst, :width] = 0
         if block.wavelength is not None:
             block.wavelength[dst, :width] = layout.grids[int(layout.grid_of[seg.first + i])]
+
+
+def _flux_row_stats(block: _RowBlock, stats: dict[str, list[int]]) -> None:
+    """The gate's check 6 on the rows of a block, computed while they are in memory anyway."""
+    for kind in ("all_nan", "all_zero"):
+        stats[kind].extend(block.start + int(r) for r in flux_row_faults(block.arrays["flux_raw"], kind))
 
 
 def _flush(block: _RowBlock, arrays: dict[str, zarr.Array], wave_arr: zarr.Array) -> None:

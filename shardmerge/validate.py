@@ -37,6 +37,9 @@ class Expectation:
     n_pix: int
     # {path in the store: [size, crc32]} as the merge wrote (or the shard tasks recorded) each file
     checksums: dict[str, list[int]] | None = None
+    # {"all_nan": rows, "all_zero": rows} of flux_raw as the shard tasks computed them, given only when every
+    # flux chunk was copied raw and checked against its shard's checksum: check 6 then decodes a sample
+    flux_rows: dict[str, list[int]] | None = None
 
 
 class _Checks:
@@ -187,17 +190,56 @@ def _source_of(c: _Checks, row: int) -> str:
         return ""
 
 
+SAMPLE_EVERY = 16  # with shard statistics, check 6 decodes every 16th chunk row (and the first and last)
+
+
+def flux_row_faults(block: np.ndarray, kind: str) -> np.ndarray:
+    """Rows of a full-width flux block that carry no data: "all_nan" (no finite value) or "all_zero" (finite
+    values, all 0)."""
+    finite = np.isfinite(block)
+    any_finite = finite.any(axis=1)
+    if kind == "all_nan":
+        return np.flatnonzero(~any_finite)
+    return np.flatnonzero(any_finite & ~(finite & (block != 0)).any(axis=1))
+
+
 def _flux_rows(c: _Checks, problems: list[str]) -> None:
-    """Every row, read one chunk at a time: a row whose values are all NaN, or whose finite values are
-    all zero, carries no data. NaN padding at the end of shorter spectra is not a fault."""
+    """Every row: a row whose values are all NaN, or whose finite values are all zero, carries no data.
+    NaN padding at the end of shorter spectra is not a fault. Without shard statistics every chunk is
+    decoded; with them (see Expectation.flux_rows) a sample of chunk rows is decoded and must agree."""
     flux = c.array("signal/flux_raw")
     if flux is None or flux.ndim != 2 or 0 in flux.shape:
         problems.append("cannot check without a non-empty 2-D signal/flux_raw")
         return
     n_spec, n_pix = flux.shape
     cr, cp = flux.chunks
+    known = c.expect.flux_rows if c.expect else None
+    starts = list(range(0, n_spec, cr))
+    if known is not None:
+        sample = sorted({*starts[::SAMPLE_EVERY], starts[-1]})
+        found = _decode_flux_rows(flux, sample, problems)
+        for kind in ("all_nan", "all_zero"):
+            expected = {r for r in known[kind] if any(s <= r < s + cr for s in sample)}
+            if set(found[kind]) != expected:
+                problems.append(f"signal/flux_raw: shard statistics list {kind} rows {sorted(expected)[:5]} in the "
+                                f"sampled chunk rows, decoding finds {sorted(found[kind])[:5]}")
+        bad_nan, bad_zero = sorted(known["all_nan"]), sorted(known["all_zero"])
+    else:
+        found = _decode_flux_rows(flux, starts, problems)
+        bad_nan, bad_zero = found["all_nan"], found["all_zero"]
+    for label, bad in (("all-NaN", bad_nan), ("all-zero", bad_zero)):
+        for row in bad[:MAX_ROWS_NAMED]:
+            problems.append(f"signal/flux_raw row {row} is {label}{_source_of(c, row)}")
+        if len(bad) > MAX_ROWS_NAMED:
+            problems.append(f"signal/flux_raw: {len(bad) - MAX_ROWS_NAMED} more {label} rows")
+
+
+def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) -> dict[str, list[int]]:
+    """Decode the chunk rows beginning at `starts`, one chunk at a time; rows that carry no data."""
+    n_spec, n_pix = flux.shape
+    cr, cp = flux.chunks
     bad_nan, bad_zero = [], []
-    for r in range(0, n_spec, cr):
+    for r in starts:
         rows = min(cr, n_spec - r)
         any_finite = np.zeros(rows, dtype=bool)
         any_nonzero = np.zeros(rows, dtype=bool)
@@ -211,13 +253,9 @@ def _flux_rows(c: _Checks, problems: list[str]) -> None:
             finite = np.isfinite(block)
             any_finite |= finite.any(axis=1)
             any_nonzero |= (finite & (block != 0)).any(axis=1)
-        bad_nan.extend(r + i for i in np.flatnonzero(~any_finite))
-        bad_zero.extend(r + i for i in np.flatnonzero(any_finite & ~any_nonzero))
-    for label, bad in (("all-NaN", bad_nan), ("all-zero", bad_zero)):
-        for row in bad[:MAX_ROWS_NAMED]:
-            problems.append(f"signal/flux_raw row {row} is {label}{_source_of(c, row)}")
-        if len(bad) > MAX_ROWS_NAMED:
-            problems.append(f"signal/flux_raw: {len(bad) - MAX_ROWS_NAMED} more {label} rows")
+        bad_nan.extend(r + int(i) for i in np.flatnonzero(~any_finite))
+        bad_zero.extend(r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero))
+    return {"all_nan": bad_nan, "all_zero": bad_zero}
 
 
 def _units(c: _Checks, problems: list[str]) -> None:

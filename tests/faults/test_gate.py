@@ -43,6 +43,31 @@ def _copy(published, tmp_path):
     return dst
 
 
+@pytest.mark.parametrize("mode", ["full decode", "shard statistics + sampled decode"])
+def test_gate_uses_shard_statistics_with_a_sampled_decode(tmp_path, dask_scheduler, mode):
+    """The merge copied every flux chunk raw and checked it against its shard's checksum, so check 6 may
+    take the shards' row statistics; without raw copies (Zarr v2 here) it decodes everything."""
+    d = tmp_path / "in"
+    make_wcs1d(d / "a.fits", n_pix=300)
+    make_image2d(d / "b_plate.fits", n_rows=40, n_pix=300, bad_rows={33: "zero"})
+    extra = ["--zarr-format", "2"] if mode == "full decode" else []
+    rep = tmp_path / "r.json"
+    r = run_cli("ingest", d, "-o", tmp_path / "o.zarr", "--scheduler", dask_scheduler, "--chunk-rows", "2",
+                "--report", rep, *extra)
+    assert r.exit_code == 4 and "signal/flux_raw row 34 is all-zero" in r.output, r
+    assert json.loads(rep.read_text())["gate_flux_rows"] == mode
+
+
+def test_shard_statistics_that_disagree_with_the_data_fail_the_gate(published):
+    from shardmerge.validate import Expectation, failures, run_checks
+
+    honest = run_checks(str(published), Expectation(5, 256, flux_rows={"all_nan": [], "all_zero": []}))
+    assert failures(honest) == []
+    lying = run_checks(str(published), Expectation(5, 256, flux_rows={"all_nan": [], "all_zero": [1]}))
+    assert any("shard statistics list all_zero rows [1] in the sampled chunk rows, decoding finds []" in f
+               for f in failures(lying))
+
+
 def test_published_store_passes(published):
     r = run_cli("validate", published)
     assert r.exit_code == 0 and "11/11 checks passed" in r.output
