@@ -140,6 +140,8 @@ def executor(request: ClusterRequest | None = None, runner: Any = None,
 
     if request.kind == "scheduler":
         with Client(request.address, timeout="30s") as client:
+            # tasks would wait forever on a scheduler without workers: bound that wait like a batch job's
+            _wait_for_workers(client, 1, request.worker_wait_s, f"the Dask scheduler at {request.address}")
             ex = DaskExecutor(client, local=False, info={"kind": "scheduler"})
             log.info("using the Dask scheduler at %s (%d workers)", request.address, ex.workers)
             yield ex

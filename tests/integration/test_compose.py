@@ -97,6 +97,10 @@ def test_compose_topology_runs_with_real_processes(tmp_path, mixed_corpus, dask_
                 while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
                     assert time.monotonic() < deadline, "dask scheduler did not start"
                     time.sleep(0.1)
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{port}", timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)  # both workers up, as in compose once they are running
         ingest = subprocess.run(_localize(services["ingest"], port, volumes), capture_output=True, text=True,
                                 timeout=300)
         assert ingest.returncode == 0, ingest.stdout + ingest.stderr
@@ -112,3 +116,23 @@ def test_compose_topology_runs_with_real_processes(tmp_path, mixed_corpus, dask_
     local = tmp_path / "local.zarr"
     assert run_cli("ingest", mixed_corpus, "-o", local, "--scheduler", dask_scheduler).exit_code == 0
     assert chunk_files(store) == chunk_files(local)
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path, mixed_corpus):
+    port = _free_port()
+    sched = subprocess.Popen(_localize(_services()["scheduler"], port, {}), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.1)
+        r = subprocess.run([sys.executable, "-m", "shardmerge.cli", "ingest", str(mixed_corpus), "-o",
+                            str(tmp_path / "o.zarr"), "--scheduler", f"tcp://127.0.0.1:{port}", "--worker-wait", "2"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        sched.terminate()
+        sched.wait(timeout=30)
+    assert r.returncode == 7, r.stderr
+    assert f"the Dask scheduler at tcp://127.0.0.1:{port}: fewer than 1 worker(s) connected within 2 s" in r.stderr
+    assert not (tmp_path / "o.zarr").exists()
