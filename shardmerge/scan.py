@@ -17,7 +17,7 @@ from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.base import load_hdus, read_if_gzip, verify_file
+from .readers.base import load_hdus, read_bytes, verify_file
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
         raise BadFileError(path, f"cannot stat ({exc.strerror})") from exc
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
-    raw = read_if_gzip(path)  # decompressed once, for both astropy and the checksum pass
+    raw = read_bytes(path)  # read (and gunzipped) once, for the parser and the checksum pass
     with open_fits(path, raw) as hdul:
         load_hdus(path, hdul)
         verify_file(path, hdul, raw)
