@@ -12,6 +12,7 @@ raises the precise error or reads what this does not."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,7 +44,7 @@ class FastHeader:
         if key not in self._values:
             if key not in self._index:
                 raise KeyError(key)
-            self._values[key] = fits.Card.fromstring(self._raw[self._index[key]].decode("ascii")).value
+            self._values[key] = card_value(self._raw[self._index[key]])
         return self._values[key]
 
     def get(self, key: str, default: object = None) -> object:
@@ -75,7 +76,7 @@ class _LazyCard:
 
     @property
     def value(self) -> object:
-        return fits.Card.fromstring(self._raw.decode("ascii")).value
+        return card_value(self._raw)
 
 
 class FastImageHDU:
@@ -120,6 +121,37 @@ class FastHDUList:
 
     def close(self) -> None:
         pass
+
+
+_INT = re.compile(rb"[+-]?[0-9]+")
+_FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[EeDd][+-]?[0-9]+)?")
+
+
+def card_value(card: bytes) -> object:
+    """The value of a `KEYWORD = value / comment` card (HIERARCH ones too), as astropy gives it, for the
+    plain cases (integer, real, logical, simple string); anything else (complex, undefined, odd quoting)
+    goes to astropy's Card.fromstring."""
+    if card.startswith(b"HIERARCH "):
+        eq = card.find(b"=")
+        field = card[eq + 1 :].lstrip(b" ") if eq > 9 else None
+    else:
+        field = card[10:].lstrip(b" ") if card[8:10] == b"= " else None
+    if field is not None:
+        if field.startswith(b"'"):
+            end = field.find(b"'", 1)
+            if end > 0 and field[end + 1 : end + 2] != b"'" and b"''" not in field[: end + 1]:
+                rest = field[end + 1 :].strip(b" ")
+                if not rest or rest.startswith(b"/"):
+                    return field[1:end].rstrip(b" ").decode("ascii")
+        else:
+            token = field.split(b"/", 1)[0].strip(b" ")
+            if token in (b"T", b"F"):
+                return token == b"T"
+            if _INT.fullmatch(token):
+                return int(token)
+            if _FLOAT.fullmatch(token):
+                return float(token.replace(b"D", b"E").replace(b"d", b"e"))
+    return fits.Card.fromstring(card.decode("ascii")).value
 
 
 def _keyword(card: bytes) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shardmerge import samples, samples_surveys
 from shardmerge.readers import fastfits
@@ -56,3 +58,27 @@ def test_everything_else_goes_to_astropy(tmp_path):
     raw[100] = 0xFF
     assert fastfits.parse(bytes(raw)) is None  # not ASCII: astropy names the problem
     assert fastfits.parse(b"") is None and fastfits.parse(b"not fits at all") is None
+
+
+_values = st.one_of(
+    st.integers(-10**15, 10**15),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.booleans(),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+)
+
+
+@given(value=_values, comment=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+       keyword=st.sampled_from(["KEY", "DATE-OBS", "HIERARCH ESO TEL AIRM START", "HIERARCH ESO DRS BERV"]))
+@settings(max_examples=400, deadline=None)
+def test_card_values_match_astropy(value, comment, keyword):
+    try:
+        card = fits.Card(keyword, value, comment)
+        image = card.image.encode("ascii")
+    except (ValueError, fits.verify.VerifyError):
+        return
+    if len(image) != 80:
+        return  # a long string: CONTINUE cards, never parsed here
+    expected = fits.Card.fromstring(image.decode()).value
+    got = fastfits.card_value(image)
+    assert type(got) is type(expected) and got == expected, image
