@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .config import ClusterRequest
-from .errors import ClusterError, InputError
+from .errors import ClusterError, InputError, ShardmergeError
 
 log = logging.getLogger("shardmerge")
 
@@ -31,8 +31,6 @@ class InlineExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None) -> list:
-        from .errors import ShardmergeError
-
         out = []
         for item in items:
             for attempt in range(retries + 1):
@@ -73,8 +71,6 @@ class DaskExecutor:
         another attempt would only repeat or, for fsync, could wrongly report as fixed. A worker that
         dies is the scheduler's business: it reruns the task elsewhere."""
         from distributed import as_completed
-
-        from .errors import ShardmergeError
 
         def submit(i: int, attempt: int):
             suffix = f"-retry{attempt}" if attempt else ""
