@@ -10,7 +10,8 @@ and cluster start included), interleaved, median of --repeats:
   1024 rows and `to_zarr` straight into the final store, on a 2-worker LocalCluster;
 - (d) the limit: compressing and writing the same three arrays from memory, in parallel on every core
   (and on 1 core), with nothing read;
-- the read alone (astropy, 1 core), so that T_min = (read on 1 core + write on 1 core) / cores.
+- the read alone (astropy, 1 core), so that T_min = (read on 1 core + write on 1 core) / cores; both are
+  timed inside their process, without interpreter start, which every other variant pays.
 
 Each row shows wall seconds, the ratio to (a) and to (d), and the effective parallelism (CPU seconds of
 the process tree / wall seconds) measured in the same run.
@@ -118,8 +119,8 @@ if __name__ == "__main__":
     for p in paths:
         h = fits.getheader(p)
         shapes.append((h["NAXIS2"] if h["NAXIS"] == 2 else 1, h["NAXIS1"]))
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \\
-            LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c, \\
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c, \
             Client(c):
         parts = [da.from_delayed(dask.delayed(read)(p), shape=(3, *s), dtype="float32")
                  for p, s in zip(paths, shapes)]
@@ -160,11 +161,12 @@ if __name__ == "__main__":
 '''
 
 READ_ONLY = r'''
-import sys, numpy as np
+import sys, time, numpy as np
 from pathlib import Path
 from astropy.io import fits
 paths = sorted(str(p) for p in Path(sys.argv[1]).rglob("*.fits"))
 parts = []
+t0 = time.perf_counter()
 for p in paths:
     with fits.open(p) as h:
         hd = h[0].header; d = np.atleast_2d(h[0].data.astype(np.float32))
@@ -174,6 +176,7 @@ for p in paths:
     with np.errstate(divide="ignore"):
         s = np.where(ivar > 0, 1/np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
     parts.append(np.stack([d, s, np.broadcast_to(w, d.shape).astype(np.float32)]))
+print(time.perf_counter() - t0)  # the reading alone, without interpreter start
 if len(sys.argv) > 2:  # save the cube for the limit variant
     np.save(sys.argv[2], np.concatenate(parts, axis=1))
 '''
@@ -246,8 +249,8 @@ def main() -> None:
             for key, (_, cmd) in variants.items():
                 out = work / f"out-{key}-{rep}.zarr"
                 wall, par, stdout = timed(cmd(out))
-                if key.startswith("limit"):
-                    wall = float(stdout.strip())  # the write alone, without interpreter start and pool spawn
+                if key.startswith("limit") or key == "read1":
+                    wall = float(stdout.strip())  # the work alone, without interpreter start and pool spawn
                 if key == "append":
                     wall *= n_spec / min(args.append_subset, n_spec)
                 walls[key].append(wall)
