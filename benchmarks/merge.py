@@ -1,6 +1,8 @@
-"""The merge alone, three ways, on the same shard stores: shardmerge's fast path (compressed chunk files
-copied byte for byte, each checked against its shard manifest's crc32), the slice copy it falls back to
-(decode and re-encode every chunk), and `cp -r` of the shard stores (the floor: moving the bytes).
+"""The merge alone, four ways, on the same shard stores: shardmerge's fast path (compressed chunk files
+copied byte for byte, or hard-linked as an ingest does when scratch is deleted afterwards; each checked
+against its shard manifest's crc32), the slice copy it falls back to (decode and re-encode every
+chunk), and `cp -r` of the shard stores (the floor: moving the bytes). The merge also writes the
+row-wise metadata, index.parquet and consolidated metadata, which `cp -r` does not.
 
     python benchmarks/merge.py --plates 16 --rows 1000      # 16000 spectra x 4000 px (256 MB of flux)
 
@@ -50,6 +52,9 @@ def main() -> None:
         def fast(dest: Path) -> None:
             merge.materialize(plan, shards, str(dest), {"ingest_pipeline": "bench"})
 
+        def linked(dest: Path) -> None:
+            merge.materialize(plan, shards, str(dest), {"ingest_pipeline": "bench"}, link_chunks=True)
+
         def slice_copy(dest: Path) -> None:
             with mock.patch.object(merge, "same_encoding", return_value=False):
                 merge.materialize(plan, shards, str(dest), {"ingest_pipeline": "bench"})
@@ -59,6 +64,7 @@ def main() -> None:
             subprocess.run(["cp", "-r", *shards, str(dest)], check=True)
 
         variants = {"cp -r of the shard stores": cp_r, "shardmerge merge (raw chunk copy)": fast,
+                    "shardmerge merge (hard links, the default)": linked,
                     "slice copy (decode + re-encode)": slice_copy}
         times: dict[str, list[float]] = {k: [] for k in variants}
         for rep in range(args.repeats):
