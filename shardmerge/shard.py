@@ -350,11 +350,12 @@ def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp
 
 
 def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray]) -> None:
-    for i in range(seg.first, seg.first + seg.count):
-        grid = layout.grids[int(layout.grid_of[i])]
+    for g in np.unique(layout.grid_of[seg.first : seg.first + seg.count]):  # each distinct grid once
+        grid = layout.grids[int(g)]
         if not shared:
             shared.append(grid)
-        elif grid.shape != shared[0].shape or grid_fingerprint(grid) != grid_fingerprint(shared[0]):
+        elif grid is not shared[0] and (grid.shape != shared[0].shape
+                                        or grid_fingerprint(grid) != grid_fingerprint(shared[0])):
             raise BadFileError(seg.path, "wavelength grid differs from the one the scan found for every input")
 
 
@@ -366,7 +367,8 @@ def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, me
         idx = [int(layout.source_index[i]) for i in idx]
     table.add("row", list(range(seg.row, seg.row + n)))
     table.add("shard", [shard.index] * n)
-    table.add("spec_id", [spec_id(plan.common_root, seg.path, i) for i in idx])
+    prefix = spec_id(plan.common_root, seg.path, 0)[:-1]  # "relative/path#": one relpath per segment
+    table.add("spec_id", [f"{prefix}{i}" for i in idx])
     table.add("source_path", [seg.path] * n)
     table.add("source_hdu", [layout.flux_hdu] * n)
     table.add("source_row", list(idx))

@@ -82,14 +82,17 @@ def grid_fingerprint(wavelength: np.ndarray) -> str:
 def to_sigma(values: np.ndarray, kind: str) -> np.ndarray:
     """1-sigma uncertainty as float32 from an error, inverse-variance or variance array.
     Non-positive inverse variance (no information) and negative variance become NaN."""
+    if kind == "sigma":
+        return np.asarray(values).astype(np.float32)
     v = np.asarray(values, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "sigma":
-            out = v
-        elif kind == "ivar":
-            out = np.where(v > 0, 1.0 / np.sqrt(np.where(v > 0, v, 1.0)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # in place: 1/sqrt over a plate is most of a read
+        if kind == "ivar":
+            out = np.sqrt(v)
+            np.divide(1.0, out, out=out)
+            out[~(v > 0)] = np.nan
         elif kind == "var":
-            out = np.where(v >= 0, np.sqrt(np.where(v >= 0, v, 0.0)), np.nan)
+            out = np.sqrt(v)
+            out[~(v >= 0)] = np.nan
         else:
             raise ValueError(f"unknown uncertainty kind {kind!r}")
     return out.astype(np.float32)
