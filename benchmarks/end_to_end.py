@@ -73,6 +73,19 @@ flush()
 '''
 
 
+# one file read the way a user would (flux, 1-sigma from IVAR, wavelength), shared by the variants below
+READ_FN = r'''
+def read(p):
+    with fits.open(p) as h:
+        hd = h[0].header; d = np.atleast_2d(h[0].data.astype(np.float32))
+        ivar = np.atleast_2d(h["IVAR"].data.astype(np.float64))
+        axis = hd["CRVAL1"] + np.arange(d.shape[1]) * hd["CDELT1"]
+        w = 10**axis if hd.get("DC-FLAG") == 1 else axis
+    with np.errstate(divide="ignore"):
+        s = np.where(ivar > 0, 1/np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
+    return np.stack([d, s, np.broadcast_to(w, d.shape).astype(np.float32)])
+'''
+
 APPEND_WRITER = r'''
 import sys, numpy as np, zarr
 from pathlib import Path
@@ -104,15 +117,7 @@ from astropy.io import fits
 from distributed import Client, LocalCluster
 from zarr.codecs import BloscCodec
 import zarr
-def read(p):
-    with fits.open(p) as h:
-        hd = h[0].header; d = np.atleast_2d(h[0].data.astype(np.float32))
-        ivar = np.atleast_2d(h["IVAR"].data.astype(np.float64))
-        axis = hd["CRVAL1"] + np.arange(d.shape[1]) * hd["CDELT1"]
-        w = 10**axis if hd.get("DC-FLAG") == 1 else axis
-    with np.errstate(divide="ignore"):
-        s = np.where(ivar > 0, 1/np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
-    return np.stack([d, s, np.broadcast_to(w, d.shape).astype(np.float32)])
+READ_FN
 if __name__ == "__main__":
     paths = sorted(str(p) for p in Path(sys.argv[1]).rglob("*.fits"))
     shapes = []
@@ -167,19 +172,17 @@ from astropy.io import fits
 paths = sorted(str(p) for p in Path(sys.argv[1]).rglob("*.fits"))
 parts = []
 t0 = time.perf_counter()
+READ_FN
 for p in paths:
-    with fits.open(p) as h:
-        hd = h[0].header; d = np.atleast_2d(h[0].data.astype(np.float32))
-        ivar = np.atleast_2d(h["IVAR"].data.astype(np.float64))
-        axis = hd["CRVAL1"] + np.arange(d.shape[1]) * hd["CDELT1"]
-        w = 10**axis if hd.get("DC-FLAG") == 1 else axis
-    with np.errstate(divide="ignore"):
-        s = np.where(ivar > 0, 1/np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
-    parts.append(np.stack([d, s, np.broadcast_to(w, d.shape).astype(np.float32)]))
+    parts.append(read(p))
 print(time.perf_counter() - t0)  # the reading alone, without interpreter start
 if len(sys.argv) > 2:  # save the cube for the limit variant
     np.save(sys.argv[2], np.concatenate(parts, axis=1))
 '''
+
+
+DASK_WRITER = DASK_WRITER.replace("READ_FN", READ_FN)
+READ_ONLY = READ_ONLY.replace("READ_FN", READ_FN)
 
 
 def make_corpus(root: Path, files: int, plates: int, rows: int, n_pix: int) -> None:

@@ -294,13 +294,13 @@ def _flush(block: _RowBlock, arrays: dict[str, zarr.Array], wave_arr: zarr.Array
         write_slab(wave_arr, block.start, block.wavelength)
 
 
-def _check_unchanged(seg: FileSegment) -> None:
+def _check_unchanged(f: FileSegment | Companion) -> None:
     try:
-        st = os.stat(seg.path)
+        st = os.stat(f.path)
     except OSError as exc:
-        raise BadFileError(seg.path, f"disappeared after the scan ({exc.strerror})") from exc
-    if (st.st_size, st.st_mtime_ns) != (seg.size, seg.mtime_ns):
-        raise BadFileError(seg.path, "changed after the scan (size or modification time differ); rerun")
+        raise BadFileError(f.path, f"disappeared after the scan ({exc.strerror})") from exc
+    if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+        raise BadFileError(f.path, "changed after the scan (size or modification time differ); rerun")
 
 
 def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:
@@ -316,12 +316,7 @@ def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None
 def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp: Companion) -> None:
     """Put a companion file's arrays (e.g. an aspcapStar's normalized flux) into the rows of this segment
     that its layout names (`companion_rows`); rows without one stay NaN."""
-    try:
-        st = os.stat(comp.path)
-    except OSError as exc:
-        raise BadFileError(comp.path, f"disappeared after the scan ({exc.strerror})") from exc
-    if (st.st_size, st.st_mtime_ns) != (comp.size, comp.mtime_ns):
-        raise BadFileError(comp.path, "changed after the scan (size or modification time differ); rerun")
+    _check_unchanged(comp)
     reader = get_reader(comp.format)
     with open_fits(comp.path) as hdul:
         clayout = reader.layout(comp.path, hdul)
