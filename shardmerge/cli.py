@@ -43,7 +43,8 @@ def _fail(exc: ShardmergeError) -> None:
 _common = [
     click.argument("inputs", nargs=-1, required=True),
     click.option("--workers", type=click.IntRange(min=0), default=None,
-                 help="Local Dask cluster size (default: the machine's cores; 0 runs tasks in this process)."),
+                 help="Local Dask cluster size (default: the machine's cores, or none for a small input of at "
+                      "most 200 files and 32 MiB; 0 runs tasks in this process)."),
     click.option("--scheduler", metavar="ADDRESS", default=None,
                  help="Use an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster."),
     click.option("--cluster", "cluster_kind", type=click.Choice(["local", "slurm", "slurm-runner"]),

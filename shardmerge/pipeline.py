@@ -5,6 +5,7 @@ failure rule: any failure after `<OUT>.tmp` exists deletes it, and OUT is touche
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -12,7 +13,7 @@ import resource
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .cluster import check_shared_scratch, executor, runner_role
 from .config import ClusterRequest, CodecConfig, LayoutRequest
@@ -120,6 +121,22 @@ def scratch_dir(base: str | None, out: str) -> str:
     return path
 
 
+SMALL_INPUT_FILES = 200  # at ~3 ms per small file, about what a local cluster's start and stop cost
+SMALL_INPUT_BYTES = 32 * 2**20
+
+
+def _small_input(paths: Sequence[str]) -> bool:
+    if len(paths) > SMALL_INPUT_FILES:
+        return False
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):  # an unreadable file is the scan's to name
+            total += os.stat(p).st_size
+        if total > SMALL_INPUT_BYTES:
+            return False
+    return True
+
+
 def sweep_scratch(scratch: str, keep: set[str]) -> list[str]:
     """Call under the lock: remove `.partial` shards of crashed attempts and shard stores whose key is
     not in the current plan (their inputs or layout changed). Only `shard-*` entries are touched."""
@@ -180,7 +197,12 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
         with report.phase("discover"):
             paths = discover_inputs(opts.inputs)
-        with executor(opts.cluster, runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
+        cluster = opts.cluster
+        if cluster.kind == "local" and cluster.workers is None and _small_input(paths):
+            # starting and stopping 2 worker processes costs ~2.3 s, more than reading a few files here
+            log.info("small input (%d files): running in this process; --workers N starts a cluster", len(paths))
+            cluster = replace(cluster, workers=0)
+        with executor(cluster, runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
             report.extra["workers"] = ex.workers
             report.extra["scheduler"] = ex.address
             report.extra["cluster"] = ex.info

@@ -208,3 +208,15 @@ def test_zarr_sharding_keeps_values_and_cuts_file_counts(tmp_path, mixed_corpus,
     assert run_cli("validate", sharded).exit_code == 0
     r = run_cli("ingest", *args, "-o", tmp_path / "bad.zarr", "--zarr-shard-rows", "24")
     assert r.exit_code == 2 and "--zarr-shard-rows 24 must be a multiple of the chunk rows (16)" in r.output
+
+
+def test_a_small_input_runs_without_starting_a_cluster(tmp_path):
+    d = tmp_path / "in"
+    for i in range(3):
+        make_wcs1d(d / f"s{i}.fits", i=i, n_pix=300, seed=i)
+    rep = tmp_path / "r.json"
+    r = run_cli_process("ingest", d, "-o", tmp_path / "o.zarr", "--report", rep)
+    assert r.exit_code == 0, r
+    assert "small input (3 files): running in this process" in r.output
+    assert "started a local Dask cluster" not in r.output
+    assert json.loads(rep.read_text())["scheduler"] == "inline"
