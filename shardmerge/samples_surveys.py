@@ -1,5 +1,5 @@
-"""Synthetic files in the survey layouts that have no real file in a published package (or whose real files lack a case),
-built to the published data models: HARPS s1d, ESPRESSO S1D, ESO SDP variants, IRAF multispec and 1-D,
+"""Synthetic files in the survey layouts that have no real file in a published package (or whose real files
+lack a case), built to the published data models: HARPS s1d, ESPRESSO S1D, ESO SDP variants, IRAF multispec and 1-D,
 APOGEE apStar + aspcapStar, LAMOST LRS (old and DR8+) and MRS, SDSS spPlate and spSpec.
 
 Every maker returns the path and the truth: what a correct reader must produce, per spectrum, as
