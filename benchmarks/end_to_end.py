@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+# the baseline (a): self-contained, as a user would write it, so it does not share READ_FN below
 SERIAL_WRITER = r'''
 import sys, numpy as np, zarr
 from pathlib import Path

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import zarr
 
+from .durable import file_checksum
 from .schema import ARRAYS_2D, INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
 from .zarrio import storage_grid_shape
 
@@ -311,8 +312,6 @@ def _chunks_complete(c: _Checks, problems: list[str]) -> None:
 def _checksums(c: _Checks, expected: dict[str, list[int]], problems: list[str]) -> None:
     """Catches a chunk truncated or altered after the merge wrote it, in any array (check 6 decodes
     only flux). crc32 runs at GB/s, so this costs one read of the compressed store."""
-    from .durable import file_checksum
-
     bad = []
     for rel in sorted(expected):
         try:
