@@ -117,7 +117,8 @@ def runner_role(request: ClusterRequest) -> Iterator[Any]:
         runner = SLURMRunner(scheduler_file=scheduler_file, scheduler_options={**net, "dashboard": False},
                              worker_options={**net, "nthreads": 1})
     except RuntimeError as exc:  # not inside srun, or fewer than 3 tasks
-        raise ClusterError(f"--cluster slurm-runner: {exc}") from exc
+        raise ClusterError(f"--cluster slurm-runner: {exc} Run it with srun inside an allocation of at least 3 "
+                           "tasks (see scripts/slurm/ingest.sbatch)") from exc
     with runner:
         yield runner
 
