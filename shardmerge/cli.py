@@ -65,7 +65,10 @@ _common = [
     click.option("--interface", default=None,
                  help="Network interface the scheduler and workers bind to (e.g. ib0; lo on one machine)."),
     click.option("--worker-wait", type=click.FloatRange(min=1), default=600, show_default=True,
-                 help="Seconds to wait for the first SLURM worker before giving up (jobs are cancelled)."),
+                 help="Seconds to wait for a first worker, and the longest time the run may go on with no worker "
+                      "connected (workers died, jobs ended) before it stops with exit 7 (SLURM jobs are cancelled)."),
+    click.option("--stall-timeout", type=click.FloatRange(min=1), default=1800, show_default=True,
+                 help="Seconds with tasks in flight and none finishing before the run stops with exit 7."),
     click.option("--scheduler-file", type=click.Path(dir_okay=False), default=None,
                  help="slurm-runner: scheduler file on a filesystem all ranks share "
                       "(default: ./shardmerge-scheduler-<job id>.json)."),
@@ -90,7 +93,7 @@ def common_options(fn):
 
 
 _CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
-                 "job_memory", "job_extra", "interface", "worker_wait", "scheduler_file")
+                 "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
 
 
 def format_name_of(options: dict) -> str | None:
@@ -112,7 +115,8 @@ def cluster_request(options: dict) -> ClusterRequest:
     return ClusterRequest(kind=kind, workers=o["workers"], address=o["scheduler"], jobs=o["jobs"], queue=o["queue"],
                           account=o["account"], walltime=o["walltime"], job_cores=o["job_cores"],
                           job_memory=o["job_memory"], job_extra=tuple(o["job_extra"]), interface=o["interface"],
-                          worker_wait_s=o["worker_wait"], scheduler_file=o["scheduler_file"])
+                          worker_wait_s=o["worker_wait"], stall_s=o["stall_timeout"],
+                          scheduler_file=o["scheduler_file"])
 
 
 @click.group()

@@ -50,10 +50,13 @@ class InlineExecutor:
 
 
 class DaskExecutor:
-    def __init__(self, client: Any, local: bool = True, info: dict | None = None):
+    def __init__(self, client: Any, local: bool = True, info: dict | None = None, worker_wait_s: float = 600.0,
+                 stall_s: float = 1800.0):
         self.client = client
         self.local = local  # every worker on this machine (a LocalCluster)
         self.info = info or {}
+        self.worker_wait_s = worker_wait_s  # longest time the run may go on with no worker connected
+        self.stall_s = stall_s  # longest time without any task finishing while tasks are in flight
 
     @property
     def workers(self) -> int:
@@ -79,8 +82,9 @@ class DaskExecutor:
         futures = {submit(i, 0): (i, 0) for i in range(len(items))}
         results: list[Any] = [None] * len(items)
         pending = as_completed(list(futures))
+        watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
         try:
-            for fut in pending:
+            for fut in watch.completed(pending):
                 i, attempt = futures[fut]
                 if fut.status == "error":
                     exc = fut.exception()
@@ -90,7 +94,7 @@ class DaskExecutor:
                         futures[again] = (i, attempt + 1)
                         pending.add(again)
                         continue
-                r = fut.result()  # re-raises the task's exception, with its message naming the file
+                r = watch.result(fut)  # re-raises the task's exception, with its message naming the file
                 results[i] = r
                 if on_result:
                     on_result(r)
@@ -139,7 +143,7 @@ def executor(request: ClusterRequest | None = None, runner: Any = None,
         with Client(request.address, timeout="30s") as client:
             # tasks would wait forever on a scheduler without workers: bound that wait like a batch job's
             _wait_for_workers(client, 1, request.worker_wait_s, f"the Dask scheduler at {request.address}")
-            ex = DaskExecutor(client, local=False, info={"kind": "scheduler"})
+            ex = DaskExecutor(client, local=False, info={"kind": "scheduler"}, **_bounds(request))
             log.info("using the Dask scheduler at %s (%d workers)", request.address, ex.workers)
             yield ex
         return
@@ -148,11 +152,11 @@ def executor(request: ClusterRequest | None = None, runner: Any = None,
             t0 = time.monotonic()
             _wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
             info = {"kind": "slurm-runner", "seconds_to_workers": round(time.monotonic() - t0, 2)}
-            yield DaskExecutor(client, local=False, info=info)
+            yield DaskExecutor(client, local=False, info=info, **_bounds(request))
         return
     if request.kind == "slurm":
         with slurm_cluster(request, log_dir) as (client, info):
-            yield DaskExecutor(client, local=False, info=info)
+            yield DaskExecutor(client, local=False, info=info, **_bounds(request))
         return
     if request.kind != "local":
         raise ClusterError(f"unknown cluster kind {request.kind!r}")
@@ -161,7 +165,77 @@ def executor(request: ClusterRequest | None = None, runner: Any = None,
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \
             LocalCluster(n_workers=n, **local_cluster_options()) as cluster, Client(cluster) as client:
         log.info("started a local Dask cluster: %d worker processes on 127.0.0.1", n)
-        yield DaskExecutor(client, local=True, info={"kind": "local"})
+        yield DaskExecutor(client, local=True, info={"kind": "local"}, **_bounds(request))
+
+
+def _bounds(request: ClusterRequest) -> dict[str, float]:
+    return {"worker_wait_s": request.worker_wait_s, "stall_s": request.stall_s}
+
+
+class _Watchdog:
+    """Bounds every wait for results. A scheduler keeps tasks forever when its last worker is gone (SIGKILLed,
+    its job ended), a result held by a dead worker is recomputed (so fetching it waits for a worker too), and
+    a task can hang (a dead NFS mount): without this the run would wait without end. The worker count is
+    asked at most once a second; polling the results queue costs nothing."""
+
+    POLL_S = 0.05
+
+    def __init__(self, client: Any, worker_wait_s: float, stall_s: float, name: str):
+        self.client = client
+        self.worker_wait_s = worker_wait_s
+        self.stall_s = stall_s
+        self.name = name
+        self.last_progress = time.monotonic()
+        self.no_worker_since: float | None = None
+        self.next_check = 0.0
+
+    def completed(self, pending: Any) -> Iterator[Any]:
+        """The futures of `pending` as they finish."""
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            if batch:
+                self.last_progress = time.monotonic()
+                yield from batch
+                continue
+            self.check()
+            time.sleep(self.POLL_S)
+
+    def result(self, fut: Any) -> Any:
+        """fut.result(), bounded like the wait for it: the worker holding it may be gone."""
+        while True:
+            try:
+                r = fut.result(timeout=1.0)
+            except TimeoutError:
+                self.check()
+                continue
+            self.last_progress = time.monotonic()
+            return r
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + 1.0
+        if self._workers() == 0:
+            self.no_worker_since = self.no_worker_since or now
+            if now - self.no_worker_since > self.worker_wait_s:
+                raise ClusterError(
+                    f"no Dask worker has been connected for {now - self.no_worker_since:.0f} s (--worker-wait "
+                    f"{self.worker_wait_s:.0f}) while {self.name} tasks were waiting: the workers died or their "
+                    "jobs ended. Finished shards are kept: rerun the same command once workers are back")
+        else:
+            self.no_worker_since = None
+        if now - self.last_progress > self.stall_s:
+            raise ClusterError(
+                f"no {self.name} task finished for {now - self.last_progress:.0f} s (--stall-timeout "
+                f"{self.stall_s:.0f}) though workers are connected: a task is stuck (a hung filesystem?). "
+                "Finished shards are kept: rerun the same command")
+
+    def _workers(self) -> int:
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer has no usable worker either
+            return 0
 
 
 def _wait_for_workers(client: Any, n: int, timeout: float, what: str) -> None:

@@ -61,5 +61,6 @@ class ClusterRequest:
     job_memory: str | None = None
     job_extra: tuple[str, ...] = ()
     interface: str | None = None
-    worker_wait_s: float = 600.0  # how long to wait for the first worker of a batch job
+    worker_wait_s: float = 600.0  # longest wait for a first worker, and longest time without any during the run
+    stall_s: float = 1800.0  # longest time with tasks in flight and none finishing (a hung filesystem)
     scheduler_file: str | None = None  # slurm-runner: on a filesystem every rank sees

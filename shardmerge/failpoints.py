@@ -3,7 +3,8 @@
 Off unless `SHARDMERGE_FAILPOINTS` is set (e.g. `merge-copied=pause,shard-written=raise`), so a normal run
 pays one dict lookup per point. Each point fires once per run: the first process to reach it creates
 `<SHARDMERGE_FAILPOINT_DIR>/<name>.hit` (holding its pid) exclusively; later arrivals pass through, which
-is what a rescheduled task or a resumed run must do. Actions:
+is what a rescheduled task or a resumed run must do. `name=action@N` fires on the N-th arrival instead
+(each arrival takes a numbered mark exclusively), so a test can let some tasks finish first. Actions:
 
 - `pause`: sleep until killed, so a test can SIGKILL the process group at exactly this point;
 - `sleep:SECONDS`: hold this point for a while, then go on (a slow run another process can meet);
@@ -39,7 +40,11 @@ def failpoint(name: str) -> None:
     action = _active().get(name)
     if action is None:
         return
-    mark = os.path.join(os.environ.get(_DIR_ENV, "."), f"{name}.hit")
+    folder = os.environ.get(_DIR_ENV, ".")
+    action, _, nth = action.partition("@")
+    if nth and _arrival(folder, name) != int(nth):
+        return
+    mark = os.path.join(folder, f"{name}.hit")
     try:
         fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -60,3 +65,14 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     else:
         raise ValueError(f"{_ENV}: unknown action {action!r} for {name}")
+
+
+def _arrival(folder: str, name: str) -> int:
+    """This arrival's number at the point: 1 + how many arrived before (across processes)."""
+    k = 1
+    while True:
+        try:
+            os.close(os.open(os.path.join(folder, f"{name}.arrival-{k}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return k
+        except FileExistsError:
+            k += 1

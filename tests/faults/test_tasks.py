@@ -1,10 +1,15 @@
 """Faults of shard tasks and of the workers running them: a task that raises once, a worker SIGKILLed
-mid-shard, two attempts of one shard at once, workers retiring at the end of their lifetime."""
+mid-shard, two attempts of one shard at once, a worker retiring mid-task, the last worker dying, a stuck task."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +19,7 @@ from shardmerge.headers import load_header_rules
 from shardmerge.pipeline import plan_inputs
 from shardmerge.shard import load_manifest, write_shard
 from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import LAYOUT, failpoint_dir, report_of
+from tests.faults.conftest import LAYOUT, failpoint_dir, report_of, shard_stores, wait_for_failpoint, wait_until
 from tests.storecmp import chunk_files
 
 
@@ -92,37 +97,40 @@ def test_two_attempts_of_one_shard_at_once_publish_one(tmp_path, corpus, monkeyp
     assert raced == single
 
 
-def test_workers_retiring_at_the_end_of_their_lifetime(tmp_path, corpus, clean_store, monkeypatch):
-    """Walltime: workers with a short --lifetime retire gracefully (and are restarted) during the run, one
-    of them while a shard task (held for 3 s) is running on it."""
+def test_a_worker_retiring_mid_task_hands_its_work_over(tmp_path, corpus, clean_store, monkeypatch):
+    """What a walltime --lifetime does, triggered at a known point instead of by a clock (a timer-driven
+    version hung on a loaded machine): the worker running a shard task (held 3 s at its start) is retired
+    gracefully; the other worker finishes the run and the store equals a clean run's."""
     from distributed import Client, LocalCluster
 
     from shardmerge.cluster import local_cluster_options
 
     monkeypatch.setenv("SHARDMERGE_FAILPOINTS", "shard-start=sleep:3")  # the workers inherit it
     monkeypatch.setenv("SHARDMERGE_FAILPOINT_DIR", str(failpoint_dir(tmp_path)))
+    out = tmp_path / "out.zarr"
+    mark = failpoint_dir(tmp_path) / "shard-start.hit"
+    with LocalCluster(n_workers=2, **local_cluster_options()) as cluster, Client(cluster) as client:
+        retired: list = []
 
-    options = local_cluster_options(lifetime="1.5s", lifetime_stagger="0.5s", lifetime_restart=True)
-    with LocalCluster(n_workers=2, **options) as cluster, Client(cluster) as client:
-        seen: set[str] = set()
-        stop = threading.Event()
+        def retire_the_busy_worker():  # the CLI handles signals, so it runs on the main thread and this beside
+            try:
+                wait_until(lambda: mark.exists() and mark.read_text() != "", what="a shard task started")
+                pid = int(mark.read_text())
+                busy = [addr for addr, p in client.run(os.getpid).items() if p == pid]
+                client.retire_workers(workers=busy, close_workers=True)
+                retired.append((busy, sorted(client.scheduler_info(n_workers=-1)["workers"])))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                retired.append(exc)
 
-        def watch():
-            while not stop.is_set():
-                seen.update(client.scheduler_info(n_workers=-1)["workers"])
-                stop.wait(0.1)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            out = tmp_path / "out.zarr"
-            r = run_cli("ingest", corpus, "-o", out, "--scheduler", cluster.scheduler_address, *LAYOUT,
-                        "--clevel", "9")
-        finally:
-            stop.set()
-            watcher.join()
+        helper = threading.Thread(target=retire_the_busy_worker)
+        helper.start()
+        r = run_cli("ingest", corpus, "-o", out, "--scheduler", cluster.scheduler_address, *LAYOUT, "--clevel", "9",
+                    "--worker-wait", "60")
+        helper.join(timeout=60)
     assert r.exit_code == 0, r
-    assert len(seen) > 2, "no worker retired during the run: make the run longer or the lifetime shorter"
+    assert len(retired) == 1 and isinstance(retired[0], tuple), retired
+    busy, left = retired[0]
+    assert len(busy) == 1 and busy[0] not in left, "the worker running the held shard task was not retired"
     # --clevel 9: a different codec level than the clean store, so compare decoded values instead
     import numpy as np
     import zarr
@@ -132,23 +140,68 @@ def test_workers_retiring_at_the_end_of_their_lifetime(tmp_path, corpus, clean_s
         np.testing.assert_array_equal(a[name][:], b[name][:])
 
 
-def test_local_cluster_listens_on_loopback_only_without_dashboard():
-    """The scheduler, workers and the scheduler's small HTTP server (health, metrics) are on 127.0.0.1,
-    and the dashboard pages are not served."""
-    import urllib.error
-    import urllib.request
+def _start_scheduler_and_worker(tmp_path, env: dict) -> tuple[str, list[subprocess.Popen]]:
+    """A real `dask scheduler` and one `dask worker` (no nanny: nothing restarts it) on 127.0.0.1."""
+    dask = str(Path(sys.executable).parent / "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return address, [sched, _start_worker(address, env)]
 
-    from shardmerge.cluster import executor
 
-    with executor(ClusterRequest(workers=1)) as ex:
-        assert ex.address.startswith("tcp://127.0.0.1:")
-        info = ex.client.scheduler_info()
-        assert all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
-        http = ex.client.cluster.scheduler.http_server
-        assert http.address == "127.0.0.1"
-        base = f"http://127.0.0.1:{http.port}"
-        with urllib.request.urlopen(f"{base}/health", timeout=10) as resp:
-            assert resp.status == 200
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"{base}/status", timeout=10)
-        assert err.value.code == 404
+def _start_worker(address: str, env: dict) -> subprocess.Popen:
+    dask = str(Path(sys.executable).parent / "dask")
+    return subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
+                             "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env}, start_new_session=True)
+
+
+def test_last_worker_killed_mid_run_stops_within_worker_wait_then_the_same_command_resumes(tmp_path, corpus,
+                                                                                           clean_store):
+    """An existing scheduler whose only worker is SIGKILLed while a shard task runs: the run stops with
+    exit 7 after --worker-wait seconds without any worker (it used to wait forever), publishes nothing and
+    keeps the finished shards; the same command, once a worker is back, reuses them."""
+    fp = {"SHARDMERGE_FAILPOINTS": "shard-start=pause@3", "SHARDMERGE_FAILPOINT_DIR": str(failpoint_dir(tmp_path))}
+    address, procs = _start_scheduler_and_worker(tmp_path, fp)
+    out, rep = tmp_path / "out.zarr", tmp_path / "report.json"
+    args = ["ingest", str(corpus), "-o", str(out), "--scheduler", address, "--worker-wait", "3", *LAYOUT,
+            "--report", str(rep)]
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "shardmerge.cli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        pid = wait_for_failpoint(tmp_path, "shard-start", proc)  # two shards are done, the third is held
+        assert pid == procs[1].pid
+        os.kill(pid, signal.SIGKILL)
+        try:
+            output, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the ingest still waits 120 s after its last worker died:\n{proc.communicate()[0]}")
+        assert proc.returncode == 7, output
+        assert "no Dask worker has been connected for" in output and "--worker-wait 3" in output
+        assert not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
+        assert report_of(rep)["status"] == "failed"
+        assert len(shard_stores(tmp_path / "scratch")) == 2
+
+        procs.append(_start_worker(address, {}))
+        again = run_cli_process(*args[:-2], "--report", str(tmp_path / "again.json"), timeout=240)
+        assert again.exit_code == 0, again
+    finally:
+        for p in reversed(procs):
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+    assert report_of(tmp_path / "again.json")["counts"]["shards_reused"] == 2
+    assert chunk_files(out) == chunk_files(clean_store)
+
+
+def test_a_stuck_task_stops_the_run_after_the_stall_timeout(tmp_path, corpus):
+    """A shard task that never returns (a hung filesystem): exit 7 naming the stall, nothing published."""
+    out = tmp_path / "out.zarr"
+    r, out, _ = _ingest_with_failpoints(tmp_path, corpus, "shard-start=pause", "--stall-timeout", "3")
+    assert r.exit_code == 7, r
+    assert "no shard-" in r.output and "task finished for" in r.output and "--stall-timeout 3" in r.output
+    assert not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
