@@ -17,6 +17,7 @@ from .pipeline import IngestOptions, ingest, plan_inputs
 from .plan import describe
 from .readers import reader_names
 from .readers.mapping import mapping_format
+from .readers.oddities import KINDS as ODDITY_KINDS
 from .report import store_bytes
 from .validate import failures, run_checks
 
@@ -81,6 +82,10 @@ _common = [
                  help="TOML file naming the HDUs/columns of flux, wavelength, … (with --format mapping)."),
     click.option("--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                  help="What to do with an unreadable input: stop, or leave it out and list it."),
+    click.option("--strict", "strict", multiple=True, type=click.Choice([*ODDITY_KINDS, "all"]),
+                 help="Refuse, as damaged, files with this kind of known archive oddity instead of accepting them "
+                      "and listing them in the report (repeatable): "
+                      + "; ".join(f"{k}: {v}" for k, v in ODDITY_KINDS.items()) + "."),
     click.option("--header-rules", type=click.Path(dir_okay=False), default=None,
                  help="TOML file with include/exclude globs for projected header cards."),
 ]
@@ -94,6 +99,10 @@ def common_options(fn):
 
 _CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
                  "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
+
+
+def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(ODDITY_KINDS) if "all" in names else frozenset(names)
 
 
 def format_name_of(options: dict) -> str | None:
@@ -142,7 +151,7 @@ def main() -> None:
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, scratch, overwrite,
+def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, strict, header_rules, scratch, overwrite,
                report_path, zarr_format, clevel, zarr_shard_rows, keep_scratch, restart, quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
@@ -153,7 +162,7 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, s
     opts = IngestOptions(
         inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
         chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
-        on_bad_file=on_bad_file, report_path=report_path, header_rules=header_rules,
+        on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
         zarr_format=int(zarr_format), clevel=clevel, zarr_shard_rows=zarr_shard_rows, keep_scratch=keep_scratch,
         restart=restart,
         command=tuple(sys.argv), progress=not quiet,
@@ -178,13 +187,14 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, header_rules, s
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(inputs, chunk_rows, shard_rows, on_bad_file, header_rules, as_json, **options):
+def plan_cmd(inputs, chunk_rows, shard_rows, on_bad_file, strict, header_rules, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
     _setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=LayoutRequest(chunk_rows=chunk_rows, shard_rows=shard_rows),
                            format_name=format_name_of(options), rules=load_header_rules(header_rules),
-                           cluster=cluster_request(options), on_bad_file=on_bad_file)
+                           cluster=cluster_request(options), on_bad_file=on_bad_file,
+                           strict=strict_kinds(strict))
     except ShardmergeError as exc:
         _fail(exc)
     d = describe(plan)

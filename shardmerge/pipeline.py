@@ -26,6 +26,7 @@ from .plan import FileScan, Plan, describe, make_plan
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
+from .readers.oddities import kind_of
 from .report import RunReport, store_bytes
 from .scan import BadFile, SharedTuples, batches, discover_inputs, scan_batch
 from .shard import shard_path, write_shard
@@ -47,6 +48,7 @@ class IngestOptions:
     overwrite: bool = False
     format_name: str | None = None
     on_bad_file: str = "fail"
+    strict: frozenset[str] = frozenset()  # kinds of accepted oddity to refuse instead (readers/oddities.py)
     report_path: str | None = None
     header_rules: str | None = None
     zarr_format: int = 3
@@ -64,9 +66,9 @@ class IngestOptions:
 
 
 def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,
-                report: RunReport, progress_to: str = "log") -> list[FileScan]:
+                report: RunReport, progress_to: str = "log", strict: frozenset[str] = frozenset()) -> list[FileScan]:
     progress = Progress("scan", len(paths), "files", progress_to)
-    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, name="scan",
+    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, strict, name="scan",
                      on_result=progress)
     shared = SharedTuples()
     scans = [shared.apply(r) for batch in results for r in batch if isinstance(r, FileScan)]
@@ -86,19 +88,48 @@ def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRule
         report.skipped_files = [{"path": b.path, "reason": b.reason} for b in bad]
     if not scans:
         raise InputError(f"none of the {len(paths)} input file(s) could be read")
+    odd = [s for s in scans if s.notes]
+    if odd:
+        report.counts["files_odd"] = len(odd)
+        report.odd_files = [{"path": s.path, "notes": list(s.notes)} for s in odd]
+        log.warning("accepted %d file(s) with known oddities (%s); the run report lists them, --strict KIND "
+                    "refuses them", len(odd), ", ".join(f"{k}: {n}" for k, n in sorted(oddity_counts(odd).items())))
     return scans
+
+
+def oddity_counts(scans: Sequence[FileScan]) -> dict[str, int]:
+    """Files per kind of accepted oddity."""
+    counts: dict[str, int] = {}
+    for s in scans:
+        for kind in sorted({kind_of(n) for n in s.notes}):
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def oddity_provenance(scans: Sequence[FileScan], examples: int = 5) -> dict:
+    """For the store's root attrs: per kind, how many files and a few of them (a full list could be
+    millions of paths; the run report has it)."""
+    out: dict[str, dict] = {}
+    for s in scans:
+        for kind in sorted({kind_of(n) for n in s.notes}):
+            entry = out.setdefault(kind, {"files": 0, "examples": []})
+            entry["files"] += 1
+            if len(entry["examples"]) < examples:
+                entry["examples"].append(s.path)
+    return out
 
 
 def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, format_name: str | None = None,
                 rules: HeaderRules | None = None, cluster: ClusterRequest | None = None,
-                on_bad_file: str = "fail", report: RunReport | None = None) -> Plan:
+                on_bad_file: str = "fail", report: RunReport | None = None,
+                strict: frozenset[str] = frozenset()) -> Plan:
     """Scan and plan without writing anything (`shardmerge plan`)."""
     report = report or RunReport()
     rules = rules or load_header_rules()
     paths = discover_inputs(inputs)
     cluster = cluster or ClusterRequest()
     with runner_role(cluster) as runner, executor(cluster, runner) as ex:
-        scans = scan_inputs(paths, format_name, rules, ex, on_bad_file, report)
+        scans = scan_inputs(paths, format_name, rules, ex, on_bad_file, report, strict=strict)
     return make_plan(scans, request)
 
 
@@ -208,7 +239,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             report.extra["cluster"] = ex.info
             check_shared_scratch(ex, scratch)
             with report.phase("scan"):
-                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode)
+                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode, opts.strict)
             with report.phase("plan"):
                 plan = make_plan(scans, opts.layout_request())
             _describe_plan(plan, report)
@@ -249,6 +280,9 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
                         report: RunReport) -> None:
     provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
+    odd = oddity_provenance(scans)
+    if odd:
+        provenance["input_oddities"] = odd
     with report.phase("merge"):
         progress = Progress("merge", len(plan.shards), "shards", progress_mode(opts.progress))
         checksums: dict[str, list[int]] = {}

@@ -51,6 +51,7 @@ class FileScan:
     join_key: str = ""  # a companion attaches to the (non-companion) file with the same key
     companion: bool = False  # adds arrays to another file's rows (aspcapStar → apStar); no rows of its own
     dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
+    notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
 
 
 @dataclass(frozen=True, slots=True)

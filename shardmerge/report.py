@@ -19,6 +19,7 @@ class RunReport:
     counts: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     skipped_files: list[dict[str, str]] = field(default_factory=list)
+    odd_files: list[dict[str, Any]] = field(default_factory=list)  # accepted with oddities: path, notes
     plan: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -41,6 +42,7 @@ class RunReport:
             "counts": self.counts,
             "bytes": self.bytes,
             "skipped_files": self.skipped_files,
+            "odd_files": self.odd_files,
             "plan": self.plan,
             "error": self.error,
             **self.extra,

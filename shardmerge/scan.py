@@ -18,6 +18,7 @@ from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
 from .readers.base import load_hdus, read_bytes, verify_file
+from .readers.oddities import Oddities
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,11 @@ def _expand_list(list_path: Path) -> Iterable[str]:
         yield from _expand(resolved, origin=f"{list_path} line {number}")
 
 
-def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileScan:
+def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: frozenset[str] = frozenset()) -> FileScan:
     """Format, counts, grids and header keys, from the headers (plus a tabular format's wavelength column).
     Also the one place where the file's bytes are verified (truncation, CHECKSUM/DATASUM), so that
-    --on-bad-file skip can still leave a damaged file out; shard tasks then check size and mtime."""
+    --on-bad-file skip can still leave a damaged file out; shard tasks then check size and mtime. What was
+    odd but accepted is in the scan's `notes`; `strict` names the kinds of oddity to refuse instead."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -87,9 +89,10 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
     raw = read_bytes(path)  # read (and gunzipped) once, for the parser and the checksum pass
-    with open_fits(path, raw) as hdul:
+    oddities = Oddities(path, strict)
+    with open_fits(path, raw, oddities=oddities) as hdul:
         load_hdus(path, hdul)
-        verify_file(path, hdul, raw)
+        verify_file(path, hdul, raw, oddities)
         reader = get_reader(format_name) if format_name else detect(path, hdul)
         if format_name and not reader.identify(hdul):
             raise BadFileError(path, f"does not have the layout of --format {format_name}")
@@ -104,7 +107,7 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
                 raise BadFileError(path, "wavelength grid has non-finite values")
         used = sorted({int(x) for x in np.unique(layout.grid_of)})
         header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))
-        return FileScan(
+        scan = FileScan(
             path=path,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
@@ -124,15 +127,17 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules) -> FileSca
             companion=layout.companion,
             dropped=layout.dropped,
         )
+    return replace(scan, notes=tuple(oddities.notes)) if oddities.notes else scan  # warnings: known on close
 
 
-def scan_batch(paths: Sequence[str], format_name: str | None, rules: HeaderRules) -> list[FileScan | BadFile]:
+def scan_batch(paths: Sequence[str], format_name: str | None, rules: HeaderRules,
+               strict: frozenset[str] = frozenset()) -> list[FileScan | BadFile]:
     """Dask task: scan many files in one task (per-task overhead dwarfs one small file's parse)."""
     out: list[FileScan | BadFile] = []
     shared = SharedTuples()  # files of a survey mostly have the same keys: pickle each tuple once
     for path in paths:
         try:
-            out.append(shared.apply(scan_file(path, format_name, rules)))
+            out.append(shared.apply(scan_file(path, format_name, rules, strict)))
         except BadFileError as exc:
             out.append(BadFile(exc.path, exc.reason))
     return out

@@ -27,6 +27,7 @@ from ..schema import MASK_MAX
 from ..units import wavelength_factor
 from . import fastfits
 from .checksum import verify_hdu
+from .oddities import FITS_WARNING, Oddities
 
 
 @dataclass
@@ -170,15 +171,25 @@ class HeaderChain(Mapping):
 
 # ---- strict reading ---------------------------------------------------------------------------------
 
+# astropy warnings that mean the bytes are damaged, not merely unconventional: they stay fatal
+# (truncation; header bytes astropy would replace by "?"; a header that does not end on a block boundary)
+_DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Missing padding to end of the FITS block")
+
+
 @contextmanager
-def open_fits(path: str, raw: bytes | None = None, fast: bool = True) -> Iterator[fits.HDUList]:
-    """Open a FITS file strictly: astropy's warnings (truncation, bad cards) become errors, and every
-    failure while the file is open becomes a BadFileError naming the file. `raw`: the file's (already
-    decompressed) bytes, when the caller has them, so they are not read or gunzipped a second time.
-    With `fast`, a file of plain image HDUs is parsed by `fastfits` (about 4x cheaper than astropy);
-    anything else, including every damaged file, goes through astropy."""
+def open_fits(path: str, raw: bytes | None = None, fast: bool = True,
+              oddities: Oddities | None = None) -> Iterator[fits.HDUList]:
+    """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
+    failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
+    a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
+    `oddities` (the scan's; the shard task passes none: the scan already said them), or refused when
+    --strict names them. `raw`: the file's (already decompressed) bytes, when the caller has them, so they
+    are not read or gunzipped a second time. With `fast`, a file of plain image HDUs is parsed by
+    `fastfits` (about 4x cheaper than astropy); anything else, including every damaged file, goes through
+    astropy."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", AstropyWarning)
+        warned: list[str] = []
+        _record_astropy_warnings(warned)
         try:
             hdul = None
             if fast:
@@ -194,12 +205,34 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True) -> Iterato
             raise BadFileError(path, reason) from exc
         try:
             yield hdul
+            if oddities is not None:
+                for text in warned:
+                    oddities.add(FITS_WARNING, text)
         except ShardmergeError:
             raise
         except Exception as exc:
             raise BadFileError(path, _describe(exc)) from exc
         finally:
             hdul.close()
+
+
+def _record_astropy_warnings(into: list[str]) -> None:
+    """Inside catch_warnings: astropy warnings go to `into` (once each), damage warnings raise, others
+    behave as outside."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, AstropyWarning):
+            text = f"{category.__name__}: {str(message).strip().splitlines()[0] if str(message).strip() else ''}"
+            if text not in into:
+                into.append(text)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", AstropyWarning)
+    for pattern in _DAMAGE_WARNINGS:
+        warnings.filterwarnings("error", message=pattern, category=AstropyWarning)
+    warnings.showwarning = show
 
 
 def _header_problem(path: str, raw: bytes | None) -> str | None:
@@ -230,10 +263,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None) -> None:
-    """Every data unit complete, and every CHECKSUM/DATASUM card right, checked on the file's bytes
-    (astropy only warns about a short file, and its own checksum pass costs ~2.6 ms per small file).
-    `raw`: the decompressed bytes hdul was opened from; else the file is read only if it carries sums."""
+def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None,
+                oddities: Oddities | None = None) -> None:
+    """Every data unit complete, and every CHECKSUM/DATASUM card right (by the policy of
+    `checksum.verify_hdu`), checked on the file's bytes (astropy only warns about a short file, and its own
+    checksum pass costs ~2.6 ms per small file). What is odd but not damage goes to `oddities` (refused
+    when --strict names it; without `oddities`, accepted silently). `raw`: the decompressed bytes hdul was
+    opened from; else the file is read only if it carries sums."""
     spans = [hdul.fileinfo(i) for i in range(len(hdul))]
     with_sums = [i for i, hdu in enumerate(hdul) if "CHECKSUM" in hdu.header or "DATASUM" in hdu.header]
     if raw is None and with_sums:
@@ -246,10 +282,12 @@ def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None) -> None
             raise BadFileError(path, f"truncated: HDU {i} ends at byte {end}, the file has {size}")
     for i in with_sums:
         h = hdul[i].header
-        problem = verify_hdu(raw, spans[i]["hdrLoc"], spans[i]["datLoc"], spans[i]["datSpan"],
+        verdict = verify_hdu(raw, spans[i]["hdrLoc"], spans[i]["datLoc"], spans[i]["datSpan"],
                              h.get("CHECKSUM"), h.get("DATASUM"))
-        if problem:
-            raise BadFileError(path, f"HDU {i}: {problem}")
+        if verdict.damage:
+            raise BadFileError(path, f"HDU {i}: {verdict.damage}")
+        if verdict.odd and oddities is not None:
+            oddities.add(verdict.kind, f"HDU {i}: {verdict.odd}")
 
 
 def read_bytes(path: str) -> bytes:

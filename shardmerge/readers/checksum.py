@@ -7,6 +7,8 @@ small file doing it; a numpy sum over the same words costs microseconds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _BLOCK_WORDS = 1 << 22  # 16 MiB of words per partial sum: uint64 never overflows, temporaries stay small
@@ -25,22 +27,53 @@ def ones_complement_sum(buf: bytes | memoryview, start: int = 0, stop: int | Non
     return total
 
 
+@dataclass(frozen=True)
+class SumCheck:
+    """The verdict on one HDU's sums: `damage` refuses the file; `odd` (with its `kind`, a name that
+    `--strict` accepts) is a known archive habit that leaves the data provably or plausibly intact."""
+
+    damage: str | None = None
+    kind: str = ""
+    odd: str | None = None
+
+
+PLACEHOLDER_DATASUM = "placeholder-datasum"
+STALE_CHECKSUM = "stale-checksum"
+
+
 def verify_hdu(raw: bytes | memoryview, header_start: int, data_start: int, data_span: int,
-               checksum: str | None, datasum: str | None) -> str | None:
-    """None when the HDU's sums agree with its cards, else what disagrees."""
+               checksum: str | None, datasum: str | None) -> SumCheck:
+    """The policy: a DATASUM that is present and not a placeholder must match (else damage). DATASUM = '0'
+    on an HDU that has data is the convention's value for "no data", which the ESO HARPS archive writes on
+    every product: a placeholder, so the data unit is unverified (odd, not damage). A CHECKSUM that fails
+    while DATASUM verifies the data unit means the header was edited after checksumming (IRAF `hedit`,
+    `dopcor`): odd. A CHECKSUM that fails with nothing verifying the data unit is damage."""
     data_sum = ones_complement_sum(raw, data_start, data_start + data_span)
+    data_verified = placeholder = False
     if datasum is not None:
         try:
             expected = int(str(datasum).strip())
         except ValueError:
-            return f"DATASUM = {datasum!r} is not a number"
-        if data_sum != expected:
-            return f"DATASUM mismatch: the data unit sums to {data_sum}, the card says {expected}"
+            return SumCheck(damage=f"DATASUM = {datasum!r} is not a number")
+        if data_sum == expected:
+            data_verified = True
+        elif expected == 0 and data_span > 0:
+            placeholder = True
+        else:
+            return SumCheck(damage=f"DATASUM mismatch: the data unit sums to {data_sum}, the card says {expected}")
     if checksum is not None:
         header_sum = ones_complement_sum(raw, header_start, data_start)
         total = header_sum + data_sum
         while total >> 32:
             total = (total & _ALL_ONES) + (total >> 32)
-        if total != _ALL_ONES:
-            return "CHECKSUM mismatch: the HDU's header and data do not sum to -0"
-    return None
+        if total == _ALL_ONES:
+            return SumCheck()  # the whole HDU, data included, is verified: a placeholder DATASUM does not matter
+        if not data_verified:
+            return SumCheck(damage="CHECKSUM mismatch: the HDU's header and data do not sum to -0, and no DATASUM "
+                                   "verifies the data unit")
+        return SumCheck(kind=STALE_CHECKSUM, odd="CHECKSUM does not match but DATASUM does: the header was edited "
+                                                 "after checksumming; the data unit is intact")
+    if placeholder:
+        return SumCheck(kind=PLACEHOLDER_DATASUM, odd="DATASUM = '0' (a placeholder) on an HDU with data: the data "
+                                                      "unit could not be verified")
+    return SumCheck()

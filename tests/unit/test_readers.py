@@ -100,11 +100,7 @@ def test_datasum_and_checksum_are_verified(tmp_path):
     with pytest.raises(BadFileError, match=r"data\.fits: HDU 0: DATASUM mismatch"):
         scan_file(str(data_fault), None, rules)
 
-    header_fault = make_wcs1d(tmp_path / "header.fits", n_pix=100)
-    raw = header_fault.read_bytes()
-    _flip(header_fault, raw.index(b"synthetic spectrum written"))  # inside a COMMENT card's text
-    with pytest.raises(BadFileError, match=r"header\.fits: HDU 0: CHECKSUM mismatch"):
-        scan_file(str(header_fault), None, rules)
+    # a header edited after checksumming, and the other branches of the policy: test_checksum_policy.py
 
     from shardmerge.samples import gzip_file
 

@@ -1,0 +1,37 @@
+"""What real archives do that bends the FITS rules without damaging the data: accepted, and said.
+
+Each kind has a name that `--strict KIND` takes to refuse it instead. A file's oddities travel with its
+scan into the run report (per file) and the store's provenance (counts and examples per kind)."""
+
+from __future__ import annotations
+
+from ..errors import BadFileError
+from .checksum import PLACEHOLDER_DATASUM, STALE_CHECKSUM
+
+FITS_WARNING = "fits-warning"
+
+KINDS = {
+    PLACEHOLDER_DATASUM: "DATASUM = '0' on an HDU with data (ESO HARPS DRS products): the data unit is unverified",
+    STALE_CHECKSUM: "CHECKSUM wrong but DATASUM right (header edited after checksumming, e.g. IRAF hedit)",
+    FITS_WARNING: "astropy warned while parsing (e.g. BLANK on a float image, a non-standard card)",
+}
+
+
+class Oddities:
+    """Collects one file's oddities; an oddity whose kind is in `strict` refuses the file."""
+
+    def __init__(self, path: str, strict: frozenset[str] = frozenset()):
+        self.path = path
+        self.strict = strict
+        self.notes: list[str] = []
+
+    def add(self, kind: str, text: str) -> None:
+        if kind in self.strict:
+            raise BadFileError(self.path, f"{text} (refused: --strict {kind})")
+        note = f"{kind}: {text}"
+        if note not in self.notes:
+            self.notes.append(note)
+
+
+def kind_of(note: str) -> str:
+    return note.partition(":")[0]
