@@ -97,6 +97,8 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
         if format_name and not reader.identify(hdul):
             raise BadFileError(path, f"does not have the layout of --format {format_name}")
         layout = reader.layout(path, hdul)
+        for kind, text in layout.notes:
+            oddities.add(kind, text)
         if layout.n_spectra <= 0:
             raise BadFileError(path, "holds no spectra")
         n_pix = [int(g.shape[0]) for g in layout.grids]

@@ -12,6 +12,7 @@ from .desi import DesiReader
 from .eso_sdp import EsoSdpReader
 from .espresso_s1d import EspressoS1DReader
 from .image2d import Image2DReader
+from .iraf_equispec import IrafEquispecReader
 from .iraf_multispec import IrafMultispecReader
 from .lamost import LamostReader
 from .mapping import PREFIX as MAPPING_PREFIX
@@ -24,7 +25,7 @@ from .wcs1d import WcsImage1DReader
 READERS: tuple[Reader, ...] = (
     EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
     LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), IrafMultispecReader(),
-    Image2DReader(), WcsImage1DReader(),
+    IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),
 )
 _BY_NAME = {r.name: r for r in READERS}
 

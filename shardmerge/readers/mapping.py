@@ -11,11 +11,13 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     hdu = 1
     column = "WAVE"
     unit = "nm"                 # needed unless TUNITn, BUNIT or CUNIT1 says it
-    log10 = false               # values are log10(wavelength)
+    log10 = false               # values (or, with wcs = true, the axis) are log10(wavelength); with wcs,
+                                #   log10 and unit replace the header's DC-FLAG and CUNIT1
     [uncertainty]               # optional
     hdu = 1
     column = "IVAR"
-    kind = "ivar"               # sigma | ivar | var
+    kind = "ivar"               # sigma | ivar | var; a negative sigma or variance (a -1e32 sentinel)
+                                #   and a non-positive ivar mean "no information" and become NaN
     [mask]                      # optional
     hdu = 1
     column = "QUAL"
@@ -158,13 +160,10 @@ class MappingReader(Reader):
         n_spec, n_pix = flux.shape
         spec = self.doc["wavelength"]
         if spec.get("wcs"):
+            # the mapping's log10 and unit replace the header's DC-FLAG and CUNIT1 (they never compound)
             header = hdul[_hdu(hdul, self.doc["flux"])].header
-            wave = linear_wcs_wavelength(path, header, n_pix)[np.newaxis, :]
-            if "unit" in spec:
-                factor = wavelength_factor(spec["unit"])
-                if factor is None:
-                    raise BadFileError(path, f"mapping: wavelength unit {spec['unit']!r} is not recognised")
-                wave = wave * factor  # the WCS read as Angstrom without CUNIT1; the mapping says otherwise
+            wave = linear_wcs_wavelength(path, header, n_pix, log10=spec.get("log10"),
+                                         unit=str(spec["unit"]) if "unit" in spec else None)[np.newaxis, :]
         else:
             wave = np.asarray(self._values(path, hdul, "wavelength"), dtype=np.float64)
             if spec.get("log10"):

@@ -9,11 +9,13 @@ from ..errors import BadFileError
 from .checksum import PLACEHOLDER_DATASUM, STALE_CHECKSUM
 
 FITS_WARNING = "fits-warning"
+UNREAD_EXTENSION = "unread-extension"
 
 KINDS = {
     PLACEHOLDER_DATASUM: "DATASUM = '0' on an HDU with data (ESO HARPS DRS products): the data unit is unverified",
     STALE_CHECKSUM: "CHECKSUM wrong but DATASUM right (header edited after checksumming, e.g. IRAF hedit)",
     FITS_WARNING: "astropy warned while parsing (e.g. BLANK on a float image, a non-standard card)",
+    UNREAD_EXTENSION: "an image extension of the flux's shape that nothing names is not read",
 }
 
 

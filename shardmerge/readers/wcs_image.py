@@ -19,7 +19,9 @@ from .base import (
     is_image,
     linear_wcs_wavelength,
     to_sigma,
+    unread_same_shape_hdus,
 )
+from .oddities import UNREAD_EXTENSION
 
 
 class WcsImageReader(Reader):
@@ -42,9 +44,14 @@ class WcsImageReader(Reader):
         header = hdul[i].header
         shape = image_shape(header)
         n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
+        if self.naxis == 2:
+            refuse_labelled_rows(path, header, n_rows)
         wave = linear_wcs_wavelength(path, header, n_pix)
         unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
-        return Layout(n_rows, [wave], np.zeros(n_rows, dtype=np.int64), unit, (i,), i)
+        found = find_uncertainty_hdu(hdul, shape)
+        unread = unread_same_shape_hdus(hdul, shape, {i, *([found[0]] if found else [])})
+        return Layout(n_rows, [wave], np.zeros(n_rows, dtype=np.int64), unit, (i,), i,
+                      notes=tuple((UNREAD_EXTENSION, text) for text in unread))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if first < 0 or count <= 0 or first + count > layout.n_spectra:
@@ -58,3 +65,15 @@ class WcsImageReader(Reader):
         j, kind = found
         unc = hdul[j].data
         return SpectraBlock(flux=flux, uncertainty=to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind))
+
+
+def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int) -> None:
+    """A 2-D image whose rows the header names as different quantities (popler's ARRAYn: flux, error,
+    continuum, status, chi-squared) is not one spectrum per row: refused, naming the way to read it."""
+    labels = [str(header.get(f"ARRAY{k}", "")).strip() for k in range(1, n_rows + 1)]
+    named = [(k, x) for k, x in enumerate(labels, start=1) if x]
+    if len(named) >= 2 and len({x for _, x in named}) >= 2:
+        shown = ", ".join(f"ARRAY{k} = {x!r}" for k, x in named[:4]) + (", ..." if len(named) > 4 else "")
+        raise BadFileError(path, f"the image's rows are different quantities ({shown}), not one spectrum per "
+                                 "row: describe which row is what with --format mapping ([flux] hdu = 0, row = 0; "
+                                 "[uncertainty] hdu = 0, row = 1; [wavelength] wcs = true)")

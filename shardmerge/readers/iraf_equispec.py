@@ -1,0 +1,78 @@
+"""IRAF `apall` equispec output with bands: a linear or log-linear WCS on axis 1 (CRVAL1/CDELT1, DC-FLAG)
+and a third axis of bands named by BANDIDn ("spectrum - background fit, …", "raw - …", "background - …",
+"sigma - …"); axis 2 holds the apertures. A one-aperture extraction can also come as a 2-D image whose
+rows are the bands. The spectrum is the band whose BANDID says "spectrum" (band 1 by IRAF's convention),
+the 1-sigma the band that says "sigma"; one stored spectrum per aperture."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError
+from .base import Layout, Reader, SpectraBlock, as_float32, image_shape, is_image, linear_wcs_wavelength, to_sigma
+
+
+def band_ids(header: fits.Header) -> list[str]:
+    """BANDID1, BANDID2, … as long as they run, lowercased."""
+    out = []
+    while (key := f"BANDID{len(out) + 1}") in header:
+        out.append(str(header[key]).strip().lower())
+    return out
+
+
+def _geometry(hdu: object) -> tuple[int, int, int] | None:
+    """(bands, apertures, pixels) of an image with bands, else None."""
+    h = hdu.header
+    if not is_image(hdu) or "CRVAL1" not in h or not ("CDELT1" in h or "CD1_1" in h):
+        return None
+    if str(h.get("CTYPE1", "")).strip().upper() == "MULTISPE":
+        return None  # the multispec reader's
+    shape = image_shape(h)
+    bands = band_ids(h)
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2]
+    if len(shape) == 2 and len(bands) >= 2 and len(bands) == shape[0]:
+        return shape[0], 1, shape[1]
+    return None
+
+
+def _band(bands: list[str], word: str) -> int | None:
+    return next((b for b, label in enumerate(bands) if label.startswith(word)), None)
+
+
+class IrafEquispecReader(Reader):
+    name = "iraf-equispec"
+    description = "IRAF apall equispec output with bands (BANDIDn): spectrum and sigma bands, one row per aperture"
+
+    def _hdu(self, hdul: fits.HDUList) -> int | None:
+        return next((i for i, hdu in enumerate(hdul) if _geometry(hdu) is not None), None)
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        return self._hdu(hdul) is not None
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        i = self._hdu(hdul)
+        if i is None:
+            raise BadFileError(path, "no image with a band axis (NAXIS3 or BANDIDn rows) and a wavelength WCS")
+        n_bands, n_ap, n_pix = _geometry(hdul[i])
+        header = hdul[i].header
+        bands = band_ids(header)
+        if bands and _band(bands, "spectrum") is None and n_bands > 1:
+            raise BadFileError(path, f"no band of {n_bands} says it is the spectrum (BANDIDn: {bands}); "
+                                     "describe the file with --format mapping")
+        wave = linear_wcs_wavelength(path, header, n_pix)
+        unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
+        return Layout(n_ap, [wave], np.zeros(n_ap, dtype=np.int64), unit, (i,), i)
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        hdu = hdul[layout.flux_hdu]
+        n_bands, n_ap, n_pix = _geometry(hdu)
+        data = np.asarray(hdu.data).reshape(n_bands, n_ap, n_pix)
+        bands = band_ids(hdu.header)
+        spectrum = _band(bands, "spectrum") if bands else 0
+        sigma = _band(bands, "sigma")
+        rows = slice(first, first + count)
+        flux = as_float32(data[spectrum or 0, rows])
+        unc = to_sigma(data[sigma, rows], "sigma") if sigma is not None else np.full_like(flux, np.nan)
+        return SpectraBlock(flux=flux, uncertainty=unc)
