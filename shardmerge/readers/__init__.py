@@ -11,7 +11,9 @@ from .base import Layout, Reader, SpectraBlock, open_fits
 from .desi import DesiReader
 from .eso_sdp import EsoSdpReader
 from .espresso_s1d import EspressoS1DReader
+from .harps_e2ds import HarpsE2dsReader
 from .image2d import Image2DReader
+from .image_arrays import ImageArraysReader
 from .iraf_equispec import IrafEquispecReader
 from .iraf_multispec import IrafMultispecReader
 from .lamost import LamostReader
@@ -19,13 +21,15 @@ from .mapping import PREFIX as MAPPING_PREFIX
 from .mapping import mapping_reader
 from .sdss_coadd import SdssCoaddReader
 from .sdss_plate import SdssPlateReader, SdssSpSpecReader
+from .table1d import Table1DReader
 from .wcs1d import WcsImage1DReader
 
-# most specific first: the generic WCS image readers would also claim an apStar, a spPlate or an aspcapStar
+# most specific first: the generic WCS image readers would also claim an apStar, a spPlate or an aspcapStar;
+# the generic table reader comes before them so that an extracted 1-D spectrum wins over a 2-D image
 READERS: tuple[Reader, ...] = (
     EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
-    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), IrafMultispecReader(),
-    IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),
+    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), Table1DReader(),
+    ImageArraysReader(), IrafMultispecReader(), IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),
 )
 _BY_NAME = {r.name: r for r in READERS}
 

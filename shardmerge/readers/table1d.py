@@ -1,0 +1,124 @@
+"""Generic 1-D spectra in a binary table, the layout of CALSPEC/STSDAS standards, HST HLSPs, Spextool and
+spectral templates (one table row per pixel, scalar columns), of JWST extracted spectra (`EXTRACT1D`,
+msaexp `SPEC1D`) and of many hand-made files (array columns, one spectrum per table row).
+
+Columns are found by name, then by UCD: wavelength (`WAVE`, `WAVELENGTH`, `LAMBDA`, … or `em.wl`; `LOGLAM`
+is log10 Angstrom), flux (`FLUX`, `FLAM`, `F_LAMBDA`, … or `phot.flux*`/`phot.fluDens*`), and an optional
+uncertainty (`ERROR`, `FLUX_ERROR`, `STATERROR`, … as 1-sigma; `IVAR`; `VAR`; or `stat.error`). A
+wavelength column without a unit is refused: a table has no convention to fall back on (917-1005 is
+far-UV Angstrom or near-IR nm). Detection runs before the image readers, so that an extracted 1-D spectrum
+wins over the 2-D image it was extracted from in the same file."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError
+from ..units import wavelength_factor
+from .base import Layout, Reader, SpectraBlock, as_float32, to_sigma
+
+_WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
+_LOG_WAVE = ("LOGLAM", "LOGLAMBDA", "LOG_WAVE", "LOGWAVE")
+_FLUX = ("FLUX", "FLAM", "F_LAMBDA", "FLUX_DENSITY", "FLUXDENSITY", "FNU", "F_NU", "SPEC", "SPECTRUM")
+_SIGMA = ("ERROR", "ERR", "FLUX_ERROR", "FLUX_ERR", "ERR_FLUX", "ERROR_FLUX", "SIGMA", "SIG", "UNCERTAINTY",
+          "UNC", "STATERROR", "STAT_ERROR", "NOISE", "E_FLUX")
+_IVAR = ("IVAR", "INVVAR", "FLUX_IVAR", "IVAR_FLUX")
+_VAR = ("VAR", "VARIANCE", "FLUX_VAR", "VAR_FLUX")
+
+
+def _find(hdu: fits.BinTableHDU, names: tuple[str, ...], ucd: tuple[str, ...] = ()) -> str | None:
+    by_name = {str(c.name).upper(): str(c.name) for c in hdu.columns}
+    for n in names:
+        if n in by_name:
+            return by_name[n]
+    for k, c in enumerate(hdu.columns, start=1):
+        u = str(hdu.header.get(f"TUCD{k}", "")).strip().lower()
+        if u and u.split(";")[0].startswith(ucd) and ucd:
+            return str(c.name)
+    return None
+
+
+def _columns(hdu: object) -> dict[str, str] | None:
+    """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var" when present} → column names, for a table
+    whose wavelength and flux columns have the same shape; else None."""
+    if not isinstance(hdu, fits.BinTableHDU) or not hdu.header.get("NAXIS2"):
+        return None
+    cols: dict[str, str] = {}
+    wave = _find(hdu, _WAVE, ("em.wl",))
+    if wave is not None:
+        cols["wave"] = wave
+    elif (log := _find(hdu, _LOG_WAVE)) is not None:
+        cols["loglam"] = log
+    else:
+        return None
+    flux = _find(hdu, _FLUX, ("phot.flux", "phot.fludens"))
+    if flux is None:
+        return None
+    cols["flux"] = flux
+    for kind, names, ucd in (("sigma", _SIGMA, ("stat.error",)), ("ivar", _IVAR, ()), ("var", _VAR, ())):
+        if (c := _find(hdu, names, ucd)) is not None:
+            cols[kind] = c
+            break
+    repeats = {hdu.columns[c].format.repeat for c in cols.values()}
+    return cols if len(repeats) == 1 else None
+
+
+class Table1DReader(Reader):
+    name = "table-1d"
+    description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
+
+    def _table(self, hdul: fits.HDUList) -> int | None:
+        return next((i for i, hdu in enumerate(hdul) if _columns(hdu) is not None), None)
+
+    def identify(self, hdul: fits.HDUList) -> bool:
+        return self._table(hdul) is not None
+
+    def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        i = self._table(hdul)
+        if i is None:
+            raise BadFileError(path, "no table with wavelength and flux columns of one shape")
+        hdu = hdul[i]
+        cols = _columns(hdu)
+        per_row = hdu.columns[cols["flux"]].format.repeat > 1  # array columns: a spectrum per table row
+        n_spec = int(hdu.header["NAXIS2"]) if per_row else 1
+        wave = self._wavelength(path, hdu, cols)
+        wave = wave.reshape(n_spec, -1) if per_row else wave.reshape(1, -1)
+        if np.all(wave == wave[0]):
+            grids, grid_of = [wave[0]], np.zeros(n_spec, dtype=np.int64)
+        else:
+            grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
+        flux_unit = str(hdu.columns[cols["flux"]].unit or hdul[0].header.get("BUNIT", "")).strip()
+        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i)
+
+    def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
+        if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
+            return 10.0 ** np.asarray(hdu.data[cols["loglam"]], dtype=np.float64)
+        col = hdu.columns[cols["wave"]]
+        unit = str(col.unit or "").strip()
+        if not unit:
+            values = np.asarray(hdu.data[col.name], dtype=np.float64)
+            raise BadFileError(path, f"wavelength column {col.name!r} has no unit (TUNITn) and a table has no "
+                                     f"convention to assume one: its values {np.nanmin(values):.6g}-"
+                                     f"{np.nanmax(values):.6g} could be Angstrom, nm or micron. Say which with "
+                                     "--format mapping and a mapping file: [wavelength] column = "
+                                     f"\"{col.name}\", unit = \"Angstrom\" (or \"nm\", \"um\")")
+        factor = wavelength_factor(unit)
+        if factor is None:
+            raise BadFileError(path, f"wavelength column {col.name!r} has unit {unit!r}, which is not a "
+                                     "wavelength unit")
+        return np.asarray(hdu.data[col.name], dtype=np.float64) * factor
+
+    def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
+        hdu = hdul[layout.flux_hdu]
+        cols = _columns(hdu)
+        rows = slice(first, first + count)
+
+        def values(name: str) -> np.ndarray:
+            v = np.asarray(hdu.data[name])
+            return v.reshape(v.shape[0], -1)[rows] if v.ndim > 1 else v.reshape(1, -1)[rows]
+
+        flux = as_float32(values(cols["flux"]))
+        kind = next((k for k in ("sigma", "ivar", "var") if k in cols), None)
+        unc = to_sigma(values(cols[kind]), kind) if kind else np.full_like(flux, np.nan)
+        return SpectraBlock(flux=flux, uncertainty=unc)
