@@ -301,3 +301,113 @@ def make_spspec(path: str | Path, *, n_pix: int = 3850, seed: int = 0) -> tuple[
     out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
     return out, [{"wave": wave, "flux": flux, "sigma": np.full(n_pix, 0.4, np.float32), "mask": mask.astype(np.int64),
                   "continuum": (data[0].astype(np.float64) - data[1]).astype(np.float32)}]
+
+
+def make_harps_e2ds(path: str | Path, *, n_orders: int = 72, n_pix: int = 4096, deg: int = 3, seed: int = 0
+                    ) -> tuple[Path, Truth]:
+    """HARPS DRS `*_e2ds_A.fits`: orders × pixels, wavelength per order from `ESO DRS CAL TH COEFF LLk`
+    (k = order * (deg + 1) + j), and DATASUM = '0' with no CHECKSUM, as the ESO archive serves it."""
+    rng = _rng(seed)
+    x = np.arange(n_pix, dtype=np.float64)
+    hdr = _header(rng, seed)
+    hdr["HIERARCH ESO DRS CAL TH DEG LL"] = deg
+    data = np.zeros((n_orders, n_pix), dtype=np.float32)
+    truth: Truth = []
+    for o in range(n_orders):
+        start = 3780.0 + 40.0 * o
+        coeffs = [start, 0.0125 + 1e-5 * o, 2e-8, -1e-13][: deg + 1]
+        for j, c in enumerate(coeffs):
+            hdr[f"HIERARCH ESO DRS CAL TH COEFF LL{o * (deg + 1) + j}"] = c
+        wave = np.polynomial.polynomial.polyval(x, coeffs)
+        data[o] = _spectrum(rng, wave) * 1000
+        truth.append({"wave": wave, "flux": data[o].copy(), "sigma": None, "mask": None, "order": str(o)})
+    hdr["DATASUM"] = "0"
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(data, header=hdr).writeto(out, overwrite=True)  # no checksum=True: the '0' stays as served
+    return out, truth
+
+
+def make_jwst_spec1d(path: str | Path, *, n_pix: int = 400, n_rows: int = 31, seed: int = 0) -> tuple[Path, Truth]:
+    """A JWST/NIRSpec MSA product as msaexp writes it: `SPEC1D` table (wave in micron, flux, err) beside the
+    2-D `SCI` and `WHT` images it was extracted from, whose linear WCS must not be taken for spectra."""
+    rng = _rng(seed)
+    wave_um = np.linspace(0.6, 5.3, n_pix)
+    flux = rng.normal(1.0, 0.1, n_pix).astype(np.float32)
+    err = np.full(n_pix, 0.05, dtype=np.float32)
+    table = fits.BinTableHDU.from_columns([fits.Column("wave", "D", unit="um", array=wave_um),
+                                           fits.Column("flux", "E", unit="uJy", array=flux),
+                                           fits.Column("err", "E", unit="uJy", array=err)], name="SPEC1D")
+    sci = fits.ImageHDU(rng.normal(size=(n_rows, n_pix)).astype(np.float32), name="SCI")
+    sci.header.update({"CRVAL1": 0.6, "CDELT1": 0.01, "CRPIX1": 1.0})  # spatial rows, approximate axis
+    wht = fits.ImageHDU(np.ones((n_rows, n_pix), dtype=np.float32), name="WHT")
+    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)), table, sci, wht]), Path(path))
+    return out, [{"wave": wave_um * 1e4, "flux": flux, "sigma": err, "mask": None}]
+
+
+def make_calspec_table(path: str | Path, *, n_pix: int = 3000, seed: int = 0) -> tuple[Path, Truth]:
+    """CALSPEC/STSDAS: a `SCI` table with one row per pixel: WAVELENGTH (ANGSTROMS), FLUX (FLAM), STATERROR,
+    SYSERROR, FWHM, DATAQUAL (1 = good), TOTEXP."""
+    rng = _rng(seed)
+    wave = np.linspace(1140.0, 25000.0, n_pix).astype(np.float32)
+    flux = (rng.uniform(1, 2, n_pix) * 1e-14).astype(np.float32)
+    stat = (flux * 0.01).astype(np.float32)
+    cols = [fits.Column("WAVELENGTH", "E", unit="ANGSTROMS", array=wave),
+            fits.Column("FLUX", "E", unit="FLAM", array=flux),
+            fits.Column("STATERROR", "E", unit="FLAM", array=stat),
+            fits.Column("SYSERROR", "E", unit="FLAM", array=flux * 0.02),
+            fits.Column("FWHM", "E", unit="ANGSTROMS", array=np.full(n_pix, 3.0, dtype=np.float32)),
+            fits.Column("DATAQUAL", "I", unit="NONE", array=np.ones(n_pix, dtype=np.int16))]
+    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)),
+                               fits.BinTableHDU.from_columns(cols, name="SCI")]), Path(path))
+    return out, [{"wave": wave.astype(np.float64), "flux": flux, "sigma": stat, "mask": None}]
+
+
+def make_iraf_equispec_bands(path: str | Path, *, n_ap: int = 2, n_pix: int = 1500, log: bool = False, seed: int = 0
+                             ) -> tuple[Path, Truth]:
+    """IRAF `apall` equispec output: [bands, apertures, pixels] with a linear (or DC-FLAG = 1 log-linear)
+    WCS and BANDID1..4 = spectrum, raw, background, sigma."""
+    rng = _rng(seed)
+    crval, cdelt = (3.6, 1e-4) if log else (4000.0, 1.5)
+    axis = crval + cdelt * np.arange(n_pix)
+    wave = 10.0**axis if log else axis
+    data = np.zeros((4, n_ap, n_pix), dtype=np.float32)
+    truth: Truth = []
+    for a in range(n_ap):
+        flux = _spectrum(rng, wave) * (1 + a)
+        data[0, a], data[1, a], data[2, a], data[3, a] = flux, flux * 1.1, 0.2, 0.3 + 0.01 * a
+        truth.append({"wave": wave, "flux": flux, "sigma": np.full(n_pix, 0.3 + 0.01 * a, dtype=np.float32),
+                      "mask": None})
+    hdr = _header(rng, seed)
+    hdr["WCSDIM"] = 3
+    hdr["CRVAL1"], hdr["CDELT1"], hdr["CD1_1"], hdr["CRPIX1"], hdr["CTYPE1"] = crval, cdelt, cdelt, 1.0, "LINEAR"
+    hdr["DC-FLAG"] = 1 if log else 0
+    for k, label in enumerate(("spectrum", "raw", "background", "sigma"), start=1):
+        hdr[f"BANDID{k}"] = f"{label} - background fit, weights variance, clean no"
+    _wat_cards(hdr, 0, "system=equispec")
+    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    return out, truth
+
+
+def make_undeclared_log_1d(path: str | Path, *, n_pix: int = 2000, seed: int = 0) -> Path:
+    """A 1-D image whose header has only CRVAL1/CDELT1 holding log10(Angstrom): no DC-FLAG, CTYPE1 or CUNIT1."""
+    rng = _rng(seed)
+    wave = 10.0 ** (3.7 + 1e-4 * np.arange(n_pix))
+    hdr = _header(rng, seed)
+    hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"] = 3.7, 1e-4, 1.0
+    return _write(fits.HDUList([fits.PrimaryHDU(_spectrum(rng, wave), header=hdr)]), Path(path))
+
+
+def make_muse_stat(path: str | Path, *, n_pix: int = 2048, seed: int = 0) -> tuple[Path, Truth]:
+    """MPDAF/MUSE 1-D spectrum: empty primary, `DATA` image with a linear WCS in Angstrom, `STAT` variance."""
+    rng = _rng(seed)
+    wave = 6550.0 + 1.25 * np.arange(n_pix)
+    flux = _spectrum(rng, wave)
+    var = rng.uniform(0.5, 2.0, n_pix).astype(np.float32)
+    data = fits.ImageHDU(flux, name="DATA")
+    data.header.update({"CRVAL1": 6550.0, "CDELT1": 1.25, "CRPIX1": 1.0, "CTYPE1": "AWAV", "CUNIT1": "Angstrom"})
+    stat = fits.ImageHDU(var, name="STAT")
+    stat.header.update({"CRVAL1": 6550.0, "CDELT1": 1.25, "CRPIX1": 1.0, "CUNIT1": ""})
+    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)), data, stat]), Path(path))
+    sigma = np.sqrt(var.astype(np.float64)).astype(np.float32)
+    return out, [{"wave": wave, "flux": flux, "sigma": sigma, "mask": None}]

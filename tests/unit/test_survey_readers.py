@@ -29,6 +29,12 @@ CASES = {
     "lamost-mrs": (ss.make_lamost_mrs, "lamost"),
     "sdss-spplate": (ss.make_spplate, "sdss-spplate"),
     "sdss-spspec": (ss.make_spspec, "sdss-spspec"),
+    "harps-e2ds": (ss.make_harps_e2ds, "harps-e2ds"),
+    "jwst-spec1d-beside-2d-images": (ss.make_jwst_spec1d, "table-1d"),
+    "calspec-row-per-pixel": (ss.make_calspec_table, "table-1d"),
+    "iraf-equispec-bands": (ss.make_iraf_equispec_bands, "iraf-equispec"),
+    "iraf-equispec-bands-log": (lambda p: ss.make_iraf_equispec_bands(p, n_ap=1, log=True), "iraf-equispec"),
+    "muse-data-stat": (ss.make_muse_stat, "wcs-1d"),
 }
 
 
@@ -74,6 +80,8 @@ def test_detected_and_read_exactly(tmp_path, case):
             assert meta[i]["ra"] == pytest.approx(t["ra"]) and meta[i]["objtype"] == t["objtype"]
         if "hdu" in t:
             assert meta[i]["lamost_hdu"] == t["hdu"]
+        if "order" in t:
+            assert meta[i]["order"] == t["order"]
 
 
 def test_harps_keeps_a_few_reusable_header_cards(tmp_path):
