@@ -107,6 +107,11 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
         for g in layout.grids:
             if not np.all(np.isfinite(g)):
                 raise BadFileError(path, "wavelength grid has non-finite values")
+            steps = np.diff(g)
+            if steps.size and not np.all(steps > 0):
+                k = int(np.flatnonzero(~(steps > 0))[0])
+                raise BadFileError(path, f"wavelength grid is not strictly increasing: pixel {k} is {g[k]:.6g} A, "
+                                         f"pixel {k + 1} {g[k + 1]:.6g} A")
         used = sorted({int(x) for x in np.unique(layout.grid_of)})
         header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))
         scan = FileScan(

@@ -97,6 +97,7 @@ def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResul
     c.run("10 every chunk exists", lambda p: _chunks_complete(c, p))
     if expect is not None and expect.checksums is not None:
         c.run("11 every file is what the merge wrote", lambda p: _checksums(c, expect.checksums, p))
+    c.run("12 wavelength finite and increasing where there is flux", lambda p: _wavelength_grid(c, p))
     return c.results
 
 
@@ -257,6 +258,44 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
         bad_nan.extend(r + int(i) for i in np.flatnonzero(~any_finite))
         bad_zero.extend(r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero))
     return {"all_nan": bad_nan, "all_zero": bad_zero}
+
+
+def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
+    """Additive to the spec: a wavelength that is NaN where the flux is finite, or that does not increase
+    along a spectrum, means a reader misread the file (the worst fault: stored, and wrong). Rows as check 6
+    reads them: every chunk row without shard statistics, the same sample with them."""
+    wave, flux = c.array("signal/wavelength"), c.array("signal/flux_raw")
+    if wave is None or flux is None or flux.ndim != 2 or 0 in flux.shape or \
+            wave.shape not in ((flux.shape[1],), flux.shape):
+        problems.append("cannot check without signal/wavelength aligned with signal/flux_raw")
+        return
+    n_spec = flux.shape[0]
+    cr = flux.chunks[0]
+    starts = list(range(0, n_spec, cr))
+    if c.expect is not None and c.expect.flux_rows is not None:
+        starts = sorted({*starts[::SAMPLE_EVERY], starts[-1]})
+    shared = np.asarray(wave[:], dtype=np.float64) if wave.ndim == 1 else None
+    if shared is not None and not _increasing(shared):
+        problems.append("signal/wavelength (shared by every row) does not increase strictly")
+    bad: list[tuple[int, str]] = []
+    for r in starts:
+        f = np.asarray(flux[r : r + cr])
+        w = np.broadcast_to(shared, f.shape) if shared is not None else np.asarray(wave[r : r + cr])
+        for k in np.flatnonzero((np.isfinite(f) & ~np.isfinite(w)).any(axis=1)):
+            bad.append((r + int(k), "is not finite where the flux has values"))
+        if shared is None:
+            bad.extend((r + k, "does not increase strictly") for k, row in enumerate(w) if not _increasing(row))
+        if len(bad) > MAX_ROWS_NAMED:
+            break
+    for row, what in bad[:MAX_ROWS_NAMED]:
+        problems.append(f"signal/wavelength row {row} {what}{_source_of(c, row)}")
+    if len(bad) > MAX_ROWS_NAMED:
+        problems.append("signal/wavelength: more rows like these")
+
+
+def _increasing(row: np.ndarray) -> bool:
+    w = row[np.isfinite(row)]
+    return bool(w.size < 2 or np.all(np.diff(w) > 0))
 
 
 def _units(c: _Checks, problems: list[str]) -> None:

@@ -70,7 +70,7 @@ def test_shard_statistics_that_disagree_with_the_data_fail_the_gate(published):
 
 def test_published_store_passes(published):
     r = run_cli("validate", published)
-    assert r.exit_code == 0 and "11/11 checks passed" in r.output
+    assert r.exit_code == 0 and "12/12 checks passed" in r.output
 
 
 def test_missing_units_attr_fails(published, tmp_path):
@@ -119,3 +119,23 @@ def test_missing_provenance_and_group_fail(published, tmp_path):
 def test_validate_on_a_non_store(tmp_path):
     r = run_cli("validate", tmp_path / "nothing.zarr")
     assert r.exit_code == 1 and "is not a folder" in r.output
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("repeat", "signal/wavelength (shared by every row) does not increase strictly"),
+    ("nan", "signal/wavelength row 0 is not finite where the flux has values (source "),
+])
+def test_a_wavelength_that_is_not_a_grid_fails(published, tmp_path, edit, message):
+    """Check 12: what a misread file leaves behind (a grid that does not increase, NaN under real flux)."""
+    import numpy as np
+    import zarr
+
+    store = _copy(published, tmp_path)
+    wave = zarr.open_group(store, mode="r+")["signal/wavelength"]
+    values = np.asarray(wave[:])
+    assert values.ndim == 1
+    values[10] = values[9] if edit == "repeat" else np.nan
+    wave[:] = values
+    r = run_cli("validate", store)
+    assert r.exit_code == 1
+    assert f"FAIL 12 wavelength finite and increasing where there is flux: {message}" in r.output, r.output
