@@ -109,7 +109,8 @@ def test_rows_of_different_quantities_are_refused_then_mapped(tmp_path, real):
     """popler: 9 rows = normalized flux, its error (-1e32 = no information), ..., continuum, status, chi2."""
     path = real["popler_sample.fits"]
     out = _ingest(tmp_path, path, ok=False)
-    assert f"{tmp_path / 'in' / path.name}: the image's rows are different quantities (ARRAY1 = 'Normalized flux spectrum'" in out
+    link = tmp_path / "in" / path.name
+    assert f"{link}: the image's rows are different quantities (ARRAY1 = 'Normalized flux spectrum'" in out
     assert "--format mapping" in out
     g, _ = _ingest(tmp_path, path, *_mapping(tmp_path, '[flux]\nhdu = 0\nrow = 0\n[uncertainty]\nhdu = 0\nrow = 1\n'
                                                          'kind = "sigma"\n[continuum]\nhdu = 0\nrow = 3\n'
