@@ -6,6 +6,7 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     column = "FLUX"             # a table column; array column: one spectrum per table row,
                                 #   scalar column: one spectrum, one table row per pixel
     # row = 0                   # or: one row of an image; no column/row: the image (2-D: a row per spectrum)
+    # band = 0                  # a 3-D image [band, row, pixel] (IRAF apall): this plane, then row as above
     unit = "erg/s/cm2/A"        # optional; else TUNITn / BUNIT
     [wavelength]                # required: column/row like flux, or wcs = true (axis 1 of the flux image)
     hdu = 1
@@ -46,7 +47,7 @@ from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, linear_wcs_
 
 PREFIX = "mapping:"
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
-_KEYS = {"hdu", "column", "row", "unit", "log10", "wcs", "kind", "convention", "method"}
+_KEYS = {"hdu", "column", "row", "band", "unit", "log10", "wcs", "kind", "convention", "method"}
 
 
 def mapping_format(path: str) -> str:
@@ -135,6 +136,13 @@ class MappingReader(Reader):
             v = np.asarray(hdu.data[spec["column"]])
             return v[np.newaxis, :] if v.ndim == 1 else v.reshape(v.shape[0], -1)
         v = np.asarray(hdu.data)
+        if "band" in spec:
+            if v.ndim != 3 or not 0 <= spec["band"] < v.shape[0]:
+                raise BadFileError(path, f"mapping: [{role}] band {spec['band']} is not a plane of a {v.shape} image")
+            v = v[spec["band"]]
+        elif v.ndim == 3:
+            raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a 3-D image {v.shape}: say which "
+                                     "plane with band = N (0-based)")
         if "row" in spec:
             if v.ndim != 2 or not 0 <= spec["row"] < v.shape[0]:
                 raise BadFileError(path, f"mapping: [{role}] row {spec['row']} is not a row of a {v.shape} image")

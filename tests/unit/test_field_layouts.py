@@ -139,3 +139,16 @@ def test_a_table_without_a_wavelength_unit_is_refused(tmp_path):
     with pytest.raises(BadFileError, match=r"nounit\.fits: wavelength column 'WAVE' has no unit.*917-1005.*"
                                            r"unit = \"Angstrom\""):
         scan_file(str(p), None, RULES)
+
+
+def test_a_mapping_addresses_a_plane_of_a_3d_image(tmp_path):
+    p, truth = ss.make_iraf_equispec_bands(tmp_path / "bands.fits", n_ap=2)
+    name = mapping(tmp_path, '[flux]\nhdu = 0\nband = 0\n[uncertainty]\nhdu = 0\nband = 3\nkind = "sigma"\n'
+                             '[wavelength]\nwcs = true\n')
+    layout, block = read_with(p, name)
+    assert layout.n_spectra == 2
+    for a in range(2):
+        np.testing.assert_array_equal(block.flux[a], truth[a]["flux"])
+        np.testing.assert_allclose(block.uncertainty[a], truth[a]["sigma"])
+    with pytest.raises(BadFileError, match=r"3-D image \(4, 2, 1500\): say which plane with band = N"):
+        read_with(p, mapping(tmp_path, '[flux]\nhdu = 0\n[wavelength]\nwcs = true\n'))
