@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .config import ClusterRequest, LayoutRequest
+from .config import ClusterRequest, CodecConfig, LayoutRequest
 from .errors import ShardmergeError
 from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
@@ -76,6 +76,12 @@ _common = [
     click.option("--chunk-rows", type=int, default=None,
                  help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB)."),
     click.option("--shard-rows", type=int, default=None, help="Rows per shard, a multiple of the chunk rows."),
+    # every option that decides the store's layout is shared by ingest and plan: plan previews exactly it
+    click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True),
+    click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level."),
+    click.option("--zarr-shard-rows", type=click.IntRange(min=1), default=None,
+                 help="Zarr v3 sharding: put this many rows (a multiple of the chunk rows) of each 2-D array in "
+                      "one file, for filesystems where file counts hurt (Lustre, GPFS)."),
     click.option("--format", "format_name", type=click.Choice(reader_names()), default=None,
                  help="Skip auto-detection: read every input with this reader."),
     click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -99,6 +105,16 @@ def common_options(fn):
 
 _CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
                  "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
+
+
+_LAYOUT_KEYS = ("chunk_rows", "shard_rows", "zarr_format", "clevel", "zarr_shard_rows")
+
+
+def layout_request(options: dict) -> LayoutRequest:
+    """The layout options of a command (ingest and plan share them), removed from `options`."""
+    o = {k: options.pop(k) for k in _LAYOUT_KEYS}
+    return LayoutRequest(chunk_rows=o["chunk_rows"], shard_rows=o["shard_rows"], codec=CodecConfig(clevel=o["clevel"]),
+                         zarr_format=int(o["zarr_format"]), zarr_shard_rows=o["zarr_shard_rows"])
 
 
 def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
@@ -142,17 +158,12 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing store written by shardmerge.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON run report here.")
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
-@click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level.")
-@click.option("--zarr-shard-rows", type=click.IntRange(min=1), default=None,
-              help="Zarr v3 sharding: put this many rows (a multiple of the chunk rows) of each 2-D array in one "
-                   "file, for filesystems where file counts hurt (Lustre, GPFS).")
 @click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, strict, header_rules, scratch, overwrite,
-               report_path, zarr_format, clevel, zarr_shard_rows, keep_scratch, restart, quiet, **options):
+def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, overwrite, report_path, keep_scratch, restart,
+               quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     try:
@@ -161,11 +172,9 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, strict, header_
         _fail(exc)
     opts = IngestOptions(
         inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
-        chunk_rows=chunk_rows, shard_rows=shard_rows, overwrite=overwrite, format_name=format_name,
+        layout=layout_request(options), overwrite=overwrite, format_name=format_name,
         on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
-        zarr_format=int(zarr_format), clevel=clevel, zarr_shard_rows=zarr_shard_rows, keep_scratch=keep_scratch,
-        restart=restart,
-        command=tuple(sys.argv), progress=not quiet,
+        keep_scratch=keep_scratch, restart=restart, command=tuple(sys.argv), progress=not quiet,
     )
     signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C
     try:
@@ -187,11 +196,11 @@ def ingest_cmd(inputs, out, chunk_rows, shard_rows, on_bad_file, strict, header_
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(inputs, chunk_rows, shard_rows, on_bad_file, strict, header_rules, as_json, **options):
+def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
     _setup_logging(quiet=True)
     try:
-        plan = plan_inputs(inputs, request=LayoutRequest(chunk_rows=chunk_rows, shard_rows=shard_rows),
+        plan = plan_inputs(inputs, request=layout_request(options),
                            format_name=format_name_of(options), rules=load_header_rules(header_rules),
                            cluster=cluster_request(options), on_bad_file=on_bad_file,
                            strict=strict_kinds(strict))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .cluster import check_shared_scratch, executor, runner_role
-from .config import ClusterRequest, CodecConfig, LayoutRequest
+from .config import ClusterRequest, LayoutRequest
 from .durable import fsync_tree, remove_tree, storage_errors
 from .errors import BadFilesError, GateError, InputError, ShardmergeError
 from .failpoints import failpoint
@@ -43,26 +43,17 @@ class IngestOptions:
     out: str
     cluster: ClusterRequest = ClusterRequest()
     scratch: str | None = None
-    chunk_rows: int | None = None
-    shard_rows: int | None = None
+    layout: LayoutRequest = LayoutRequest()  # chunks, shards, codec, zarr format: what `plan` previews too
     overwrite: bool = False
     format_name: str | None = None
     on_bad_file: str = "fail"
     strict: frozenset[str] = frozenset()  # kinds of accepted oddity to refuse instead (readers/oddities.py)
     report_path: str | None = None
     header_rules: str | None = None
-    zarr_format: int = 3
-    clevel: int = 5
-    zarr_shard_rows: int | None = None
     keep_scratch: bool = False
     restart: bool = False
     progress: bool = True  # bars on a terminal, periodic log lines otherwise
     command: tuple[str, ...] = ()
-
-    def layout_request(self) -> LayoutRequest:
-        return LayoutRequest(chunk_rows=self.chunk_rows, shard_rows=self.shard_rows,
-                             codec=CodecConfig(clevel=self.clevel), zarr_format=self.zarr_format,
-                             zarr_shard_rows=self.zarr_shard_rows)
 
 
 def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,
@@ -241,7 +232,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             with report.phase("scan"):
                 scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode, opts.strict)
             with report.phase("plan"):
-                plan = make_plan(scans, opts.layout_request())
+                plan = make_plan(scans, opts.layout)
             _describe_plan(plan, report)
             stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
             if stale:

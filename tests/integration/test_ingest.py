@@ -220,3 +220,19 @@ def test_a_small_input_runs_without_starting_a_cluster(tmp_path):
     assert "small input (3 files): running in this process" in r.output
     assert "started a local Dask cluster" not in r.output
     assert json.loads(rep.read_text())["scheduler"] == "inline"
+
+
+def test_plan_previews_exactly_the_layout_ingest_writes(tmp_path, mixed_corpus):
+    """plan and ingest share every layout option: the preview's fingerprint is the ingest's."""
+    layout = ["--chunk-rows", "16", "--shard-rows", "32", "--clevel", "7", "--zarr-shard-rows", "32"]
+    preview = run_cli("plan", mixed_corpus, "--json", "--workers", "0", *layout)
+    assert preview.exit_code == 0, preview
+    planned = json.loads(preview.output)
+    assert planned["codec"]["clevel"] == 7 and planned["zarr_shard_rows"] == 32
+    rep = tmp_path / "r.json"
+    r = run_cli("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--workers", "0", "--report", rep, *layout)
+    assert r.exit_code == 0, r
+    assert json.loads(rep.read_text())["plan"]["plan_fingerprint"] == planned["plan_fingerprint"]
+    default = json.loads(run_cli("plan", mixed_corpus, "--json", "--workers", "0", "--chunk-rows", "16",
+                                 "--shard-rows", "32").output)
+    assert default["plan_fingerprint"] != planned["plan_fingerprint"]  # the codec level is part of the layout
