@@ -411,3 +411,28 @@ def make_muse_stat(path: str | Path, *, n_pix: int = 2048, seed: int = 0) -> tup
     out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)), data, stat]), Path(path))
     sigma = np.sqrt(var.astype(np.float64)).astype(np.float32)
     return out, [{"wave": wave, "flux": flux, "sigma": sigma, "mask": None}]
+
+
+def make_survey_folder(root: str | Path) -> list[tuple[Path, Truth]]:
+    """One folder with every synthetic survey layout (the mixed-folder test and the store fingerprint)."""
+    root = Path(root)
+    return [
+        make_harps_s1d(root / "harps" / "HARPS_s1d_A.fits", n_pix=20_000),
+        make_harps_e2ds(root / "harps" / "HARPS_e2ds_A.fits", n_orders=6),
+        make_espresso_s1d(root / "espresso" / "ESPRE_S1D_A.fits"),
+        make_eso_sdp(root / "eso" / "ADP.2019.fits"),
+        make_eso_sdp(root / "eso" / "ADP.norm.fits", unit="angstrom", contnorm=True, seed=1),
+        make_iraf_multispec(root / "iraf" / "ms.fits"),
+        make_iraf_1d_loglinear(root / "iraf" / "one.fits"),
+        make_iraf_equispec_bands(root / "iraf" / "apall.fits"),
+        make_apstar(root / "apogee" / "apStar-2M1.fits", apogee_id="2M1", n_visits=2),
+        make_aspcapstar(root / "apogee" / "aspcapStar-2M1.fits", apogee_id="2M1"),
+        make_lamost_lrs(root / "lamost" / "old.fits", dr8=False),
+        make_lamost_lrs(root / "lamost" / "dr8.fits", seed=2),
+        make_lamost_mrs(root / "lamost" / "mrs.fits"),
+        make_spplate(root / "sdss" / "spPlate-0266-51602.fits"),
+        make_spspec(root / "sdss" / "spSpec-51602-0266-031.fits"),
+        make_jwst_spec1d(root / "jwst" / "msa_spec1d.fits"),
+        make_calspec_table(root / "hst" / "calspec_stisnic.fits"),
+        make_muse_stat(root / "muse" / "spectrum.fits"),
+    ]

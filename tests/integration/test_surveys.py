@@ -18,32 +18,18 @@ from tests.conftest import run_cli
 @pytest.fixture
 def survey_folder(tmp_path):
     root = tmp_path / "surveys"
-    made = [
-        ss.make_harps_s1d(root / "harps" / "HARPS_s1d_A.fits", n_pix=20_000),
-        ss.make_espresso_s1d(root / "espresso" / "ESPRE_S1D_A.fits"),
-        ss.make_eso_sdp(root / "eso" / "ADP.2019.fits"),
-        ss.make_eso_sdp(root / "eso" / "ADP.norm.fits", unit="angstrom", contnorm=True, seed=1),
-        ss.make_iraf_multispec(root / "iraf" / "ms.fits"),
-        ss.make_iraf_1d_loglinear(root / "iraf" / "one.fits"),
-        ss.make_apstar(root / "apogee" / "apStar-2M1.fits", apogee_id="2M1", n_visits=2),
-        ss.make_aspcapstar(root / "apogee" / "aspcapStar-2M1.fits", apogee_id="2M1"),
-        ss.make_lamost_lrs(root / "lamost" / "old.fits", dr8=False),
-        ss.make_lamost_lrs(root / "lamost" / "dr8.fits", seed=2),
-        ss.make_lamost_mrs(root / "lamost" / "mrs.fits"),
-        ss.make_spplate(root / "sdss" / "spPlate-0266-51602.fits"),
-        ss.make_spspec(root / "sdss" / "spSpec-51602-0266-031.fits"),
-    ]
-    return root, {str(p): truth for p, truth in made}
+    return root, {str(p): truth for p, truth in ss.make_survey_folder(root)}
 
 
 def test_plan_lists_every_format_with_its_file_count(survey_folder):
     root, _ = survey_folder
     r = run_cli("plan", root, "--workers", "0", "--json")
     assert r.exit_code == 0, r
-    formats = json.loads(r.output)["formats"]
+    formats = json.loads(r.stdout)["formats"]
     assert {k: v["files"] for k, v in formats.items()} == {
         "apogee-apstar": 1, "apogee-aspcapstar": 1, "eso-sdp": 2, "espresso-s1d": 1, "iraf-multispec": 1,
-        "lamost": 3, "sdss-spplate": 1, "sdss-spspec": 1, "wcs-1d": 2}
+        "lamost": 3, "sdss-spplate": 1, "sdss-spspec": 1, "wcs-1d": 3, "harps-e2ds": 1, "table-1d": 2,
+        "iraf-equispec": 1}
     assert formats["apogee-aspcapstar"]["spectra"] == 0  # its spectrum is the apStar's row
     text = run_cli("plan", root, "--workers", "0").output
     assert "format          lamost: 3 files, 8 spectra" in text
