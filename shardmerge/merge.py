@@ -22,7 +22,7 @@ from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec
 from .schema import (
-    ARRAYS_2D,
+    ARRAY_BY_NAME,
     INDEX_COLUMNS,
     MASK_ARRAY,
     META_PREFIX,
@@ -32,6 +32,7 @@ from .schema import (
     PARAM_PREFIX,
     REQUIRED_GROUPS,
     ROWS_FILE,
+    arrays_for,
 )
 from .shard import array_dtype, load_manifest, manifest_matches, shard_arrays
 from .zarrio import create_array, storage_grid_shape, write_block, write_slab
@@ -81,24 +82,12 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     fmt, codec = plan.zarr_format, plan.codec
     shape2d = (plan.n_spec, plan.n_pix)
     unit = flux_units_attr(plan)
-    attrs_2d = {
-        "flux_raw": {"units": unit, "description": "flux as in the source file (NaN-padded to N_pix)"},
-        "uncertainty_raw": {"units": unit, "description": "1-sigma uncertainty (from error, ivar or variance)"},
-        "continuum_model": {"units": unit, "description": "continuum from the source; NaN when absent"},
-        "continuum_uncertainty": {"units": unit, "description": "continuum 1-sigma; NaN when absent"},
-        "normalized_flux": {"units": "dimensionless", "description": "source-provided normalized flux"},
-        "normalized_uncertainty": {"units": "dimensionless", "description": "its 1-sigma uncertainty"},
-    }
-    attrs_2d[MASK_ARRAY] = {
-        "units": "bitmask",
-        "description": "pixel mask as the source gives it: 0 = good; bit 31 = padding past the spectrum's end; "
-                       "other bits follow the source's convention (see metadata/format); 0 where a source has "
-                       "no mask",
-        "padding_bit": 31,
-        "source_conventions": list(plan.mask_conventions),
-    }
+    attrs_2d = {a.name: {"units": unit if a.units == "flux" else a.units, "description": a.description}
+                for a in arrays_for(plan.capabilities)}
+    if MASK_ARRAY in attrs_2d:
+        attrs_2d[MASK_ARRAY].update({"padding_bit": 31, "source_conventions": list(plan.mask_conventions)})
     data = {
-        name: create_array(groups[ARRAYS_2D[name]], name, shape=shape2d, chunks=plan.chunks_2d,
+        name: create_array(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
                            dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
                            shards=plan.zarr_shards_2d)
         for name in shard_arrays(plan)

@@ -24,6 +24,7 @@ from .config import (
     LayoutRequest,
 )
 from .errors import PlanError
+from .schema import arrays_for
 
 FLUX_ITEMSIZE = 4  # float32
 
@@ -52,6 +53,7 @@ class FileScan:
     companion: bool = False  # adds arrays to another file's rows (aspcapStar → apStar); no rows of its own
     dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
     notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
+    provides: tuple[str, ...] = ()  # capabilities of schema.ARRAYS rows the file fills beyond the flags above
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ class Plan:
     input_bytes: int
     fingerprint: str = field(default="")
     zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
+    provides: tuple[str, ...] = ()  # union of the inputs' extra capabilities (FileScan.provides), sorted
 
     @property
     def write_rows(self) -> int:
@@ -159,13 +162,15 @@ class Plan:
     def has_mask(self) -> bool:
         return bool(self.mask_conventions)
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the inputs provide, which decides the store's 2-D arrays (schema.arrays_for)."""
+        return frozenset({*self.provides, *(["normalized"] if self.has_normalized else []),
+                          *(["mask"] if self.has_mask else [])})
+
     def estimated_bytes(self) -> int:
         """Uncompressed size of the arrays the merge will write."""
-        per_row = FLUX_ITEMSIZE * 4  # flux, uncertainty, continuum model and uncertainty
-        if self.has_normalized:
-            per_row += FLUX_ITEMSIZE * 2
-        if self.has_mask:
-            per_row += 4
+        per_row = sum(a.itemsize for a in arrays_for(self.capabilities))
         wave = self.n_pix * 8 if self.wavelength_shared else self.n_spec * self.n_pix * 8
         return self.n_spec * self.n_pix * per_row + wave
 
@@ -307,6 +312,7 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         has_continuum=any(s.has_continuum for s in scans),
         has_normalized=any(s.has_normalized for s in every),
         mask_conventions=tuple(sorted({s.mask_convention for s in scans if s.mask_convention})),
+        provides=tuple(sorted({c for s in every for c in s.provides})),
         metadata_keys=tuple(sorted({k for s in scans for k in s.metadata_keys})),
         files_per_format=tuple(sorted(Counter(s.format for s in every).items())),
         spectra_per_format=tuple(sorted(_sum_by(every, "format").items())),
@@ -372,7 +378,7 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
                    plan.zarr_format, plan.common_root, plan.zarr_shard_rows],
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized,
-                 plan.mask_conventions, plan.metadata_keys],
+                 plan.mask_conventions, plan.metadata_keys, *([list(plan.provides)] if plan.provides else [])],
     }
     shards = tuple(
         replace(s, key=_digest({"layout": layout, "rows": [s.row_start, s.row_stop],

@@ -133,6 +133,7 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
             join_key=layout.join_key,
             companion=layout.companion,
             dropped=layout.dropped,
+            provides=tuple(sorted(layout.provides)),
         )
     return replace(scan, notes=tuple(oddities.notes)) if oddities.notes else scan  # warnings: known on close
 

@@ -2,25 +2,80 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .headers import CANONICAL_FLOAT_FIELDS, CANONICAL_STRING_FIELDS
 
 REQUIRED_GROUPS = ("signal", "continuum", "representations", "params", "metadata")
 
-# 2-D (N_spec, N_pix) float32 arrays: name → group. Shard stores hold them flat under these names.
-SPECTRAL_2D = {
-    "flux_raw": "signal",
-    "uncertainty_raw": "signal",
-    "continuum_model": "continuum",
-    "continuum_uncertainty": "continuum",
-    "normalized_flux": "representations",
-    "normalized_uncertainty": "representations",
-}
 # Pixel masks as the sources give them (additive to the spec): uint32, 0 = good. Bit 31 flags padding past
 # a spectrum's end; sources' own bits are kept as they are (their convention is named in the attrs).
 MASK_ARRAY = "mask_raw"
 MASK_PADDING = 1 << 31
 MASK_MAX = MASK_PADDING - 1  # a source value above this would collide with the padding bit
-ARRAYS_2D = {**SPECTRAL_2D, MASK_ARRAY: "signal"}  # every (N_spec, N_pix) array a store can hold
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One (N_spec, N_pix) array of the store: the single description that the shard writer, the merge,
+    the gate and the size estimate loop over. Adding an array is adding a row here, and a reader that
+    fills it (SpectraBlock.arrays[name]) and declares its capability (Layout.provides)."""
+
+    name: str  # in its group, in shard stores and in SpectraBlock.arrays
+    group: str
+    dtype: str
+    units: str  # "flux": the sources' flux unit; else the literal units attr
+    description: str
+    capability: str = ""  # "" always written; else only when some input provides this capability
+    pairs_with: str = ""  # written together with this array or not at all
+    padding: float | int = float("nan")  # value past a spectrum's end (and before a row is filled)
+    absent: float | int = float("nan")  # value over a spectrum's pixels when its source lacks the array
+    companion: bool = False  # a companion file (aspcapStar) may supply it for another file's rows
+
+    @property
+    def path(self) -> str:
+        return f"{self.group}/{self.name}"
+
+    @property
+    def itemsize(self) -> int:
+        return _ITEMSIZE[self.dtype]
+
+    def blank(self, shape: tuple[int, int]):  # -> np.ndarray; numpy is imported here, not by the pure plan
+        import numpy as np
+
+        return np.full(shape, self.padding, dtype=self.dtype)
+
+
+_ITEMSIZE = {"float32": 4, "float64": 8, "uint32": 4, "uint8": 1, "int16": 2, "int32": 4}
+
+
+ARRAYS = (
+    ArraySpec("flux_raw", "signal", "float32", "flux", "flux as in the source file (NaN-padded to N_pix)"),
+    ArraySpec("uncertainty_raw", "signal", "float32", "flux", "1-sigma uncertainty (from error, ivar or variance)"),
+    ArraySpec("continuum_model", "continuum", "float32", "flux", "continuum from the source; NaN when absent",
+              companion=True),
+    ArraySpec("continuum_uncertainty", "continuum", "float32", "flux", "continuum 1-sigma; NaN when absent",
+              companion=True),
+    ArraySpec("normalized_flux", "representations", "float32", "dimensionless", "source-provided normalized flux",
+              capability="normalized", pairs_with="normalized_uncertainty", companion=True),
+    ArraySpec("normalized_uncertainty", "representations", "float32", "dimensionless", "its 1-sigma uncertainty",
+              capability="normalized", pairs_with="normalized_flux", companion=True),
+    ArraySpec(MASK_ARRAY, "signal", "uint32", "bitmask",
+              "pixel mask as the source gives it: 0 = good; bit 31 = padding past the spectrum's end; other bits "
+              "follow the source's convention (see metadata/format); 0 where a source has no mask",
+              capability="mask", padding=MASK_PADDING, absent=0),
+)
+ARRAY_BY_NAME = {a.name: a for a in ARRAYS}
+
+
+def arrays_for(capabilities: frozenset[str] | set[str]) -> tuple[ArraySpec, ...]:
+    """The 2-D arrays a store (or a shard) holds when its inputs provide these capabilities, in table order."""
+    return tuple(a for a in ARRAYS if not a.capability or a.capability in capabilities)
+
+
+# 2-D float arrays (the spectral ones: units attrs required) and every 2-D array: name → group
+SPECTRAL_2D = {a.name: a.group for a in ARRAYS if a.dtype.startswith("float")}
+ARRAYS_2D = {a.name: a.group for a in ARRAYS}
 REQUIRED_ARRAYS = (
     "signal/wavelength",
     "signal/flux_raw",

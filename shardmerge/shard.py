@@ -26,13 +26,14 @@ from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader, open_fits
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
 from .schema import (
+    ARRAY_BY_NAME,
+    ARRAYS,
     MANIFEST_FILE,
-    MASK_ARRAY,
-    MASK_PADDING,
     META_PREFIX,
     METADATA_CANONICAL,
     PARAM_PREFIX,
     ROWS_FILE,
+    arrays_for,
 )
 from .validate import flux_row_faults
 from .zarrio import create_array, write_slab
@@ -43,23 +44,12 @@ def shard_path(scratch: str, shard: ShardSpec) -> str:
 
 
 def shard_arrays(plan: Plan) -> list[str]:
-    names = ["flux_raw", "uncertainty_raw", "continuum_model", "continuum_uncertainty"]
-    if plan.has_normalized:
-        names += ["normalized_flux", "normalized_uncertainty"]
-    if plan.has_mask:
-        names.append(MASK_ARRAY)
-    return names
+    """The 2-D arrays of this plan's shards (and store), in the schema table's order."""
+    return [a.name for a in arrays_for(plan.capabilities)]
 
 
 def array_dtype(name: str) -> str:
-    return "uint32" if name == MASK_ARRAY else "float32"
-
-
-def _blank(name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A block before any source row lands in it: NaN, or for the mask the padding bit."""
-    if name == MASK_ARRAY:
-        return np.full(shape, MASK_PADDING, dtype=np.uint32)
-    return np.full(shape, np.nan, dtype=np.float32)
+    return ARRAY_BY_NAME[name].dtype
 
 
 def load_manifest(path: str) -> dict | None:
@@ -98,6 +88,11 @@ class _RowTable:
 
     def add(self, name: str, values: list) -> None:
         self.columns.setdefault(name, []).extend(values)
+
+
+# arrays whose value over a source's pixels, when the source lacks them, is not their padding (the mask's 0)
+_ABSENT_DIFFERS = {a.name: not (a.absent == a.padding or (a.absent != a.absent and a.padding != a.padding))
+                   for a in ARRAYS}
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) -> dict:
@@ -240,21 +235,13 @@ def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
 
 def _new_block(plan: Plan, names: list[str], start: int, n_rows: int) -> _RowBlock:
     n = min(plan.write_rows, n_rows - start)  # whole storage files only: Zarr shards are never half-written
-    arrays = {name: _blank(name, (n, plan.n_pix)) for name in names}
+    arrays = {name: ARRAY_BY_NAME[name].blank((n, plan.n_pix)) for name in names}
     wave = None if plan.wavelength_shared else np.full((n, plan.n_pix), np.nan, dtype=np.float64)
     return _RowBlock(start, n, arrays, wave)
 
 
 def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegment, done: int, take: int) -> None:
-    src = {
-        "flux_raw": values.flux,
-        "uncertainty_raw": values.uncertainty,
-        "continuum_model": values.continuum,
-        "continuum_uncertainty": values.continuum_uncertainty,
-        "normalized_flux": values.normalized_flux,
-        "normalized_uncertainty": values.normalized_uncertainty,
-        MASK_ARRAY: values.mask,
-    }
+    src = {name: values.get(name) for name in block.arrays}
     rows = slice(block.filled, block.filled + take)
     first = seg.first + done  # index within the file of the first spectrum copied
     grid_ids = layout.grid_of[first : first + take]
@@ -263,8 +250,8 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         for name, arr in block.arrays.items():
             if src[name] is not None:
                 arr[rows, :width] = src[name][done : done + take, :width]
-            elif name == MASK_ARRAY:
-                arr[rows, :width] = 0  # a source without a mask: its pixels are not flagged, padding is
+            elif _ABSENT_DIFFERS[name]:
+                arr[rows, :width] = ARRAY_BY_NAME[name].absent  # a mask: a source without one flags no pixel
         if block.wavelength is not None:
             block.wavelength[rows, :width] = layout.grids[int(grid_ids[0])]
         return
@@ -275,8 +262,8 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         for name, arr in block.arrays.items():
             if src[name] is not None:
                 arr[dst, :width] = src[name][i, :width]
-            elif name == MASK_ARRAY:
-                arr[dst, :width] = 0
+            elif _ABSENT_DIFFERS[name]:
+                arr[dst, :width] = ARRAY_BY_NAME[name].absent
         if block.wavelength is not None:
             block.wavelength[dst, :width] = layout.grids[int(layout.grid_of[seg.first + i])]
 
@@ -306,9 +293,8 @@ def _check_unchanged(f: FileSegment | Companion) -> None:
 def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:
     n = seg.count
     widest = max(layout.n_pix(seg.first + i) for i in range(n))
-    for name in ("flux", "uncertainty", "continuum", "continuum_uncertainty", "normalized_flux",
-                 "normalized_uncertainty", "mask"):
-        arr = getattr(values, name)
+    for spec in ARRAYS:
+        name, arr = spec.name, values.get(spec.name)
         if arr is not None and (arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < widest):
             raise BadFileError(seg.path, f"{name} has shape {arr.shape}, expected ({n}, >= {widest})")
 
@@ -325,14 +311,14 @@ def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp
     if len(layout.companion_rows) != clayout.n_spectra:
         raise BadFileError(comp.path, f"holds {clayout.n_spectra} spectra; {seg.path} takes "
                                       f"{len(layout.companion_rows)} from it")
-    for name in ("normalized_flux", "normalized_uncertainty", "continuum", "continuum_uncertainty"):
-        src = getattr(extra, name)
+    for spec in ARRAYS:
+        name, src = spec.name, extra.get(spec.name) if spec.companion else None
         if src is None:
             continue
-        dst = getattr(values, name)
+        dst = values.get(name)
         if dst is None:
-            dst = np.full(values.flux.shape, np.nan, dtype=np.float32)
-            setattr(values, name, dst)
+            dst = np.full(values.flux.shape, spec.absent, dtype=spec.dtype)
+            values.put(name, dst)
         for r in targets:
             k = layout.companion_rows.index(r)
             width = min(dst.shape[1], src.shape[1])

@@ -14,7 +14,15 @@ import pyarrow.parquet as pq
 import zarr
 
 from .durable import file_checksum
-from .schema import ARRAYS_2D, INDEX_COLUMNS, PROVENANCE_ATTRS, REQUIRED_ARRAYS, REQUIRED_GROUPS, SPECTRAL_2D
+from .schema import (
+    ARRAY_BY_NAME,
+    ARRAYS,
+    INDEX_COLUMNS,
+    PROVENANCE_ATTRS,
+    REQUIRED_ARRAYS,
+    REQUIRED_GROUPS,
+    SPECTRAL_2D,
+)
 from .zarrio import storage_grid_shape
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
@@ -127,13 +135,14 @@ def _arrays_align(c: _Checks, problems: list[str]) -> None:
         return
     if c.expect and shape != (c.expect.n_spec, c.expect.n_pix):
         problems.append(f"signal/flux_raw has shape {shape}, the plan expects {(c.expect.n_spec, c.expect.n_pix)}")
-    present = {name for name, g in SPECTRAL_2D.items() if c.array(f"{g}/{name}") is not None}
-    for name, g in ARRAYS_2D.items():
-        arr = c.array(f"{g}/{name}")
+    present = {a.name for a in ARRAYS if c.array(a.path) is not None}
+    for a in ARRAYS:
+        arr = c.array(a.path)
         if arr is not None and arr.shape != shape:
-            problems.append(f"{g}/{name} has shape {arr.shape}, expected {shape} like signal/flux_raw")
-    if ("normalized_flux" in present) != ("normalized_uncertainty" in present):
-        problems.append("representations/normalized_flux and normalized_uncertainty must be written together")
+            problems.append(f"{a.path} has shape {arr.shape}, expected {shape} like signal/flux_raw")
+        partner = ARRAY_BY_NAME.get(a.pairs_with)
+        if partner and a.name < partner.name and (a.name in present) != (partner.name in present):
+            problems.append(f"{a.path} and {partner.path} must be written together")
     method = c.array("continuum/method")
     if method is not None:
         if method.shape != (shape[0],):

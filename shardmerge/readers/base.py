@@ -54,6 +54,7 @@ class Layout:
     source_index: np.ndarray | None = None
     dropped: int = 0
     notes: tuple[tuple[str, str], ...] = ()  # (oddity kind, text): accepted, said in the report (oddities.py)
+    provides: frozenset[str] = frozenset()  # capabilities of schema.ARRAYS rows this file fills (e.g. "sky")
 
     def n_pix(self, i: int) -> int:
         return int(self.grids[int(self.grid_of[i])].shape[0])
@@ -75,6 +76,26 @@ class SpectraBlock:
     normalized_uncertainty: np.ndarray | None = None
     mask: np.ndarray | None = None  # (n, w) uint32, 0 = good; None when the source has no mask
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    # any other array of the store's table (schema.ARRAYS), by its name; its capability in Layout.provides
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def get(self, name: str) -> np.ndarray | None:
+        """The values for the store array `name` (schema.ARRAYS), or None when the source has none."""
+        attr = _BLOCK_FIELDS.get(name)
+        return getattr(self, attr) if attr else self.arrays.get(name)
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        attr = _BLOCK_FIELDS.get(name)
+        if attr:
+            setattr(self, attr, values)
+        else:
+            self.arrays[name] = values
+
+
+# the store arrays every reader deals with have short fields of their own (flux=, uncertainty=, …)
+_BLOCK_FIELDS = {"flux_raw": "flux", "uncertainty_raw": "uncertainty", "continuum_model": "continuum",
+                 "continuum_uncertainty": "continuum_uncertainty", "normalized_flux": "normalized_flux",
+                 "normalized_uncertainty": "normalized_uncertainty", "mask_raw": "mask"}
 
 
 def grid_fingerprint(wavelength: np.ndarray) -> str:
