@@ -11,7 +11,7 @@ import zarr
 from .errors import InputError
 from .report import store_bytes
 from .schema import PROVENANCE_ATTRS
-from .validate import all_arrays
+from .store import all_arrays
 
 
 def summarize(store: str) -> dict:

@@ -35,7 +35,7 @@ from .schema import (
     arrays_for,
 )
 from .shard import array_dtype, load_manifest, manifest_matches, shard_arrays
-from .zarrio import create_array, storage_grid_shape, write_block, write_slab
+from .zarrio import create_array, storage_grid, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
 
@@ -242,7 +242,7 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
     manifest's (a chunk damaged in scratch since its shard was written is caught here, not published).
     With `link`, hard-link where the filesystem allows: shard files are never modified after their
     rename, and the caller deletes the scratch afterwards."""
-    grid = tuple(-(-n // c) for n, c in zip(src.shape, storage_grid_shape(src), strict=True))
+    grid = storage_grid(src)
     src_parts = src.path.split("/")
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made: set[str] = set()

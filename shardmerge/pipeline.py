@@ -69,7 +69,7 @@ def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRule
     dropped = sum(s.dropped for s in scans)
     if dropped:
         report.counts["spectra_dropped_no_data"] = dropped
-        log.warning("left out %d spectra that carry no data (inverse variance 0 at every pixel) from %d file(s)",
+        log.warning("left out %d spectra that their readers found to carry no data at all, from %d file(s)",
                     dropped, sum(1 for s in scans if s.dropped))
     if bad:
         if on_bad_file != "skip":

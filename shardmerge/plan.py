@@ -47,10 +47,10 @@ class FileScan:
     param_keys: tuple[str, ...] = ()
     has_continuum: bool = False
     has_normalized: bool = False
-    mask_convention: str = ""  # non-empty: the file gives pixel masks (whose bits: e.g. "SDSS and_mask")
+    mask_convention: str = ""  # non-empty: the file gives pixel masks, and whose bits they are (reader's words)
     metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings
     join_key: str = ""  # a companion attaches to the (non-companion) file with the same key
-    companion: bool = False  # adds arrays to another file's rows (aspcapStar → apStar); no rows of its own
+    companion: bool = False  # adds arrays to the rows of the file with the same join_key; no rows of its own
     dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
     notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
     provides: tuple[str, ...] = ()  # capabilities of schema.ARRAYS rows the file fills beyond the flags above

@@ -16,7 +16,7 @@ from contextlib import suppress
 from .durable import fsync_path, remove_tree
 from .errors import LockHeldError, TargetError
 from .failpoints import failpoint
-from .validate import is_shardmerge_store
+from .store import is_shardmerge_store
 
 log = logging.getLogger("shardmerge")
 

@@ -35,7 +35,7 @@ from .schema import (
     ROWS_FILE,
     arrays_for,
 )
-from .validate import flux_row_faults
+from .store import flux_row_faults
 from .zarrio import create_array, write_slab
 
 
@@ -300,7 +300,7 @@ def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None
 
 
 def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp: Companion) -> None:
-    """Put a companion file's arrays (e.g. an aspcapStar's normalized flux) into the rows of this segment
+    """Put a companion file's arrays (those the schema marks `companion`) into the rows of this segment
     that its layout names (`companion_rows`); rows without one stay NaN."""
     _check_unchanged(comp)
     reader = get_reader(comp.format)

@@ -3,9 +3,7 @@ other tools wrote). Every check records its result; a failure says what was expe
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,7 +21,8 @@ from .schema import (
     REQUIRED_GROUPS,
     SPECTRAL_2D,
 )
-from .zarrio import storage_grid_shape
+from .store import all_arrays, members, row_data_flags
+from .zarrio import storage_grid
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
 
@@ -186,7 +185,7 @@ def _rowwise(c: _Checks, problems: list[str]) -> None:
             group = c.root[g]
         except KeyError:
             continue
-        for name, arr in _members(group):
+        for name, arr in members(group):
             if isinstance(arr, zarr.Array) and arr.shape != (shape[0],):
                 problems.append(f"{g}/{name} has shape {arr.shape}, expected ({shape[0]},)")
 
@@ -202,16 +201,6 @@ def _source_of(c: _Checks, row: int) -> str:
 
 
 SAMPLE_EVERY = 16  # with shard statistics, check 6 decodes every 16th chunk row (and the first and last)
-
-
-def flux_row_faults(block: np.ndarray, kind: str) -> np.ndarray:
-    """Rows of a full-width flux block that carry no data: "all_nan" (no finite value) or "all_zero" (finite
-    values, all 0)."""
-    finite = np.isfinite(block)
-    any_finite = finite.any(axis=1)
-    if kind == "all_nan":
-        return np.flatnonzero(~any_finite)
-    return np.flatnonzero(any_finite & ~(finite & (block != 0)).any(axis=1))
 
 
 def _flux_rows(c: _Checks, problems: list[str]) -> None:
@@ -261,9 +250,9 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
                 problems.append(f"signal/flux_raw chunk ({r // cr}, {col // cp}) cannot be read: "
                                 f"{type(exc).__name__}: {exc}")
                 continue
-            finite = np.isfinite(block)
-            any_finite |= finite.any(axis=1)
-            any_nonzero |= (finite & (block != 0)).any(axis=1)
+            finite, nonzero = row_data_flags(block)
+            any_finite |= finite
+            any_nonzero |= nonzero
         bad_nan.extend(r + int(i) for i in np.flatnonzero(~any_finite))
         bad_zero.extend(r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero))
     return {"all_nan": bad_nan, "all_zero": bad_zero}
@@ -344,7 +333,7 @@ def _chunks_complete(c: _Checks, problems: list[str]) -> None:
     """A missing chunk reads back as the fill value without any error, so look for every chunk file."""
     for path, arr in all_arrays(c.root):
         base = os.path.join(c.store, *path.split("/"))
-        grid = tuple(-(-s // ch) for s, ch in zip(arr.shape, storage_grid_shape(arr), strict=True))
+        grid = storage_grid(arr)
         missing = []
         for coords in np.ndindex(*grid):
             key = _chunk_key(arr, coords)
@@ -379,35 +368,3 @@ def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
     return arr.metadata.encode_chunk_key(coords)
 
 
-def _members(group: zarr.Group) -> list[tuple[str, object]]:
-    """Children of a group. index.parquet sits at the store root (the spec puts it there); zarr warns that
-    it is not a zarr node, which is expected here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*is not recognized as a component of a Zarr hierarchy")
-        return sorted(group.members(), key=lambda m: m[0])
-
-
-def all_arrays(group: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Array]]:
-    out = []
-    for name, node in _members(group):
-        path = f"{prefix}{name}"
-        if isinstance(node, zarr.Array):
-            out.append((path, node))
-        else:
-            out.extend(all_arrays(node, path + "/"))
-    return out
-
-
-def is_shardmerge_store(path: str) -> bool:
-    """True when `path` is a zarr group whose provenance says shardmerge wrote it."""
-    for meta in ("zarr.json", ".zattrs"):
-        try:
-            with open(os.path.join(path, meta), encoding="utf-8") as f:
-                doc = json.load(f)
-        except (OSError, ValueError):
-            continue
-        attrs = doc.get("attributes", {}) if meta == "zarr.json" else doc
-        pipeline = attrs.get("ingest_pipeline", "") if isinstance(attrs, dict) else ""
-        if isinstance(pipeline, str) and pipeline.startswith("shardmerge"):
-            return True
-    return False

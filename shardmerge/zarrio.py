@@ -79,3 +79,8 @@ def write_block(array: zarr.Array, origin: tuple[int, ...], block: np.ndarray) -
 def storage_grid_shape(arr: zarr.Array) -> tuple[int, ...]:
     """Shape of one storage file's region: the Zarr shard when the array is sharded, else the chunk."""
     return tuple(arr.metadata.chunk_grid.chunk_shape) if arr.metadata.zarr_format == 3 else tuple(arr.chunks)
+
+
+def storage_grid(arr: zarr.Array) -> tuple[int, ...]:
+    """How many storage files (chunks, or Zarr shards) the array has along each dimension."""
+    return tuple(-(-n // c) for n, c in zip(arr.shape, storage_grid_shape(arr), strict=True))

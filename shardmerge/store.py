@@ -1,0 +1,62 @@
+"""What a shardmerge store is, and reading one: the helpers the shard writer, the publish step, `inspect`
+and the gate share (the gate's checks themselves live in validate.py, which only the pipeline and the CLI
+import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import zarr
+
+
+def is_shardmerge_store(path: str) -> bool:
+    """True when `path` is a zarr group whose provenance says shardmerge wrote it."""
+    for meta in ("zarr.json", ".zattrs"):
+        try:
+            with open(os.path.join(path, meta), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get("attributes", {}) if meta == "zarr.json" else doc
+        pipeline = attrs.get("ingest_pipeline", "") if isinstance(attrs, dict) else ""
+        if isinstance(pipeline, str) and pipeline.startswith("shardmerge"):
+            return True
+    return False
+
+
+def members(group: zarr.Group) -> list[tuple[str, object]]:
+    """Children of a group. index.parquet sits at the store root (the spec puts it there); zarr warns that
+    it is not a zarr node, which is expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is not recognized as a component of a Zarr hierarchy")
+        return sorted(group.members(), key=lambda m: m[0])
+
+
+def all_arrays(group: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Array]]:
+    out = []
+    for name, node in members(group):
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Array):
+            out.append((path, node))
+        else:
+            out.extend(all_arrays(node, path + "/"))
+    return out
+
+
+def row_data_flags(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a flux block: (any finite value, any finite non-zero value). A row with neither carries no
+    data (all NaN); one with the first only is all zero. NaN padding past a spectrum's end is neither."""
+    finite = np.isfinite(block)
+    return finite.any(axis=1), (finite & (block != 0)).any(axis=1)
+
+
+def flux_row_faults(block: np.ndarray, kind: str) -> np.ndarray:
+    """Rows of a full-width flux block that carry no data: "all_nan" (no finite value) or "all_zero" (finite
+    values, all 0)."""
+    any_finite, any_nonzero = row_data_flags(block)
+    if kind == "all_nan":
+        return np.flatnonzero(~any_finite)
+    return np.flatnonzero(any_finite & ~any_nonzero)
