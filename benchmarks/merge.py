@@ -24,7 +24,7 @@ from unittest import mock
 from shardmerge import merge
 from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.pipeline import plan_inputs, scratch_dir
-from shardmerge.shard import shard_path
+from shardmerge.shardstore import shard_path
 
 
 def main() -> None:

@@ -31,10 +31,9 @@ from .schema import (
     METADATA_UNITS,
     PARAM_PREFIX,
     REQUIRED_GROUPS,
-    ROWS_FILE,
     arrays_for,
 )
-from .shard import array_dtype, load_manifest, manifest_matches, shard_arrays
+from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
 from .zarrio import create_array, storage_grid, write_block, write_slab
 
 INDEX_FILE = "index.parquet"

@@ -29,7 +29,8 @@ from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_pat
 from .readers.oddities import kind_of
 from .report import RunReport, store_bytes
 from .scan import BadFile, SharedTuples, batches, discover_inputs, scan_batch
-from .shard import shard_path, write_shard
+from .shard import write_shard
+from .shardstore import shard_path
 from .validate import Expectation, failures, run_checks
 
 log = logging.getLogger("shardmerge")

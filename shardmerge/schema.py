@@ -100,7 +100,5 @@ INDEX_COLUMNS = ("row", "spec_id", "source_path", "source_hdu", "source_row", "f
                  "ra", "dec", "object")
 
 PROVENANCE_ATTRS = ("schema_version", "ingest_pipeline", "created_at", "git_commit")
-ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
-MANIFEST_FILE = "manifest.json"  # written last inside a shard store
 PARAM_PREFIX = "param:"  # row-table column prefix for params/*
 META_PREFIX = "meta:"  # row-table column prefix for format-specific metadata/* strings (arm, targetid, …)

@@ -7,7 +7,6 @@ partial and reports the existing shard."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 import uuid
@@ -25,50 +24,18 @@ from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader, open_fits
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
-from .schema import (
-    ARRAY_BY_NAME,
-    ARRAYS,
-    MANIFEST_FILE,
-    META_PREFIX,
-    METADATA_CANONICAL,
-    PARAM_PREFIX,
+from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
+from .shardstore import (
     ROWS_FILE,
-    arrays_for,
+    array_dtype,
+    load_manifest,
+    manifest_matches,
+    shard_arrays,
+    shard_path,
+    write_manifest,
 )
 from .store import flux_row_faults
 from .zarrio import create_array, write_slab
-
-
-def shard_path(scratch: str, shard: ShardSpec) -> str:
-    return os.path.join(scratch, shard.store_name)
-
-
-def shard_arrays(plan: Plan) -> list[str]:
-    """The 2-D arrays of this plan's shards (and store), in the schema table's order."""
-    return [a.name for a in arrays_for(plan.capabilities)]
-
-
-def array_dtype(name: str) -> str:
-    return ARRAY_BY_NAME[name].dtype
-
-
-def load_manifest(path: str) -> dict | None:
-    try:
-        with open(os.path.join(path, MANIFEST_FILE), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def manifest_matches(manifest: dict | None, shard: ShardSpec) -> bool:
-    """The shard store holds exactly this shard: same key (layout and inputs), same rows."""
-    return (
-        manifest is not None
-        and manifest.get("key") == shard.key
-        and manifest.get("row_start") == shard.row_start
-        and manifest.get("row_stop") == shard.row_stop
-        and isinstance(manifest.get("files"), dict)
-    )
 
 
 @dataclass
@@ -118,7 +85,7 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
             manifest = _materialize(plan, shard, partial, rules)
             manifest["files"] = fsync_tree(partial, checksums=True)
             manifest["seconds"] = round(time.perf_counter() - t0, 4)
-            _write_manifest(partial, manifest)
+            write_manifest(partial, manifest)
             failpoint("shard-before-rename")
             won = _rename_first_wins(partial, final)
             fsync_path(scratch, directory=True)
@@ -131,15 +98,6 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
             raise ShardError(f"{final} appeared during this attempt but its manifest is not this shard's")
         return {**winner, "reused": False}
     return {**manifest, "reused": False}
-
-
-def _write_manifest(partial: str, manifest: dict) -> None:
-    path = os.path.join(partial, MANIFEST_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_path(partial, directory=True)
 
 
 def _rename_first_wins(partial: str, final: str) -> bool:

@@ -17,7 +17,8 @@ from shardmerge import shard as shard_module
 from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.headers import load_header_rules
 from shardmerge.pipeline import plan_inputs
-from shardmerge.shard import load_manifest, write_shard
+from shardmerge.shard import write_shard
+from shardmerge.shardstore import load_manifest
 from tests.conftest import run_cli, run_cli_process
 from tests.faults.conftest import LAYOUT, failpoint_dir, report_of, shard_stores, wait_for_failpoint, wait_until
 from tests.storecmp import chunk_files
