@@ -11,6 +11,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -121,16 +122,34 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     return data, wave, rows
 
 
+@dataclass
+class MergeResult:
+    """What the merge wrote, as the gate takes it (and the run report shows it)."""
+
+    # {path in the store: [size, crc32]} of every file: for chunks copied from shards, the values their shard
+    # task recorded, so the gate can prove that what it passes is what the workers wrote
+    checksums: dict[str, list[int]]
+    # {"all_nan": rows, "all_zero": rows} of flux_raw as the shard tasks computed them; None unless every flux
+    # chunk was copied raw from a checksum-verified shard (the gate then decodes only a sample)
+    flux_rows: dict[str, list[int]] | None
+    raw_chunks: int  # chunk files copied (or linked) without decoding
+    recoded_arrays: int  # shard arrays decoded and re-encoded (a layout that does not line up)
+    unverified_flux_shards: int  # shards whose flux rows were not taken from their manifest
+    seconds: float
+
+    def stats(self) -> dict:
+        out = {"raw_chunks": self.raw_chunks, "recoded_arrays": self.recoded_arrays}
+        if self.unverified_flux_shards:
+            out["unverified_flux_shards"] = self.unverified_flux_shards
+        return {**out, "seconds": self.seconds}
+
+
 def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
-                progress: Callable[[int], None] | None = None, link_chunks: bool = False,
-                checksums: dict[str, list[int]] | None = None,
-                flux_rows: dict[str, list[int]] | None = None) -> dict:
-    """Phase A: write the whole store at `tmp` (which must not exist). Returns byte and timing stats.
-    `link_chunks`: hard-link shard chunk files instead of copying them (only when the shards are deleted
-    after the publish, so nothing else can ever reach those files). `checksums` is filled with
-    {path in the store: [size, crc32]} of every file: for chunks copied from shards, the values their
-    shard task recorded, so the gate can prove that what it passes is what the workers wrote."""
-    checksums = {} if checksums is None else checksums
+                progress: Callable[[int], None] | None = None, link_chunks: bool = False) -> MergeResult:
+    """Phase A: write the whole store at `tmp` (which must not exist). `link_chunks`: hard-link shard chunk
+    files instead of copying them (only when the shards are deleted after the publish, so nothing else can
+    ever reach those files)."""
+    checksums: dict[str, list[int]] = {}
     shard_flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
@@ -170,8 +189,6 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
         if writer is not None:
             writer.close()
     os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
-    if flux_rows is not None and not stats.get("unverified_flux_shards"):
-        flux_rows.update(shard_flux_rows)  # every flux chunk came raw from a checksum-verified shard
     root.attrs.update(provenance)
     consolidate(tmp)
     for dirpath, _, names in os.walk(tmp):  # what was not copied from a shard: checksum it as written
@@ -180,7 +197,10 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             rel = os.path.relpath(full, tmp)
             if rel not in checksums:
                 checksums[rel] = file_checksum(full)
-    return {**stats, "seconds": round(time.perf_counter() - t0, 4)}
+    unverified = stats.get("unverified_flux_shards", 0)
+    return MergeResult(checksums=checksums, flux_rows=None if unverified else shard_flux_rows,
+                       raw_chunks=stats["raw_chunks"], recoded_arrays=stats["recoded_arrays"],
+                       unverified_flux_shards=unverified, seconds=round(time.perf_counter() - t0, 4))
 
 
 def consolidate(store: str) -> None:

@@ -226,9 +226,9 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             log.info("small input (%d files): running in this process; --workers N starts a cluster", len(paths))
             cluster = replace(cluster, workers=0)
         with executor(cluster, runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
-            report.extra["workers"] = ex.workers
-            report.extra["scheduler"] = ex.address
-            report.extra["cluster"] = ex.info
+            report.workers = ex.workers
+            report.scheduler = ex.address
+            report.cluster = ex.info
             check_shared_scratch(ex, scratch)
             with report.phase("scan"):
                 scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode, opts.strict)
@@ -259,10 +259,10 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
                       "them)", scratch)
             raise
     seconds = sum(report.phases.values())
-    report.extra["throughput"] = {"spectra_per_s": round(plan.n_spec / seconds, 1),
+    report.throughput = {"spectra_per_s": round(plan.n_spec / seconds, 1),
                                   "input_mb_per_s": round(plan.input_bytes / 1e6 / seconds, 2)}
     # the merge writer is this process: its peak must not grow with N_spec (workers are measured apart)
-    report.extra["driver_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report.driver_peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not opts.keep_scratch:
         remove_tree(scratch)
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
@@ -277,24 +277,22 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
         provenance["input_oddities"] = odd
     with report.phase("merge"):
         progress = Progress("merge", len(plan.shards), "shards", progress_mode(opts.progress))
-        checksums: dict[str, list[int]] = {}
-        flux_rows: dict[str, list[int]] = {}
-        report.extra["merge"] = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
-                                            provenance, progress, link_chunks=not opts.keep_scratch,
-                                            checksums=checksums, flux_rows=flux_rows)
+        merged = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp, provenance, progress,
+                             link_chunks=not opts.keep_scratch)
+        report.merge = merged.stats()
     with report.phase("validate"):
         fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
-        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, checksums, flux_rows or None))
-        report.extra["gate_flux_rows"] = "shard statistics + sampled decode" if flux_rows else "full decode"
-        report.extra["checks"] = {r.name: ("pass" if r.ok else "fail") for r in results}
+        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows))
+        report.gate_flux_rows = "shard statistics + sampled decode" if merged.flux_rows else "full decode"
+        report.checks = {r.name: ("pass" if r.ok else "fail") for r in results}
         failed = failures(results)
         if failed:
             raise GateError(tmp, failed)  # its message lists every failed check
         log.info("gate: %d checks passed on %s", len(results), tmp)
     report.bytes["store"], report.counts["store_files"] = store_bytes(tmp)
     with report.phase("publish"):
-        report.extra["publish_method"] = publish(tmp, out)
+        report.publish_method = publish(tmp, out)
 
 
 def _describe_plan(plan: Plan, report: RunReport) -> None:

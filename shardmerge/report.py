@@ -12,6 +12,9 @@ from typing import Any
 
 @dataclass
 class RunReport:
+    """Everything a run tells its user, written as JSON. Fields from `workers` on are known only once the
+    run gets that far: they appear in the JSON once set."""
+
     command: str = ""
     status: str = "running"
     output: str = ""
@@ -22,7 +25,15 @@ class RunReport:
     odd_files: list[dict[str, Any]] = field(default_factory=list)  # accepted with oddities: path, notes
     plan: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None
+    scheduler: str | None = None  # its address; "inline" without a cluster
+    cluster: dict[str, Any] | None = None  # kind, and for SLURM the job script and the times to workers
+    merge: dict[str, Any] | None = None  # MergeResult.stats()
+    gate_flux_rows: str | None = None  # how check 6 saw the flux rows
+    checks: dict[str, str] | None = None  # check name → pass / fail
+    publish_method: str | None = None
+    throughput: dict[str, float] | None = None
+    driver_peak_rss_mib: float | None = None
 
     @contextmanager
     def phase(self, name: str):
@@ -45,7 +56,7 @@ class RunReport:
             "odd_files": self.odd_files,
             "plan": self.plan,
             "error": self.error,
-            **self.extra,
+            **{name: getattr(self, name) for name in _LATE_FIELDS if getattr(self, name) is not None},
         }
 
     def write(self, path: str) -> None:
@@ -55,6 +66,10 @@ class RunReport:
             json.dump(self.as_dict(), f, indent=2)
             f.write("\n")
         os.replace(partial, path)
+
+
+_LATE_FIELDS = ("workers", "scheduler", "cluster", "merge", "gate_flux_rows", "checks", "publish_method",
+                "throughput", "driver_peak_rss_mib")
 
 
 def store_bytes(path: str) -> tuple[int, int]:
