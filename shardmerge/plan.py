@@ -45,15 +45,13 @@ class FileScan:
     flux_unit: str
     header_keys: tuple[str, ...] = ()  # projected h{hdu}_{kw} names this file provides
     param_keys: tuple[str, ...] = ()
-    has_continuum: bool = False
-    has_normalized: bool = False
     mask_convention: str = ""  # non-empty: the file gives pixel masks, and whose bits they are (reader's words)
     metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings
     join_key: str = ""  # a companion attaches to the (non-companion) file with the same key
     companion: bool = False  # adds arrays to the rows of the file with the same join_key; no rows of its own
     dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
     notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
-    provides: tuple[str, ...] = ()  # capabilities of schema.ARRAYS rows the file fills beyond the flags above
+    provides: tuple[str, ...] = ()  # capabilities (schema.ARRAYS) the file provides, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +111,6 @@ class Plan:
     flux_units: tuple[str, ...]  # distinct, sorted; more than one means metadata/flux_unit is written
     header_keys: tuple[str, ...]
     param_keys: tuple[str, ...]
-    has_continuum: bool
-    has_normalized: bool
     mask_conventions: tuple[str, ...]  # distinct, sorted; empty: no input has a mask (no mask_raw array)
     metadata_keys: tuple[str, ...]  # format-specific row-wise strings, metadata/<key>
     files_per_format: tuple[tuple[str, int], ...]
@@ -126,7 +122,7 @@ class Plan:
     input_bytes: int
     fingerprint: str = field(default="")
     zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
-    provides: tuple[str, ...] = ()  # union of the inputs' extra capabilities (FileScan.provides), sorted
+    provides: tuple[str, ...] = ()  # union of every input's capabilities (companions' too), sorted
 
     @property
     def write_rows(self) -> int:
@@ -165,8 +161,11 @@ class Plan:
     @property
     def capabilities(self) -> frozenset[str]:
         """What the inputs provide, which decides the store's 2-D arrays (schema.arrays_for)."""
-        return frozenset({*self.provides, *(["normalized"] if self.has_normalized else []),
-                          *(["mask"] if self.has_mask else [])})
+        return frozenset(self.provides)
+
+    @property
+    def has_normalized(self) -> bool:
+        return "normalized" in self.provides
 
     def estimated_bytes(self) -> int:
         """Uncompressed size of the arrays the merge will write."""
@@ -309,8 +308,6 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         flux_units=tuple(sorted({s.flux_unit for s in scans})),
         header_keys=tuple(sorted({k for s in scans for k in s.header_keys}, key=_header_sort_key)),
         param_keys=tuple(sorted({k for s in scans for k in s.param_keys})),
-        has_continuum=any(s.has_continuum for s in scans),
-        has_normalized=any(s.has_normalized for s in every),
         mask_conventions=tuple(sorted({s.mask_convention for s in scans if s.mask_convention})),
         provides=tuple(sorted({c for s in every for c in s.provides})),
         metadata_keys=tuple(sorted({k for s in scans for k in s.metadata_keys})),
@@ -377,8 +374,8 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
         "layout": [plan.n_pix, plan.chunk_rows, plan.chunk_pix, plan.shard_rows, plan.wavelength_shared,
                    plan.zarr_format, plan.common_root, plan.zarr_shard_rows],
         "codec": asdict(plan.codec),
-        "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.has_continuum, plan.has_normalized,
-                 plan.mask_conventions, plan.metadata_keys, *([list(plan.provides)] if plan.provides else [])],
+        "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.provides, plan.mask_conventions,
+                 plan.metadata_keys],
     }
     shards = tuple(
         replace(s, key=_digest({"layout": layout, "rows": [s.row_start, s.row_stop],
@@ -409,6 +406,7 @@ def describe(plan: Plan) -> dict:
         "flux_units": list(plan.flux_units),
         "header_fields": len(plan.header_keys),
         "masks": list(plan.mask_conventions),
+        "capabilities": list(plan.provides),
         "estimated_uncompressed_bytes": plan.estimated_bytes(),
         "input_bytes": plan.input_bytes,
         "codec": asdict(plan.codec),

@@ -126,8 +126,6 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
             flux_unit=layout.flux_unit,
             header_keys=header_keys,
             param_keys=layout.param_keys,
-            has_continuum=layout.has_continuum,
-            has_normalized=layout.has_normalized,
             mask_convention=layout.mask_convention,
             metadata_keys=layout.metadata_keys,
             join_key=layout.join_key,

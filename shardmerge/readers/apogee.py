@@ -145,7 +145,7 @@ class AspcapStarReader(Reader):
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         (n_pix,) = image_shape(hdul[1].header)
         return Layout(1, [_loglinear_grid(path, hdul[1].header, n_pix)], np.zeros(1, dtype=np.int64),
-                      "dimensionless (continuum-normalized)", (1,), 1, has_normalized=True,
+                      "dimensionless (continuum-normalized)", (1,), 1, provides=frozenset({"normalized"}),
                       join_key=_apogee_id(hdul), companion=True)
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:

@@ -41,8 +41,6 @@ class Layout:
     flux_unit: str
     hdus: tuple[int, ...]  # HDUs the spectra come from (their headers are projected, with the primary's)
     flux_hdu: int
-    has_continuum: bool = False
-    has_normalized: bool = False
     param_keys: tuple[str, ...] = ()
     mask_convention: str = ""  # non-empty when the file gives pixel masks: whose bits they are
     metadata_keys: tuple[str, ...] = ()  # format-specific row-wise strings (metadata/<key>)
@@ -54,7 +52,12 @@ class Layout:
     source_index: np.ndarray | None = None
     dropped: int = 0
     notes: tuple[tuple[str, str], ...] = ()  # (oddity kind, text): accepted, said in the report (oddities.py)
-    provides: frozenset[str] = frozenset()  # capabilities of schema.ARRAYS rows this file fills (e.g. "sky")
+    # capabilities (schema.ARRAYS) this file provides: "continuum", "normalized", "mask" (implied by a
+    # mask_convention), or any other row's, e.g. "sky"; a store holds an array when some input provides it
+    provides: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.provides = frozenset(self.provides) | ({"mask"} if self.mask_convention else set())
 
     def n_pix(self, i: int) -> int:
         return int(self.grids[int(self.grid_of[i])].shape[0])

@@ -83,7 +83,8 @@ class EsoSdpReader(Reader):
         flux_unit = "dimensionless (continuum-normalized)" if contnorm else str(
             h.get(f"TUNIT{cols['flux']}", "")).strip()
         return Layout(wave.shape[0], grids, grid_of, flux_unit, (1,), 1,
-                      has_continuum="continuum" in cols, has_normalized=contnorm,
+                      provides=frozenset({*(["continuum"] if "continuum" in cols else []),
+                                          *(["normalized"] if contnorm else [])}),
                       mask_convention="ESO SDP QUAL" if "qual" in cols else "")
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
@@ -106,7 +107,7 @@ class EsoSdpReader(Reader):
             block.continuum = as_float32(cont)
             name = str(hdul[1].header.get(f"TTYPE{cols['continuum']}", "CONTINUUM")).strip()
             block.continuum_method = f"source: {name} column of the ESO SDP"
-        if layout.has_normalized:  # CONTNORM = T: FLUX is the normalized flux, and stays the raw flux too
+        if "normalized" in layout.provides:  # CONTNORM = T: FLUX is the normalized flux, and stays the raw flux too
             block.normalized_flux = flux
             block.normalized_uncertainty = block.uncertainty
         return block

@@ -67,7 +67,8 @@ class ImageArraysReader(Reader):
         else:
             grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
         unit = str(hdul[f].header.get("BUNIT", "")).strip() or self._units_card(hdul).get("flux", "")
-        return Layout(n_spec, grids, grid_of, unit, (f,), f, has_continuum=_named(hdul, _CONT_NAMES) is not None)
+        has_continuum = _named(hdul, _CONT_NAMES) is not None
+        return Layout(n_spec, grids, grid_of, unit, (f,), f, provides=frozenset({"continuum"} if has_continuum else ()))
 
     def _units_card(self, hdul: fits.HDUList) -> dict:
         """linetools writes UNITS = '{"wave": "Angstrom", "flux": "..."}' in the primary header."""

@@ -190,7 +190,7 @@ class MappingReader(Reader):
             grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
         hdus = tuple(sorted({_hdu(hdul, s) for s in self.doc.values() if "hdu" in s}))
         return Layout(n_spec, grids, grid_of, self._unit(hdul, "flux"), hdus, _hdu(hdul, self.doc["flux"]),
-                      has_continuum="continuum" in self.doc,
+                      provides=frozenset({"continuum"} if "continuum" in self.doc else ()),
                       mask_convention=str(self.doc.get("mask", {}).get("convention", "mapping mask"))
                       if "mask" in self.doc else "")
 

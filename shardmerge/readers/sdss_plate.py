@@ -100,7 +100,7 @@ class SdssSpSpecReader(Reader):
         n_pix = image_shape(hdul[0].header)[1]
         return Layout(1, [_coeff_grid(path, hdul[0].header, n_pix)], np.zeros(1, dtype=np.int64),
                       str(hdul[0].header.get("BUNIT", "")).strip() or "1E-17 erg/cm^2/s/Ang", (0,), 0,
-                      has_continuum=True, mask_convention="SDSS DR7 spSpec mask")
+                      provides=frozenset({"continuum"}), mask_convention="SDSS DR7 spSpec mask")
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):
