@@ -17,7 +17,7 @@ from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.base import load_hdus, read_bytes, verify_file
+from .readers.fitsio import load_hdus, read_bytes, verify_file
 from .readers.oddities import Oddities
 
 

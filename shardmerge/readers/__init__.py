@@ -7,10 +7,11 @@ from astropy.io import fits
 
 from ..errors import InputError, UnknownFormatError
 from .apogee import ApStarReader, ApVisitReader, AspcapStarReader
-from .base import Layout, Reader, SpectraBlock, open_fits
+from .base import Layout, Reader, SpectraBlock
 from .desi import DesiReader
 from .eso_sdp import EsoSdpReader
 from .espresso_s1d import EspressoS1DReader
+from .fitsio import open_fits
 from .harps_e2ds import HarpsE2dsReader
 from .image2d import Image2DReader
 from .image_arrays import ImageArraysReader

@@ -17,8 +17,9 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, to_sigma
-from .wcs_image import image_shape, is_image
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
+from .values import as_float32, as_mask, to_sigma
 
 MASK_CONVENTION = "APOGEE PIXMASK"
 

@@ -10,7 +10,8 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from ..units import wavelength_factor
-from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, to_sigma
+from .base import Layout, Reader, SpectraBlock
+from .values import as_float32, as_mask, to_sigma
 
 # role → (utype endings, UCD prefixes, names), all compared case-insensitively
 _ROLES = {

@@ -10,7 +10,9 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock, as_float32, image_shape, is_image
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
+from .values import as_float32
 
 _DEG = "ESO DRS CAL TH DEG LL"
 _COEFF = "ESO DRS CAL TH COEFF LL{}"

@@ -15,16 +15,10 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from ..units import wavelength_factor
-from .base import (
-    Layout,
-    Reader,
-    SpectraBlock,
-    as_float32,
-    find_uncertainty_hdu,
-    image_shape,
-    is_image,
-    to_sigma,
-)
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
+from .values import as_float32, to_sigma
+from .wcs import find_uncertainty_hdu
 
 _WAVE_NAMES = ("WAVELENGTH", "WAVE", "LAMBDA")
 _CONT_NAMES = ("CONTINUUM", "CONT")

@@ -10,7 +10,10 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock, as_float32, image_shape, is_image, linear_wcs_wavelength, to_sigma
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
+from .values import as_float32, to_sigma
+from .wcs import linear_wcs_wavelength
 
 
 def band_ids(header: fits.Header) -> list[str]:

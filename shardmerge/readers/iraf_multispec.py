@@ -13,8 +13,9 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from ..units import wavelength_factor
-from .base import Layout, Reader, SpectraBlock, as_float32, to_sigma
-from .wcs_image import image_shape, is_image
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
+from .values import as_float32, to_sigma
 
 
 def _hdu(hdul: fits.HDUList) -> int | None:

@@ -43,7 +43,9 @@ from astropy.io import fits
 
 from ..errors import BadFileError, InputError
 from ..units import wavelength_factor
-from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, linear_wcs_wavelength, to_sigma
+from .base import Layout, Reader, SpectraBlock
+from .values import as_float32, as_mask, to_sigma
+from .wcs import linear_wcs_wavelength
 
 PREFIX = "mapping:"
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")

@@ -9,7 +9,8 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock, as_float32, as_mask, to_sigma
+from .base import Layout, Reader, SpectraBlock
+from .values import as_float32, as_mask, to_sigma
 
 # SDSS data model unit, used when the file carries no BUNIT
 SDSS_FLUX_UNIT = "1E-17 erg/cm^2/s/Ang"

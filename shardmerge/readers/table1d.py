@@ -16,7 +16,8 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from ..units import wavelength_factor
-from .base import Layout, Reader, SpectraBlock, as_float32, to_sigma
+from .base import Layout, Reader, SpectraBlock
+from .values import as_float32, to_sigma
 
 _WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
 _LOG_WAVE = ("LOGLAM", "LOGLAMBDA", "LOG_WAVE", "LOGWAVE")

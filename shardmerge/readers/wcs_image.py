@@ -9,19 +9,11 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import (
-    Layout,
-    Reader,
-    SpectraBlock,
-    as_float32,
-    find_uncertainty_hdu,
-    image_shape,
-    is_image,
-    linear_wcs_wavelength,
-    to_sigma,
-    unread_same_shape_hdus,
-)
+from .base import Layout, Reader, SpectraBlock
+from .fitsio import image_shape, is_image
 from .oddities import UNREAD_EXTENSION
+from .values import as_float32, to_sigma
+from .wcs import find_uncertainty_hdu, linear_wcs_wavelength, unread_same_shape_hdus
 
 
 class WcsImageReader(Reader):

@@ -10,7 +10,7 @@ from astropy.io import fits
 from shardmerge.errors import BadFileError, SlabShapeError, UnknownFormatError
 from shardmerge.headers import load_header_rules
 from shardmerge.readers import detect, open_fits
-from shardmerge.readers.base import to_sigma
+from shardmerge.readers.values import to_sigma
 from shardmerge.samples import make_image2d, make_sdss_coadd, make_wcs1d
 from shardmerge.scan import scan_file
 from shardmerge.zarrio import write_block, write_slab
