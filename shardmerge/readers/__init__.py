@@ -1,5 +1,5 @@
-"""Readers, one module per FITS layout, behind the interface in `base`. Detection tries them in order,
-most specific first."""
+"""Readers, one module per FITS layout, behind the interface in `base`, registered here. Detection tries
+them by ascending priority (Reader.priority), most specific first."""
 
 from __future__ import annotations
 
@@ -25,9 +25,20 @@ from .sdss_plate import SdssPlateReader, SdssSpSpecReader
 from .table1d import Table1DReader
 from .wcs1d import WcsImage1DReader
 
-# most specific first: the generic WCS image readers would also claim an apStar, a spPlate or an aspcapStar;
-# the generic table reader comes before them so that an extracted 1-D spectrum wins over a 2-D image
-READERS: tuple[Reader, ...] = (
+
+def _registry(*readers: Reader) -> tuple[Reader, ...]:
+    """The readers in detection order (ascending Reader.priority); names and priorities must be unique."""
+    for attr in ("name", "priority"):
+        seen: dict[object, str] = {}
+        for r in readers:
+            key = getattr(r, attr)
+            if key in seen:
+                raise RuntimeError(f"readers {seen[key]} and {type(r).__name__} share the {attr} {key!r}")
+            seen[key] = type(r).__name__
+    return tuple(sorted(readers, key=lambda r: r.priority))
+
+
+READERS: tuple[Reader, ...] = _registry(
     EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
     LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), Table1DReader(),
     ImageArraysReader(), IrafMultispecReader(), IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),

@@ -43,6 +43,7 @@ def _apogee_id(hdul: fits.HDUList) -> str:
 
 class ApStarReader(Reader):
     name = "apogee-apstar"
+    priority = 20
     description = "APOGEE apStar: flux/error/bitmask [combined + visit rows x 8575], log-linear"
 
     def identify(self, hdul: fits.HDUList) -> bool:
@@ -87,6 +88,7 @@ class ApStarReader(Reader):
 
 class ApVisitReader(Reader):
     name = "apogee-apvisit"
+    priority = 21
     description = "APOGEE apVisit: 3 chips x 4096 with a wavelength HDU (descending), stored ascending"
 
     def identify(self, hdul: fits.HDUList) -> bool:
@@ -132,6 +134,7 @@ class ApVisitReader(Reader):
 
 class AspcapStarReader(Reader):
     name = "apogee-aspcapstar"
+    priority = 22
     description = "APOGEE aspcapStar: normalized flux and error; joins the apStar of the same APOGEE_ID"
 
     def identify(self, hdul: fits.HDUList) -> bool:

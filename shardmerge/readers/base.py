@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
@@ -45,6 +45,10 @@ class Layout:
     # capabilities (schema.ARRAYS) this file provides: "continuum", "normalized", "mask" (implied by a
     # mask_convention), or any other row's, e.g. "sky"; a store holds an array when some input provides it
     provides: frozenset[str] = frozenset()
+    # what the reader learned about this file while working out its layout (HDU indices, the catalogue HDU,
+    # the fibre table), for its read() and row_metadata() of the same open file to reuse: per file, never
+    # shipped between processes (a shard task works out the layout again)
+    state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.provides = frozenset(self.provides) | ({"mask"} if self.mask_convention else set())
@@ -100,6 +104,10 @@ class Reader:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # detection tries readers by ascending priority: specific layouts (10-49) before generic tables (50-59)
+    # before generic images (60-99), so a generic reader never claims an apStar, a spPlate or a JWST
+    # product whose extracted 1-D table must win over its 2-D images; unique, checked by the registry
+    priority: ClassVar[int] = 100
 
     def identify(self, hdul: fits.HDUList) -> bool:
         raise NotImplementedError

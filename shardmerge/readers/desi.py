@@ -19,66 +19,72 @@ from .values import as_float32, as_mask, to_sigma
 ARMS = ("B", "R", "Z")
 
 
-def _ext(hdul: fits.HDUList, name: str) -> int | None:
+def _extensions(hdul: fits.HDUList) -> dict[str, int]:
+    """EXTNAME → HDU index, in one pass over the headers (the first of a name wins)."""
+    out: dict[str, int] = {}
     for i, hdu in enumerate(hdul):
-        if str(hdu.header.get("EXTNAME", "")).strip().upper() == name:
-            return i
-    return None
+        out.setdefault(str(hdu.header.get("EXTNAME", "")).strip().upper(), i)
+    return out
 
 
-def _arms(hdul: fits.HDUList) -> list[str]:
-    return [a for a in ARMS if _ext(hdul, f"{a}_FLUX") is not None and _ext(hdul, f"{a}_WAVELENGTH") is not None]
+def _arms(ext: dict[str, int]) -> list[str]:
+    return [a for a in ARMS if f"{a}_FLUX" in ext and f"{a}_WAVELENGTH" in ext]
 
 
-def _fibermap_columns(hdul: fits.HDUList) -> list[str]:
-    fm = hdul[_ext(hdul, "FIBERMAP")]
+def _fibermap_columns(hdul: fits.HDUList, ext: dict[str, int]) -> list[str]:
+    fm = hdul[ext["FIBERMAP"]]
     return [c.name for c in fm.columns if c.format.repeat == 1 or c.format.format == "A"]
 
 
 class DesiReader(Reader):
     name = "desi"
+    priority = 12
     description = "DESI coadd/spectra: FIBERMAP + B/R/Z arms; one row per (target, arm), arms not stitched"
 
     def identify(self, hdul: fits.HDUList) -> bool:
-        return _ext(hdul, "FIBERMAP") is not None and bool(_arms(hdul))
+        ext = _extensions(hdul)
+        return "FIBERMAP" in ext and bool(_arms(ext))
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        arms = _arms(hdul)
-        if _ext(hdul, "FIBERMAP") is None or not arms:
+        ext = _extensions(hdul)
+        arms = _arms(ext)
+        if "FIBERMAP" not in ext or not arms:
             raise BadFileError(path, "not a DESI file: needs FIBERMAP and at least one of B/R/Z_FLUX, _WAVELENGTH")
         grids = []
         n_target = None
         for a in arms:
-            wh = hdul[_ext(hdul, f"{a}_WAVELENGTH")]
+            wh = hdul[ext[f"{a}_WAVELENGTH"]]
             unit = str(wh.header.get("BUNIT", "")).strip() or "Angstrom"
             factor = wavelength_factor(unit)
             if factor is None:
                 raise BadFileError(path, f"{a}_WAVELENGTH unit {unit!r} is not one shardmerge recognises")
             grids.append(np.asarray(wh.data, dtype=np.float64) * factor)
-            shape = hdul[_ext(hdul, f"{a}_FLUX")].shape
+            shape = hdul[ext[f"{a}_FLUX"]].shape
             if len(shape) != 2 or shape[1] != grids[-1].shape[0]:
                 raise BadFileError(path, f"{a}_FLUX has shape {shape}, wavelength {grids[-1].shape[0]} pixels")
             if n_target is not None and shape[0] != n_target:
                 raise BadFileError(path, f"{a}_FLUX has {shape[0]} rows, another arm {n_target}")
             n_target = shape[0]
-        fm_rows = int(hdul[_ext(hdul, "FIBERMAP")].header.get("NAXIS2", 0))
+        fm_rows = int(hdul[ext["FIBERMAP"]].header.get("NAXIS2", 0))
         if fm_rows != n_target:
             raise BadFileError(path, f"FIBERMAP has {fm_rows} rows, the flux images {n_target}")
         # (target, arm) pairs with inverse variance 0 at every pixel carry no data (unassigned or broken
         # fibres; their flux is 0 or meaningless): leave them out, keeping the source index of the rest
-        alive = np.concatenate([[np.any(np.asarray(hdul[_ext(hdul, f"{a}_IVAR")].data[t]) > 0) for a in arms]
+        alive = np.concatenate([[np.any(np.asarray(hdul[ext[f"{a}_IVAR"]].data[t]) > 0) for a in arms]
                                 for t in range(n_target)]) if n_target else np.zeros(0, dtype=bool)
         kept = np.flatnonzero(alive)
         grid_of = np.tile(np.arange(len(arms), dtype=np.int64), n_target)[kept]
-        has_mask = all(_ext(hdul, f"{a}_MASK") is not None for a in arms)
-        unit = str(hdul[_ext(hdul, f"{arms[0]}_FLUX")].header.get("BUNIT", "")).strip()
-        keys = ("arm", *(f"fibermap_{c.lower()}" for c in _fibermap_columns(hdul)))
-        return Layout(kept.size, grids, grid_of, unit, (_ext(hdul, f"{arms[0]}_FLUX"),),
-                      _ext(hdul, f"{arms[0]}_FLUX"), mask_convention="DESI specmask" if has_mask else "",
-                      metadata_keys=keys, source_index=kept, dropped=int(alive.size - kept.size))
+        has_mask = all(f"{a}_MASK" in ext for a in arms)
+        unit = str(hdul[ext[f"{arms[0]}_FLUX"]].header.get("BUNIT", "")).strip()
+        columns = _fibermap_columns(hdul, ext)
+        keys = ("arm", *(f"fibermap_{c.lower()}" for c in columns))
+        return Layout(kept.size, grids, grid_of, unit, (ext[f"{arms[0]}_FLUX"],),
+                      ext[f"{arms[0]}_FLUX"], mask_convention="DESI specmask" if has_mask else "",
+                      metadata_keys=keys, source_index=kept, dropped=int(alive.size - kept.size),
+                      state={"ext": ext, "arms": arms, "fibermap_columns": columns})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
-        arms = _arms(hdul)
+        ext, arms = layout.state["ext"], layout.state["arms"]
         width = max(g.shape[0] for g in layout.grids)
         flux = np.full((count, width), np.nan, dtype=np.float32)
         unc = np.full((count, width), np.nan, dtype=np.float32)
@@ -88,7 +94,7 @@ class DesiReader(Reader):
 
         def image(name: str) -> np.ndarray:
             if name not in cache:
-                cache[name] = np.asarray(hdul[_ext(hdul, name)].data)
+                cache[name] = np.asarray(hdul[ext[name]].data)
             return cache[name]
 
         for k in range(count):
@@ -103,9 +109,8 @@ class DesiReader(Reader):
 
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
         base = super().row_metadata(hdul, layout, first, count)
-        arms = _arms(hdul)
-        fm = hdul[_ext(hdul, "FIBERMAP")].data
-        names = _fibermap_columns(hdul)
+        arms, names = layout.state["arms"], layout.state["fibermap_columns"]
+        fm = hdul[layout.state["ext"]["FIBERMAP"]].data
         upper = {n.upper(): n for n in names}
         for k, row in enumerate(base):
             target, a = divmod(int(layout.source_index[first + k]), len(arms))

@@ -54,6 +54,7 @@ def find_columns(hdu: fits.BinTableHDU) -> dict[str, int]:
 
 class EsoSdpReader(Reader):
     name = "eso-sdp"
+    priority = 10
     description = "ESO Phase 3 spectrum (PRODCATG SCIENCE.SPECTRUM): one-row table of WAVE/FLUX/ERR/QUAL arrays"
 
     def identify(self, hdul: fits.HDUList) -> bool:

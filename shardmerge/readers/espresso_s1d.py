@@ -27,6 +27,7 @@ def _table(hdul: fits.HDUList) -> int | None:
 
 class EspressoS1DReader(Reader):
     name = "espresso-s1d"
+    priority = 11
     description = "ESPRESSO S1D: table, one row per pixel (wavelength, flux, error, quality)"
 
     def identify(self, hdul: fits.HDUList) -> bool:

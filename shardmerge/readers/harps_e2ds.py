@@ -20,6 +20,7 @@ _COEFF = "ESO DRS CAL TH COEFF LL{}"
 
 class HarpsE2dsReader(Reader):
     name = "harps-e2ds"
+    priority = 34
     description = "HARPS/HARPS-N DRS e2ds: one row per echelle order, wavelength from the DRS polynomial cards"
 
     def identify(self, hdul: fits.HDUList) -> bool:

@@ -8,5 +8,6 @@ from .wcs_image import WcsImageReader
 
 class Image2DReader(WcsImageReader):
     name = "image-2d"
+    priority = 80
     description = "2-D image, one spectrum per row, shared linear/log-linear WCS (spPlate-like)"
     naxis = 2

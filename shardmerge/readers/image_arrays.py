@@ -40,6 +40,7 @@ def _flux_hdu(hdul: fits.HDUList) -> int | None:
 
 class ImageArraysReader(Reader):
     name = "image-arrays"
+    priority = 55
     description = "separate images of one shape: FLUX (or primary), WAVELENGTH, optional ERROR/IVAR/VAR, CONTINUUM"
 
     def identify(self, hdul: fits.HDUList) -> bool:

@@ -46,6 +46,7 @@ def _band(bands: list[str], word: str) -> int | None:
 
 class IrafEquispecReader(Reader):
     name = "iraf-equispec"
+    priority = 65
     description = "IRAF apall equispec output with bands (BANDIDn): spectrum and sigma bands, one row per aperture"
 
     def _hdu(self, hdul: fits.HDUList) -> int | None:

@@ -58,6 +58,7 @@ def parse_multispec(path: str, header: fits.Header) -> tuple[dict[int, list[floa
 
 class IrafMultispecReader(Reader):
     name = "iraf-multispec"
+    priority = 60
     description = "IRAF multispec image (CTYPE1 MULTISPE, WAT2_nnn specN): one spectrum per aperture"
 
     def identify(self, hdul: fits.HDUList) -> bool:

@@ -41,6 +41,7 @@ def _col(hdu: fits.BinTableHDU, name: str) -> np.ndarray:
 
 class LamostReader(Reader):
     name = "lamost"
+    priority = 30
     description = "LAMOST LRS (5-row image, or DR8+ one-row table) and MRS (COADD_B/R + epoch tables)"
 
     def identify(self, hdul: fits.HDUList) -> bool:
@@ -55,15 +56,15 @@ class LamostReader(Reader):
         if tables:
             grids = [np.asarray(_col(hdul[i], "WAVELENGTH"), dtype=np.float64) for i in tables]
             return Layout(len(tables), grids, np.arange(len(tables), dtype=np.int64), unit, tuple(tables), tables[0],
-                          mask_convention=MASK_CONVENTION, metadata_keys=("lamost_hdu",))
+                          mask_convention=MASK_CONVENTION, metadata_keys=("lamost_hdu",), state={"tables": tables})
         if not self.identify(hdul):
             raise BadFileError(path, "not a LAMOST spectrum (5-row primary image or FLUX/IVAR/WAVELENGTH table)")
         wave = np.asarray(hdul[0].data[2], dtype=np.float64)
         return Layout(1, [wave], np.zeros(1, dtype=np.int64), unit, (0,), 0, mask_convention=MASK_CONVENTION,
-                      metadata_keys=("lamost_hdu",))
+                      metadata_keys=("lamost_hdu",), state={"tables": []})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
-        tables = _tables(hdul)
+        tables = layout.state["tables"]
         width = max(g.shape[0] for g in layout.grids)
         flux = np.full((count, width), np.nan, dtype=np.float32)
         unc = np.full((count, width), np.nan, dtype=np.float32)
@@ -83,7 +84,7 @@ class LamostReader(Reader):
 
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
         rows = super().row_metadata(hdul, layout, first, count)
-        tables = _tables(hdul)
+        tables = layout.state["tables"]
         for k, r in enumerate(rows):
             r["lamost_hdu"] = str(hdul[tables[first + k]].header.get("EXTNAME", "")).strip() if tables else "PRIMARY"
         return rows

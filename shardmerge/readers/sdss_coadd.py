@@ -48,6 +48,7 @@ def _columns(hdu: fits.BinTableHDU) -> dict[str, str]:
 
 class SdssCoaddReader(Reader):
     name = "sdss-coadd"
+    priority = 33
     description = "SDSS/BOSS spec-*.fits: COADD table (flux, loglam, ivar), one spectrum per file"
 
     def identify(self, hdul: fits.HDUList) -> bool:
@@ -67,11 +68,11 @@ class SdssCoaddReader(Reader):
             raise BadFileError(path, f"COADD loglam column has shape {loglam.shape}, expected (n_pix,)")
         wave = 10.0**loglam
         unit = str(hdul[0].header.get("BUNIT", "")).strip() or SDSS_FLUX_UNIT
-        catalog = _catalog(hdul)
+        catalog = _catalog(hdul)  # kept for read() and row_metadata()
         params = tuple(k.lower() for k in _PARAMS if catalog is not None and k in _columns_upper(hdul[catalog]))
         meta = tuple(k.lower() for k in _META if catalog is not None and k in _columns_upper(hdul[catalog]))
         return Layout(1, [wave], np.zeros(1, dtype=np.int64), unit, (i,), i, param_keys=params, metadata_keys=meta,
-                      mask_convention="SDSS and_mask" if "and_mask" in cols else "")
+                      mask_convention="SDSS and_mask" if "and_mask" in cols else "", state={"catalog": catalog})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):
@@ -83,7 +84,7 @@ class SdssCoaddReader(Reader):
         block = SpectraBlock(flux=flux, uncertainty=unc)
         if "and_mask" in cols:
             block.mask = as_mask(path, hdu.data[cols["and_mask"]])[np.newaxis, :]
-        catalog = _catalog(hdul)
+        catalog = layout.state["catalog"]
         if catalog is not None:
             upper = _columns_upper(hdul[catalog])
             for key in layout.param_keys:
@@ -92,7 +93,7 @@ class SdssCoaddReader(Reader):
 
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
         rows = super().row_metadata(hdul, layout, first, count)
-        catalog = _catalog(hdul)
+        catalog = layout.state["catalog"]
         if catalog is not None:
             upper = _columns_upper(hdul[catalog])
             for key in layout.metadata_keys:

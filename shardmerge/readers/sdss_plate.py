@@ -42,6 +42,7 @@ def _sdss_image(hdul: fits.HDUList) -> bool:
 
 class SdssPlateReader(Reader):
     name = "sdss-spplate"
+    priority = 31
     description = "SDSS spPlate: flux/ivar/and-mask images [fibres x pixels] + PLUGMAP (RA, DEC, OBJTYPE)"
 
     def identify(self, hdul: fits.HDUList) -> bool:
@@ -66,10 +67,10 @@ class SdssPlateReader(Reader):
         for k in (1, 2):
             if image_shape(hdul[k].header) != (n_rows, n_pix):
                 raise BadFileError(path, f"HDU {k} has shape {image_shape(hdul[k].header)}, flux {(n_rows, n_pix)}")
-        self._fibres(path, hdul, n_rows)
+        fibres = self._fibres(path, hdul, n_rows)  # checked here, reused by row_metadata
         return Layout(n_rows, [_coeff_grid(path, hdul[0].header, n_pix)], np.zeros(n_rows, dtype=np.int64),
                       str(hdul[0].header.get("BUNIT", "")).strip(), (0,), 0, mask_convention="SDSS and_mask",
-                      metadata_keys=("objtype", "fiberid"))
+                      metadata_keys=("objtype", "fiberid"), state={"fibres": fibres})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         rows = slice(first, first + count)
@@ -80,7 +81,7 @@ class SdssPlateReader(Reader):
         rows = super().row_metadata(hdul, layout, first, count)
         pm = hdul[_plugmap(hdul)].data
         names = {c.upper(): c for c in pm.columns.names}
-        fibres = self._fibres("", hdul, layout.n_spectra)
+        fibres = layout.state["fibres"]
         for k, r in enumerate(rows):
             j = fibres[first + k]
             r["ra"], r["dec"] = float(pm[names["RA"]][j]), float(pm[names["DEC"]][j])
@@ -91,6 +92,7 @@ class SdssPlateReader(Reader):
 
 class SdssSpSpecReader(Reader):
     name = "sdss-spspec"
+    priority = 32
     description = "SDSS DR7 spSpec: primary image rows flux, continuum-subtracted flux, error, mask"
 
     def identify(self, hdul: fits.HDUList) -> bool:

@@ -67,6 +67,7 @@ def _columns(hdu: object) -> dict[str, str] | None:
 
 class Table1DReader(Reader):
     name = "table-1d"
+    priority = 50
     description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
 
     def _table(self, hdul: fits.HDUList) -> int | None:

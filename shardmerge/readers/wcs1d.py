@@ -8,5 +8,6 @@ from .wcs_image import WcsImageReader
 
 class WcsImage1DReader(WcsImageReader):
     name = "wcs-1d"
+    priority = 90
     description = "1-D image spectrum with a linear or log-linear (DC-FLAG=1) WCS"
     naxis = 1

@@ -148,3 +148,19 @@ def test_gzip_inputs_are_verified_and_truncation_is_named(tmp_path):
     cut.write_bytes(gz.read_bytes()[:200])
     with pytest.raises(BadFileError, match=r"cut\.fits\.gz: not a readable gzip file"):
         scan_file(str(cut), None, rules)
+
+
+def test_the_registry_orders_readers_by_priority_and_refuses_clashes():
+    from shardmerge.readers import READERS, _registry
+    from shardmerge.readers.wcs1d import WcsImage1DReader
+
+    assert [r.priority for r in READERS] == sorted(r.priority for r in READERS)
+    assert READERS[-1].name == "wcs-1d"  # the most generic layout is tried last
+
+    class Other(WcsImage1DReader):
+        name = "other"
+
+    with pytest.raises(RuntimeError, match="share the priority 90"):
+        _registry(WcsImage1DReader(), Other())
+    with pytest.raises(RuntimeError, match="share the name 'wcs-1d'"):
+        _registry(WcsImage1DReader(), WcsImage1DReader())
