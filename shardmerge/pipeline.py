@@ -5,7 +5,6 @@ failure rule: any failure after `<OUT>.tmp` exists deletes it, and OUT is touche
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -13,12 +12,12 @@ import resource
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from .cluster import check_shared_scratch, executor, runner_role
 from .config import ClusterRequest, LayoutRequest
 from .durable import fsync_tree, remove_tree, storage_errors
 from .errors import BadFilesError, GateError, InputError, ShardmergeError
+from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
 from .failpoints import failpoint
 from .headers import HeaderRules, load_header_rules
 from .merge import materialize
@@ -144,22 +143,6 @@ def scratch_dir(base: str | None, out: str) -> str:
     return path
 
 
-SMALL_INPUT_FILES = 200  # at ~3 ms per small file, about what a local cluster's start and stop cost
-SMALL_INPUT_BYTES = 32 * 2**20
-
-
-def _small_input(paths: Sequence[str]) -> bool:
-    if len(paths) > SMALL_INPUT_FILES:
-        return False
-    total = 0
-    for p in paths:
-        with contextlib.suppress(OSError):  # an unreadable file is the scan's to name
-            total += os.stat(p).st_size
-        if total > SMALL_INPUT_BYTES:
-            return False
-    return True
-
-
 def sweep_scratch(scratch: str, keep: set[str]) -> list[str]:
     """Call under the lock: remove `.partial` shards of crashed attempts and shard stores whose key is
     not in the current plan (their inputs or layout changed). Only `shard-*` entries are touched."""
@@ -181,11 +164,8 @@ def ingest(opts: IngestOptions) -> RunReport:
     except ShardmergeError as exc:
         report.status, report.error = "failed", str(exc)
         raise
-    except SystemExit:
-        # the scheduler and worker ranks of an srun allocation leave this way when the ingest (rank 1) is
-        # done: the run's outcome, and its report, are rank 1's
-        is_the_run = opts.cluster.kind != "slurm-runner"
-        report.status, report.error = "failed", "exited"
+    except NotTheRun:
+        is_the_run = False  # a process that served the cluster (an srun rank): the report is the run's
         raise
     except BaseException as exc:
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -220,12 +200,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
         with report.phase("discover"):
             paths = discover_inputs(opts.inputs)
-        cluster = opts.cluster
-        if cluster.kind == "local" and cluster.workers is None and _small_input(paths):
-            # starting and stopping 2 worker processes costs ~2.3 s, more than reading a few files here
-            log.info("small input (%d files): running in this process; --workers N starts a cluster", len(paths))
-            cluster = replace(cluster, workers=0)
-        with executor(cluster, runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
+        with executor(choose_cluster(opts.cluster, paths), runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
             report.workers = ex.workers
             report.scheduler = ex.address
             report.cluster = ex.info

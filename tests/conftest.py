@@ -23,7 +23,7 @@ def dask_scheduler():
     """Address of a real LocalCluster with 2 single-threaded worker processes on 127.0.0.1."""
     from distributed import LocalCluster
 
-    from shardmerge.cluster import local_cluster_options
+    from shardmerge.executors import local_cluster_options
 
     with LocalCluster(n_workers=2, **local_cluster_options(silence_logs=logging.ERROR)) as cluster:
         yield cluster.scheduler_address

@@ -104,7 +104,7 @@ def test_a_worker_retiring_mid_task_hands_its_work_over(tmp_path, corpus, clean_
     gracefully; the other worker finishes the run and the store equals a clean run's."""
     from distributed import Client, LocalCluster
 
-    from shardmerge.cluster import local_cluster_options
+    from shardmerge.executors import local_cluster_options
 
     monkeypatch.setenv("SHARDMERGE_FAILPOINTS", "shard-start=sleep:3")  # the workers inherit it
     monkeypatch.setenv("SHARDMERGE_FAILPOINT_DIR", str(failpoint_dir(tmp_path)))

@@ -6,9 +6,9 @@ import dask
 import pytest
 from dask_jobqueue.slurm import SLURMJob
 
-from shardmerge.cluster import slurm_options, walltime_seconds, worker_lifetime
 from shardmerge.config import ClusterRequest
 from shardmerge.errors import InputError
+from shardmerge.executors.slurm import slurm_options, walltime_seconds, worker_lifetime
 
 
 def _script(request: ClusterRequest) -> str:
@@ -58,3 +58,36 @@ def test_job_size_must_be_given_somewhere():
     with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}), \
             pytest.raises(InputError, match="--job-cores and --job-memory"):
         slurm_options(ClusterRequest(kind="slurm"), None)
+
+
+def test_the_cluster_policy_runs_small_inputs_in_this_process(tmp_path):
+    from shardmerge.config import ClusterRequest
+    from shardmerge.executors import SMALL_INPUT_FILES, choose_cluster
+
+    few = [str(tmp_path / f"{i}.fits") for i in range(3)]
+    many = [str(tmp_path / f"{i}.fits") for i in range(SMALL_INPUT_FILES + 1)]
+    assert choose_cluster(ClusterRequest(), few).workers == 0
+    assert choose_cluster(ClusterRequest(), many).workers is None  # a LocalCluster of the machine's cores
+    assert choose_cluster(ClusterRequest(workers=2), few).workers == 2  # asked for: honoured
+    assert choose_cluster(ClusterRequest(kind="scheduler", address="tcp://127.0.0.1:1"), few).kind == "scheduler"
+
+
+def test_one_retry_rule_for_every_backend():
+    from shardmerge.errors import BadFileError
+    from shardmerge.executors import InlineExecutor, should_retry
+
+    assert should_retry(OSError(5, "EIO"), 0, 2) and not should_retry(OSError(5, "EIO"), 2, 2)
+    assert not should_retry(BadFileError("f.fits", "truncated"), 0, 2)
+    assert not should_retry(KeyboardInterrupt(), 0, 2)
+    calls = []
+
+    def flaky(item):
+        calls.append(item)
+        if len(calls) < 3:
+            raise OSError(5, "flaky")
+        return item * 2
+
+    assert InlineExecutor().map(flaky, [21], name="t", retries=2) == [42] and len(calls) == 3
+    calls.clear()
+    with pytest.raises(OSError, match="flaky"):  # no retries: the first failure is the answer
+        InlineExecutor().map(flaky, [1], name="t", retries=0)

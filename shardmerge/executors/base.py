@@ -1,0 +1,32 @@
+"""What every backend offers the stages, and the rules they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..errors import ShardmergeError
+
+
+class Executor(Protocol):
+    """Runs `fn(item, *args)` for every item and returns the results in item order."""
+
+    workers: int
+    address: str
+    local: bool  # every worker on this machine (a LocalCluster, or none)
+    info: dict
+
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+            on_result: Callable[[Any], None] | None = None) -> list: ...
+
+
+def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:
+    """A task that raised a plain exception (an OSError from a flaky disk or network) is run again, up to
+    `retries` times. A ShardmergeError never is: it names a bad file, a full disk or a failed fsync, which
+    another attempt would only repeat or, for fsync, could wrongly report as fixed."""
+    return attempt < retries and isinstance(exc, Exception) and not isinstance(exc, ShardmergeError)
+
+
+class NotTheRun(SystemExit):
+    """Leaving a process that served the cluster rather than ran the ingest (the scheduler and worker ranks
+    of an srun allocation): the run's outcome, and its report, are another process's."""

@@ -1,0 +1,174 @@
+"""What the Dask backends share: the executor over a distributed Client, the watchdog that bounds every
+wait for results, the bounded wait for workers, and the check that every worker sees the scratch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..config import ClusterRequest
+from ..errors import ClusterError
+from .base import should_retry
+
+log = logging.getLogger("shardmerge")
+
+
+class DaskExecutor:
+    def __init__(self, client: Any, local: bool = True, info: dict | None = None, worker_wait_s: float = 600.0,
+                 stall_s: float = 1800.0):
+        self.client = client
+        self.local = local  # every worker on this machine (a LocalCluster)
+        self.info = info or {}
+        self.worker_wait_s = worker_wait_s  # longest time the run may go on with no worker connected
+        self.stall_s = stall_s  # longest time without any task finishing while tasks are in flight
+
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    @property
+    def address(self) -> str:
+        return self.client.scheduler.address
+
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+            on_result: Callable[[Any], None] | None = None) -> list:
+        """Submit one task per item and return results in item order. A task that raises a plain
+        exception (an OSError from a flaky disk or network) is resubmitted up to `retries` times; a
+        ShardmergeError is never retried: it names a bad file, a full disk or a failed fsync, which
+        another attempt would only repeat or, for fsync, could wrongly report as fixed. A worker that
+        dies is the scheduler's business: it reruns the task elsewhere."""
+        from distributed import as_completed
+
+        def submit(i: int, attempt: int):
+            suffix = f"-retry{attempt}" if attempt else ""
+            return self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}{suffix}", pure=False)
+
+        futures = {submit(i, 0): (i, 0) for i in range(len(items))}
+        results: list[Any] = [None] * len(items)
+        pending = as_completed(list(futures))
+        watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
+        try:
+            for fut in watch.completed(pending):
+                i, attempt = futures[fut]
+                if fut.status == "error":
+                    exc = fut.exception()
+                    if should_retry(exc, attempt, retries):
+                        log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
+                        again = submit(i, attempt + 1)
+                        futures[again] = (i, attempt + 1)
+                        pending.add(again)
+                        continue
+                r = watch.result(fut)  # re-raises the task's exception, with its message naming the file
+                results[i] = r
+                if on_result:
+                    on_result(r)
+        finally:
+            for f in futures:
+                f.release()
+        return results
+
+
+def bounds(request: ClusterRequest) -> dict[str, float]:
+    return {"worker_wait_s": request.worker_wait_s, "stall_s": request.stall_s}
+
+
+class _Watchdog:
+    """Bounds every wait for results. A scheduler keeps tasks forever when its last worker is gone (SIGKILLed,
+    its job ended), a result held by a dead worker is recomputed (so fetching it waits for a worker too), and
+    a task can hang (a dead NFS mount): without this the run would wait without end. The worker count is
+    asked at most once a second; polling the results queue costs nothing."""
+
+    POLL_S = 0.05
+
+    def __init__(self, client: Any, worker_wait_s: float, stall_s: float, name: str):
+        self.client = client
+        self.worker_wait_s = worker_wait_s
+        self.stall_s = stall_s
+        self.name = name
+        self.last_progress = time.monotonic()
+        self.no_worker_since: float | None = None
+        self.next_check = 0.0
+
+    def completed(self, pending: Any) -> Iterator[Any]:
+        """The futures of `pending` as they finish."""
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            if batch:
+                self.last_progress = time.monotonic()
+                yield from batch
+                continue
+            self.check()
+            time.sleep(self.POLL_S)
+
+    def result(self, fut: Any) -> Any:
+        """fut.result(), bounded like the wait for it: the worker holding it may be gone."""
+        while True:
+            try:
+                r = fut.result(timeout=1.0)
+            except TimeoutError:
+                self.check()
+                continue
+            self.last_progress = time.monotonic()
+            return r
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + 1.0
+        if self._workers() == 0:
+            self.no_worker_since = self.no_worker_since or now
+            if now - self.no_worker_since > self.worker_wait_s:
+                raise ClusterError(
+                    f"no Dask worker has been connected for {now - self.no_worker_since:.0f} s (--worker-wait "
+                    f"{self.worker_wait_s:.0f}) while {self.name} tasks were waiting: the workers died or their "
+                    "jobs ended. Finished shards are kept: rerun the same command once workers are back")
+        else:
+            self.no_worker_since = None
+        if now - self.last_progress > self.stall_s:
+            raise ClusterError(
+                f"no {self.name} task finished for {now - self.last_progress:.0f} s (--stall-timeout "
+                f"{self.stall_s:.0f}) though workers are connected: a task is stuck (a hung filesystem?). "
+                "Finished shards are kept: rerun the same command")
+
+    def _workers(self) -> int:
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer has no usable worker either
+            return 0
+
+
+def wait_for_workers(client: Any, n: int, timeout: float, what: str) -> None:
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except TimeoutError as exc:
+        raise ClusterError(f"{what}: fewer than {n} worker(s) connected within {timeout:.0f} s") from exc
+
+
+def check_shared_scratch(ex: Any, scratch: str) -> None:
+    """Shards are written by workers and read by this process: on a cluster beyond this machine, scratch
+    must be a filesystem every worker shares with it. Refuse before any work when a worker cannot see it
+    (node-local disks); pass --scratch on a shared filesystem (the same path on every node)."""
+    if not isinstance(ex, DaskExecutor) or ex.local:
+        return
+    probe = os.path.join(scratch, f".visible-{uuid.uuid4().hex}")
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(socket.gethostname())
+    try:
+        seen = ex.client.run(_sees, probe)
+    finally:
+        os.unlink(probe)
+    blind = sorted(f"{addr} on {host}" for addr, (host, ok) in seen.items() if not ok)
+    if blind:
+        raise ClusterError(f"scratch {scratch} is not visible from worker(s) {', '.join(blind)}: the shards they "
+                           "write could not reach the merge on this host. Pass --scratch on a filesystem that "
+                           "every node mounts at the same path")
+
+
+def _sees(path: str) -> tuple[str, bool]:
+    return socket.gethostname(), os.path.isfile(path)

@@ -1,0 +1,39 @@
+"""No cluster: tasks run in this process, one after another (--workers 0, and small inputs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .base import should_retry
+
+log = logging.getLogger("shardmerge")
+
+
+class InlineExecutor:
+    """Runs tasks in this process, one after another (--workers 0): for debugging and tiny inputs."""
+
+    workers = 0
+    address = "inline"
+    local = True
+    info = {"kind": "inline"}
+
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+            on_result: Callable[[Any], None] | None = None) -> list:
+        out = []
+        for item in items:
+            attempt = 0
+            while True:
+                try:
+                    r = fn(item, *args)
+                    break
+                except Exception as exc:
+                    if not should_retry(exc, attempt, retries):
+                        raise
+                    log.warning("task %s failed (%s: %s); retrying", name, type(exc).__name__, exc)
+                    attempt += 1
+            if on_result:
+                on_result(r)
+            out.append(r)
+        return out
