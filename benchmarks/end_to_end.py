@@ -187,7 +187,7 @@ READ_ONLY = READ_ONLY.replace("READ_FN", READ_FN)
 
 
 def make_corpus(root: Path, files: int, plates: int, rows: int, n_pix: int) -> None:
-    from shardmerge.samples import make_image2d, make_wcs1d
+    from shardmerge.testing.spectra import make_image2d, make_wcs1d
 
     for i in range(files):
         make_wcs1d(root / f"f{i // 1000:03d}" / f"s{i:06d}.fits", i=i, n_pix=n_pix, seed=i, uncertainty="ivar")

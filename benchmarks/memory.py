@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--n-pix", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=1000, help="spectra per plate file")
     args = ap.parse_args()
-    from shardmerge.samples import make_image2d
+    from shardmerge.testing.spectra import make_image2d
 
     work = Path(tempfile.mkdtemp(prefix="shardmerge-memory-"))
     rows = []

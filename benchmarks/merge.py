@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--n-pix", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    from shardmerge.samples import make_image2d
+    from shardmerge.testing.spectra import make_image2d
 
     work = Path(tempfile.mkdtemp(prefix="shardmerge-merge-"))
     try:

@@ -2,7 +2,7 @@
 
 import argparse
 
-from shardmerge.samples import make_mixed_corpus
+from shardmerge.testing.spectra import make_mixed_corpus
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("folder")

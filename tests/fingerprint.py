@@ -92,11 +92,11 @@ def build(name: str, folder: Path) -> Path:
     """Write corpus `name` under folder; return its root."""
     root = folder / name
     if name == "demo":
-        from shardmerge.samples import make_mixed_corpus
+        from shardmerge.testing.spectra import make_mixed_corpus
 
         make_mixed_corpus(root, n_wcs1d=24, n_image2d=4, n_sdss=12)  # scripts/make_sample_corpus.py's corpus
     elif name == "surveys":
-        from shardmerge.samples_surveys import make_survey_folder
+        from shardmerge.testing.surveys import make_survey_folder
 
         make_survey_folder(root)
     elif name == "real":

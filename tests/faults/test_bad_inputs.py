@@ -8,8 +8,8 @@ import json
 import pytest
 import zarr
 
-from shardmerge.samples import make_wcs1d
-from tests.conftest import run_cli
+from shardmerge.testing.spectra import make_wcs1d
+from tests.helpers import run_cli
 
 
 def _card_at(raw: bytes, keyword: bytes) -> int:

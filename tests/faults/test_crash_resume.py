@@ -9,8 +9,7 @@ import os
 import pytest
 import zarr
 
-from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import (
+from tests.faults.helpers import (
     LAYOUT,
     kill_group,
     report_of,
@@ -19,6 +18,7 @@ from tests.faults.conftest import (
     wait_for_failpoint,
     wait_until,
 )
+from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
 

@@ -9,8 +9,8 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from shardmerge.samples import make_image2d, make_wcs1d
-from tests.conftest import run_cli
+from shardmerge.testing.spectra import make_image2d, make_wcs1d
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(("kind", "label"), [("nan", "all-NaN"), ("zero", "all-zero")])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import LAYOUT, kill_group, start_ingest, wait_for_failpoint
+from tests.faults.helpers import LAYOUT, kill_group, start_ingest, wait_for_failpoint
+from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
 

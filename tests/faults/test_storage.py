@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from shardmerge.samples import make_image2d
-from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import LAYOUT
+from shardmerge.testing.spectra import make_image2d
+from tests.faults.helpers import LAYOUT
+from tests.helpers import run_cli, run_cli_process
 
 
 @pytest.fixture

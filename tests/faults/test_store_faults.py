@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from shardmerge import pipeline
-from shardmerge.samples import make_image2d, make_mixed_corpus, make_wcs1d
-from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import LAYOUT, kill_group, report_of, shard_stores, start_ingest, wait_for_failpoint
+from shardmerge.testing.spectra import make_image2d, make_mixed_corpus, make_wcs1d
+from tests.faults.helpers import LAYOUT, kill_group, report_of, shard_stores, start_ingest, wait_for_failpoint
+from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
 

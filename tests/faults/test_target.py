@@ -12,8 +12,8 @@ import time
 import zarr
 
 from shardmerge.errors import BadFileError
-from shardmerge.samples import make_wcs1d
-from tests.conftest import run_cli, run_cli_process
+from shardmerge.testing.spectra import make_wcs1d
+from tests.helpers import run_cli, run_cli_process
 
 
 def _inputs(d, n=3, n_pix=200, seed=0):
@@ -37,7 +37,7 @@ def test_existing_target_needs_overwrite(tmp_path, dask_scheduler):
 
 
 def test_overwrite_keeps_old_store_when_new_one_fails(tmp_path, dask_scheduler):
-    from shardmerge.samples import make_image2d
+    from shardmerge.testing.spectra import make_image2d
 
     _inputs(tmp_path / "in")
     out = tmp_path / "o.zarr"

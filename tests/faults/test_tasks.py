@@ -19,8 +19,8 @@ from shardmerge.headers import load_header_rules
 from shardmerge.pipeline import plan_inputs
 from shardmerge.shard import write_shard
 from shardmerge.shardstore import load_manifest
-from tests.conftest import run_cli, run_cli_process
-from tests.faults.conftest import LAYOUT, failpoint_dir, report_of, shard_stores, wait_for_failpoint, wait_until
+from tests.faults.helpers import LAYOUT, failpoint_dir, report_of, shard_stores, wait_for_failpoint, wait_until
+from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from shardmerge.cli import main as shardmerge_main
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 from tests.storecmp import chunk_files
 
 COMPOSE = REPO / "docker-compose.yml"

@@ -12,8 +12,8 @@ import pytest
 import zarr
 from astropy.io import fits
 
-from shardmerge.samples import make_wcs1d
-from tests.conftest import run_cli, run_cli_process
+from shardmerge.testing.spectra import make_wcs1d
+from tests.helpers import run_cli, run_cli_process
 from tests.integration.independent import assert_store_matches_sources, spectra_of
 from tests.storecmp import chunk_files
 
@@ -95,7 +95,7 @@ def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
 
 
 def test_shared_grid_gives_1d_wavelength_and_gz_inputs(tmp_path, dask_scheduler):
-    from shardmerge.samples import gzip_file
+    from shardmerge.testing.spectra import gzip_file
 
     d = tmp_path / "in"
     files = [make_wcs1d(d / f"s{i}.fits", i=i, n_pix=500, seed=i) for i in range(5)]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli, run_cli_process
+from tests.helpers import REPO, run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
-from shardmerge import samples_surveys as ss
 from shardmerge.schema import MASK_PADDING
-from tests.conftest import run_cli
+from shardmerge.testing import surveys as ss
+from tests.helpers import run_cli
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import zarr
 from astropy.io import fits
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.realdata.fetch import fetch_or_skip
 
 pytestmark = pytest.mark.realdata

@@ -9,7 +9,7 @@ import pytest
 import zarr
 from astropy.io import fits
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.realdata.fetch import FetchError, fetch
 
 pytestmark = pytest.mark.realdata

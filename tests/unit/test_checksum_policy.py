@@ -12,9 +12,9 @@ from astropy.io import fits
 
 from shardmerge.errors import BadFileError
 from shardmerge.headers import load_header_rules
-from shardmerge.samples import make_wcs1d
 from shardmerge.scan import scan_file
-from tests.conftest import run_cli
+from shardmerge.testing.spectra import make_wcs1d
+from tests.helpers import run_cli
 
 RULES = load_header_rules()
 

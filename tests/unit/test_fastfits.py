@@ -9,8 +9,9 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardmerge import samples, samples_surveys
 from shardmerge.readers import fastfits
+from shardmerge.testing import spectra as samples
+from shardmerge.testing import surveys as samples_surveys
 
 
 def _same_as_astropy(path):

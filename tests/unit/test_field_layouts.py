@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from shardmerge import samples_surveys as ss
 from shardmerge.errors import BadFileError
 from shardmerge.headers import load_header_rules
 from shardmerge.readers import get_reader, open_fits
 from shardmerge.readers.mapping import mapping_format
 from shardmerge.scan import scan_file
+from shardmerge.testing import surveys as ss
 from shardmerge.units import wavelength_factor
 
 RULES = load_header_rules()

@@ -11,8 +11,8 @@ from shardmerge.errors import BadFileError, SlabShapeError, UnknownFormatError
 from shardmerge.headers import load_header_rules
 from shardmerge.readers import detect, open_fits
 from shardmerge.readers.values import to_sigma
-from shardmerge.samples import make_image2d, make_sdss_coadd, make_wcs1d
 from shardmerge.scan import scan_file
+from shardmerge.testing.spectra import make_image2d, make_sdss_coadd, make_wcs1d
 from shardmerge.zarrio import write_block, write_slab
 
 
@@ -102,7 +102,7 @@ def test_datasum_and_checksum_are_verified(tmp_path):
 
     # a header edited after checksumming, and the other branches of the policy: test_checksum_policy.py
 
-    from shardmerge.samples import gzip_file
+    from shardmerge.testing.spectra import gzip_file
 
     ok = gzip_file(make_wcs1d(tmp_path / "fine.fits", n_pix=100))
     assert scan_file(str(ok), None, rules).n_pix_max == 100

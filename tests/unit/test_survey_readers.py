@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from shardmerge import samples_surveys as ss
 from shardmerge.errors import BadFileError, InputError, PlanError
 from shardmerge.headers import load_header_rules
 from shardmerge.plan import make_plan
 from shardmerge.readers import detect, get_reader, open_fits
 from shardmerge.readers.mapping import mapping_format
 from shardmerge.scan import scan_file
+from shardmerge.testing import surveys as ss
 
 CASES = {
     "harps-s1d": (lambda p: ss.make_harps_s1d(p, n_pix=20_000), "wcs-1d"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .samples import _header, _spectrum, _write
+from .spectra import observing_header, synthetic_flux, write_fits
 
 Truth = list[dict]
 
@@ -27,15 +27,15 @@ def make_harps_s1d(path: str | Path, *, n_pix: int = 313_000, seed: int = 0, n_e
     BUNIT 'Relative Flux', and thousands of HIERARCH ESO cards (most must not be projected)."""
     rng = _rng(seed)
     wave = 3781.0 + 0.01 * np.arange(n_pix)
-    flux = _spectrum(rng, wave)
-    hdr = _header(rng, seed)
+    flux = synthetic_flux(rng, wave)
+    hdr = observing_header(rng, seed)
     for k in range(n_eso_cards):  # DRS calibration and telemetry blocks: high volume, low reuse
         group = ("DRS CAL LOC", "DRS CAL TH COEFF", "INS TEMP", "DET CHIP", "OCS DET")[k % 5]
         hdr.append((f"HIERARCH ESO {group} {k // 5} VAL", float(k), "telemetry"), end=True)
     hdr["HIERARCH ESO DRS BERV"] = 12.3
     hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"], hdr["CTYPE1"] = 3781.0, 0.01, 1.0, "Angstrom"
     hdr["BUNIT"] = "Relative Flux"
-    out = _write(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
     return out, [{"wave": wave, "flux": flux, "sigma": None, "mask": None}]
 
 
@@ -43,10 +43,10 @@ def make_espresso_s1d(path: str | Path, *, n_pix: int = 4000, seed: int = 0) -> 
     """ESPRESSO DRS S1D: HDU 1 'SPECTRUM' is a table with one row per pixel."""
     rng = _rng(seed)
     wave = 3771.0 + 0.005 * np.arange(n_pix)
-    flux = _spectrum(rng, wave).astype(np.float64)
+    flux = synthetic_flux(rng, wave).astype(np.float64)
     err = np.full(n_pix, 0.3)
     qual = np.where(rng.random(n_pix) < 0.02, 4, 0).astype(np.int32)
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["INSTRUME"] = "ESPRESSO"
     hdr["HIERARCH ESO PRO CATG"] = "S1D_A"
     cols = fits.ColDefs([
@@ -57,7 +57,7 @@ def make_espresso_s1d(path: str | Path, *, n_pix: int = 4000, seed: int = 0) -> 
         fits.Column("quality", "J", array=qual),
     ])
     table = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
-    out = _write(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
     return out, [{"wave": wave, "flux": flux.astype(np.float32), "sigma": err.astype(np.float32), "mask": qual}]
 
 
@@ -68,13 +68,13 @@ def make_eso_sdp(path: str | Path, *, n_pix: int = 3000, seed: int = 0, unit: st
     rng = _rng(seed)
     wave_a = 5000.0 + 0.2 * np.arange(n_pix)
     factor = {"nm": 10.0, "angstrom": 1.0, "um": 1e4}[unit]
-    flux = _spectrum(rng, wave_a)
+    flux = synthetic_flux(rng, wave_a)
     cont = np.full(n_pix, 10.0, dtype=np.float32)
     if contnorm:
         flux = (flux / cont).astype(np.float32)
     err = np.full(n_pix, np.nan, dtype=np.float32)  # some products ship an all-NaN error: kept as is
     qual = np.where(rng.random(n_pix) < 0.05, 1, 0).astype(np.int16)
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["PRODCATG"] = "SCIENCE.SPECTRUM"
     hdr["CONTNORM"] = contnorm
     cols = fits.ColDefs([
@@ -92,7 +92,7 @@ def make_eso_sdp(path: str | Path, *, n_pix: int = 3000, seed: int = 0, unit: st
         if utype:
             table.header[f"TUTYP{k}"] = utype
             table.header[f"TUCD{k}"] = ucd
-    out = _write(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(header=hdr), table]), Path(path))
     truth = {"wave": wave_a, "flux": flux, "sigma": err, "mask": qual, "continuum": cont}
     if contnorm:
         truth["normalized"] = flux
@@ -121,12 +121,12 @@ def make_iraf_multispec(path: str | Path, *, n_ap: int = 3, n_pix: int = 1200, d
         else:
             w1, dw = 4000.0 + 100.0 * a, 1.25
             wave = (w1 + dw * np.arange(nw)) / (1 + z)
-        flux = _spectrum(rng, wave)
+        flux = synthetic_flux(rng, wave)
         data[0, a, :nw] = flux
         data[1, a, :nw] = 0.3
         specs.append(f'spec{a + 1} = "{a + 1} {a + 1} {dtype} {w1!r} {dw!r} {nw} {z!r} 10.00 20.00"')
         truth.append({"wave": wave, "flux": flux, "sigma": np.full(nw, 0.3, dtype=np.float32), "mask": None})
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["WCSDIM"] = 3
     hdr["CTYPE1"], hdr["CTYPE2"] = "MULTISPE", "MULTISPE"
     hdr["BANDID1"] = "spectrum - background fit, weights variance, clean no"
@@ -135,7 +135,7 @@ def make_iraf_multispec(path: str | Path, *, n_ap: int = 3, n_pix: int = 1200, d
     _wat_cards(hdr, 0, "system=multispec")
     _wat_cards(hdr, 1, "wtype=multispec label=Wavelength units=angstroms")
     _wat_cards(hdr, 2, "wtype=multispec " + " ".join(specs))
-    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
     return out, truth
 
 
@@ -143,14 +143,14 @@ def make_iraf_1d_loglinear(path: str | Path, *, n_pix: int = 2000, seed: int = 0
     """IRAF 1-D: WCSDIM = 1, CTYPE1 = 'LINEAR', DC-FLAG = 1: CRVAL1/CDELT1 are log10(Angstrom)."""
     rng = _rng(seed)
     wave = 10.0 ** (3.6 + 1e-4 * np.arange(n_pix))
-    flux = _spectrum(rng, wave)
-    hdr = _header(rng, seed)
+    flux = synthetic_flux(rng, wave)
+    hdr = observing_header(rng, seed)
     hdr["WCSDIM"] = 1
     hdr["CRVAL1"], hdr["CDELT1"], hdr["CD1_1"], hdr["CRPIX1"] = 3.6, 1e-4, 1e-4, 1.0
     hdr["CTYPE1"], hdr["DC-FLAG"] = "LINEAR", 1
     _wat_cards(hdr, 0, "system=equispec")
     _wat_cards(hdr, 1, "wtype=linear label=Wavelength units=angstroms")
-    out = _write(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(flux, header=hdr)]), Path(path))
     return out, [{"wave": wave, "flux": flux, "sigma": None, "mask": None}]
 
 
@@ -168,7 +168,7 @@ def make_apstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", n_vi
     rng = _rng(seed)
     wave = _apogee_wave()
     n_rows = n_visits + 2 if n_visits > 1 else 1
-    flux = np.stack([_spectrum(rng, wave / 3.0) for _ in range(n_rows)]).astype(np.float64)
+    flux = np.stack([synthetic_flux(rng, wave / 3.0) for _ in range(n_rows)]).astype(np.float64)
     err = np.full_like(flux, 0.5)
     mask = np.where(rng.random(flux.shape) < 0.01, 2**9, 0).astype(np.int64)
     prim = fits.Header()
@@ -180,7 +180,7 @@ def make_apstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", n_vi
         h["CRVAL1"], h["CDELT1"], h["CRPIX1"], h["CTYPE1"], h["BUNIT"] = (APOGEE_CRVAL, APOGEE_CDELT, 1,
                                                                            "LOG-LINEAR", unit)
         hdus.append(fits.ImageHDU(arr, header=h))
-    out = _write(fits.HDUList(hdus), Path(path))
+    out = write_fits(fits.HDUList(hdus), Path(path))
     return out, [{"wave": wave, "flux": flux[r].astype(np.float32), "sigma": err[r].astype(np.float32),
                   "mask": mask[r]} for r in range(n_rows)]
 
@@ -201,12 +201,12 @@ def make_aspcapstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", 
         hdus.append(fits.ImageHDU(arr, header=h))
     hdus.append(fits.BinTableHDU.from_columns([fits.Column("APOGEE_ID", "20A", array=[apogee_id]),
                                                fits.Column("TEFF", "E", array=[4800.0])]))
-    out = _write(fits.HDUList(hdus), Path(path))
+    out = write_fits(fits.HDUList(hdus), Path(path))
     return out, [{"wave": _apogee_wave(), "normalized": norm, "normalized_sigma": err}]
 
 
 def _lamost_header(rng: np.random.Generator, seed: int) -> fits.Header:
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["TELESCOP"] = "LAMOST"
     hdr["BUNIT"] = "10**-17 erg/s/cm^2/A"
     return hdr
@@ -214,7 +214,7 @@ def _lamost_header(rng: np.random.Generator, seed: int) -> fits.Header:
 
 def _lamost_arrays(rng: np.random.Generator, n_pix: int, w0: float, dw: float):
     wave = 10.0 ** (np.log10(w0) + dw * np.arange(n_pix))
-    flux = _spectrum(rng, wave)
+    flux = synthetic_flux(rng, wave)
     ivar = np.where(rng.random(n_pix) < 0.02, 0.0, 4.0).astype(np.float32)
     andmask = np.where(ivar == 0, 2**2, 0).astype(np.int32)
     sigma = np.where(ivar > 0, 1 / np.sqrt(np.where(ivar > 0, ivar, 1)), np.nan).astype(np.float32)
@@ -237,7 +237,7 @@ def make_lamost_lrs(path: str | Path, *, dr8: bool = True, n_pix: int = 3909, se
         hdr["COEFF0"], hdr["COEFF1"] = np.log10(3690.0), 1e-4
         hdul = fits.HDUList([fits.PrimaryHDU(data, header=hdr)])
         wave = data[2].astype(np.float64)  # the file holds float32 wavelengths
-    out = _write(hdul, Path(path))
+    out = write_fits(hdul, Path(path))
     return out, [{"wave": wave, "flux": flux, "sigma": sigma, "mask": andmask}]
 
 
@@ -255,7 +255,7 @@ def make_lamost_mrs(path: str | Path, *, n_epochs: int = 2, n_pix: int = 3000, s
             ("ORMASK", "J", andmask))])
         hdus.append(fits.BinTableHDU.from_columns(cols, name=name))
         truth.append({"wave": wave, "flux": flux, "sigma": sigma, "mask": andmask, "hdu": name})
-    return _write(fits.HDUList(hdus), Path(path)), truth
+    return write_fits(fits.HDUList(hdus), Path(path)), truth
 
 
 def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed: int = 0) -> tuple[Path, Truth]:
@@ -263,10 +263,10 @@ def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed
     HDU 3 or-mask, HDU 4 dispersion, HDU 5 PLUGMAP (with guide and alignment holes, not in fibre order)."""
     rng = _rng(seed)
     wave = 10.0 ** (3.5785 + 1e-4 * np.arange(n_pix))
-    flux = np.stack([_spectrum(rng, wave) for _ in range(n_fiber)])
+    flux = np.stack([synthetic_flux(rng, wave) for _ in range(n_fiber)])
     ivar = np.full_like(flux, 9.0)
     andmask = np.where(rng.random(flux.shape) < 0.01, 2**16, 0).astype(np.int32)
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["COEFF0"], hdr["COEFF1"], hdr["BUNIT"] = 3.5785, 1e-4, "1E-17 erg/cm^2/s/Ang"
     order = rng.permutation(n_fiber)
     holes = [("GUIDE", -1), ("ALIGNMENT", -1)] + [("OBJECT", int(f) + 1) for f in order]
@@ -279,7 +279,7 @@ def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed
         fits.Column("FIBERID", "J", array=[f for _, f in holes])], name="PLUGMAP")
     hdul = fits.HDUList([fits.PrimaryHDU(flux, header=hdr), fits.ImageHDU(ivar), fits.ImageHDU(andmask),
                          fits.ImageHDU(andmask), fits.ImageHDU(np.ones_like(flux)), pm])
-    out = _write(hdul, Path(path))
+    out = write_fits(hdul, Path(path))
     truth = []
     for fibre in range(1, n_fiber + 1):
         j = [f for _, f in holes].index(fibre)
@@ -292,13 +292,13 @@ def make_spspec(path: str | Path, *, n_pix: int = 3850, seed: int = 0) -> tuple[
     """SDSS DR7 spSpec: primary image rows flux, continuum-subtracted flux, error, mask, (sky)."""
     rng = _rng(seed)
     wave = 10.0 ** (3.5797 + 1e-4 * np.arange(n_pix))
-    flux = _spectrum(rng, wave)
+    flux = synthetic_flux(rng, wave)
     cont = np.full(n_pix, 10.0, dtype=np.float32)
     mask = np.where(rng.random(n_pix) < 0.02, 2**18, 0).astype(np.float32)
     data = np.stack([flux, flux - cont, np.full(n_pix, 0.4, np.float32), mask, np.zeros(n_pix, np.float32)])
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["COEFF0"], hdr["COEFF1"], hdr["FIBERID"], hdr["PLATEID"] = 3.5797, 1e-4, 31, 266
-    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
     return out, [{"wave": wave, "flux": flux, "sigma": np.full(n_pix, 0.4, np.float32), "mask": mask.astype(np.int64),
                   "continuum": (data[0].astype(np.float64) - data[1]).astype(np.float32)}]
 
@@ -309,7 +309,7 @@ def make_harps_e2ds(path: str | Path, *, n_orders: int = 72, n_pix: int = 4096, 
     (k = order * (deg + 1) + j), and DATASUM = '0' with no CHECKSUM, as the ESO archive serves it."""
     rng = _rng(seed)
     x = np.arange(n_pix, dtype=np.float64)
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["HIERARCH ESO DRS CAL TH DEG LL"] = deg
     data = np.zeros((n_orders, n_pix), dtype=np.float32)
     truth: Truth = []
@@ -319,7 +319,7 @@ def make_harps_e2ds(path: str | Path, *, n_orders: int = 72, n_pix: int = 4096, 
         for j, c in enumerate(coeffs):
             hdr[f"HIERARCH ESO DRS CAL TH COEFF LL{o * (deg + 1) + j}"] = c
         wave = np.polynomial.polynomial.polyval(x, coeffs)
-        data[o] = _spectrum(rng, wave) * 1000
+        data[o] = synthetic_flux(rng, wave) * 1000
         truth.append({"wave": wave, "flux": data[o].copy(), "sigma": None, "mask": None, "order": str(o)})
     hdr["DATASUM"] = "0"
     out = Path(path)
@@ -341,7 +341,7 @@ def make_jwst_spec1d(path: str | Path, *, n_pix: int = 400, n_rows: int = 31, se
     sci = fits.ImageHDU(rng.normal(size=(n_rows, n_pix)).astype(np.float32), name="SCI")
     sci.header.update({"CRVAL1": 0.6, "CDELT1": 0.01, "CRPIX1": 1.0})  # spatial rows, approximate axis
     wht = fits.ImageHDU(np.ones((n_rows, n_pix), dtype=np.float32), name="WHT")
-    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)), table, sci, wht]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(header=observing_header(rng, seed)), table, sci, wht]), Path(path))
     return out, [{"wave": wave_um * 1e4, "flux": flux, "sigma": err, "mask": None}]
 
 
@@ -358,7 +358,7 @@ def make_calspec_table(path: str | Path, *, n_pix: int = 3000, seed: int = 0) ->
             fits.Column("SYSERROR", "E", unit="FLAM", array=flux * 0.02),
             fits.Column("FWHM", "E", unit="ANGSTROMS", array=np.full(n_pix, 3.0, dtype=np.float32)),
             fits.Column("DATAQUAL", "I", unit="NONE", array=np.ones(n_pix, dtype=np.int16))]
-    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)),
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(header=observing_header(rng, seed)),
                                fits.BinTableHDU.from_columns(cols, name="SCI")]), Path(path))
     return out, [{"wave": wave.astype(np.float64), "flux": flux, "sigma": stat, "mask": None}]
 
@@ -374,18 +374,18 @@ def make_iraf_equispec_bands(path: str | Path, *, n_ap: int = 2, n_pix: int = 15
     data = np.zeros((4, n_ap, n_pix), dtype=np.float32)
     truth: Truth = []
     for a in range(n_ap):
-        flux = _spectrum(rng, wave) * (1 + a)
+        flux = synthetic_flux(rng, wave) * (1 + a)
         data[0, a], data[1, a], data[2, a], data[3, a] = flux, flux * 1.1, 0.2, 0.3 + 0.01 * a
         truth.append({"wave": wave, "flux": flux, "sigma": np.full(n_pix, 0.3 + 0.01 * a, dtype=np.float32),
                       "mask": None})
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["WCSDIM"] = 3
     hdr["CRVAL1"], hdr["CDELT1"], hdr["CD1_1"], hdr["CRPIX1"], hdr["CTYPE1"] = crval, cdelt, cdelt, 1.0, "LINEAR"
     hdr["DC-FLAG"] = 1 if log else 0
     for k, label in enumerate(("spectrum", "raw", "background", "sigma"), start=1):
         hdr[f"BANDID{k}"] = f"{label} - background fit, weights variance, clean no"
     _wat_cards(hdr, 0, "system=equispec")
-    out = _write(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), Path(path))
     return out, truth
 
 
@@ -393,22 +393,22 @@ def make_undeclared_log_1d(path: str | Path, *, n_pix: int = 2000, seed: int = 0
     """A 1-D image whose header has only CRVAL1/CDELT1 holding log10(Angstrom): no DC-FLAG, CTYPE1 or CUNIT1."""
     rng = _rng(seed)
     wave = 10.0 ** (3.7 + 1e-4 * np.arange(n_pix))
-    hdr = _header(rng, seed)
+    hdr = observing_header(rng, seed)
     hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"] = 3.7, 1e-4, 1.0
-    return _write(fits.HDUList([fits.PrimaryHDU(_spectrum(rng, wave), header=hdr)]), Path(path))
+    return write_fits(fits.HDUList([fits.PrimaryHDU(synthetic_flux(rng, wave), header=hdr)]), Path(path))
 
 
 def make_muse_stat(path: str | Path, *, n_pix: int = 2048, seed: int = 0) -> tuple[Path, Truth]:
     """MPDAF/MUSE 1-D spectrum: empty primary, `DATA` image with a linear WCS in Angstrom, `STAT` variance."""
     rng = _rng(seed)
     wave = 6550.0 + 1.25 * np.arange(n_pix)
-    flux = _spectrum(rng, wave)
+    flux = synthetic_flux(rng, wave)
     var = rng.uniform(0.5, 2.0, n_pix).astype(np.float32)
     data = fits.ImageHDU(flux, name="DATA")
     data.header.update({"CRVAL1": 6550.0, "CDELT1": 1.25, "CRPIX1": 1.0, "CTYPE1": "AWAV", "CUNIT1": "Angstrom"})
     stat = fits.ImageHDU(var, name="STAT")
     stat.header.update({"CRVAL1": 6550.0, "CDELT1": 1.25, "CRPIX1": 1.0, "CUNIT1": ""})
-    out = _write(fits.HDUList([fits.PrimaryHDU(header=_header(rng, seed)), data, stat]), Path(path))
+    out = write_fits(fits.HDUList([fits.PrimaryHDU(header=observing_header(rng, seed)), data, stat]), Path(path))
     sigma = np.sqrt(var.astype(np.float64)).astype(np.float32)
     return out, [{"wave": wave, "flux": flux, "sigma": sigma, "mask": None}]
 

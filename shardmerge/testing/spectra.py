@@ -11,7 +11,7 @@ import numpy as np
 from astropy.io import fits
 
 
-def _spectrum(rng: np.random.Generator, wave: np.ndarray) -> np.ndarray:
+def synthetic_flux(rng: np.random.Generator, wave: np.ndarray) -> np.ndarray:
     cont = 10.0 + 5.0 * np.sin(wave / 700.0)
     lines = sum(-3.0 * np.exp(-0.5 * ((wave - c) / 2.5) ** 2) for c in (4861.3, 5175.0, 5892.9, 6562.8))
     return (cont + lines + rng.normal(0, 0.3, wave.shape)).astype(np.float32)
@@ -45,16 +45,16 @@ def _observing_cards(rng: np.random.Generator, i: int) -> list[tuple]:
     ]
 
 
-def _header(rng: np.random.Generator, i: int) -> fits.Header:
+def observing_header(rng: np.random.Generator, i: int) -> fits.Header:
     hdr = fits.Header()
     for card in _observing_cards(rng, i):
         hdr.append(card, end=True)
-    hdr.add_comment("synthetic spectrum written by shardmerge.samples")
+    hdr.add_comment("synthetic spectrum written by shardmerge.testing")
     hdr.add_history("made for tests and the demo")
     return hdr
 
 
-def _write(hdul: fits.HDUList, path: Path) -> Path:
+def write_fits(hdul: fits.HDUList, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     hdul.writeto(path, overwrite=True, checksum=True)
     return path
@@ -79,10 +79,10 @@ def make_wcs1d(path: str | Path, *, i: int = 0, n_pix: int = 3000, crval: float 
                flux: np.ndarray | None = None) -> Path:
     """Layout (a): 1-D image + optional IVAR / ERR / VAR extension."""
     rng = np.random.default_rng(seed)
-    hdr = _header(rng, i)
+    hdr = observing_header(rng, i)
     _linear_wcs(hdr, crval, cdelt, log)
     wave = wcs_wavelength(crval, cdelt, n_pix, log)
-    data = _spectrum(rng, wave) if flux is None else np.asarray(flux, dtype=np.float32)
+    data = synthetic_flux(rng, wave) if flux is None else np.asarray(flux, dtype=np.float32)
     hdus = [fits.PrimaryHDU(data, header=hdr)]
     sigma = np.full(n_pix, 0.3, dtype=np.float32) + rng.uniform(0, 0.05, n_pix).astype(np.float32)
     if uncertainty == "ivar":
@@ -91,7 +91,7 @@ def make_wcs1d(path: str | Path, *, i: int = 0, n_pix: int = 3000, crval: float 
         hdus.append(fits.ImageHDU(sigma, name="ERR"))
     elif uncertainty == "var":
         hdus.append(fits.ImageHDU((sigma**2).astype(np.float32), name="VAR"))
-    return _write(fits.HDUList(hdus), Path(path))
+    return write_fits(fits.HDUList(hdus), Path(path))
 
 
 def make_image2d(path: str | Path, *, i: int = 0, n_rows: int = 16, n_pix: int = 2000, crval: float = 3.58,
@@ -100,16 +100,16 @@ def make_image2d(path: str | Path, *, i: int = 0, n_rows: int = 16, n_pix: int =
     """Layout (b): one spectrum per row, shared log-linear WCS, IVAR image of the same shape.
     `bad_rows` maps a row to 'nan' or 'zero' to plant an empty spectrum."""
     rng = np.random.default_rng(seed)
-    hdr = _header(rng, i)
+    hdr = observing_header(rng, i)
     _linear_wcs(hdr, crval, cdelt, log)
     wave = wcs_wavelength(crval, cdelt, n_pix, log)
-    flux = np.stack([_spectrum(rng, wave) * (1 + 0.1 * r) for r in range(n_rows)])
+    flux = np.stack([synthetic_flux(rng, wave) * (1 + 0.1 * r) for r in range(n_rows)])
     ivar = rng.uniform(5, 15, flux.shape).astype(np.float32)
     ivar[:, :7] = 0.0  # masked pixels: no information, stored as NaN uncertainty
     for row, kind in (bad_rows or {}).items():
         flux[row] = np.nan if kind == "nan" else 0.0
     hdul = fits.HDUList([fits.PrimaryHDU(flux, header=hdr), fits.ImageHDU(ivar, name="IVAR")])
-    return _write(hdul, Path(path))
+    return write_fits(hdul, Path(path))
 
 
 def make_sdss_coadd(path: str | Path, *, i: int = 0, n_pix: int = 3800, loglam0: float = 3.5793, seed: int = 0
@@ -129,7 +129,7 @@ def make_sdss_coadd(path: str | Path, *, i: int = 0, n_pix: int = 3800, loglam0:
     hdr["COEFF0"] = loglam0
     hdr["COEFF1"] = 1e-4
     loglam = (loglam0 + 1e-4 * np.arange(n_pix)).astype(np.float32)
-    flux = _spectrum(rng, 10.0 ** loglam.astype(np.float64))
+    flux = synthetic_flux(rng, 10.0 ** loglam.astype(np.float64))
     ivar = rng.uniform(1, 4, n_pix).astype(np.float32)
     ivar[-5:] = 0.0
     cols = [
@@ -143,7 +143,7 @@ def make_sdss_coadd(path: str | Path, *, i: int = 0, n_pix: int = 3800, loglam0:
         fits.Column("model", "E", array=flux),
     ]
     coadd = fits.BinTableHDU.from_columns(cols, name="COADD")
-    return _write(fits.HDUList([fits.PrimaryHDU(header=hdr), coadd]), Path(path))
+    return write_fits(fits.HDUList([fits.PrimaryHDU(header=hdr), coadd]), Path(path))
 
 
 def gzip_file(path: Path) -> Path:

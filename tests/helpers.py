@@ -1,0 +1,38 @@
+"""Helpers the tests import (fixtures live in conftest.py and reach tests through pytest): the repository
+root and the real CLI, run in this process or as its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from shardmerge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class CliResult:
+    def __init__(self, exit_code: int, output: str, stdout: str | None = None):
+        self.exit_code = exit_code
+        self.output = output  # stdout and stderr as a user sees them
+        self.stdout = output if stdout is None else stdout  # what a pipe would get (plan --json)
+
+    def __repr__(self) -> str:
+        return f"exit {self.exit_code}\n{self.output}"
+
+
+def run_cli(*args: str) -> CliResult:
+    """The CLI in this process (fast: reuses the session cluster through --scheduler)."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return CliResult(result.exit_code, result.output, result.stdout)
+
+
+def run_cli_process(*args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
+    """The CLI as its own process, exactly as a user runs it."""
+    done = subprocess.run([sys.executable, "-m", "shardmerge.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return CliResult(done.returncode, done.stdout + done.stderr, done.stdout)
