@@ -1,0 +1,114 @@
+"""The shard task and the merge called directly, in this process (no cluster, no CLI): what a shard store
+holds, reuse of a finished shard, what the merge returns to the gate, and the merge's refusals, each
+located in the function that makes it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from shardmerge.config import ClusterRequest, LayoutRequest
+from shardmerge.errors import ShardError
+from shardmerge.headers import load_header_rules
+from shardmerge.merge import materialize
+from shardmerge.pipeline import plan_inputs
+from shardmerge.provenance import provenance_attrs
+from shardmerge.schema import MASK_PADDING
+from shardmerge.shard import write_shard
+from shardmerge.shardstore import load_manifest, shard_path
+from shardmerge.testing import surveys as ss
+from shardmerge.testing.spectra import make_mixed_corpus
+from shardmerge.validate import Expectation, failures, run_checks
+
+RULES = load_header_rules()
+
+
+def _plan(corpus):
+    return plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16), rules=RULES,
+                       cluster=ClusterRequest(workers=0))
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """A mixed corpus planned into 16-row shards, every shard written in this process."""
+    corpus = tmp_path / "corpus"
+    make_mixed_corpus(corpus, n_wcs1d=6, n_image2d=2, rows_per_image=20, n_sdss=3)
+    plan = _plan(corpus)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    manifests = [write_shard(s, plan.context(), str(scratch), RULES) for s in plan.shards]
+    return plan, scratch, manifests
+
+
+def test_a_shard_store_holds_its_rows_and_a_manifest_of_every_file(shards):
+    plan, scratch, manifests = shards
+    assert len(plan.shards) > 2 and all(not m["reused"] for m in manifests)
+    first = plan.shards[0]
+    store = shard_path(str(scratch), first)
+    manifest = load_manifest(store)
+    assert (manifest["row_start"], manifest["row_stop"]) == (first.row_start, first.row_stop)
+    on_disk = {os.path.relpath(os.path.join(d, n), store) for d, _, names in os.walk(store) for n in names}
+    assert set(manifest["files"]) == on_disk - {"manifest.json"}  # written last, it lists everything else
+    flux = zarr.open_group(store, mode="r")["flux_raw"]
+    assert flux.shape == (first.n_rows, plan.n_pix) and flux.chunks == plan.chunks_2d
+
+
+def test_a_finished_shard_is_reused_not_rewritten(shards):
+    plan, scratch, manifests = shards
+    again = write_shard(plan.shards[1], plan.context(), str(scratch), RULES)
+    assert again["reused"] and again["created_at"] == manifests[1]["created_at"]
+
+
+def test_padding_past_a_shorter_spectrum_is_nan_and_flagged_in_the_mask(tmp_path):
+    """LAMOST MRS: epochs with different grids in one file; each row is padded past its own width."""
+    path, truth = ss.make_lamost_mrs(tmp_path / "in" / "mrs.fits")
+    plan = _plan(tmp_path / "in")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    write_shard(plan.shards[0], plan.context(), str(scratch), RULES)
+    g = zarr.open_group(shard_path(str(scratch), plan.shards[0]), mode="r")
+    for row, t in enumerate(truth):
+        n = t["wave"].shape[0]
+        np.testing.assert_array_equal(g["flux_raw"][row, :n], np.asarray(t["flux"], dtype=np.float32))
+        assert np.all(np.isnan(g["flux_raw"][row, n:])) and np.all(g["mask_raw"][row, n:] == MASK_PADDING)
+        assert not np.any(g["mask_raw"][row, :n] & MASK_PADDING)
+
+
+def test_the_merge_returns_what_the_gate_needs(shards, tmp_path):
+    plan, scratch, _ = shards
+    tmp = tmp_path / "out.zarr.tmp"
+    provenance = provenance_attrs(n_inputs=len(plan.shards), input_bytes=plan.input_bytes, command=["test"])
+    result = materialize(plan, [shard_path(str(scratch), s) for s in plan.shards], str(tmp), provenance)
+    on_disk = {os.path.relpath(os.path.join(d, n), tmp) for d, _, names in os.walk(tmp) for n in names}
+    assert set(result.checksums) == on_disk  # every file, so check 11 can prove each one
+    assert result.raw_chunks > 0 and result.recoded_arrays == 0
+    assert result.flux_rows == {"all_nan": [], "all_zero": []}  # raw copies of verified shards: sampled decode
+    assert result.stats()["raw_chunks"] == result.raw_chunks
+    checks = run_checks(str(tmp), Expectation(plan.n_spec, plan.n_pix, result.checksums, result.flux_rows))
+    assert failures(checks) == []
+
+
+def test_the_merge_refuses_a_damaged_shard_chunk_and_removes_that_shard(shards, tmp_path):
+    plan, scratch, _ = shards
+    victim = shard_path(str(scratch), plan.shards[1])
+    chunk = os.path.join(victim, "flux_raw", "c", "0", "0")
+    with open(chunk, "r+b") as f:  # flip one byte in the middle of the compressed chunk
+        f.seek(os.path.getsize(chunk) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ShardError, match=r"flux_raw/c/0/0.*the shard store was removed, rerun the same command"):
+        materialize(plan, [shard_path(str(scratch), s) for s in plan.shards], str(tmp_path / "o.tmp"), {})
+    assert not os.path.exists(victim)  # so the rerun recomputes exactly this shard
+    assert all(os.path.exists(shard_path(str(scratch), s)) for s in plan.shards if s is not plan.shards[1])
+
+
+def test_the_merge_refuses_a_shard_of_another_plan(shards, tmp_path):
+    plan, scratch, _ = shards
+    paths = [shard_path(str(scratch), s) for s in plan.shards]
+    paths[0], paths[1] = paths[1], paths[0]
+    with pytest.raises(ShardError, match="not shard 0 of this plan"):
+        materialize(plan, paths, str(tmp_path / "o.tmp"), {})
