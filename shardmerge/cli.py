@@ -10,13 +10,13 @@ import sys
 import click
 
 from . import __version__
-from .config import ClusterRequest, CodecConfig, LayoutRequest
+from .config import ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
 from .errors import ShardmergeError
 from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
 from .plan import describe
 from .readers import reader_names
-from .readers.mapping import mapping_format
+from .readers.mapping import mapping_ref
 from .readers.oddities import KINDS as ODDITY_KINDS
 from .report import store_bytes
 from .validate import failures, run_checks
@@ -121,12 +121,12 @@ def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
     return frozenset(ODDITY_KINDS) if "all" in names else frozenset(names)
 
 
-def format_name_of(options: dict) -> str | None:
-    """--format, with --mapping FILE turned into the mapping reader's name; removes both from `options`."""
+def format_choice_of(options: dict) -> FormatChoice:
+    """--format and --mapping FILE as one choice; removes both from `options`."""
     name, mapping = options.pop("format_name"), options.pop("mapping_file")
     if (name == "mapping") != (mapping is not None):
         raise click.UsageError("--format mapping and --mapping FILE go together")
-    return mapping_format(mapping) if mapping else name
+    return FormatChoice(name, mapping_ref(mapping) if mapping else ())
 
 
 def cluster_request(options: dict) -> ClusterRequest:
@@ -167,12 +167,12 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, overwrit
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     try:
-        format_name = format_name_of(options)
+        choice = format_choice_of(options)
     except ShardmergeError as exc:
         _fail(exc)
     opts = IngestOptions(
         inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
-        layout=layout_request(options), overwrite=overwrite, format_name=format_name,
+        layout=layout_request(options), overwrite=overwrite, format=choice,
         on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
         keep_scratch=keep_scratch, restart=restart, command=tuple(sys.argv), progress=not quiet,
     )
@@ -201,7 +201,7 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     _setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=layout_request(options),
-                           format_name=format_name_of(options), rules=load_header_rules(header_rules),
+                           choice=format_choice_of(options), rules=load_header_rules(header_rules),
                            cluster=cluster_request(options), on_bad_file=on_bad_file,
                            strict=strict_kinds(strict))
     except ShardmergeError as exc:

@@ -33,6 +33,16 @@ class CodecConfig:
 
 
 @dataclass(frozen=True)
+class FormatChoice:
+    """What --format and --mapping chose. `name` None: every file by auto-detection. A mapping file travels
+    as (absolute path, hash of its content), so that every worker reads the same mapping and one edited
+    mid-run is refused."""
+
+    name: str | None = None
+    mapping: tuple[str, str] = ()
+
+
+@dataclass(frozen=True)
 class LayoutRequest:
     """What the user asked for; the plan turns it into a concrete layout."""
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import ClusterRequest, LayoutRequest
+from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .durable import fsync_tree, remove_tree, storage_errors
 from .errors import BadFilesError, GateError, InputError, ShardmergeError
 from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
@@ -45,7 +45,7 @@ class IngestOptions:
     scratch: str | None = None
     layout: LayoutRequest = LayoutRequest()  # chunks, shards, codec, zarr format: what `plan` previews too
     overwrite: bool = False
-    format_name: str | None = None
+    format: FormatChoice = FormatChoice()  # --format (None: auto-detect) and a --mapping file
     on_bad_file: str = "fail"
     strict: frozenset[str] = frozenset()  # kinds of accepted oddity to refuse instead (readers/oddities.py)
     report_path: str | None = None
@@ -56,10 +56,10 @@ class IngestOptions:
     command: tuple[str, ...] = ()
 
 
-def scan_inputs(paths: Sequence[str], format_name: str | None, rules: HeaderRules, ex, on_bad_file: str,
+def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, ex, on_bad_file: str,
                 report: RunReport, progress_to: str = "log", strict: frozenset[str] = frozenset()) -> list[FileScan]:
     progress = Progress("scan", len(paths), "files", progress_to)
-    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), format_name, rules, strict, name="scan",
+    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), choice, rules, strict, name="scan",
                      on_result=progress)
     shared = SharedTuples()
     scans = [shared.apply(r) for batch in results for r in batch if isinstance(r, FileScan)]
@@ -110,18 +110,19 @@ def oddity_provenance(scans: Sequence[FileScan], examples: int = 5) -> dict:
     return out
 
 
-def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, format_name: str | None = None,
+def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, choice: FormatChoice | None = None,
                 rules: HeaderRules | None = None, cluster: ClusterRequest | None = None,
                 on_bad_file: str = "fail", report: RunReport | None = None,
                 strict: frozenset[str] = frozenset()) -> Plan:
     """Scan and plan without writing anything (`shardmerge plan`)."""
+    choice = choice or FormatChoice()
     report = report or RunReport()
     rules = rules or load_header_rules()
     paths = discover_inputs(inputs)
     cluster = cluster or ClusterRequest()
     with runner_role(cluster) as runner, executor(cluster, runner) as ex:
-        scans = scan_inputs(paths, format_name, rules, ex, on_bad_file, report, strict=strict)
-    return make_plan(scans, request)
+        scans = scan_inputs(paths, choice, rules, ex, on_bad_file, report, strict=strict)
+    return make_plan(scans, request, mapping=choice.mapping)
 
 
 def scratch_dir(base: str | None, out: str) -> str:
@@ -206,9 +207,9 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             report.cluster = ex.info
             check_shared_scratch(ex, scratch)
             with report.phase("scan"):
-                scans = scan_inputs(paths, opts.format_name, rules, ex, opts.on_bad_file, report, mode, opts.strict)
+                scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
             with report.phase("plan"):
-                plan = make_plan(scans, opts.layout)
+                plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
             _describe_plan(plan, report)
             stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
             if stale:
@@ -247,6 +248,8 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], 
                         report: RunReport) -> None:
     provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
+    if plan.mapping:  # which mapping described the inputs: its path and the hash of its content
+        provenance["mapping_file"], provenance["mapping_sha256"] = plan.mapping
     odd = oddity_provenance(scans)
     if odd:
         provenance["input_oddities"] = odd

@@ -123,6 +123,7 @@ class Plan:
     fingerprint: str = field(default="")
     zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
     provides: tuple[str, ...] = ()  # union of every input's capabilities (companions' too), sorted
+    mapping: tuple[str, ...] = ()  # (path, content hash) of the --mapping file the "mapping" reader reads
 
     @property
     def write_rows(self) -> int:
@@ -277,7 +278,8 @@ def cut_shards(placed: Sequence[tuple[FileScan, int]], n_spec: int, shard_rows: 
     return tuple(shards)
 
 
-def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -> Plan:
+def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None, mapping: tuple[str, str] = ()
+              ) -> Plan:
     request = request or LayoutRequest()
     every = list(scans)
     if not every:
@@ -310,6 +312,7 @@ def make_plan(scans: Iterable[FileScan], request: LayoutRequest | None = None) -
         param_keys=tuple(sorted({k for s in scans for k in s.param_keys})),
         mask_conventions=tuple(sorted({s.mask_convention for s in scans if s.mask_convention})),
         provides=tuple(sorted({c for s in every for c in s.provides})),
+        mapping=tuple(mapping),
         metadata_keys=tuple(sorted({k for s in scans for k in s.metadata_keys})),
         files_per_format=tuple(sorted(Counter(s.format for s in every).items())),
         spectra_per_format=tuple(sorted(_sum_by(every, "format").items())),
@@ -375,7 +378,7 @@ def _with_fingerprint(plan: Plan, scans: Sequence[FileScan]) -> Plan:
                    plan.zarr_format, plan.common_root, plan.zarr_shard_rows],
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.provides, plan.mask_conventions,
-                 plan.metadata_keys],
+                 plan.metadata_keys, *([plan.mapping[1]] if plan.mapping else [])],  # an edited mapping: new keys
     }
     shards = tuple(
         replace(s, key=_digest({"layout": layout, "rows": [s.row_start, s.row_stop],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FITS_SUFFIXES
+from .config import FITS_SUFFIXES, FormatChoice
 from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
@@ -77,7 +77,8 @@ def _expand_list(list_path: Path) -> Iterable[str]:
         yield from _expand(resolved, origin=f"{list_path} line {number}")
 
 
-def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: frozenset[str] = frozenset()) -> FileScan:
+def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
+              strict: frozenset[str] = frozenset()) -> FileScan:
     """Format, counts, grids and header keys, from the headers (plus a tabular format's wavelength column).
     Also the one place where the file's bytes are verified (truncation, CHECKSUM/DATASUM), so that
     --on-bad-file skip can still leave a damaged file out; shard tasks then check size and mtime. What was
@@ -93,9 +94,10 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
     with open_fits(path, raw, oddities=oddities) as hdul:
         load_hdus(path, hdul)
         verify_file(path, hdul, raw, oddities)
-        reader = get_reader(format_name) if format_name else detect(path, hdul)
-        if format_name and not reader.identify(hdul):
-            raise BadFileError(path, f"does not have the layout of --format {format_name}")
+        chosen = choice.name if choice else None
+        reader = get_reader(chosen, choice.mapping) if chosen else detect(path, hdul)
+        if chosen and not reader.identify(hdul):
+            raise BadFileError(path, f"does not have the layout of --format {chosen}")
         layout = reader.layout(path, hdul)
         for kind, text in layout.notes:
             oddities.add(kind, text)
@@ -136,14 +138,14 @@ def scan_file(path: str, format_name: str | None, rules: HeaderRules, strict: fr
     return replace(scan, notes=tuple(oddities.notes)) if oddities.notes else scan  # warnings: known on close
 
 
-def scan_batch(paths: Sequence[str], format_name: str | None, rules: HeaderRules,
+def scan_batch(paths: Sequence[str], choice: FormatChoice | None, rules: HeaderRules,
                strict: frozenset[str] = frozenset()) -> list[FileScan | BadFile]:
     """Dask task: scan many files in one task (per-task overhead dwarfs one small file's parse)."""
     out: list[FileScan | BadFile] = []
     shared = SharedTuples()  # files of a survey mostly have the same keys: pickle each tuple once
     for path in paths:
         try:
-            out.append(shared.apply(scan_file(path, format_name, rules, strict)))
+            out.append(shared.apply(scan_file(path, choice, rules, strict)))
         except BadFileError as exc:
             out.append(BadFile(exc.path, exc.reason))
     return out

@@ -136,7 +136,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
     local = 0
     for seg in shard.segments:
         _check_unchanged(seg)
-        reader = get_reader(seg.format)
+        reader = get_reader(seg.format, plan.mapping)
         with open_fits(seg.path) as hdul:  # its bytes were verified by the scan; size and mtime since
             layout = reader.layout(seg.path, hdul)
             if seg.first + seg.count > layout.n_spectra:

@@ -18,7 +18,6 @@ from .image_arrays import ImageArraysReader
 from .iraf_equispec import IrafEquispecReader
 from .iraf_multispec import IrafMultispecReader
 from .lamost import LamostReader
-from .mapping import PREFIX as MAPPING_PREFIX
 from .mapping import mapping_reader
 from .sdss_coadd import SdssCoaddReader
 from .sdss_plate import SdssPlateReader, SdssSpSpecReader
@@ -53,9 +52,12 @@ def reader_names() -> list[str]:
     return sorted([*_BY_NAME, "mapping"])
 
 
-def get_reader(name: str) -> Reader:
-    if name.startswith(MAPPING_PREFIX):
-        return mapping_reader(name)
+def get_reader(name: str, mapping: tuple[str, str] = ()) -> Reader:
+    """The reader of a format name; `mapping` is the (path, hash) of the mapping file for "mapping"."""
+    if name == "mapping":
+        if not mapping:
+            raise InputError("--format mapping needs --mapping FILE")
+        return mapping_reader(*mapping)
     try:
         return _BY_NAME[name]
     except KeyError:

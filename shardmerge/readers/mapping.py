@@ -28,8 +28,8 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     column = "CONT"
     method = "pipeline continuum fit"
 
-The reader's name carries the mapping's path and a hash of its content, so every worker reads the same
-mapping and a mapping edited mid-run is refused."""
+The mapping reaches every worker as its path and a hash of its content (config.FormatChoice, then
+Plan.mapping), so every worker reads the same mapping and a mapping edited mid-run is refused."""
 
 from __future__ import annotations
 
@@ -47,13 +47,12 @@ from .base import Layout, Reader, SpectraBlock
 from .values import as_float32, as_mask, to_sigma
 from .wcs import linear_wcs_wavelength
 
-PREFIX = "mapping:"
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
 _KEYS = {"hdu", "column", "row", "band", "unit", "log10", "wcs", "kind", "convention", "method"}
 
 
-def mapping_format(path: str) -> str:
-    """The format name for a mapping file: `mapping:<absolute path>#<sha256 prefix of its content>`."""
+def mapping_ref(path: str) -> tuple[str, str]:
+    """(absolute path, sha256 prefix of its content) of a mapping file, refused before any work if bad."""
     path = os.path.abspath(path)
     try:
         with open(path, "rb") as f:
@@ -61,7 +60,7 @@ def mapping_format(path: str) -> str:
     except OSError as exc:
         raise InputError(f"--mapping {path}: {exc.strerror}") from exc
     load_mapping(path, digest)  # refuse a bad mapping before any work
-    return f"{PREFIX}{path}#{digest}"
+    return path, digest
 
 
 def load_mapping(path: str, digest: str) -> dict:
@@ -99,16 +98,16 @@ def _parse(path: str, raw: bytes) -> dict:
     return doc
 
 
-def mapping_reader(name: str) -> MappingReader:
-    path, _, digest = name[len(PREFIX):].rpartition("#")
-    return MappingReader(name, load_mapping(path, digest))
+def mapping_reader(path: str, digest: str) -> MappingReader:
+    return MappingReader(load_mapping(path, digest))
 
 
 class MappingReader(Reader):
     description = "generic: a TOML mapping names the HDUs, columns or rows of each array"
 
-    def __init__(self, name: str, doc: dict):
-        self.name = name
+    name = "mapping"
+
+    def __init__(self, doc: dict):
         self.doc = doc
 
     def identify(self, hdul: fits.HDUList) -> bool:

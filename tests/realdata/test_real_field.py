@@ -115,6 +115,8 @@ def test_rows_of_different_quantities_are_refused_then_mapped(tmp_path, real):
     g, _ = _ingest(tmp_path, path, *_mapping(tmp_path, '[flux]\nhdu = 0\nrow = 0\n[uncertainty]\nhdu = 0\nrow = 1\n'
                                                          'kind = "sigma"\n[continuum]\nhdu = 0\nrow = 3\n'
                                                          '[wavelength]\nwcs = true\n'))
+    assert str(g["metadata/format"][0]) == "mapping"  # which reader; which mapping file is in the root attrs
+    assert g.attrs["mapping_file"] == str(tmp_path / "mapping.toml") and len(g.attrs["mapping_sha256"]) == 12
     with fits.open(path) as h:
         data, hdr = h[0].data, h[0].header
         assert hdr["CTYPE1"] == "LOGLIN" and hdr["DC-FLAG"] == 1

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from shardmerge.config import FormatChoice
 from shardmerge.errors import BadFileError
 from shardmerge.headers import load_header_rules
 from shardmerge.readers import get_reader, open_fits
-from shardmerge.readers.mapping import mapping_format
+from shardmerge.readers.mapping import mapping_ref
 from shardmerge.scan import scan_file
 from shardmerge.testing import surveys as ss
 from shardmerge.units import wavelength_factor
@@ -18,17 +19,18 @@ from shardmerge.units import wavelength_factor
 RULES = load_header_rules()
 
 
-def read_with(path, format_name):
-    reader = get_reader(format_name)
+def read_with(path, choice):
+    """choice: a reader's name, or a FormatChoice (a mapping)."""
+    reader = get_reader(choice) if isinstance(choice, str) else get_reader(choice.name, choice.mapping)
     with open_fits(str(path)) as hdul:
         layout = reader.layout(str(path), hdul)
         return layout, reader.read(str(path), hdul, layout, 0, layout.n_spectra)
 
 
-def mapping(tmp_path, text: str) -> str:
-    m = tmp_path / "m.toml"
+def mapping(tmp_path, text: str) -> FormatChoice:
+    m = tmp_path / f"m{len(list(tmp_path.glob('m*.toml')))}.toml"  # a new file each time: parsing is cached
     m.write_text(text)
-    return mapping_format(str(m))
+    return FormatChoice("mapping", mapping_ref(str(m)))
 
 
 def test_an_undeclared_log10_axis_is_refused_then_read_through_a_mapping(tmp_path):

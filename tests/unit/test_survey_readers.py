@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from shardmerge.config import FormatChoice
 from shardmerge.errors import BadFileError, InputError, PlanError
 from shardmerge.headers import load_header_rules
 from shardmerge.plan import make_plan
 from shardmerge.readers import detect, get_reader, open_fits
-from shardmerge.readers.mapping import mapping_format
+from shardmerge.readers.mapping import mapping_ref
 from shardmerge.scan import scan_file
 from shardmerge.testing import surveys as ss
 
@@ -144,10 +145,11 @@ def test_mapping_reads_a_layout_no_reader_knows(tmp_path):
     mapping.write_text('[flux]\nhdu = "SCI"\nunit = "adu"\n[wavelength]\nhdu = "AXIS"\ncolumn = "LAMBDA"\n'
                        'unit = "nm"\n[uncertainty]\nhdu = "WHT"\nkind = "ivar"\n[mask]\nhdu = "DQ"\n'
                        'convention = "instrument DQ bits"\n')
-    name = mapping_format(str(mapping))
-    scan = scan_file(str(data), name, load_header_rules())
+    choice = FormatChoice("mapping", mapping_ref(str(mapping)))
+    scan = scan_file(str(data), choice, load_header_rules())
     assert scan.n_spectra == 3 and scan.flux_unit == "adu" and scan.mask_convention == "instrument DQ bits"
-    reader = get_reader(name)
+    assert scan.format == "mapping"  # the store says which reader; the root attrs say which mapping file
+    reader = get_reader("mapping", choice.mapping)
     with open_fits(str(data)) as h:
         layout = reader.layout(str(data), h)
         block = reader.read(str(data), h, layout, 1, 2)
@@ -158,12 +160,12 @@ def test_mapping_reads_a_layout_no_reader_knows(tmp_path):
 
     mapping.write_text('[flux]\nhdu = "SCI"\n[wavelength]\nhdu = "AXIS"\ncolumn = "LAMBDA"\n')
     with pytest.raises(InputError, match="changed during the run"):
-        get_reader(name)
+        get_reader("mapping", choice.mapping)
     with pytest.raises(BadFileError, match="wavelength unit '' is not recognised"):
-        scan_file(str(data), mapping_format(str(mapping)), load_header_rules())
+        scan_file(str(data), FormatChoice("mapping", mapping_ref(str(mapping))), load_header_rules())
     mapping.write_text('[flux]\nhdu = 1\n[colour]\nhdu = 2\n')
     with pytest.raises(InputError, match=r"needs a \[wavelength\] table"):
-        mapping_format(str(mapping))
+        mapping_ref(str(mapping))
 
 
 @pytest.mark.parametrize(("unit", "ok"), [("nm", True), ("um", True), ("angstrom", True), ("parsec", False)])
