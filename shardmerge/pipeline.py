@@ -83,18 +83,10 @@ def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, 
     if odd:
         report.counts["files_odd"] = len(odd)
         report.odd_files = [{"path": s.path, "notes": list(s.notes)} for s in odd]
+        per_kind = ", ".join(f"{k}: {v['files']}" for k, v in sorted(oddity_provenance(odd).items()))
         log.warning("accepted %d file(s) with known oddities (%s); the run report lists them, --strict KIND "
-                    "refuses them", len(odd), ", ".join(f"{k}: {n}" for k, n in sorted(oddity_counts(odd).items())))
+                    "refuses them", len(odd), per_kind)
     return scans
-
-
-def oddity_counts(scans: Sequence[FileScan]) -> dict[str, int]:
-    """Files per kind of accepted oddity."""
-    counts: dict[str, int] = {}
-    for s in scans:
-        for kind in sorted({kind_of(n) for n in s.notes}):
-            counts[kind] = counts.get(kind, 0) + 1
-    return counts
 
 
 def oddity_provenance(scans: Sequence[FileScan], examples: int = 5) -> dict:
