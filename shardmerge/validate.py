@@ -261,39 +261,53 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
 def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
     """Additive to the spec: a wavelength that is NaN where the flux is finite, or that does not increase
     along a spectrum, means a reader misread the file (the worst fault: stored, and wrong). Rows as check 6
-    reads them: every chunk row without shard statistics, the same sample with them."""
+    reads them (every chunk row without shard statistics, the same sample with them), one chunk-sized slab
+    at a time. A shared 1-D grid is checked once, and the flux is decoded only under its NaN pixels."""
     wave, flux = c.array("signal/wavelength"), c.array("signal/flux_raw")
     if wave is None or flux is None or flux.ndim != 2 or 0 in flux.shape or \
             wave.shape not in ((flux.shape[1],), flux.shape):
         problems.append("cannot check without signal/wavelength aligned with signal/flux_raw")
         return
-    n_spec = flux.shape[0]
-    cr = flux.chunks[0]
+    n_spec, n_pix = flux.shape
+    cr, cp = flux.chunks
     starts = list(range(0, n_spec, cr))
     if c.expect is not None and c.expect.flux_rows is not None:
         starts = sorted({*starts[::SAMPLE_EVERY], starts[-1]})
     shared = np.asarray(wave[:], dtype=np.float64) if wave.ndim == 1 else None
-    if shared is not None and not _increasing(shared):
-        problems.append("signal/wavelength (shared by every row) does not increase strictly")
-    bad: list[tuple[int, str]] = []
+    if shared is not None:
+        if _not_increasing(shared[np.newaxis, :], np.array([-np.inf]))[0][0]:
+            problems.append("signal/wavelength (shared by every row) does not increase strictly")
+        holes = [col for col in range(0, n_pix, cp) if not np.all(np.isfinite(shared[col : col + cp]))]
+    bad: dict[int, str] = {}
     for r in starts:
-        f = np.asarray(flux[r : r + cr])
-        w = np.broadcast_to(shared, f.shape) if shared is not None else np.asarray(wave[r : r + cr])
-        for k in np.flatnonzero((np.isfinite(f) & ~np.isfinite(w)).any(axis=1)):
-            bad.append((r + int(k), "is not finite where the flux has values"))
-        if shared is None:
-            bad.extend((r + k, "does not increase strictly") for k, row in enumerate(w) if not _increasing(row))
+        rows = min(cr, n_spec - r)
+        last = np.full(rows, -np.inf)  # each row's last finite wavelength, carried across pixel chunks
+        for col in (holes if shared is not None else range(0, n_pix, cp)):
+            w = shared[col : col + cp] if shared is not None else np.asarray(wave[r : r + rows, col : col + cp])
+            f = np.asarray(flux[r : r + rows, col : col + cp])
+            for k in np.flatnonzero((np.isfinite(f) & ~np.isfinite(w)).any(axis=1)):
+                bad.setdefault(r + int(k), "is not finite where the flux has values")
+            if shared is None:
+                worse, last = _not_increasing(w, last)
+                for k in np.flatnonzero(worse):
+                    bad.setdefault(r + int(k), "does not increase strictly")
         if len(bad) > MAX_ROWS_NAMED:
             break
-    for row, what in bad[:MAX_ROWS_NAMED]:
-        problems.append(f"signal/wavelength row {row} {what}{_source_of(c, row)}")
+    for row in sorted(bad)[:MAX_ROWS_NAMED]:
+        problems.append(f"signal/wavelength row {row} {bad[row]}{_source_of(c, row)}")
     if len(bad) > MAX_ROWS_NAMED:
         problems.append("signal/wavelength: more rows like these")
 
 
-def _increasing(row: np.ndarray) -> bool:
-    w = row[np.isfinite(row)]
-    return bool(w.size < 2 or np.all(np.diff(w) > 0))
+def _not_increasing(w: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a slab whose finite values do not increase strictly, continuing from `last` (each row's last
+    finite value before the slab, -inf at its start; NaN padding is skipped); and the rows' new `last`."""
+    ext = np.concatenate([last[:, np.newaxis], w], axis=1)
+    finite = np.isfinite(ext)
+    at = np.where(finite, np.arange(ext.shape[1]), 0)
+    np.maximum.accumulate(at, axis=1, out=at)
+    previous = np.take_along_axis(ext, at, axis=1)  # the last finite value at or before each position
+    return (finite[:, 1:] & ~(ext[:, 1:] > previous[:, :-1])).any(axis=1), previous[:, -1]
 
 
 def _units(c: _Checks, problems: list[str]) -> None:

@@ -139,3 +139,16 @@ def test_a_wavelength_that_is_not_a_grid_fails(published, tmp_path, edit, messag
     r = run_cli("validate", store)
     assert r.exit_code == 1
     assert f"FAIL 12 wavelength finite and increasing where there is flux: {message}" in r.output, r.output
+
+
+def test_a_wavelength_that_steps_back_between_pixel_chunks_is_caught():
+    """Check 12 reads chunk-sized slabs: the order must hold across their boundaries, NaN padding skipped."""
+    import numpy as np
+
+    from shardmerge.validate import _not_increasing
+
+    first = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, np.nan], [np.nan, np.nan, np.nan]])
+    bad, last = _not_increasing(first, np.full(3, -np.inf))
+    assert not bad.any() and list(last[:2]) == [3.0, 2.0] and last[2] == -np.inf
+    bad, _ = _not_increasing(np.array([[2.5, 4.0], [np.nan, 2.5], [7.0, 8.0]]), last)
+    assert list(bad) == [True, False, False]  # row 0 steps back from 3.0 to 2.5 at the boundary
