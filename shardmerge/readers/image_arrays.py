@@ -83,7 +83,8 @@ class ImageArraysReader(Reader):
                                      f"{w}, unit = \"Angstrom\")")
         factor = wavelength_factor(unit)
         if factor is None:
-            raise BadFileError(path, f"the wavelength image's unit {unit!r} is not a wavelength unit")
+            raise BadFileError(path, f"the wavelength image's unit {unit!r} (HDU {w}) is not a wavelength unit: say "
+                                     f"which with --format mapping ([wavelength] hdu = {w}, unit = \"Angstrom\")")
         return factor
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:

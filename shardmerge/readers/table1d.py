@@ -35,7 +35,7 @@ def _find(hdu: fits.BinTableHDU, names: tuple[str, ...], ucd: tuple[str, ...] = 
             return by_name[n]
     for k, c in enumerate(hdu.columns, start=1):
         u = str(hdu.header.get(f"TUCD{k}", "")).strip().lower()
-        if u and u.split(";")[0].startswith(ucd) and ucd:
+        if ucd and u.split(";")[0].startswith(ucd):
             return str(c.name)
     return None
 
@@ -70,18 +70,22 @@ class Table1DReader(Reader):
     priority = 50
     description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
 
-    def _table(self, hdul: fits.HDUList) -> int | None:
-        return next((i for i, hdu in enumerate(hdul) if _columns(hdu) is not None), None)
+    def _table(self, hdul: fits.HDUList) -> tuple[int, dict[str, str]] | None:
+        """The first table with wavelength and flux columns, and its columns by role."""
+        for i, hdu in enumerate(hdul):
+            if (cols := _columns(hdu)) is not None:
+                return i, cols
+        return None
 
     def identify(self, hdul: fits.HDUList) -> bool:
         return self._table(hdul) is not None
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        i = self._table(hdul)
-        if i is None:
+        found = self._table(hdul)
+        if found is None:
             raise BadFileError(path, "no table with wavelength and flux columns of one shape")
+        i, cols = found
         hdu = hdul[i]
-        cols = _columns(hdu)
         per_row = hdu.columns[cols["flux"]].format.repeat > 1  # array columns: a spectrum per table row
         n_spec = int(hdu.header["NAXIS2"]) if per_row else 1
         wave = self._wavelength(path, hdu, cols)
@@ -91,7 +95,7 @@ class Table1DReader(Reader):
         else:
             grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
         flux_unit = str(hdu.columns[cols["flux"]].unit or hdul[0].header.get("BUNIT", "")).strip()
-        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i)
+        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i, state={"columns": cols})
 
     def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
         if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
@@ -108,12 +112,13 @@ class Table1DReader(Reader):
         factor = wavelength_factor(unit)
         if factor is None:
             raise BadFileError(path, f"wavelength column {col.name!r} has unit {unit!r}, which is not a "
-                                     "wavelength unit")
+                                     "wavelength unit: say which with --format mapping ([wavelength] column = "
+                                     f"\"{col.name}\", unit = \"Angstrom\")")
         return np.asarray(hdu.data[col.name], dtype=np.float64) * factor
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         hdu = hdul[layout.flux_hdu]
-        cols = _columns(hdu)
+        cols = layout.state["columns"]
         rows = slice(first, first + count)
 
         def values(name: str) -> np.ndarray:

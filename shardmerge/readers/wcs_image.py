@@ -37,7 +37,7 @@ class WcsImageReader(Reader):
         shape = image_shape(header)
         n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
         if self.naxis == 2:
-            refuse_labelled_rows(path, header, n_rows)
+            refuse_labelled_rows(path, header, n_rows, i)
         wave = linear_wcs_wavelength(path, header, n_pix)
         unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
         found = find_uncertainty_hdu(hdul, shape)
@@ -59,7 +59,7 @@ class WcsImageReader(Reader):
         return SpectraBlock(flux=flux, uncertainty=to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind))
 
 
-def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int) -> None:
+def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int, hdu: int) -> None:
     """A 2-D image whose rows the header names as different quantities (popler's ARRAYn: flux, error,
     continuum, status, chi-squared) is not one spectrum per row: refused, naming the way to read it."""
     labels = [str(header.get(f"ARRAY{k}", "")).strip() for k in range(1, n_rows + 1)]
@@ -67,5 +67,5 @@ def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int) -> None:
     if len(named) >= 2 and len({x for _, x in named}) >= 2:
         shown = ", ".join(f"ARRAY{k} = {x!r}" for k, x in named[:4]) + (", ..." if len(named) > 4 else "")
         raise BadFileError(path, f"the image's rows are different quantities ({shown}), not one spectrum per "
-                                 "row: describe which row is what with --format mapping ([flux] hdu = 0, row = 0; "
-                                 "[uncertainty] hdu = 0, row = 1; [wavelength] wcs = true)")
+                                 f"row: describe which row is what with --format mapping ([flux] hdu = {hdu}, row = 0; "
+                                 f"[uncertainty] hdu = {hdu}, row = 1; [wavelength] wcs = true)")
