@@ -113,7 +113,8 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             if steps.size and not np.all(steps > 0):
                 k = int(np.flatnonzero(~(steps > 0))[0])
                 raise BadFileError(path, f"wavelength grid is not strictly increasing: pixel {k} is {g[k]:.6g} A, "
-                                         f"pixel {k + 1} {g[k + 1]:.6g} A")
+                                         f"pixel {k + 1} {g[k + 1]:.6g} A (a misread or damaged axis: check its "
+                                         "header, or describe the file with --format mapping)")
         used = sorted({int(x) for x in np.unique(layout.grid_of)})
         header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))
         scan = FileScan(

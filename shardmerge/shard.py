@@ -58,8 +58,7 @@ class _RowTable:
 
 
 # arrays whose value over a source's pixels, when the source lacks them, is not their padding (the mask's 0)
-_ABSENT_DIFFERS = {a.name: not (a.absent == a.padding or (a.absent != a.absent and a.padding != a.padding))
-                   for a in ARRAYS}
+_ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=True) for a in ARRAYS}
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) -> dict:

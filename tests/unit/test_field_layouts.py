@@ -154,3 +154,14 @@ def test_a_mapping_addresses_a_plane_of_a_3d_image(tmp_path):
         np.testing.assert_allclose(block.uncertainty[a], truth[a]["sigma"])
     with pytest.raises(BadFileError, match=r"3-D image \(4, 2, 1500\): say which plane with band = N"):
         read_with(p, mapping(tmp_path, '[flux]\nhdu = 0\n[wavelength]\nwcs = true\n'))
+
+
+def test_a_wavelength_that_steps_back_is_refused_at_the_scan(tmp_path):
+    p = tmp_path / "back.fits"
+    wave = np.linspace(4000.0, 5000.0, 50)
+    wave[20] = wave[19] - 1.0
+    fits.HDUList([fits.PrimaryHDU(np.ones(50, dtype=np.float32)),
+                  fits.ImageHDU(wave, name="WAVELENGTH", header=fits.Header({"BUNIT": "Angstrom"}))]).writeto(p)
+    with pytest.raises(BadFileError, match=r"back\.fits: wavelength grid is not strictly increasing: pixel 19 .* "
+                                           r"describe the file with --format mapping"):
+        scan_file(str(p), None, RULES)
