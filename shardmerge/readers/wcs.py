@@ -50,7 +50,8 @@ def linear_wcs_wavelength(path: str, header: fits.Header, n_pix: int, *, log10: 
     if unit is not None:
         factor = wavelength_factor(unit)
         if factor is None:
-            raise BadFileError(path, f"wavelength unit {unit!r} is not a length")
+            raise BadFileError(path, f"the mapping's [wavelength] unit = {unit!r} is not a wavelength unit: use "
+                                     "Angstrom, nm, um or another length astropy knows")
         return wave * factor
     return wave * wcs_unit_factor(path, header)
 

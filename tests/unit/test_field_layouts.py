@@ -165,3 +165,13 @@ def test_a_wavelength_that_steps_back_is_refused_at_the_scan(tmp_path):
     with pytest.raises(BadFileError, match=r"back\.fits: wavelength grid is not strictly increasing: pixel 19 .* "
                                            r"describe the file with --format mapping"):
         scan_file(str(p), None, RULES)
+
+
+def test_a_mapping_unit_that_is_no_wavelength_is_refused_naming_the_key(tmp_path):
+    p = tmp_path / "x.fits"
+    hdu = fits.PrimaryHDU(np.ones(10, dtype=np.float32))
+    hdu.header.update({"CRVAL1": 4000.0, "CDELT1": 1.0})
+    hdu.writeto(p)
+    choice = mapping(tmp_path, '[flux]\nhdu = 0\n[wavelength]\nwcs = true\nunit = "Jy"\n')
+    with pytest.raises(BadFileError, match=r"x\.fits: the mapping's \[wavelength\] unit = 'Jy' is not a wavelength"):
+        scan_file(str(p), choice, RULES)
