@@ -11,12 +11,12 @@ import os
 import resource
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .durable import fsync_tree, remove_tree, storage_errors
-from .errors import BadFilesError, GateError, InputError, ShardmergeError
+from .errors import BadFileError, BadFilesError, GateError, InputError, ShardmergeError
 from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
 from .failpoints import failpoint
 from .headers import HeaderRules, load_header_rules
@@ -79,26 +79,40 @@ def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, 
         report.skipped_files = [{"path": b.path, "reason": b.reason} for b in bad]
     if not scans:
         raise InputError(f"none of the {len(paths)} input file(s) could be read")
-    odd = [s for s in scans if s.notes]
-    if odd:
-        report.counts["files_odd"] = len(odd)
-        report.odd_files = [{"path": s.path, "notes": list(s.notes)} for s in odd]
-        per_kind = ", ".join(f"{k}: {v['files']}" for k, v in sorted(oddity_provenance(odd).items()))
-        log.warning("accepted %d file(s) with known oddities (%s); the run report lists them, --strict KIND "
-                    "refuses them", len(odd), per_kind)
     return scans
 
 
-def oddity_provenance(scans: Sequence[FileScan], examples: int = 5) -> dict:
+def report_oddities(report: RunReport, notes: dict[str, list[str]]) -> None:
+    """What was odd but accepted, per file: the scan's (headers) and the shard tasks' (data: checksums)."""
+    if not notes:
+        return
+    report.counts["files_odd"] = len(notes)
+    report.odd_files = [{"path": p, "notes": list(n)} for p, n in sorted(notes.items())]
+    per_kind = ", ".join(f"{k}: {v['files']}" for k, v in sorted(oddity_provenance(notes).items()))
+    log.warning("accepted %d file(s) with known oddities (%s); the run report lists them, --strict KIND "
+                "refuses them", len(notes), per_kind)
+
+
+def input_notes(scans: Sequence[FileScan], manifests: Sequence[dict] = ()) -> dict[str, list[str]]:
+    """Per input path, its oddities: found by the scan, and by the shard tasks that read its data."""
+    notes = {s.path: list(s.notes) for s in scans if s.notes}
+    for m in manifests:
+        for path, found in m.get("notes", {}).items():
+            kept = notes.setdefault(path, [])
+            kept.extend(n for n in found if n not in kept)
+    return notes
+
+
+def oddity_provenance(notes: dict[str, list[str]], examples: int = 5) -> dict:
     """For the store's root attrs: per kind, how many files and a few of them (a full list could be
     millions of paths; the run report has it)."""
     out: dict[str, dict] = {}
-    for s in scans:
-        for kind in sorted({kind_of(n) for n in s.notes}):
+    for path in sorted(notes):
+        for kind in sorted({kind_of(n) for n in notes[path]}):
             entry = out.setdefault(kind, {"files": 0, "examples": []})
             entry["files"] += 1
             if len(entry["examples"]) < examples:
-                entry["examples"].append(s.path)
+                entry["examples"].append(path)
     return out
 
 
@@ -114,6 +128,7 @@ def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, choice: Format
     cluster = cluster or ClusterRequest()
     with runner_role(cluster) as runner, executor(cluster, runner) as ex:
         scans = scan_inputs(paths, choice, rules, ex, on_bad_file, report, strict=strict)
+    report_oddities(report, input_notes(scans))  # the headers' only: data units are checked by an ingest
     return make_plan(scans, request, mapping=choice.mapping)
 
 
@@ -202,23 +217,15 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
                 scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
             with report.phase("plan"):
                 plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
-            _describe_plan(plan, report)
-            stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
-            if stale:
-                log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
             with report.phase("shard"):
-                progress = Progress("shard", len(plan.shards), "shards", mode)
-                manifests = ex.map(write_shard, plan.shards, plan.context(), scratch, rules,
-                                   name=f"shard-{plan.fingerprint}", retries=2, on_result=progress)
-        report.counts["shards_total"] = len(manifests)
-        report.counts["shards_reused"] = sum(1 for m in manifests if m.get("reused"))
-        if report.counts["shards_reused"]:
-            log.info("reused %d of %d shards from an earlier run", report.counts["shards_reused"], len(manifests))
+                plan, scans, manifests = write_shards(ex, plan, scans, scratch, rules, opts, report)
+        notes = input_notes(scans, manifests)
+        report_oddities(report, notes)
         report.bytes["scratch"] = sum(store_bytes(shard_path(scratch, s))[0] for s in plan.shards)
         tmp = tmp_path(out)
         try:
             with storage_errors(tmp):
-                _merge_gate_publish(opts, plan, scans, scratch, tmp, out, report)
+                _merge_gate_publish(opts, plan, len(scans), notes, scratch, tmp, out, report)
         except BaseException:
             if os.path.lexists(tmp):
                 remove_tree(tmp)
@@ -236,13 +243,66 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
 
 
-def _merge_gate_publish(opts: IngestOptions, plan: Plan, scans: list[FileScan], scratch: str, tmp: str, out: str,
-                        report: RunReport) -> None:
-    provenance = provenance_attrs(n_inputs=len(scans), input_bytes=plan.input_bytes,
+def write_shards(ex, plan: Plan, scans: list[FileScan], scratch: str, rules: HeaderRules, opts: IngestOptions,
+                 report: RunReport) -> tuple[Plan, list[FileScan], list[dict]]:
+    """One task per shard. The shard tasks are where input data is read and verified. A file found damaged
+    there fails the run (every such file named; the shards that finished are kept for the rerun) or, under
+    --on-bad-file skip, is left out: the plan is made again without it, and the shards are
+    written again; those whose key did not change (every shard ahead of the file's rows, if the layout
+    stays the same) are reused as they stand. Each round leaves out at least one file, so it ends."""
+    written: set[str] = set()  # shard stores this run wrote: reusing them is not resuming an earlier run
+    for round_no in range(len(scans) + 1):
+        _describe_plan(plan, report)
+        stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
+        if stale and round_no == 0:
+            log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
+        progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
+        results = ex.map(write_shard, plan.shards, plan.context(), scratch, rules, opts.strict,
+                         name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
+                         keep_errors=(BadFileError, BadFilesError))
+        bad = dict(_damaged(results))
+        if not bad:
+            break
+        if opts.on_bad_file != "skip":  # every damaged file named at once; the shards that finished are kept
+            raise BadFilesError(sorted(bad.items()))
+        for path, reason in sorted(bad.items()):
+            log.warning("skipped %s (found while reading its data): %s", path, reason)
+        report.skipped_files += [{"path": p, "reason": r} for p, r in sorted(bad.items())]
+        report.counts["files_bad"] = report.counts.get("files_bad", 0) + len(bad)
+        report.counts["replans_after_bad_data"] = round_no + 1
+        written.update(s.store_name for s, r in zip(plan.shards, results, strict=True)
+                       if isinstance(r, dict) and not r.get("reused"))
+        scans = [s for s in scans if s.path not in bad]
+        if not scans:
+            raise InputError("none of the input files could be read")
+        plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
+    manifests = results
+    report.counts["shards_total"] = len(manifests)
+    report.counts["shards_reused"] = sum(1 for s, m in zip(plan.shards, manifests, strict=True)
+                                         if m.get("reused") and s.store_name not in written)
+    if report.counts["shards_reused"]:
+        log.info("reused %d of %d shards from an earlier run", report.counts["shards_reused"], len(manifests))
+    if report.counts.get("replans_after_bad_data"):
+        kept = report.counts["shards_kept_after_bad_data"] = sum(1 for s in plan.shards if s.store_name in written)
+        log.info("after leaving out damaged file(s), %d of %d shards were kept as written", kept, len(manifests))
+    return plan, scans, manifests
+
+
+def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:
+    for r in results:
+        if isinstance(r, BadFileError):
+            yield r.path, r.reason
+        elif isinstance(r, BadFilesError):
+            yield from r.bad
+
+
+def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: dict[str, list[str]], scratch: str,
+                        tmp: str, out: str, report: RunReport) -> None:
+    provenance = provenance_attrs(n_inputs=n_inputs, input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
     if plan.mapping:  # which mapping described the inputs: its path and the hash of its content
         provenance["mapping_file"], provenance["mapping_sha256"] = plan.mapping
-    odd = oddity_provenance(scans)
+    odd = oddity_provenance(notes)
     if odd:
         provenance["input_oddities"] = odd
     with report.phase("merge"):

@@ -17,7 +17,6 @@ from .errors import BadFileError, InputError
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.fitsio import load_hdus, read_bytes, verify_file
 from .readers.oddities import Oddities
 
 
@@ -79,21 +78,19 @@ def _expand_list(list_path: Path) -> Iterable[str]:
 
 def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
               strict: frozenset[str] = frozenset()) -> FileScan:
-    """Format, counts, grids and header keys, from the headers (plus a tabular format's wavelength column).
-    Also the one place where the file's bytes are verified (truncation, CHECKSUM/DATASUM), so that
-    --on-bad-file skip can still leave a damaged file out; shard tasks then check size and mtime. What was
-    odd but accepted is in the scan's `notes`; `strict` names the kinds of oddity to refuse instead."""
+    """Format, counts, grids and header keys, from the header blocks alone (plus a data unit a reader needs
+    to learn the grid: a table's wavelength column, a WAVELENGTH image); a gzip'd file is decompressed
+    whole. The data units are read, and their CHECKSUM/DATASUM verified, once, by the shard task that
+    stores them (`open_verified`); here, a file must hold every byte its headers announce. What was odd but
+    accepted is in the scan's `notes`; `strict` names the kinds of oddity to refuse instead."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BadFileError(path, f"cannot stat ({exc.strerror})") from exc
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
-    raw = read_bytes(path)  # read (and gunzipped) once, for the parser and the checksum pass
     oddities = Oddities(path, strict)
-    with open_fits(path, raw, oddities=oddities) as hdul:
-        load_hdus(path, hdul)
-        verify_file(path, hdul, raw, oddities)
+    with open_fits(path, oddities=oddities, headers_only=True) as hdul:
         chosen = choice.name if choice else None
         reader = get_reader(chosen, choice.mapping) if chosen else detect(path, hdul)
         if chosen and not reader.identify(hdul):

@@ -18,12 +18,14 @@ import pyarrow.parquet as pq
 import zarr
 
 from .durable import fsync_path, fsync_tree, remove_tree, storage_errors
-from .errors import BadFileError, ShardError
+from .errors import BadFileError, BadFilesError, ShardError
 from .failpoints import failpoint
 from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
-from .readers import get_reader, open_fits
+from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
+from .readers.fitsio import open_verified
+from .readers.oddities import Oddities, kind_of
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
 from .shardstore import (
     ROWS_FILE,
@@ -61,8 +63,14 @@ class _RowTable:
 _ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=True) for a in ARRAYS}
 
 
-def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) -> dict:
+def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
+                strict: frozenset[str] = frozenset()) -> dict:
     """Dask task. `plan` is the shard-less context (Plan.context()). Returns the shard's manifest.
+
+    This is where each input's data is read, once, and verified before use (`open_verified`): damage found
+    here raises a BadFileError naming the file (the pipeline leaves it out under --on-bad-file skip). The
+    oddities found on the way (a placeholder DATASUM, a stale CHECKSUM) travel in the manifest's `notes`;
+    `strict` refuses them, for a reused shard too.
 
     Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
@@ -73,6 +81,7 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
     if manifest_matches(existing, shard):
+        _refuse_strict(existing, strict)
         return {**existing, "reused": True}
     if os.path.lexists(final):  # no manifest: not a finished shard, whatever wrote it
         raise ShardError(f"{final} exists without a valid manifest; delete it (or rerun with --restart)")
@@ -81,7 +90,13 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
     try:
         with storage_errors(scratch):
             failpoint("shard-start")
-            manifest = _materialize(plan, shard, partial, rules)
+            try:
+                manifest = _materialize(plan, shard, partial, rules, strict)
+            except BadFileError as first:  # name every damaged file of the shard, not only the first
+                others = _damage_after(shard, first.path, strict)
+                if not others:
+                    raise
+                raise BadFilesError([(first.path, first.reason), *others]) from first
             manifest["files"] = fsync_tree(partial, checksums=True)
             manifest["seconds"] = round(time.perf_counter() - t0, 4)
             write_manifest(partial, manifest)
@@ -99,6 +114,28 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules) 
     return {**manifest, "reused": False}
 
 
+def _damage_after(shard: ShardSpec, bad_path: str, strict: frozenset[str]) -> list[tuple[str, str]]:
+    """The shard's inputs after the damaged one, verified (not stored): each damaged one, with its reason."""
+    paths = [s.path for s in shard.segments]
+    later = list(dict.fromkeys(paths[paths.index(bad_path) + 1:])) if bad_path in paths else []
+    found = []
+    for path in later:
+        try:
+            with open_verified(path, Oddities(path, strict)):
+                pass
+        except BadFileError as exc:
+            found.append((exc.path, exc.reason))
+    return found
+
+
+def _refuse_strict(manifest: dict, strict: frozenset[str]) -> None:
+    """A shard written by a run without --strict KIND holds files that this run's --strict refuses."""
+    for path, notes in sorted(manifest.get("notes", {}).items()):
+        for note in notes:
+            if kind_of(note) in strict:
+                raise BadFileError(path, f"{note.partition(': ')[2]} (refused: --strict {kind_of(note)})")
+
+
 def _rename_first_wins(partial: str, final: str) -> bool:
     """rename(2) of a folder onto an existing non-empty folder fails (ENOTEMPTY or EEXIST, depending
     on the filesystem): so exactly one attempt's rename succeeds. The loser removes its partial."""
@@ -112,7 +149,7 @@ def _rename_first_wins(partial: str, final: str) -> bool:
     return False
 
 
-def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) -> dict:
+def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules, strict: frozenset[str]) -> dict:
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
     n_rows = shard.n_rows
     names = shard_arrays(plan)
@@ -133,10 +170,12 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
     shared_grid: list[np.ndarray] = []
     block = _new_block(plan, names, 0, n_rows)
     local = 0
+    notes: dict[str, list[str]] = {}
     for seg in shard.segments:
         _check_unchanged(seg)
         reader = get_reader(seg.format, plan.mapping)
-        with open_fits(seg.path) as hdul:  # its bytes were verified by the scan; size and mtime since
+        oddities = Oddities(seg.path, strict)
+        with open_verified(seg.path, oddities) as hdul:
             layout = reader.layout(seg.path, hdul)
             if seg.first + seg.count > layout.n_spectra:
                 raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "
@@ -144,9 +183,10 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
             values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
             _check_block(seg, values, layout)
             for comp in seg.companions:
-                _join_companion(seg, layout, values, comp)
+                _join_companion(seg, layout, values, comp, strict, notes)
             meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
             projected = reader.projected_headers(hdul, layout, rules)
+        _add_notes(notes, oddities)
         _add_rows(plan, shard, seg, layout, meta, projected, values, table)
         if plan.wavelength_shared:
             _check_shared_grid(seg, layout, shared_grid)
@@ -178,6 +218,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules) ->
         # these for raw-copied, checksum-verified chunks, decoding only a sample to confirm them
         "flux_rows": {k: [shard.row_start + r for r in v] for k, v in stats.items()},
         "inputs": [[s.path, s.size, s.mtime_ns] for s in shard.segments],
+        "notes": notes,  # per input: the oddities found while reading its data (checksum habits)
         "created_at": time.time(),
         "host": os.uname().nodename,
         "pid": os.getpid(),
@@ -256,14 +297,23 @@ def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None
             raise BadFileError(seg.path, f"{name} has shape {arr.shape}, expected ({n}, >= {widest})")
 
 
-def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp: Companion) -> None:
+def _add_notes(notes: dict[str, list[str]], oddities: Oddities) -> None:
+    if oddities.notes:
+        kept = notes.setdefault(oddities.path, [])
+        kept.extend(n for n in oddities.notes if n not in kept)  # a file split over segments says it once
+
+
+def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp: Companion,
+                    strict: frozenset[str], notes: dict[str, list[str]]) -> None:
     """Put a companion file's arrays (those the schema marks `companion`) into the rows of this segment
     that its layout names (`companion_rows`); rows without one stay NaN."""
     _check_unchanged(comp)
     reader = get_reader(comp.format)
-    with open_fits(comp.path) as hdul:
+    oddities = Oddities(comp.path, strict)
+    with open_verified(comp.path, oddities) as hdul:
         clayout = reader.layout(comp.path, hdul)
         extra = reader.read(comp.path, hdul, clayout, 0, clayout.n_spectra)
+    _add_notes(notes, oddities)
     targets = [r for r in layout.companion_rows if seg.first <= r < seg.first + seg.count]
     if len(layout.companion_rows) != clayout.n_spectra:
         raise BadFileError(comp.path, f"holds {clayout.n_spectra} spectra; {seg.path} takes "

@@ -36,3 +36,14 @@ def run_cli_process(*args: str, timeout: float = 300, env: dict | None = None) -
     done = subprocess.run([sys.executable, "-m", "shardmerge.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
     return CliResult(done.returncode, done.stdout + done.stderr, done.stdout)
+
+
+def verified_notes(path: object, strict: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """Read one input as a shard task does (whole, every sum checked): the oddities it accepted."""
+    from shardmerge.readers.fitsio import open_verified
+    from shardmerge.readers.oddities import Oddities
+
+    oddities = Oddities(str(path), strict)
+    with open_verified(str(path), oddities):
+        pass
+    return tuple(oddities.notes)

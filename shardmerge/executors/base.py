@@ -17,7 +17,10 @@ class Executor(Protocol):
     info: dict
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
-            on_result: Callable[[Any], None] | None = None) -> list: ...
+            on_result: Callable[[Any], None] | None = None,
+            keep_errors: tuple[type[BaseException], ...] = ()) -> list:
+        """`keep_errors`: a task that raises one of these returns the exception as its result (the others
+        still run), instead of failing the map."""
 
 
 def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:

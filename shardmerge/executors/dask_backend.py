@@ -36,12 +36,14 @@ class DaskExecutor:
         return self.client.scheduler.address
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
-            on_result: Callable[[Any], None] | None = None) -> list:
+            on_result: Callable[[Any], None] | None = None,
+            keep_errors: tuple[type[BaseException], ...] = ()) -> list:
         """Submit one task per item and return results in item order. A task that raises a plain
         exception (an OSError from a flaky disk or network) is resubmitted up to `retries` times; a
         ShardmergeError is never retried: it names a bad file, a full disk or a failed fsync, which
-        another attempt would only repeat or, for fsync, could wrongly report as fixed. A worker that
-        dies is the scheduler's business: it reruns the task elsewhere."""
+        another attempt would only repeat or, for fsync, could wrongly report as fixed. An exception of a
+        `keep_errors` type is the task's result. A worker that dies is the scheduler's business: it reruns
+        the task elsewhere."""
         from distributed import as_completed
 
         def submit(i: int, attempt: int):
@@ -57,6 +59,11 @@ class DaskExecutor:
                 i, attempt = futures[fut]
                 if fut.status == "error":
                     exc = fut.exception()
+                    if isinstance(exc, keep_errors):
+                        results[i] = exc
+                        if on_result:
+                            on_result(exc)
+                        continue
                     if should_retry(exc, attempt, retries):
                         log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
                         again = submit(i, attempt + 1)

@@ -20,13 +20,17 @@ class InlineExecutor:
     info = {"kind": "inline"}
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
-            on_result: Callable[[Any], None] | None = None) -> list:
+            on_result: Callable[[Any], None] | None = None,
+            keep_errors: tuple[type[BaseException], ...] = ()) -> list:
         out = []
         for item in items:
             attempt = 0
             while True:
                 try:
                     r = fn(item, *args)
+                    break
+                except keep_errors as exc:
+                    r = exc
                     break
                 except Exception as exc:
                     if not should_retry(exc, attempt, retries):

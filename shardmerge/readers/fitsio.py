@@ -25,8 +25,8 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 
 
 @contextmanager
-def open_fits(path: str, raw: bytes | None = None, fast: bool = True,
-              oddities: Oddities | None = None) -> Iterator[fits.HDUList]:
+def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
+              headers_only: bool = False) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
     failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
     a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
@@ -34,14 +34,21 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True,
     --strict names them. `raw`: the file's (already decompressed) bytes, when the caller has them, so they
     are not read or gunzipped a second time. With `fast`, a file of plain image HDUs is parsed by
     `fastfits` (about 4x cheaper than astropy); anything else, including every damaged file, goes through
-    astropy."""
+    astropy. With `headers_only` (the scan), an uncompressed file is read header block by header block and
+    its data units only when a reader asks for one (a table's wavelength column): the shard task reads the
+    data, and verifies it, once."""
     with warnings.catch_warnings():
         warned: list[str] = []
         _record_astropy_warnings(warned)
         try:
             hdul = None
-            if fast:
+            if headers_only and raw is None:
+                hdul = fastfits.parse_file(path) if fast else None  # None: gzip'd, a table, anything unusual
+                if hdul is None:
+                    raw = read_if_gzip(path)  # a gzip stream cannot be seeked past: decompressed whole
+            elif fast:
                 raw = raw if raw is not None else read_bytes(path)
+            if hdul is None and fast and raw is not None:
                 hdul = fastfits.parse(raw)
             if hdul is None:
                 source = io.BytesIO(raw) if raw is not None else path
@@ -52,6 +59,9 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True,
             reason = _header_problem(path, raw) or f"not a readable FITS file ({_describe(exc)})"
             raise BadFileError(path, reason) from exc
         try:
+            if headers_only:  # what the headers announce must be there, though the data is not read
+                load_hdus(path, hdul)
+                check_complete(path, hdul, len(raw) if raw is not None else os.path.getsize(path))
             yield hdul
             if oddities is not None:
                 for text in warned:
@@ -111,6 +121,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def check_complete(path: str, hdul: fits.HDUList, size: int) -> None:
+    """Every data unit that the headers announce is within the file's `size` bytes (decompressed)."""
+    for i in range(len(hdul)):
+        info = hdul.fileinfo(i)
+        end = info["datLoc"] + info["datSpan"]
+        if end > size:
+            raise BadFileError(path, f"truncated: HDU {i} ends at byte {end}, the file has {size}")
+
+
 def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None,
                 oddities: Oddities | None = None) -> None:
     """Every data unit complete, and every CHECKSUM/DATASUM card right (by the policy of
@@ -123,11 +142,7 @@ def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None,
     if raw is None and with_sums:
         with open(path, "rb") as f:
             raw = f.read()
-    size = len(raw) if raw is not None else os.path.getsize(path)
-    for i, info in enumerate(spans):
-        end = info["datLoc"] + info["datSpan"]
-        if end > size:
-            raise BadFileError(path, f"truncated: HDU {i} ends at byte {end}, the file has {size}")
+    check_complete(path, hdul, len(raw) if raw is not None else os.path.getsize(path))
     for i in with_sums:
         h = hdul[i].header
         verdict = verify_hdu(raw, spans[i]["hdrLoc"], spans[i]["datLoc"], spans[i]["datSpan"],
@@ -136,6 +151,17 @@ def verify_file(path: str, hdul: fits.HDUList, raw: bytes | None = None,
             raise BadFileError(path, f"HDU {i}: {verdict.damage}")
         if verdict.odd and oddities is not None:
             oddities.add(verdict.kind, f"HDU {i}: {verdict.odd}")
+
+
+@contextmanager
+def open_verified(path: str, oddities: Oddities | None = None) -> Iterator[fits.HDUList]:
+    """The shard task's open: the file read once, whole, and everything checked on those bytes before a
+    value is used (completeness, CHECKSUM/DATASUM by the policy of `checksum.py`, astropy's warnings)."""
+    raw = read_bytes(path)
+    with open_fits(path, raw, oddities=oddities) as hdul:
+        load_hdus(path, hdul)
+        verify_file(path, hdul, raw, oddities)
+        yield hdul
 
 
 def read_bytes(path: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import zarr
 
@@ -76,3 +77,57 @@ def test_damaged_input_is_named_or_left_out(tmp_path, dask_scheduler, kind):
     assert [s["path"] for s in skipped] == [str(victim)] and skipped[0]["reason"]
     sources = zarr.open_group(out, mode="r")["metadata/source_path"][:]
     assert sorted(map(str, sources)) == [str(files[0]), str(files[2])]
+
+
+def _damage_data(path) -> None:
+    """One bit of the primary data unit flipped: only a reader of the data (a shard task) can see it."""
+    from astropy.io import fits
+
+    with fits.open(path) as h:
+        at = h.fileinfo(0)["datLoc"] + 12
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_damage_found_by_the_shard_tasks_fails_naming_every_file_or_is_left_out(tmp_path, dask_scheduler):
+    """The scan reads headers only, so a data unit that fails its DATASUM is found where it is read. Fail:
+    every damaged file named (two in one shard, one in another), finished shards kept for the rerun.
+    Skip: the plan is made again without them; the shards ahead of their rows are kept as written."""
+    folder = tmp_path / "in"
+    files = [make_wcs1d(folder / f"s{i}.fits", i=i, n_pix=300, seed=i) for i in range(10)]
+    for victim in (files[4], files[5], files[8]):
+        _damage_data(victim)
+    layout = ("--chunk-rows", "2", "--shard-rows", "2")  # 5 shards of 2 files
+    out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
+    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep)
+    assert r.exit_code == 3, r
+    for victim in (files[4], files[5], files[8]):
+        assert f"{victim}: HDU 0: DATASUM mismatch" in r.output, r
+    assert "Traceback" not in r.output and not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
+
+    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep,
+                "--on-bad-file", "skip")
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert [s["path"] for s in report["skipped_files"]] == [str(files[4]), str(files[5]), str(files[8])]
+    assert all("DATASUM mismatch" in s["reason"] for s in report["skipped_files"])
+    counts = report["counts"]
+    # shards 0 and 1 (files 0-3) came from the failed run; after the re-plan they are reused, and no
+    # shard written in this run before the re-plan is counted as resumed
+    assert counts["replans_after_bad_data"] == 1 and counts["shards_reused"] == 2, counts
+    assert counts["files_bad"] == 3 and counts["spectra"] == 7
+    kept = [str(f) for i, f in enumerate(files) if i not in (4, 5, 8)]
+    assert list(map(str, zarr.open_group(out, mode="r")["metadata/source_path"][:])) == kept
+
+    # the same store as an ingest that never saw the damaged files
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for f in files:
+        if str(f) in kept:
+            (clean / f.name).write_bytes(f.read_bytes())
+    ref = tmp_path / "ref.zarr"
+    assert run_cli("ingest", clean, "-o", ref, "--scheduler", dask_scheduler, *layout).exit_code == 0
+    a, b = zarr.open_group(out, mode="r"), zarr.open_group(ref, mode="r")
+    for name in ("signal/flux_raw", "signal/uncertainty_raw", "signal/wavelength"):
+        assert np.array_equal(a[name][:], b[name][:], equal_nan=True), name

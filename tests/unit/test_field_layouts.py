@@ -15,6 +15,7 @@ from shardmerge.readers.mapping import mapping_ref
 from shardmerge.scan import scan_file
 from shardmerge.testing import surveys as ss
 from shardmerge.units import wavelength_factor
+from tests.helpers import verified_notes
 
 RULES = load_header_rules()
 
@@ -127,7 +128,7 @@ def test_harps_e2ds_as_the_archive_serves_it(tmp_path):
     p, truth = ss.make_harps_e2ds(tmp_path / "HARPS.2010-01-01T00:00:00.000_e2ds_A.fits", n_orders=5, n_pix=300)
     scan = scan_file(str(p), None, RULES)
     assert (scan.format, scan.n_spectra, scan.metadata_keys) == ("harps-e2ds", 5, ("order",))
-    assert scan.notes and scan.notes[0].startswith("placeholder-datasum: HDU 0:")
+    assert verified_notes(p)[0].startswith("placeholder-datasum: HDU 0:")
     with fits.open(p, mode="update") as h:
         del h[0].header["HIERARCH ESO DRS CAL TH COEFF LL6"]
     with pytest.raises(BadFileError, match=r"order 1: wavelength coefficient card\(s\) ESO DRS CAL TH COEFF LL6"):
