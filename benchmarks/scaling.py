@@ -162,12 +162,32 @@ def make_corpus(root: Path, spectra: int, n_pix: int) -> dict:
     return {"plates": plates, "one_d_files": n_1d, "sdss_files": n_sdss, "spectra": plates * 500 + singles}
 
 
+def become_subreaper() -> None:
+    """Descendants orphaned by their parent (a forkserver left by the driver at exit, with the workers it
+    reaped) are re-parented to this process instead of init, so their CPU time is counted here too."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+        raise SystemExit("prctl(PR_SET_CHILD_SUBREAPER) failed: CPU of orphaned descendants would be lost")
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and CPU seconds of the whole process tree (every descendant is reaped by its parent)."""
+    """Wall seconds and CPU seconds of the whole process tree: every descendant is reaped, by its parent
+    or (orphans) by this process, a subreaper. Wall stops when the command exits."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
+    _reap_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
@@ -207,6 +227,7 @@ def main() -> None:
     ap.add_argument("--strace", action="store_true", help="one extra run per variant counting bytes read")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.txt")
     args = ap.parse_args()
+    become_subreaper()
     cores = os.cpu_count() or 1
     counts = args.workers or sorted({1, *[2**k for k in range(1, 8) if 2**k <= cores], cores})
     work = Path(tempfile.mkdtemp(prefix="shardmerge-scaling-"))
