@@ -11,7 +11,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -136,6 +136,9 @@ class MergeResult:
     recoded_arrays: int  # shard arrays decoded and re-encoded (a layout that does not line up)
     unverified_flux_shards: int  # shards whose flux rows were not taken from their manifest
     seconds: float
+    # {path in the store: [inode, size, ctime_ns]} of chunk files hard-linked from a shard after their crc32
+    # was checked here: the gate proves them unchanged from a stat, not a second read of the same bytes
+    linked: dict[str, list[int]] = field(default_factory=dict)
 
     def stats(self) -> dict:
         out = {"raw_chunks": self.raw_chunks, "recoded_arrays": self.recoded_arrays}
@@ -150,6 +153,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
     files instead of copying them (only when the shards are deleted after the publish, so nothing else can
     ever reach those files)."""
     checksums: dict[str, list[int]] = {}
+    linked: dict[str, list[int]] = {}
     shard_flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
@@ -167,7 +171,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
             if not manifest_matches(manifest, shard):
                 raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
             raw_before = stats["raw_chunks"]
-            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks, checksums)
+            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks, checksums, linked)
             if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
                 for kind in shard_flux_rows:
                     shard_flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
@@ -200,7 +204,7 @@ def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance:
     unverified = stats.get("unverified_flux_shards", 0)
     return MergeResult(checksums=checksums, flux_rows=None if unverified else shard_flux_rows,
                        raw_chunks=stats["raw_chunks"], recoded_arrays=stats["recoded_arrays"],
-                       unverified_flux_shards=unverified, seconds=round(time.perf_counter() - t0, 4))
+                       unverified_flux_shards=unverified, seconds=round(time.perf_counter() - t0, 4), linked=linked)
 
 
 def consolidate(store: str) -> None:
@@ -215,7 +219,7 @@ def consolidate(store: str) -> None:
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
              data: dict[str, zarr.Array], wave: zarr.Array, tmp: str, stats: dict[str, int], link: bool,
-             checksums: dict[str, list[int]]) -> None:
+             checksums: dict[str, list[int]], linked: dict[str, list[int]]) -> None:
     src = zarr.open_group(path, mode="r")
     cr, cp = plan.chunks_2d
     pairs = [(src[name], data[name]) for name in data]
@@ -234,7 +238,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
     for s, d in pairs:
         if same_encoding(s, d) and shard.row_start % outer == 0:
             stats["raw_chunks"] += _copy_chunk_files(path, s, tmp, d, shard.row_start // outer, shard_sums, link,
-                                                     checksums)
+                                                     checksums, linked)
             continue
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -255,7 +259,8 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
 
 
 def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.Array, row_offset: int,
-                      shard_sums: dict[str, list[int]], link: bool, checksums: dict[str, list[int]]) -> int:
+                      shard_sums: dict[str, list[int]], link: bool, checksums: dict[str, list[int]],
+                      linked: dict[str, list[int]]) -> int:
     """Put the compressed chunk files of a shard array in place in the final array, shifted down by
     `row_offset` chunk rows. No decode, no encode, but each file's size and crc32 must equal the shard
     manifest's (a chunk damaged in scratch since its shard was written is caught here, not published).
@@ -281,10 +286,13 @@ def _copy_chunk_files(src_root: str, src: zarr.Array, dst_root: str, dst: zarr.A
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
-        checksums[os.path.relpath(target, dst_root)] = actual
+        rel_target = os.path.relpath(target, dst_root)
+        checksums[rel_target] = actual
         if link:
             try:
                 os.link(source, target)
+                st = os.stat(target)
+                linked[rel_target] = [st.st_ino, st.st_size, st.st_ctime_ns]
                 continue
             except OSError:
                 link = False  # another filesystem, or links not allowed: copy from now on

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
-from .durable import fsync_tree, remove_tree, storage_errors
+from .durable import remove_tree, storage_errors, sync_tree
 from .errors import BadFileError, BadFilesError, GateError, InputError, ShardmergeError
 from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
 from .failpoints import failpoint
@@ -311,9 +311,10 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
                              link_chunks=not opts.keep_scratch)
         report.merge = merged.stats()
     with report.phase("validate"):
-        fsync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
+        sync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
-        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows))
+        results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows,
+                                                  merged.linked))
         report.gate_flux_rows = "shard statistics + sampled decode" if merged.flux_rows else "full decode"
         report.checks = {r.name: ("pass" if r.ok else "fail") for r in results}
         failed = failures(results)

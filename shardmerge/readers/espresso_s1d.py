@@ -31,11 +31,11 @@ class EspressoS1DReader(Reader):
     description = "ESPRESSO S1D: table, one row per pixel (wavelength, flux, error, quality)"
 
     def identify(self, hdul: fits.HDUList) -> bool:
-        if _table(hdul) is None:
-            return False
-        h = hdul[0].header
+        h = hdul[0].header  # the header first: parsing every table's columns costs ~2 ms a file
         catg = str(h.get("HIERARCH ESO PRO CATG", "")).upper()
-        return "ESPRESSO" in str(h.get("INSTRUME", "")).upper() or "S1D" in catg
+        if "ESPRESSO" not in str(h.get("INSTRUME", "")).upper() and "S1D" not in catg:
+            return False
+        return _table(hdul) is not None
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         i = _table(hdul)

@@ -19,6 +19,7 @@ from tests.storecmp import chunk_files
     ("signal/flux_raw", "delete"),
     ("signal/uncertainty_raw", "truncate"),
     ("continuum/continuum_model", "flip"),
+    ("signal/flux_raw", "flip-keep-mtime"),  # a hard-linked chunk: the gate's stat proof must see this write
 ])
 def test_chunk_damaged_before_the_gate_fails_it_naming_the_chunk(tmp_path, corpus, monkeypatch, array, damage):
     out = tmp_path / "out.zarr"
@@ -33,9 +34,13 @@ def test_chunk_damaged_before_the_gate_fails_it_naming_the_chunk(tmp_path, corpu
             elif damage == "truncate":
                 path.write_bytes(path.read_bytes()[:-10])
             else:
+                before = path.stat()
                 raw = bytearray(path.read_bytes())
                 raw[len(raw) // 2] ^= 0x01
                 path.write_bytes(bytes(raw))
+                if damage == "flip-keep-mtime":
+                    assert before.st_nlink == 2  # linked from its shard, not copied
+                    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         real(name)
 
     monkeypatch.setattr(pipeline, "failpoint", damage_then_continue)
