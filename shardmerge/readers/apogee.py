@@ -18,7 +18,7 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
-from .fitsio import image_shape, is_image
+from .fitsio import image_shape, is_image, is_table
 from .values import as_float32, as_mask, to_sigma
 
 MASK_CONVENTION = "APOGEE PIXMASK"
@@ -143,7 +143,7 @@ class AspcapStarReader(Reader):
         h = hdul[1].header
         return (h.get("NAXIS") == 1 and "CRVAL1" in h and float(h.get("CRVAL1", 99)) < 5.0
                 and bool(_apogee_id(hdul)) and "NVISITS" not in hdul[0].header
-                and any(isinstance(x, fits.BinTableHDU) and "APOGEE_ID" in [c.upper() for c in x.columns.names]
+                and any(is_table(x) and "APOGEE_ID" in [c.upper() for c in x.columns.names]
                         for x in hdul[3:]))
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:

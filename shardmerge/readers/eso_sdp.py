@@ -11,6 +11,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
 
 # role → (utype endings, UCD prefixes, names), all compared case-insensitively
@@ -25,7 +26,7 @@ _ROLES = {
 
 def _is_sdp(hdul: fits.HDUList) -> bool:
     catg = str(hdul[0].header.get("PRODCATG", "")).strip().upper()
-    return catg.startswith("SCIENCE.SPECTRUM") and len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU)
+    return catg.startswith("SCIENCE.SPECTRUM") and len(hdul) > 1 and is_table(hdul[1])
 
 
 def find_columns(hdu: fits.BinTableHDU) -> dict[str, int]:

@@ -10,6 +10,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
 
 _REQUIRED = ("wavelength", "flux", "error")
@@ -17,7 +18,7 @@ _REQUIRED = ("wavelength", "flux", "error")
 
 def _table(hdul: fits.HDUList) -> int | None:
     for i, hdu in enumerate(hdul):
-        if not isinstance(hdu, fits.BinTableHDU):
+        if not is_table(hdu):
             continue
         cols = {str(c.name).lower(): c for c in hdu.columns}
         if all(n in cols for n in _REQUIRED) and all(cols[n].format.repeat == 1 for n in _REQUIRED):

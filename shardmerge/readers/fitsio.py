@@ -202,6 +202,11 @@ def image_shape(header: fits.Header) -> tuple[int, ...]:
     return tuple(int(header.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))
 
 
+def is_table(hdu: object) -> bool:
+    """A binary table HDU, from astropy or from the fast path (fastfits.FastTableHDU)."""
+    return isinstance(hdu, fits.BinTableHDU) or getattr(hdu, "is_table", False)
+
+
 def is_image(hdu: object) -> bool:
     """An image HDU, from astropy or from the fast path (fastfits.FastImageHDU)."""
     return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) or getattr(hdu, "is_image", False)

@@ -14,7 +14,7 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
-from .fitsio import image_shape, is_image
+from .fitsio import image_shape, is_image, is_table
 from .values import as_float32, as_mask, to_sigma
 
 _COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
@@ -29,7 +29,7 @@ def _tables(hdul: fits.HDUList) -> list[int]:
     """Table HDUs holding a spectrum (one row of the LAMOST array columns)."""
     out = []
     for i, hdu in enumerate(hdul):
-        if isinstance(hdu, fits.BinTableHDU) and {c.upper() for c in hdu.columns.names} >= set(_COLUMNS):
+        if is_table(hdu) and {c.upper() for c in hdu.columns.names} >= set(_COLUMNS):
             out.append(i)
     return out
 

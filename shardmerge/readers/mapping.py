@@ -44,6 +44,7 @@ from astropy.io import fits
 from ..errors import BadFileError, InputError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
 from .wcs import linear_wcs_wavelength
 
@@ -130,7 +131,7 @@ class MappingReader(Reader):
         except (KeyError, IndexError) as exc:
             raise BadFileError(path, f"mapping: [{role}] hdu = {spec['hdu']!r} is not in the file") from exc
         if "column" in spec:
-            if not isinstance(hdu, fits.BinTableHDU):
+            if not is_table(hdu):
                 raise BadFileError(path, f"mapping: [{role}] names a column but HDU {spec['hdu']!r} is not a table")
             if spec["column"] not in hdu.columns.names:
                 raise BadFileError(path, f"mapping: HDU {spec['hdu']!r} has no column {spec['column']!r}")
@@ -159,7 +160,7 @@ class MappingReader(Reader):
         if spec.get("wcs"):
             return ""
         hdu = hdul[_hdu(hdul, spec)]
-        if "column" in spec and isinstance(hdu, fits.BinTableHDU):
+        if "column" in spec and is_table(hdu):
             k = hdu.columns.names.index(spec["column"]) + 1
             return str(hdu.header.get(f"TUNIT{k}", "")).strip()
         return str(hdu.header.get("BUNIT", "")).strip()

@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
+from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
 
 # SDSS data model unit, used when the file carries no BUNIT
@@ -19,7 +20,7 @@ _REQUIRED = ("flux", "loglam", "ivar")
 
 def _coadd_hdu(hdul: fits.HDUList) -> int | None:
     for i, hdu in enumerate(hdul):
-        if isinstance(hdu, fits.BinTableHDU) and str(hdu.header.get("EXTNAME", "")).strip().upper() == "COADD":
+        if is_table(hdu) and str(hdu.header.get("EXTNAME", "")).strip().upper() == "COADD":
             return i
     return None
 
@@ -31,7 +32,7 @@ _META = ("CLASS", "SUBCLASS")
 
 def _catalog(hdul: fits.HDUList) -> int | None:
     for i, hdu in enumerate(hdul):
-        if isinstance(hdu, fits.BinTableHDU) and str(hdu.header.get("EXTNAME", "")).strip().upper() in (
+        if is_table(hdu) and str(hdu.header.get("EXTNAME", "")).strip().upper() in (
                 "SPALL", "SPECOBJ") and int(hdu.header.get("NAXIS2", 0)) == 1:
             return i
     return None

@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
-from .fitsio import image_shape, is_image
+from .fitsio import image_shape, is_image, is_table
 from .values import as_float32, as_mask, to_sigma
 
 
@@ -25,7 +25,7 @@ def _coeff_grid(path: str, h: fits.Header, n_pix: int) -> np.ndarray:
 
 def _plugmap(hdul: fits.HDUList) -> int | None:
     for i, hdu in enumerate(hdul):
-        if not isinstance(hdu, fits.BinTableHDU):
+        if not is_table(hdu):
             continue
         names = {c.upper() for c in hdu.columns.names}
         if str(hdu.header.get("EXTNAME", "")).strip().upper() == "PLUGMAP" or {"RA", "DEC", "FIBERID",

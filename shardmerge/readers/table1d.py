@@ -17,6 +17,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .fitsio import is_table
 from .values import as_float32, to_sigma
 
 _WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
@@ -43,7 +44,7 @@ def _find(hdu: fits.BinTableHDU, names: tuple[str, ...], ucd: tuple[str, ...] = 
 def _columns(hdu: object) -> dict[str, str] | None:
     """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var" when present} → column names, for a table
     whose wavelength and flux columns have the same shape; else None."""
-    if not isinstance(hdu, fits.BinTableHDU) or not hdu.header.get("NAXIS2"):
+    if not is_table(hdu) or not hdu.header.get("NAXIS2"):
         return None
     cols: dict[str, str] = {}
     wave = _find(hdu, _WAVE, ("em.wl",))

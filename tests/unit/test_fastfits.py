@@ -44,9 +44,60 @@ def test_plain_image_files_read_as_astropy_reads_them(tmp_path, maker):
     _same_as_astropy(maker(tmp_path / "f.fits"))
 
 
+def _table_file(path, *columns):
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(list(columns))]).writeto(path)
+    return path
+
+
+def test_plain_binary_tables_read_as_astropy_reads_them(tmp_path):
+    """Every column of a plain table: the same values, dtype and shape as astropy's, strings as str with
+    the trailing blanks dropped, logicals as bool; the column names, formats and units readers ask for."""
+    n = 5
+    rng = np.random.default_rng(3)
+    mixed = _table_file(
+        tmp_path / "mixed.fits",
+        fits.Column("CLASS", "6A", array=["GAL", "QSO  X", "", "STAR", "G"]),
+        fits.Column("ok", "L", array=[True, False, True, True, False]),
+        fits.Column("flags", "3L", array=rng.random((n, 3)) > 0.5),
+        fits.Column("wave", "4E", unit="Angstrom", array=rng.random((n, 4)).astype(np.float32)),
+        fits.Column("Z", "D", array=rng.random(n)),
+        fits.Column("N", "J", array=np.arange(n)),
+        fits.Column("big", "K", array=np.arange(n) * 10**12),
+        fits.Column("b", "B", array=np.arange(n, dtype=np.uint8)),
+        fits.Column("i", "I", array=-np.arange(n, dtype=np.int16)))
+    for path in (mixed, samples.make_sdss_coadd(tmp_path / "spec.fits")):
+        fast = fastfits.parse(path.read_bytes())
+        assert fast is not None
+        with fits.open(path) as h:
+            for i, hdu in enumerate(h):
+                assert fast.fileinfo(i) == {k: h.fileinfo(i)[k] for k in ("hdrLoc", "datLoc", "datSpan")}
+                if not isinstance(hdu, fits.BinTableHDU):
+                    continue
+                f = fast[i]
+                assert f.is_table and not f.is_image and len(f.data) == len(hdu.data)
+                assert f.columns.names == hdu.columns.names
+                for mine, theirs in zip(f.columns, hdu.columns, strict=True):
+                    assert (mine.name, str(mine.format), mine.format.repeat, mine.format.format, mine.unit) == \
+                        (theirs.name, str(theirs.format), theirs.format.repeat, theirs.format.format, theirs.unit)
+                for k, name in enumerate(hdu.columns.names):
+                    ours, ref = f.data[name], hdu.data[name]
+                    assert ours.dtype == ref.dtype and ours.shape == ref.shape, name
+                    assert [str(x) for x in ours.ravel()] == [str(x) for x in ref.ravel()], name
+                    np.testing.assert_array_equal(f.data.field(k), ref)
+                    np.testing.assert_array_equal(f.data[name.swapcase()], ref)  # names in any case
+                assert f.columns[hdu.columns.names[0].lower()].name == hdu.columns.names[0]
+
+
 def test_everything_else_goes_to_astropy(tmp_path):
-    table = samples.make_sdss_coadd(tmp_path / "t.fits")
-    assert fastfits.parse(table.read_bytes()) is None  # a table HDU
+    scaled_column = _table_file(tmp_path / "tz.fits", fits.Column("u", "I", bzero=32768, array=np.arange(3)))
+    heap = _table_file(tmp_path / "heap.fits", fits.Column("v", "PJ()", array=[np.arange(2), np.arange(3)]))
+    bits = _table_file(tmp_path / "bits.fits", fits.Column("x", "8X", array=np.zeros((2, 8), bool)))
+    shaped = _table_file(tmp_path / "dim.fits", fits.Column("m", "6E", dim="(3,2)", array=np.zeros((2, 2, 3))))
+    ascii_table = tmp_path / "ascii.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.TableHDU.from_columns([fits.Column("a", "E10.4", array=[1.0])])]) \
+        .writeto(ascii_table)
+    for table in (scaled_column, heap, bits, shaped, ascii_table):
+        assert fastfits.parse(table.read_bytes()) is None, table.name
     scaled = tmp_path / "s.fits"
     fits.PrimaryHDU(np.arange(10, dtype=np.uint16)).writeto(scaled)  # stored as int16 with BZERO = 32768
     assert fastfits.parse(scaled.read_bytes()) is None
