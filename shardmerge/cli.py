@@ -18,7 +18,6 @@ from .plan import describe
 from .readers import reader_names
 from .readers.mapping import mapping_ref
 from .readers.oddities import KINDS as ODDITY_KINDS
-from .report import store_bytes
 from .validate import failures, run_checks
 
 log = logging.getLogger("shardmerge")
@@ -185,7 +184,7 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, overwrit
         click.echo("shardmerge: interrupted: nothing was published; batch jobs were cancelled and finished "
                    "shards kept (rerun the same command to resume)", err=True)
         sys.exit(130)
-    size, files = store_bytes(report.output)
+    size, files = report.bytes["store"], report.counts["store_files"]  # from the merge: no walk of the store
     click.echo(
         f"published {report.output}: {report.counts['spectra']} spectra x {report.plan['n_pix']} pixels, "
         f"{report.counts['files_ingested']} files ({report.counts.get('files_bad', 0)} skipped), "
