@@ -194,26 +194,31 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-_SYSCALL = re.compile(r"^\d+\s+(read|pread64|readv|preadv)\((\d+)<([^>]*)>.*\)\s+=\s+(\d+)")
-_MMAP = re.compile(r"^\d+\s+mmap\(.*?,\s*\d+,\s*[A-Z_|]+,\s*[A-Z_|]+,\s*\d+<([^>]*)>")
+_SYSCALL = re.compile(r"^(read|pread64|readv|preadv)\((\d+)<([^>]*)>.*\)\s+=\s+(\d+)")
+_MMAP = re.compile(r"^mmap\(.*?,\s*\d+,\s*[A-Z_|]+,\s*[A-Z_|]+,\s*\d+<([^>]*)>")
 
 
 def bytes_read(cmd: list[str], corpus: Path, work: Path) -> int:
-    """Bytes the process tree read from files under `corpus` (strace -f -y); a mapped input counts whole."""
-    log = work / "strace.log"
-    subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=read,pread64,readv,preadv,mmap", "-o", str(log),
-                    *cmd], check=True, capture_output=True)
+    """Bytes the process tree read from files under `corpus` (strace -ff -y); a mapped input counts whole.
+    One trace file per process (-ff): in a shared one, a syscall that another process interrupts is
+    split into "unfinished" and "resumed" lines, and its byte count would be lost."""
+    folder = work / "strace"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    subprocess.run(["strace", "-ff", "-qq", "-y", "-e", "trace=read,pread64,readv,preadv,mmap", "-o",
+                    str(folder / "trace"), *cmd], check=True, capture_output=True)
     root, total, mapped = str(corpus.resolve()), 0, set()
-    with open(log, errors="replace") as f:
-        for line in f:
-            m = _SYSCALL.match(line)
-            if m and m.group(3).startswith(root):
-                total += int(m.group(4))
-                continue
-            m = _MMAP.match(line)
-            if m and m.group(1).startswith(root):
-                mapped.add(m.group(1))
-    log.unlink()
+    for log in folder.iterdir():
+        with open(log, errors="replace") as f:
+            for line in f:
+                m = _SYSCALL.match(line)
+                if m and m.group(3).startswith(root):
+                    total += int(m.group(4))
+                    continue
+                m = _MMAP.match(line)
+                if m and m.group(1).startswith(root):
+                    mapped.add(m.group(1))
+    shutil.rmtree(folder)
     return total + sum(os.path.getsize(p) for p in mapped)
 
 
@@ -251,7 +256,7 @@ def main() -> None:
             return [py, str(scripts["serial"]), str(corpus), str(out)]
         if kind == "pool":
             return [py, str(scripts["pool"]), str(corpus), str(out), n]
-        return [py, "-m", "shardmerge.cli", "ingest", str(corpus), "-o", str(out), "--workers", n, "--quiet",
+        return [py, "-m", "shardmerge", "ingest", str(corpus), "-o", str(out), "--workers", n, "--quiet",
                 "--report", str(out) + ".json"]
 
     variants = ["serial", *(f"pool {n}" for n in counts if n > 1), *(f"shardmerge {n}" for n in counts)]

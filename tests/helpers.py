@@ -33,7 +33,7 @@ def run_cli(*args: str) -> CliResult:
 
 def run_cli_process(*args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
     """The CLI as its own process, exactly as a user runs it."""
-    done = subprocess.run([sys.executable, "-m", "shardmerge.cli", *map(str, args)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "shardmerge", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
     return CliResult(done.returncode, done.stdout + done.stderr, done.stdout)
 

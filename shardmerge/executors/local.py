@@ -9,14 +9,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..config import ClusterRequest
+from ..forkserver import WORKER_PRELOAD
 from .dask_backend import DaskExecutor, bounds
 
 log = logging.getLogger("shardmerge")
-
-
-# what the tasks run, imported once by the forkserver that every local worker is forked from (pandas:
-# pyarrow imports it on a task's first pa.array, 0.7 s; absent, the server skips it)
-WORKER_PRELOAD = ["distributed", "shardmerge.scan", "shardmerge.shard", "pandas"]
 
 
 @contextmanager
@@ -41,7 +37,8 @@ def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
 def _preload_forkserver() -> None:
     from distributed.utils import get_mp_context
 
-    get_mp_context().set_forkserver_preload(WORKER_PRELOAD)  # no effect once the server runs (it has them)
+    # no effect once the server runs (started early by `shardmerge ingest --workers N`, with these)
+    get_mp_context().set_forkserver_preload(WORKER_PRELOAD)
 
 
 def local_cluster_options(**overrides: Any) -> dict:

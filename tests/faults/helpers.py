@@ -23,7 +23,7 @@ def start_ingest(tmp_path: Path, *args, failpoints: str = "", workers: int = 2) 
     env = {**os.environ, "SHARDMERGE_FAILPOINTS": failpoints, "SHARDMERGE_FAILPOINT_DIR": str(failpoint_dir(tmp_path))}
     if not failpoints:
         env.pop("SHARDMERGE_FAILPOINTS")
-    return subprocess.Popen([sys.executable, "-m", "shardmerge.cli", "ingest", *map(str, args), "--workers",
+    return subprocess.Popen([sys.executable, "-m", "shardmerge", "ingest", *map(str, args), "--workers",
                              str(workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
 

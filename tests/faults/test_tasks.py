@@ -171,7 +171,7 @@ def test_last_worker_killed_mid_run_stops_within_worker_wait_then_the_same_comma
     args = ["ingest", str(corpus), "-o", str(out), "--scheduler", address, "--worker-wait", "3", *LAYOUT,
             "--report", str(rep)]
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "shardmerge.cli", *args], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "shardmerge", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         pid = wait_for_failpoint(tmp_path, "shard-start", proc)  # two shards are done, the third is held
         assert pid == procs[1].pid
