@@ -130,10 +130,15 @@ def _damage_after(shard: ShardSpec, bad_path: str, strict: frozenset[str]) -> li
 
 def _refuse_strict(manifest: dict, strict: frozenset[str]) -> None:
     """A shard written by a run without --strict KIND holds files that this run's --strict refuses."""
+    refused = []
     for path, notes in sorted(manifest.get("notes", {}).items()):
-        for note in notes:
-            if kind_of(note) in strict:
-                raise BadFileError(path, f"{note.partition(': ')[2]} (refused: --strict {kind_of(note)})")
+        first = next((n for n in notes if kind_of(n) in strict), None)
+        if first is not None:
+            refused.append((path, f"{first.partition(': ')[2]} (refused: --strict {kind_of(first)})"))
+    if len(refused) == 1:
+        raise BadFileError(*refused[0])
+    if refused:
+        raise BadFilesError(refused)
 
 
 def _rename_first_wins(partial: str, final: str) -> bool:

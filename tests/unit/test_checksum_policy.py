@@ -132,3 +132,24 @@ def test_the_report_lists_each_odd_file_and_the_store_counts_them(tmp_path):
     assert r.exit_code == 3, r
     assert f"{harps}: HDU 0: DATASUM = '0'" in r.output and f"{edited}: HDU 0: CHECKSUM does not match" in r.output
     assert not (tmp_path / "strict.zarr").exists()
+
+
+def test_a_shard_reused_from_a_run_without_strict_is_refused_by_the_notes_it_carries(tmp_path):
+    """Checksum habits are found by the shard task; a shard kept from an earlier run that accepted them
+    must not slip a file past a later --strict through resume."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_wcs1d(folder / "fine.fits", n_pix=500, crval=3780.0, cdelt=0.01)
+    harps = _harps_like(folder / "harps.fits")
+    edited = make_wcs1d(folder / "edited.fits", n_pix=500, crval=3780.0, cdelt=0.01, seed=2)
+    _flip(edited, edited.read_bytes().index(b"synthetic spectrum written"))
+    out, scratch = tmp_path / "out.zarr", tmp_path / "scratch"
+    common = ("--workers", "0", "--scratch", scratch)
+    assert run_cli("ingest", folder, "-o", out, *common, "--keep-scratch").exit_code == 0
+    r = run_cli("ingest", folder, "-o", out, *common, "--overwrite", "--strict", "all", "--report",
+                tmp_path / "r.json")
+    assert r.exit_code == 3, r
+    assert f"{harps}: HDU 0: DATASUM = '0'" in r.output and "(refused: --strict placeholder-datasum)" in r.output
+    assert f"{edited}: HDU 0: CHECKSUM does not match" in r.output
+    assert json.loads((tmp_path / "r.json").read_text())["counts"].get("shards_reused") is None  # nothing reused
+    assert zarr.open_group(out, mode="r")["metadata/source_path"].shape == (3,)  # the old store stands
