@@ -208,8 +208,9 @@ class FastTableData:
         values = self._records[f"f{k}"]
         if column.format.format == "L":
             return values == b"T"
-        if column.format.format == "A":
-            return np.char.decode(values, "ascii").view(np.char.chararray)
+        if column.format.format == "A":  # np.char.decode of an empty array would give float64
+            text = np.char.decode(values, "ascii") if values.size else values.astype(values.dtype.str.replace("S", "U"))
+            return text.view(np.char.chararray)
         return values
 
     def __getitem__(self, key: int | str) -> np.ndarray:

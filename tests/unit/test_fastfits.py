@@ -65,7 +65,9 @@ def test_plain_binary_tables_read_as_astropy_reads_them(tmp_path):
         fits.Column("big", "K", array=np.arange(n) * 10**12),
         fits.Column("b", "B", array=np.arange(n, dtype=np.uint8)),
         fits.Column("i", "I", array=-np.arange(n, dtype=np.int16)))
-    for path in (mixed, samples.make_sdss_coadd(tmp_path / "spec.fits")):
+    empty = _table_file(tmp_path / "empty.fits", fits.Column("CLASS", "6A", array=np.array([], "S6")),
+                        fits.Column("Z", "D", array=np.array([])))
+    for path in (mixed, empty, samples.make_sdss_coadd(tmp_path / "spec.fits")):
         fast = fastfits.parse(path.read_bytes())
         assert fast is not None
         with fits.open(path) as h:
