@@ -132,14 +132,24 @@ class _File:
             self.fd = -1
 
 
-class FastImageHDU:
+class _FastHDU:
+    """What every fast HDU has: its header, where its bytes come from, and where it lies in the file."""
+
+    is_image = False
+    is_table = False
+
+    def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int):
+        self.header = header
+        self._source = source
+        self.hdr_loc, self.dat_loc, self.dat_span = hdr_loc, dat_loc, dat_span
+
+
+class FastImageHDU(_FastHDU):
     is_image = True
 
     def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int,
                  shape: tuple, dtype: str, primary: bool):
-        self.header = header
-        self._source = source
-        self.hdr_loc, self.dat_loc, self.dat_span = hdr_loc, dat_loc, dat_span
+        super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.shape = shape
         self._dtype = dtype
         self.primary = primary
@@ -247,15 +257,12 @@ def _table_layout(header: FastHeader) -> tuple[FastColumns, np.dtype] | None:
     return columns, dtype
 
 
-class FastTableHDU:
-    is_image = False
+class FastTableHDU(_FastHDU):
     is_table = True
 
     def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int,
                  columns: FastColumns, row_dtype: np.dtype, n_rows: int):
-        self.header = header
-        self._source = source
-        self.hdr_loc, self.dat_loc, self.dat_span = hdr_loc, dat_loc, dat_span
+        super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.columns = columns
         self._row_dtype = row_dtype
         self._n_rows = n_rows
@@ -271,7 +278,7 @@ class FastTableHDU:
 
 
 class FastHDUList:
-    def __init__(self, hdus: list[FastImageHDU | FastTableHDU], source: _Bytes | _File):
+    def __init__(self, hdus: list[_FastHDU], source: _Bytes | _File):
         self._hdus = hdus
         self._source = source
 
@@ -281,7 +288,7 @@ class FastHDUList:
     def __getitem__(self, i):
         return self._hdus[i]
 
-    def __iter__(self) -> Iterator[FastImageHDU]:
+    def __iter__(self) -> Iterator[_FastHDU]:
         return iter(self._hdus)
 
     def fileinfo(self, i: int) -> dict:
@@ -352,7 +359,7 @@ def parse_file(path: str) -> FastHDUList | None:
 
 
 def _parse(source: _Bytes | _File) -> FastHDUList | None:
-    hdus: list[FastImageHDU] = []
+    hdus: list[_FastHDU] = []
     pos = 0
     size = source.size
     while pos < size:
