@@ -1,6 +1,6 @@
 """A fast path for the commonest inputs: FITS files made of image HDUs (a 1-D or 2-D spectrum with its
 error/ivar extensions) and plain binary tables (SDSS `spec-*`: fixed-width columns, no heap, no scaling),
-read from bytes already in memory or, for the scan, from the file's header blocks alone (`parse_file`:
+read from bytes already in memory or, for the scan, from the file's header blocks alone (`parse_source`:
 data units are seeked past and read only if a reader asks for them).
 
 astropy spends ~0.7 ms opening and parsing a small file, far more than compressing its 16 KB of flux.
@@ -104,7 +104,7 @@ class _Bytes:
         pass
 
 
-class _File:
+class FileSource:
     """A file read at offsets (pread): the scan reads header blocks and seeks past data units it does not
     need, so each input's data is read once, by the shard task that stores it."""
 
@@ -138,7 +138,7 @@ class _FastHDU:
     is_image = False
     is_table = False
 
-    def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int):
+    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int):
         self.header = header
         self._source = source
         self.hdr_loc, self.dat_loc, self.dat_span = hdr_loc, dat_loc, dat_span
@@ -147,7 +147,7 @@ class _FastHDU:
 class FastImageHDU(_FastHDU):
     is_image = True
 
-    def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int,
+    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,
                  shape: tuple, dtype: str, primary: bool):
         super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.shape = shape
@@ -260,7 +260,7 @@ def _table_layout(header: FastHeader) -> tuple[FastColumns, np.dtype] | None:
 class FastTableHDU(_FastHDU):
     is_table = True
 
-    def __init__(self, header: FastHeader, source: _Bytes | _File, hdr_loc: int, dat_loc: int, dat_span: int,
+    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,
                  columns: FastColumns, row_dtype: np.dtype, n_rows: int):
         super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.columns = columns
@@ -278,7 +278,7 @@ class FastTableHDU(_FastHDU):
 
 
 class FastHDUList:
-    def __init__(self, hdus: list[_FastHDU], source: _Bytes | _File):
+    def __init__(self, hdus: list[_FastHDU], source: _Bytes | FileSource):
         self._hdus = hdus
         self._source = source
 
@@ -345,20 +345,13 @@ def parse(raw: bytes) -> FastHDUList | None:
     return _parse(_Bytes(raw))
 
 
-def parse_file(path: str) -> FastHDUList | None:
-    """As `parse`, reading only the header blocks (and a data unit when a reader asks for its `.data`)."""
-    source = _File(path)
-    try:
-        hdul = _parse(source)
-    except BaseException:
-        source.close()
-        raise
-    if hdul is None:
-        source.close()
-    return hdul
+def parse_source(source: FileSource) -> FastHDUList | None:
+    """As `parse`, reading only the header blocks (and a data unit when a reader asks for its `.data`).
+    The list owns `source` (its close closes it); on None, the caller still does."""
+    return _parse(source)
 
 
-def _parse(source: _Bytes | _File) -> FastHDUList | None:
+def _parse(source: _Bytes | FileSource) -> FastHDUList | None:
     hdus: list[_FastHDU] = []
     pos = 0
     size = source.size

@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +19,8 @@ from ..errors import BadFileError, ShardmergeError
 from . import fastfits
 from .checksum import verify_hdu
 from .oddities import FITS_WARNING, Oddities
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 # astropy warnings that mean the bytes are damaged, not merely unconventional: they stay fatal
 # (truncation; header bytes astropy would replace by "?"; a header that does not end on a block boundary)
@@ -43,9 +46,15 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
         try:
             hdul = None
             if headers_only and raw is None:
-                hdul = fastfits.parse_file(path) if fast else None  # None: gzip'd, a table, anything unusual
-                if hdul is None:
-                    raw = read_if_gzip(path)  # a gzip stream cannot be seeked past: decompressed whole
+                file = fastfits.FileSource(path)  # one open for the fast path and gzip detection
+                try:
+                    if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # a gzip stream cannot be seeked past
+                        raw = gunzip(path, file.read(0, file.size))
+                    elif fast:
+                        hdul = fastfits.parse_source(file)  # None: a table astropy must read, or damage
+                finally:
+                    if hdul is None:
+                        file.close()
             elif fast:
                 raw = raw if raw is not None else read_bytes(path)
             if hdul is None and fast and raw is not None:
@@ -165,26 +174,20 @@ def open_verified(path: str, oddities: Oddities | None = None) -> Iterator[fits.
 
 
 def read_bytes(path: str) -> bytes:
-    """The file's bytes, gunzipped if it is gzip'd."""
-    raw = read_if_gzip(path)
-    if raw is not None:
-        return raw
+    """The file's bytes, gunzipped if it is gzip'd: one open, one read."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
     except OSError as exc:
         raise BadFileError(path, f"cannot read ({exc.strerror})") from exc
+    return gunzip(path, data) if data[: len(GZIP_MAGIC)] == GZIP_MAGIC else data
 
 
-def read_if_gzip(path: str) -> bytes | None:
-    """The decompressed bytes of a gzip'd file (astropy would decompress it whole anyway), else None."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            return None
+def gunzip(path: str, data: bytes) -> bytes:
+    """A gzip'd file's decompressed bytes (astropy would decompress it whole anyway)."""
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as exc:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
         raise BadFileError(path, f"not a readable gzip file ({type(exc).__name__}: {exc})") from exc
 
 
