@@ -276,7 +276,8 @@ def write_shards(ex, plan: Plan, scans: list[FileScan], scratch: str, rules: Hea
                        if isinstance(r, dict) and not r.get("reused"))
         scans = [s for s in scans if s.path not in bad]
         if not scans:
-            raise InputError("none of the input files could be read")
+            raise InputError("every input file was left out as damaged (each is named above and in the run "
+                             "report's skipped_files): nothing to publish")
         plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
     manifests = results
     report.counts["shards_total"] = len(manifests)
