@@ -19,6 +19,7 @@ from .durable import remove_tree, remove_trees, storage_errors, sync_tree
 from .errors import BadFileError, BadFilesError, GateError, InputError, ShardmergeError
 from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
 from .failpoints import failpoint
+from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import materialize
 from .plan import FileScan, Plan, describe, make_plan
@@ -27,14 +28,15 @@ from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
 from .readers.oddities import kind_of
 from .report import RunReport
-from .scan import BadFile, SharedTuples, batches, discover_inputs, scan_batch
+from .scan import BadFile, batches, discover_inputs, scan_batch
 from .shard import write_shard
-from .shardstore import shard_path
+from .shardstore import shard_path, sweep_file_tables, write_file_table
 from .validate import Expectation, failures, run_checks
 
 log = logging.getLogger("shardmerge")
 
-SCAN_BATCH_FILES = 64  # files per scan task: one small file parses in ~1 ms, a task costs more
+SCAN_BATCH_FILES = 64  # fewest files per scan task: one small file parses in ~1 ms, a task costs more
+SCAN_BATCH_MAX_FILES = 4096  # most: ~4 s of work, cheap to redo when a worker is lost
 
 
 @dataclass(frozen=True)
@@ -57,29 +59,47 @@ class IngestOptions:
 
 
 def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, ex, on_bad_file: str,
-                report: RunReport, progress_to: str = "log", strict: frozenset[str] = frozenset()) -> list[FileScan]:
+                report: RunReport, progress_to: str = "log", strict: frozenset[str] = frozenset()) -> FileTable:
+    """The scan results, folded into a FileTable in path order as the batches arrive: the driver never
+    holds one object per file."""
     progress = Progress("scan", len(paths), "files", progress_to)
-    results = ex.map(scan_batch, batches(paths, SCAN_BATCH_FILES), choice, rules, strict, name="scan",
-                     on_result=progress)
-    shared = SharedTuples()
-    scans = [shared.apply(r) for batch in results for r in batch if isinstance(r, FileScan)]
-    bad = [r for batch in results for r in batch if isinstance(r, BadFile)]
+    table = FileTableBuilder()
+    bad: list[BadFile] = []
+
+    def collect(batch: list) -> None:
+        for r in batch:
+            if isinstance(r, FileScan):
+                table.add(r)
+            else:
+                bad.append(r)
+
+    ex.map(scan_batch, batches(paths, scan_batch_files(len(paths), ex.workers)), choice, rules, strict,
+           name="scan", on_result=progress, fold=collect)
+    scans = table.finish()
     report.counts["files_found"] = len(paths)
     report.counts["files_bad"] = len(bad)
-    dropped = sum(s.dropped for s in scans)
+    dropped = sum(scans.dropped)
     if dropped:
         report.counts["spectra_dropped_no_data"] = dropped
         log.warning("left out %d spectra that their readers found to carry no data at all, from %d file(s)",
-                    dropped, sum(1 for s in scans if s.dropped))
+                    dropped, sum(1 for d in scans.dropped if d))
     if bad:
         if on_bad_file != "skip":
             raise BadFilesError([(b.path, b.reason) for b in bad])
         for b in bad:
             log.warning("skipped %s: %s", b.path, b.reason)
         report.skipped_files = [{"path": b.path, "reason": b.reason} for b in bad]
-    if not scans:
+    if not len(scans):
         raise InputError(f"none of the {len(paths)} input file(s) could be read")
     return scans
+
+
+def scan_batch_files(n_files: int, workers: int) -> int:
+    """Files per scan task: at least SCAN_BATCH_FILES (a task costs more than one small file's ~1 ms
+    parse), at most SCAN_BATCH_MAX_FILES (a lost task costs little to redo), and otherwise ~8 tasks per
+    worker, so a survey of 10^7 files is a few thousand tasks, not 156k."""
+    per_task = -(-n_files // (8 * max(1, workers)))
+    return max(SCAN_BATCH_FILES, min(SCAN_BATCH_MAX_FILES, per_task))
 
 
 def report_oddities(report: RunReport, notes: dict[str, list[str]]) -> None:
@@ -93,9 +113,9 @@ def report_oddities(report: RunReport, notes: dict[str, list[str]]) -> None:
                 "refuses them", len(notes), per_kind)
 
 
-def input_notes(scans: Sequence[FileScan], manifests: Sequence[dict] = ()) -> dict[str, list[str]]:
+def input_notes(scans: FileTable, manifests: Sequence[dict] = ()) -> dict[str, list[str]]:
     """Per input path, its oddities: found by the scan, and by the shard tasks that read its data."""
-    notes = {s.path: list(s.notes) for s in scans if s.notes}
+    notes = {scans.path(row): list(n) for row, n in sorted(scans.notes.items())}
     for m in manifests:
         for path, found in m.get("notes", {}).items():
             kept = notes.setdefault(path, [])
@@ -245,8 +265,8 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
 
 
-def write_shards(ex, plan: Plan, scans: list[FileScan], scratch: str, rules: HeaderRules, opts: IngestOptions,
-                 report: RunReport) -> tuple[Plan, list[FileScan], list[dict]]:
+def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRules, opts: IngestOptions,
+                 report: RunReport) -> tuple[Plan, FileTable, list[dict]]:
     """One task per shard. The shard tasks are where input data is read and verified. A file found damaged
     there fails the run (every such file named; the shards that finished are kept for the rerun) or, under
     --on-bad-file skip, is left out: the plan is made again without it, and the shards are
@@ -258,8 +278,10 @@ def write_shards(ex, plan: Plan, scans: list[FileScan], scratch: str, rules: Hea
         stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
         if stale and round_no == 0:
             log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
+        file_table = write_file_table(plan, scratch)  # the tasks read their files from it: the graph stays small
+        sweep_file_tables(scratch, keep=file_table)
         progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
-        results = ex.map(write_shard, plan.shards, plan.context(), scratch, rules, opts.strict,
+        results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
                          name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
                          keep_errors=(BadFileError, BadFilesError))
         bad = dict(_damaged(results))
@@ -274,8 +296,8 @@ def write_shards(ex, plan: Plan, scans: list[FileScan], scratch: str, rules: Hea
         report.counts["replans_after_bad_data"] = round_no + 1
         written.update(s.store_name for s, r in zip(plan.shards, results, strict=True)
                        if isinstance(r, dict) and not r.get("reused"))
-        scans = [s for s in scans if s.path not in bad]
-        if not scans:
+        scans = scans.without_paths(bad)
+        if not len(scans):
             raise InputError("every input file was left out as damaged (each is named above and in the run "
                              "report's skipped_files): nothing to publish")
         plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)

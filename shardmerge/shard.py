@@ -32,6 +32,7 @@ from .shardstore import (
     array_dtype,
     load_manifest,
     manifest_matches,
+    read_segments,
     shard_arrays,
     shard_path,
     write_manifest,
@@ -65,7 +66,8 @@ _ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=Tru
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
                 strict: frozenset[str] = frozenset()) -> dict:
-    """Dask task. `plan` is the shard-less context (Plan.context()). Returns the shard's manifest.
+    """Dask task. `plan` is the context (Plan.context()): the shard reads its files from the plan's file
+    table. Returns the shard's manifest.
 
     This is where each input's data is read, once, and verified before use (`open_verified`): damage found
     here raises a BadFileError naming the file (the pipeline leaves it out under --on-bad-file skip). The
@@ -90,10 +92,11 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     try:
         with storage_errors(scratch):
             failpoint("shard-start")
+            segments = read_segments(plan, shard)
             try:
-                manifest = _materialize(plan, shard, partial, rules, strict)
+                manifest = _materialize(plan, shard, segments, partial, rules, strict)
             except BadFileError as first:  # name every damaged file of the shard, not only the first
-                others = _damage_after(shard, first.path, strict)
+                others = _damage_after(segments, first.path, strict)
                 if not others:
                     raise
                 raise BadFilesError([(first.path, first.reason), *others]) from first
@@ -114,9 +117,10 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     return {**manifest, "reused": False}
 
 
-def _damage_after(shard: ShardSpec, bad_path: str, strict: frozenset[str]) -> list[tuple[str, str]]:
+def _damage_after(segments: tuple[FileSegment, ...], bad_path: str, strict: frozenset[str]
+                  ) -> list[tuple[str, str]]:
     """The shard's inputs after the damaged one, verified (not stored): each damaged one, with its reason."""
-    paths = [s.path for s in shard.segments]
+    paths = [s.path for s in segments]
     later = list(dict.fromkeys(paths[paths.index(bad_path) + 1:])) if bad_path in paths else []
     found = []
     for path in later:
@@ -154,7 +158,8 @@ def _rename_first_wins(partial: str, final: str) -> bool:
     return False
 
 
-def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules, strict: frozenset[str]) -> dict:
+def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...], path: str, rules: HeaderRules,
+                 strict: frozenset[str]) -> dict:
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
     n_rows = shard.n_rows
     names = shard_arrays(plan)
@@ -176,7 +181,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules, st
     block = _new_block(plan, names, 0, n_rows)
     local = 0
     notes: dict[str, list[str]] = {}
-    for seg in shard.segments:
+    for seg in segments:
         _check_unchanged(seg)
         reader = get_reader(seg.format, plan.mapping)
         oddities = Oddities(seg.path, strict)
@@ -222,7 +227,7 @@ def _materialize(plan: Plan, shard: ShardSpec, path: str, rules: HeaderRules, st
         # rows (global) whose flux is all NaN / whose finite flux is all 0: the gate's check 6 can rely on
         # these for raw-copied, checksum-verified chunks, decoding only a sample to confirm them
         "flux_rows": {k: [shard.row_start + r for r in v] for k, v in stats.items()},
-        "inputs": [[s.path, s.size, s.mtime_ns] for s in shard.segments],
+        "n_inputs": len(segments),  # which ones: the key hashes them (no path lists: 10^4 manifests are kept)
         "notes": notes,  # per input: the oddities found while reading its data (checksum habits)
         "created_at": time.time(),
         "host": os.uname().nodename,

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 
 from .durable import fsync_path
-from .plan import Plan, ShardSpec
+from .errors import ShardError
+from .plan import Companion, FileSegment, Plan, ShardSpec
 from .schema import ARRAY_BY_NAME, arrays_for
 
 ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
+FILE_TABLE_PREFIX = "files-"  # <scratch>/files-<plan fingerprint>.arrow: the plan's files, read by shard tasks
 MANIFEST_FILE = "manifest.json"  # written last inside a shard store
 
 
@@ -59,3 +62,86 @@ def write_manifest(partial: str, manifest: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     fsync_path(partial, directory=True)
+
+
+def write_file_table(plan: Plan, scratch: str) -> str:
+    """Write the plan's files (in row order: folder, name, format, size, mtime, spectra, first row, companion)
+    to `<scratch>/files-<fingerprint>.arrow`, once, durably and atomically; return its path. Shard tasks
+    carry only a range of its rows, not the files themselves: at 10^7 files the graph stays small. Arrow
+    IPC, uncompressed, so a task memory-maps it and reads its ~1000 rows without reading the rest."""
+    import pyarrow as pa
+
+    placed = plan.files
+    if placed is None:
+        raise ValueError("write_file_table needs the driver's plan, not a task's context")
+    t = placed.table
+    n = len(t)
+
+    def ints(column, kind=None) -> pa.Array:
+        return pa.Array.from_buffers(kind or pa.int64(), len(column), [None, pa.py_buffer(column)])
+
+    offsets = array("q", [0])
+    offsets.extend(t.name_ends)
+    comps = [(row, c) for row, cs in placed.companions.items() for c in cs]  # at most one each (the plan checks)
+    comp_path: list = [None] * n if comps else []
+    comp_format, comp_size, comp_mtime = list(comp_path), list(comp_path), list(comp_path)
+    for row, c in comps:
+        comp_path[row], comp_format[row], comp_size[row], comp_mtime[row] = c.path, c.format, c.size, c.mtime_ns
+    columns = {
+        "folder": pa.DictionaryArray.from_arrays(ints(t.folder_of, pa.int32()), pa.array(t.folders, pa.string())),
+        "name": pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(t.names)),
+        "format": pa.DictionaryArray.from_arrays(ints(t.profile, pa.int32()),
+                                                 pa.array([p.format for p in t.profiles], pa.string())),
+        "size": ints(t.size),
+        "mtime_ns": ints(t.mtime_ns),
+        "first_row": ints(placed.row_bounds[:-1]),
+        "row_stop": ints(placed.row_bounds[1:]),
+        "companion_path": pa.array(comp_path, pa.string()) if comps else pa.nulls(n, pa.string()),
+        "companion_format": pa.array(comp_format, pa.string()) if comps else pa.nulls(n, pa.string()),
+        "companion_size": pa.array(comp_size, pa.int64()) if comps else pa.nulls(n, pa.int64()),
+        "companion_mtime_ns": pa.array(comp_mtime, pa.int64()) if comps else pa.nulls(n, pa.int64()),
+    }
+    table = pa.table(columns)
+    final = os.path.join(scratch, f"{FILE_TABLE_PREFIX}{plan.fingerprint}.arrow")
+    partial = f"{final}.partial"
+    with pa.OSFile(partial, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 16)  # batches of 64k rows: a task maps only its own
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, final)
+    fsync_path(scratch, directory=True)
+    return final
+
+
+def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
+    """Shard-task side of write_file_table: the segments that fill `shard`, from `plan.file_table`."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(plan.file_table) as source:
+            rows = pa.ipc.open_file(source).read_all().slice(shard.file_lo, shard.file_hi - shard.file_lo)
+            cols = {name: rows.column(name).to_pylist() for name in rows.column_names}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ShardError(f"cannot read the plan's file table {plan.file_table} on {os.uname().nodename} "
+                         f"({exc}); --scratch must be a folder every node mounts at the same path") from exc
+    out = []
+    for k in range(len(cols["name"])):
+        first_row, row_stop = cols["first_row"][k], cols["row_stop"][k]
+        row = max(first_row, shard.row_start)
+        count = min(row_stop, shard.row_stop) - row
+        if count <= 0:
+            continue
+        companions = () if cols["companion_path"][k] is None else (Companion(
+            cols["companion_path"][k], cols["companion_format"][k], cols["companion_size"][k],
+            cols["companion_mtime_ns"][k]),)
+        out.append(FileSegment(cols["folder"][k] + cols["name"][k], cols["format"][k], row - first_row, count, row,
+                               cols["size"][k], cols["mtime_ns"][k], companions))
+    return tuple(out)
+
+
+def sweep_file_tables(scratch: str, keep: str) -> None:
+    """File tables of earlier plans (a re-plan, a crashed run): the current one is `keep`."""
+    for name in os.listdir(scratch):
+        path = os.path.join(scratch, name)
+        if name.startswith(FILE_TABLE_PREFIX) and path != keep:
+            os.unlink(path)

@@ -37,13 +37,15 @@ class DaskExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
-            keep_errors: tuple[type[BaseException], ...] = ()) -> list:
+            keep_errors: tuple[type[BaseException], ...] = (),
+            fold: Callable[[Any], None] | None = None) -> list:
         """Submit one task per item and return results in item order. A task that raises a plain
         exception (an OSError from a flaky disk or network) is resubmitted up to `retries` times; a
         ShardmergeError is never retried: it names a bad file, a full disk or a failed fsync, which
         another attempt would only repeat or, for fsync, could wrongly report as fixed. An exception of a
         `keep_errors` type is the task's result. A worker that dies is the scheduler's business: it reruns
-        the task elsewhere."""
+        the task elsewhere. With `fold`, results go to it in item order as soon as their prefix is complete
+        and are dropped (a survey's scan results never pile up in the driver)."""
         from distributed import as_completed
 
         def submit(i: int, attempt: int):
@@ -51,7 +53,17 @@ class DaskExecutor:
             return self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}{suffix}", pure=False)
 
         futures = {submit(i, 0): (i, 0) for i in range(len(items))}
-        results: list[Any] = [None] * len(items)
+        results: list[Any] = [] if fold else [None] * len(items)
+        in_order = InOrder(fold) if fold else None
+
+        def done(i: int, r: Any) -> None:
+            if on_result:
+                on_result(r)
+            if in_order:
+                in_order.put(i, r)
+            else:
+                results[i] = r
+
         pending = as_completed(list(futures))
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
         try:
@@ -60,9 +72,7 @@ class DaskExecutor:
                 if fut.status == "error":
                     exc = fut.exception()
                     if isinstance(exc, keep_errors):
-                        results[i] = exc
-                        if on_result:
-                            on_result(exc)
+                        done(i, exc)
                         continue
                     if should_retry(exc, attempt, retries):
                         log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
@@ -70,14 +80,27 @@ class DaskExecutor:
                         futures[again] = (i, attempt + 1)
                         pending.add(again)
                         continue
-                r = watch.result(fut)  # re-raises the task's exception, with its message naming the file
-                results[i] = r
-                if on_result:
-                    on_result(r)
+                done(i, watch.result(fut))  # re-raises the task's exception, with its message naming the file
+                fut.release()  # its result is ours now: the worker may drop it
         finally:
             for f in futures:
                 f.release()
         return results
+
+
+class InOrder:
+    """Hands results to `fold` in item order, holding only those that arrived before an earlier one."""
+
+    def __init__(self, fold: Callable[[Any], None]):
+        self.fold = fold
+        self.next = 0
+        self.waiting: dict[int, Any] = {}
+
+    def put(self, i: int, r: Any) -> None:
+        self.waiting[i] = r
+        while self.next in self.waiting:
+            self.fold(self.waiting.pop(self.next))
+            self.next += 1
 
 
 def bounds(request: ClusterRequest) -> dict[str, float]:

@@ -21,7 +21,8 @@ class InlineExecutor:
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
-            keep_errors: tuple[type[BaseException], ...] = ()) -> list:
+            keep_errors: tuple[type[BaseException], ...] = (),
+            fold: Callable[[Any], None] | None = None) -> list:
         out = []
         for item in items:
             attempt = 0
@@ -39,5 +40,8 @@ class InlineExecutor:
                     attempt += 1
             if on_result:
                 on_result(r)
-            out.append(r)
+            if fold:
+                fold(r)
+            else:
+                out.append(r)
         return out

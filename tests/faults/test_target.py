@@ -161,14 +161,16 @@ def test_shard_task_error_crosses_dask_naming_the_file(tmp_path, dask_scheduler)
     from shardmerge.plan import make_plan
     from shardmerge.scan import scan_file
     from shardmerge.shard import write_shard
+    from shardmerge.shardstore import write_file_table
 
     files = _inputs(tmp_path / "in")
     rules = load_header_rules()
     plan = make_plan([scan_file(str(f), None, rules) for f in files])
     os.utime(files[2], ns=(1, 1))
     (tmp_path / "scratch").mkdir()
+    context = plan.context(write_file_table(plan, str(tmp_path)))
     with Client(dask_scheduler) as client:
-        fut = client.submit(write_shard, plan.shards[0], plan.context(), str(tmp_path / "scratch"), rules)
+        fut = client.submit(write_shard, plan.shards[0], context, str(tmp_path / "scratch"), rules)
         with pytest.raises(BadFileError, match=r"s2\.fits: changed after the scan"):
             fut.result()
     assert not list((tmp_path / "scratch").glob("*"))  # the attempt removed its partial

@@ -18,7 +18,7 @@ from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.headers import load_header_rules
 from shardmerge.pipeline import plan_inputs
 from shardmerge.shard import write_shard
-from shardmerge.shardstore import load_manifest
+from shardmerge.shardstore import load_manifest, write_file_table
 from tests.faults.helpers import LAYOUT, failpoint_dir, report_of, shard_stores, wait_for_failpoint, wait_until
 from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
@@ -71,11 +71,12 @@ def test_two_attempts_of_one_shard_at_once_publish_one(tmp_path, corpus, monkeyp
     monkeypatch.setattr(shard_module, "_rename_first_wins", rename_together)
     scratch = tmp_path / "race"
     scratch.mkdir()
+    context = plan.context(write_file_table(plan, str(tmp_path)))  # not in scratch: only the shard lands there
     results, errors = [], []
 
     def attempt():
         try:
-            results.append(write_shard(shard, plan.context(), str(scratch), rules))
+            results.append(write_shard(shard, context, str(scratch), rules))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -92,7 +93,7 @@ def test_two_attempts_of_one_shard_at_once_publish_one(tmp_path, corpus, monkeyp
     monkeypatch.setattr(shard_module, "_rename_first_wins", real_rename)
     alone = tmp_path / "alone"
     alone.mkdir()
-    write_shard(shard, plan.context(), str(alone), rules)
+    write_shard(shard, context, str(alone), rules)
     raced, single = chunk_files(scratch / shard.store_name), chunk_files(alone / shard.store_name)
     assert raced.pop("manifest.json") and single.pop("manifest.json")  # it records timings and pids
     assert raced == single

@@ -91,3 +91,30 @@ def test_one_retry_rule_for_every_backend():
     calls.clear()
     with pytest.raises(OSError, match="flaky"):  # no retries: the first failure is the answer
         InlineExecutor().map(flaky, [1], name="t", retries=0)
+
+
+
+def test_fold_gets_results_in_item_order_whatever_order_they_finish(dask_scheduler):
+    """The scan folds its results into the file table in path order, dropping each once folded."""
+    import itertools
+
+    from distributed import Client
+
+    from shardmerge.executors import InlineExecutor
+    from shardmerge.executors.dask_backend import DaskExecutor, InOrder
+
+    for finish_order in itertools.permutations(range(5)):
+        folded: list[int] = []
+        in_order = InOrder(folded.append)
+        for i in finish_order:
+            in_order.put(i, i * 10)
+            assert folded == [k * 10 for k in range(len(folded))]  # never a gap, never out of order
+        assert folded == [0, 10, 20, 30, 40] and not in_order.waiting
+    with Client(dask_scheduler) as client:
+        finished, folded = [], []
+        out = DaskExecutor(client).map(abs, list(range(-40, 0)), name="fold", on_result=finished.append,
+                                       fold=folded.append)
+    assert out == [] and folded == list(range(40, 0, -1)) and sorted(finished) == sorted(folded)
+    folded.clear()
+    assert InlineExecutor().map(abs, [-1, -2, -3], name="fold", fold=folded.append) == []
+    assert folded == [1, 2, 3]

@@ -59,7 +59,7 @@ def test_shard_rows_must_be_whole_chunks():
 def test_row_order_is_sorted_paths_then_index_in_file():
     scans = [scan("/d/b.fits", 3), scan("/d/a.fits", 2), scan("/c/z.fits", 1)]
     plan = make_plan(scans, LayoutRequest(chunk_rows=2, shard_rows=2))
-    rows = [(seg.path, seg.first + k, seg.row + k) for s in plan.shards for seg in s.segments
+    rows = [(seg.path, seg.first + k, seg.row + k) for s in plan.shards for seg in plan.segments(s)
             for k in range(seg.count)]
     assert rows == [("/c/z.fits", 0, 0), ("/d/a.fits", 0, 1), ("/d/a.fits", 1, 2),
                     ("/d/b.fits", 0, 3), ("/d/b.fits", 1, 4), ("/d/b.fits", 2, 5)]
@@ -151,7 +151,7 @@ def test_shards_tile_rows_on_chunk_boundaries(counts, chunk_rows, shard_chunks):
         assert s.n_rows == plan.shard_rows or s is plan.shards[-1]
         # segments fill the shard exactly, in row order
         row = s.row_start
-        for seg in s.segments:
+        for seg in plan.segments(s):
             assert seg.row == row and seg.count > 0
             row += seg.count
         assert row == s.row_stop
@@ -160,7 +160,7 @@ def test_shards_tile_rows_on_chunk_boundaries(counts, chunk_rows, shard_chunks):
     # every spectrum of every file appears exactly once, in file order
     seen: dict[str, list[int]] = {}
     for s in plan.shards:
-        for seg in s.segments:
+        for seg in plan.segments(s):
             seen.setdefault(seg.path, []).extend(range(seg.first, seg.first + seg.count))
     for sc in scans:
         assert seen.get(sc.path, []) == list(range(sc.n_spectra))

@@ -18,7 +18,7 @@ from shardmerge.pipeline import plan_inputs
 from shardmerge.provenance import provenance_attrs
 from shardmerge.schema import MASK_PADDING
 from shardmerge.shard import write_shard
-from shardmerge.shardstore import load_manifest, shard_path
+from shardmerge.shardstore import load_manifest, shard_path, write_file_table
 from shardmerge.testing import surveys as ss
 from shardmerge.testing.spectra import make_mixed_corpus
 from shardmerge.validate import Expectation, failures, run_checks
@@ -39,7 +39,8 @@ def shards(tmp_path):
     plan = _plan(corpus)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    manifests = [write_shard(s, plan.context(), str(scratch), RULES) for s in plan.shards]
+    context = plan.context(write_file_table(plan, str(scratch)))
+    manifests = [write_shard(s, context, str(scratch), RULES) for s in plan.shards]
     return plan, scratch, manifests
 
 
@@ -58,7 +59,7 @@ def test_a_shard_store_holds_its_rows_and_a_manifest_of_every_file(shards):
 
 def test_a_finished_shard_is_reused_not_rewritten(shards):
     plan, scratch, manifests = shards
-    again = write_shard(plan.shards[1], plan.context(), str(scratch), RULES)
+    again = write_shard(plan.shards[1], plan.context(write_file_table(plan, str(scratch))), str(scratch), RULES)
     assert again["reused"] and again["created_at"] == manifests[1]["created_at"]
 
 
@@ -68,7 +69,7 @@ def test_padding_past_a_shorter_spectrum_is_nan_and_flagged_in_the_mask(tmp_path
     plan = _plan(tmp_path / "in")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    write_shard(plan.shards[0], plan.context(), str(scratch), RULES)
+    write_shard(plan.shards[0], plan.context(write_file_table(plan, str(scratch))), str(scratch), RULES)
     g = zarr.open_group(shard_path(str(scratch), plan.shards[0]), mode="r")
     for row, t in enumerate(truth):
         n = t["wave"].shape[0]

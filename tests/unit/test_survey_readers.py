@@ -121,7 +121,7 @@ def test_aspcapstar_joins_its_apstar_and_is_refused_alone(tmp_path):
     assert scans[1].format == "apogee-aspcapstar" and scans[1].companion
     plan = make_plan(scans)
     assert plan.n_spec == 4 and plan.has_normalized
-    assert plan.shards[0].segments[0].companions[0].path == str(asp)
+    assert plan.segments(plan.shards[0])[0].companions[0].path == str(asp)
     assert dict(plan.files_per_format) == {"apogee-apstar": 1, "apogee-aspcapstar": 1}
     with pytest.raises(PlanError, match=r"aspcapStar-x\.fits: a apogee-aspcapstar file .* no file among the inputs"):
         make_plan(scans[1:] + [scan_file(str(ss.make_apstar(tmp_path / "apStar-y.fits", apogee_id="2M9")[0]),

@@ -1,0 +1,195 @@
+"""The scanned inputs as columns, not as one object per file: what lets the driver hold a survey.
+
+A FileScan costs ~500 bytes of Python objects; at 10^7 files that is gigabytes before the plan starts.
+Here a file costs ~72 bytes: its folder (an index into the distinct folders), its name (packed utf-8),
+size, mtime, counts, and its *profile*, the part of a FileScan that the files of a survey share (format,
+grid keys, unit, header keys, ...), interned once. What few files have (oddity notes, a companion's join
+key) is kept sparse, by row.
+
+Pure Python (`array`, `bytearray`): the plan imports this, and the plan imports no numpy."""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import compress
+
+from .errors import PlanError
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a FileScan says besides the file's identity (path, size, mtime) and counts."""
+
+    format: str
+    grid_keys: tuple[str, ...]
+    flux_unit: str
+    header_keys: tuple[str, ...]
+    param_keys: tuple[str, ...]
+    mask_convention: str
+    metadata_keys: tuple[str, ...]
+    provides: tuple[str, ...]
+    companion: bool
+
+
+# (column, array typecode): 8-byte where a value can pass 2^31 (bytes, ns, a file's spectra), else 4
+_COLUMNS = (("size", "q"), ("mtime_ns", "q"), ("n_spectra", "q"), ("n_pix_max", "i"), ("n_pix_min", "i"),
+            ("dropped", "i"), ("profile", "i"), ("folder_of", "i"), ("name_ends", "q"))
+
+
+class FileTable:
+    """Input files in path order (the store's row order), immutable once built. Build one with
+    `FileTableBuilder` (from scan results as they arrive, in path order) or `FileTable.from_scans`."""
+
+    __slots__ = ("folders", "names", "profiles", "join_keys", "notes", *(c for c, _ in _COLUMNS))
+
+    folders: tuple[str, ...]  # each ends in "/": a path is its folder + its name
+    names: bytes  # every file name, utf-8, back to back; name i ends at name_ends[i]
+    profiles: tuple[Profile, ...]
+    join_keys: dict[int, str]  # row -> join key, for the files that have one
+    notes: dict[int, tuple[str, ...]]  # row -> oddities, for the files that have some
+    size: array
+    mtime_ns: array
+    n_spectra: array
+    n_pix_max: array
+    n_pix_min: array
+    dropped: array
+    profile: array
+    folder_of: array
+    name_ends: array
+
+    @classmethod
+    def from_scans(cls, scans: Iterable) -> FileTable:
+        """Any order; a path listed twice is refused."""
+        builder = FileTableBuilder()
+        for scan in sorted(scans, key=lambda s: s.path):
+            builder.add(scan)
+        return builder.finish()
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileTable):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def name(self, row: int) -> str:
+        start = self.name_ends[row - 1] if row else 0
+        return self.names[start : self.name_ends[row]].decode()
+
+    def path(self, row: int) -> str:
+        return self.folders[self.folder_of[row]] + self.name(row)
+
+    def paths(self, lo: int = 0, hi: int | None = None) -> Iterator[str]:
+        for row in range(lo, len(self) if hi is None else hi):
+            yield self.path(row)
+
+    def row_of(self, path: str) -> int | None:
+        """Binary search: the table is in path order."""
+        row = bisect_left(range(len(self)), path, key=self.path)
+        return row if row < len(self) and self.path(row) == path else None
+
+    def format(self, row: int) -> str:
+        return self.profiles[self.profile[row]].format
+
+    def scan(self, row: int):
+        """The row as the FileScan the scan returned (for the few places that want one file whole)."""
+        from .plan import FileScan  # plan imports this module
+
+        p = self.profiles[self.profile[row]]
+        return FileScan(path=self.path(row), size=self.size[row], mtime_ns=self.mtime_ns[row], format=p.format,
+                        n_spectra=self.n_spectra[row], n_pix_max=self.n_pix_max[row], n_pix_min=self.n_pix_min[row],
+                        grid_keys=p.grid_keys, flux_unit=p.flux_unit, header_keys=p.header_keys,
+                        param_keys=p.param_keys, mask_convention=p.mask_convention, metadata_keys=p.metadata_keys,
+                        join_key=self.join_keys.get(row, ""), companion=p.companion, dropped=self.dropped[row],
+                        notes=self.notes.get(row, ()), provides=p.provides)
+
+    def select(self, keep: Iterable[bool]) -> FileTable:
+        """The rows where `keep` is true, in order (one pass per column; names are repacked)."""
+        keep = list(keep)
+        if len(keep) != len(self):
+            raise ValueError(f"select: {len(keep)} flags for {len(self)} rows")
+        new_row = list(compress(range(len(self)), keep))
+        renumber = {old: new for new, old in enumerate(new_row)}
+        out = FileTable.__new__(FileTable)
+        for name, typecode in _COLUMNS:
+            if name != "name_ends":
+                setattr(out, name, array(typecode, compress(getattr(self, name), keep)))
+        names = bytearray()
+        ends = array("q")
+        for row in new_row:
+            names += self.names[self.name_ends[row - 1] if row else 0 : self.name_ends[row]]
+            ends.append(len(names))
+        out.names, out.name_ends = bytes(names), ends
+        out.folders, out.profiles = self.folders, self.profiles
+        out.join_keys = {renumber[r]: v for r, v in self.join_keys.items() if r in renumber}
+        out.notes = {renumber[r]: v for r, v in self.notes.items() if r in renumber}
+        return out
+
+    def without_paths(self, paths: Iterable[str]) -> FileTable:
+        drop = {row for row in (self.row_of(p) for p in paths) if row is not None}
+        return self.select(row not in drop for row in range(len(self))) if drop else self
+
+    def resident_bytes(self) -> int:
+        """What the columns hold (not Python's per-object overhead, a few hundred bytes in all)."""
+        columns = sum(getattr(self, c).itemsize * len(getattr(self, c)) for c, _ in _COLUMNS)
+        return columns + len(self.names) + sum(len(f) for f in self.folders)
+
+
+class FileTableBuilder:
+    """Collects scan results in path order, one at a time, so no list of FileScans is ever held."""
+
+    def __init__(self) -> None:
+        self._folder_ids: dict[str, int] = {}
+        self._profile_ids: dict[Profile, int] = {}
+        self._names = bytearray()
+        self._columns = {name: array(typecode) for name, typecode in _COLUMNS}
+        self._join_keys: dict[int, str] = {}
+        self._notes: dict[int, tuple[str, ...]] = {}
+        self._last = ""
+
+    def __len__(self) -> int:
+        return len(self._columns["size"])
+
+    def add(self, scan) -> None:
+        path = scan.path
+        if path <= self._last:
+            if path == self._last:
+                raise PlanError(f"{path} is listed twice among the inputs")
+            raise ValueError(f"scan results out of path order: {path} after {self._last}")
+        self._last = path
+        cut = path.rfind("/") + 1
+        folder, name = path[:cut], path[cut:]
+        profile = Profile(scan.format, scan.grid_keys, scan.flux_unit, scan.header_keys, scan.param_keys,
+                          scan.mask_convention, scan.metadata_keys, scan.provides, scan.companion)
+        row = len(self)
+        c = self._columns
+        c["folder_of"].append(self._folder_ids.setdefault(folder, len(self._folder_ids)))
+        c["profile"].append(self._profile_ids.setdefault(profile, len(self._profile_ids)))
+        self._names += name.encode()
+        c["name_ends"].append(len(self._names))
+        c["size"].append(scan.size)
+        c["mtime_ns"].append(scan.mtime_ns)
+        c["n_spectra"].append(scan.n_spectra)
+        c["n_pix_max"].append(scan.n_pix_max)
+        c["n_pix_min"].append(scan.n_pix_min)
+        c["dropped"].append(scan.dropped)
+        if scan.join_key:
+            self._join_keys[row] = scan.join_key
+        if scan.notes:
+            self._notes[row] = tuple(scan.notes)
+
+    def finish(self) -> FileTable:
+        out = FileTable.__new__(FileTable)
+        for name, column in self._columns.items():
+            setattr(out, name, column)
+        out.names = bytes(self._names)
+        out.folders = tuple(self._folder_ids)
+        out.profiles = tuple(self._profile_ids)
+        out.join_keys, out.notes = self._join_keys, self._notes
+        return out

@@ -1,0 +1,100 @@
+"""The columnar file table: what the scan learned, per file, without an object per file; the plan's files
+on scratch, read back by the shard tasks as ranges."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shardmerge.config import LayoutRequest
+from shardmerge.errors import PlanError
+from shardmerge.filetable import FileTable, FileTableBuilder
+from shardmerge.plan import FileScan, make_plan
+from shardmerge.shardstore import read_segments, write_file_table
+
+
+def scan(path: str, n: int = 1, **kw) -> FileScan:
+    base = dict(size=1000 + n, mtime_ns=10**18 + n, format="wcs-1d", n_spectra=n, n_pix_max=100, n_pix_min=90,
+                grid_keys=("g0",), flux_unit="u", header_keys=("h0_a",))
+    return FileScan(path=path, **{**base, **kw})
+
+
+def varied_scans() -> list[FileScan]:
+    return [
+        scan("/x.fits", 2),  # a file in the root folder
+        scan("/data/a/1.fits", 3, notes=("stale-checksum: CHECKSUM does not match",)),
+        scan("/data/a/2.fits.gz", 1, format="sdss-spec", header_keys=("h0_a", "h1_b"), dropped=2),
+        scan("/data/a-b/3.fits", 5, join_key="2M001", provides=("uncertainty",)),
+        scan("/data/a/b/4.fits", 1, mask_convention="sdss", param_keys=("teff",), size=2**40, mtime_ns=2**62),
+        scan("/data/é/5.fits", 4),  # non-ASCII names are packed as utf-8
+    ]
+
+
+def test_a_table_gives_back_every_scan_in_path_order():
+    scans = varied_scans()
+    table = FileTable.from_scans(reversed(scans))
+    ordered = sorted(scans, key=lambda s: s.path)
+    assert [table.scan(i) for i in range(len(table))] == ordered
+    assert list(table.paths()) == [s.path for s in ordered]
+    assert len(table.profiles) == 4  # files that share format, keys and unit share one profile (3 here)
+    for i, s in enumerate(ordered):
+        assert table.row_of(s.path) == i
+    assert table.row_of("/data/a/0.fits") is None and table.row_of("/zzz") is None
+
+
+def test_select_and_without_paths_keep_the_other_rows_whole():
+    scans = sorted(varied_scans(), key=lambda s: s.path)
+    table = FileTable.from_scans(scans)
+    gone = {"/data/a/1.fits", "/data/a-b/3.fits", "/not/an/input.fits"}
+    kept = table.without_paths(gone)
+    assert [kept.scan(i) for i in range(len(kept))] == [s for s in scans if s.path not in gone]
+    assert table.without_paths(["/nothing"]) is table
+
+
+def test_a_path_listed_twice_is_refused_and_order_is_enforced():
+    with pytest.raises(PlanError, match="/d/a.fits is listed twice"):
+        FileTable.from_scans([scan("/d/a.fits"), scan("/d/a.fits")])
+    builder = FileTableBuilder()
+    builder.add(scan("/d/b.fits"))
+    with pytest.raises(ValueError, match="out of path order"):
+        builder.add(scan("/d/a.fits"))
+
+
+def test_a_file_costs_tens_of_bytes_not_an_object():
+    n = 20_000
+    builder = FileTableBuilder()
+    for i in range(n):
+        builder.add(scan(f"/survey/{i // 1000:03d}/spec-{i:08d}.fits", 1))
+    table = builder.finish()
+    assert len(table.profiles) == 1  # format, keys, unit: held once for all
+    assert table.resident_bytes() / n < 80
+
+
+def _companion_scans(counts: list[int], rng: random.Random) -> list[FileScan]:
+    scans = [scan(f"/s/{i // 4}/{i:03d}.fits", n, join_key=f"obj{i}") for i, n in enumerate(counts)]
+    for i in rng.sample(range(len(counts)), k=len(counts) // 3):  # a third of the files have a companion
+        scans.append(scan(f"/c/{i:03d}.fits", 1, format="apogee-aspcapstar", companion=True, join_key=f"obj{i}",
+                          provides=("normalized",)))
+    return scans
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=20),
+       chunk_rows=st.integers(min_value=1, max_value=8), shard_chunks=st.integers(min_value=1, max_value=4),
+       seed=st.integers(min_value=0, max_value=1000))
+def test_shard_tasks_read_the_same_segments_from_the_table_on_disk(tmp_path_factory, counts, chunk_rows,
+                                                                   shard_chunks, seed):
+    if sum(counts) == 0:
+        return
+    plan = make_plan(_companion_scans(counts, random.Random(seed)),
+                     LayoutRequest(chunk_rows=chunk_rows, shard_rows=chunk_rows * shard_chunks))
+    folder = tmp_path_factory.mktemp("scratch")
+    context = plan.context(write_file_table(plan, str(folder)))
+    assert context.files is None and not context.shards  # what each task receives is small
+    for shard in plan.shards:
+        assert read_segments(context, shard) == plan.segments(shard)
+    with_companion = [seg for s in plan.shards for seg in plan.segments(s) if seg.companions]
+    assert all(seg.companions[0].path == f"/c/{seg.path[-8:-5]}.fits" for seg in with_companion)
