@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .config import ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
+from .config import STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
 from .errors import ShardmergeError
 from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
@@ -78,9 +78,12 @@ _common = [
     # every option that decides the store's layout is shared by ingest and plan: plan previews exactly it
     click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True),
     click.option("--clevel", type=click.IntRange(1, 9), default=5, show_default=True, help="Blosc zstd level."),
-    click.option("--zarr-shard-rows", type=click.IntRange(min=1), default=None,
+    click.option("--zarr-shard-rows", type=click.IntRange(min=0), default=None,
                  help="Zarr v3 sharding: put this many rows (a multiple of the chunk rows) of each 2-D array in "
-                      "one file, for filesystems where file counts hurt (Lustre, GPFS)."),
+                      "one file, for filesystems where file counts hurt (Lustre, GPFS). Default: only when the "
+                      "store would pass --max-store-files; 0: never."),
+    click.option("--max-store-files", type=click.IntRange(min=1), default=STORE_FILE_BUDGET, show_default=True,
+                 help="File budget of the store: past it, longer row-wise chunks, then Zarr v3 sharding."),
     click.option("--format", "format_name", type=click.Choice(reader_names()), default=None,
                  help="Skip auto-detection: read every input with this reader."),
     click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -106,14 +109,15 @@ _CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "accou
                  "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
 
 
-_LAYOUT_KEYS = ("chunk_rows", "shard_rows", "zarr_format", "clevel", "zarr_shard_rows")
+_LAYOUT_KEYS = ("chunk_rows", "shard_rows", "zarr_format", "clevel", "zarr_shard_rows", "max_store_files")
 
 
 def layout_request(options: dict) -> LayoutRequest:
     """The layout options of a command (ingest and plan share them), removed from `options`."""
     o = {k: options.pop(k) for k in _LAYOUT_KEYS}
     return LayoutRequest(chunk_rows=o["chunk_rows"], shard_rows=o["shard_rows"], codec=CodecConfig(clevel=o["clevel"]),
-                         zarr_format=int(o["zarr_format"]), zarr_shard_rows=o["zarr_shard_rows"])
+                         zarr_format=int(o["zarr_format"]), zarr_shard_rows=o["zarr_shard_rows"],
+                         max_store_files=o["max_store_files"])
 
 
 def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:

@@ -13,6 +13,16 @@ HIGH_RES_CHUNK = (256, 4096)
 MAX_FLUX_CHUNK_BYTES = 16 * 1024 * 1024  # a float32 flux chunk never exceeds this uncompressed
 # Row-wise (1-D) arrays get longer chunks so metadata does not multiply the file count by ~30.
 ROWWISE_CHUNK_FACTOR = 16
+# The store's file budget. Past it the plan first lengthens row-wise chunks, up to ROWWISE_MAX_CHUNK_ROWS (the
+# merge buffers one row-wise chunk of every row-wise array), then puts several chunk rows of each 2-D array in
+# one Zarr v3 shard file. Sharding costs reads (benchmarks/results/layouts.md: 1000 random spectra ~3.5x slower,
+# a full scan ~20% slower), so it stays off below the budget. 20k files (issue 12's bound for 10^7 spectra of
+# 4000 px): files of tens of MB on a parallel filesystem, instead of ~60k files of a few MB each.
+STORE_FILE_BUDGET = 20_000
+ROWWISE_MAX_CHUNK_ROWS = 1 << 16  # the merge's buffer of one row-wise chunk: ~0.6 GB (benchmarks/memory.py)
+# A shard task fills one storage file's rows of every 2-D array at once: automatic Zarr sharding never makes
+# that block larger than this (uncompressed), whatever the budget asks.
+MAX_WRITE_BLOCK_BYTES = 512 * 1024 * 1024
 # Shards aim at this much uncompressed flux (one full chunk at most N_pix): enough to amortise a task, and
 # small enough that 2 workers share a modest corpus and a crash loses little.
 TARGET_SHARD_BYTES = 16 * 1024 * 1024
@@ -50,7 +60,9 @@ class LayoutRequest:
     shard_rows: int | None = None  # None: TARGET_SHARD_BYTES worth of rows
     codec: CodecConfig = field(default_factory=CodecConfig)
     zarr_format: int = 3
-    zarr_shard_rows: int | None = None  # Zarr v3 sharding: rows per storage file of the 2-D arrays
+    zarr_shard_rows: int | None = None  # Zarr v3 sharding: rows per storage file of the 2-D arrays; None: by
+    # the file budget, 0: never
+    max_store_files: int = STORE_FILE_BUDGET
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,9 @@ from .schema import (
     ARRAY_BY_NAME,
     INDEX_COLUMNS,
     MASK_ARRAY,
-    META_PREFIX,
-    METADATA_CANONICAL,
-    METADATA_IDENTITY,
-    METADATA_UNITS,
-    PARAM_PREFIX,
     REQUIRED_GROUPS,
     arrays_for,
+    rowwise_arrays,
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
 from .zarrio import create_array, storage_grid, write_block, write_slab
@@ -101,24 +97,10 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
                             codec=codec, zarr_format=fmt, attrs=wave_attrs, shards=plan.zarr_shards_2d)
     rows: dict[str, zarr.Array] = {}
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
-
-    def rowwise(group: str, name: str, dtype: str, column: str, attrs: dict | None = None) -> None:
-        rows[column] = create_array(groups[group], name, shape=(plan.n_spec,), chunks=rchunk,
-                                    dtype=str if dtype == "str" else dtype, codec=codec, zarr_format=fmt,
-                                    attrs=attrs)
-
-    rowwise("continuum", "method", "str", "continuum_method",
-            {"description": "how continuum_model was obtained, per spectrum ('none' when absent)"})
-    for name, dtype in {**METADATA_IDENTITY, **METADATA_CANONICAL}.items():
-        rowwise("metadata", name, dtype, name, {"units": METADATA_UNITS[name]} if name in METADATA_UNITS else None)
-    if len(plan.flux_units) > 1:
-        rowwise("metadata", "flux_unit", "str", "flux_unit", {"description": "flux unit string of the source"})
-    for key in plan.metadata_keys:
-        rowwise("metadata", key, "str", META_PREFIX + key, {"description": "format-specific per-spectrum value"})
-    for key in plan.header_keys:
-        rowwise("metadata", key, "str", key, {"description": "projected FITS header card (string)"})
-    for key in plan.param_keys:
-        rowwise("params", key, "float64", PARAM_PREFIX + key)
+    for r in rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys):
+        rows[r.column] = create_array(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
+                                      dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt,
+                                      attrs=r.attrs)
     return data, wave, rows
 
 

@@ -278,8 +278,9 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
         stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
         if stale and round_no == 0:
             log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
-        file_table = write_file_table(plan, scratch)  # the tasks read their files from it: the graph stays small
-        sweep_file_tables(scratch, keep=file_table)
+        with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
+            file_table = write_file_table(plan, scratch)
+            sweep_file_tables(scratch, keep=file_table)
         progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
         results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
                          name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
@@ -360,3 +361,8 @@ def _describe_plan(plan: Plan, report: RunReport) -> None:
     log.info("plan: %d spectra x %d pixels from %d files, %d shard(s) of %d rows, chunks %s",
              plan.n_spec, plan.n_pix, report.counts["files_ingested"], len(plan.shards), plan.shard_rows,
              plan.chunks_2d)
+    if plan.store_files > plan.max_store_files:
+        log.warning("the store will hold %d files, more than --max-store-files %d: %s", plan.store_files,
+                    plan.max_store_files, "Zarr v2 has no sharding (--zarr-format 3 has)" if plan.zarr_format == 2
+                    else "a larger Zarr shard would make a shard task's block pass its memory bound, or "
+                         "--zarr-shard-rows / --shard-rows fixed it")

@@ -20,7 +20,9 @@ from .config import (
     HIGH_RES_CHUNK,
     HIGH_RES_NPIX,
     MAX_FLUX_CHUNK_BYTES,
+    MAX_WRITE_BLOCK_BYTES,
     ROWWISE_CHUNK_FACTOR,
+    ROWWISE_MAX_CHUNK_ROWS,
     SCHEMA_VERSION,
     TARGET_SHARD_BYTES,
     CodecConfig,
@@ -28,7 +30,7 @@ from .config import (
 )
 from .errors import PlanError
 from .filetable import FileTable
-from .schema import arrays_for
+from .schema import REQUIRED_GROUPS, arrays_for, rowwise_arrays
 
 FLUX_ITEMSIZE = 4  # float32
 
@@ -129,6 +131,8 @@ class Plan:
     zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
     provides: tuple[str, ...] = ()  # union of every input's capabilities (companions' too), sorted
     mapping: tuple[str, ...] = ()  # (path, content hash) of the --mapping file the "mapping" reader reads
+    store_files: int = 0  # files the store will hold (at most: zarr skips chunks that hold only fill values)
+    max_store_files: int = 0  # the budget the layout was chosen for
     files: PlacedFiles | None = field(default=None, repr=False)  # the driver's; None in a task's context
     file_table: str = ""  # in a task's context: the file table on scratch its shard reads its files from
 
@@ -229,9 +233,9 @@ def choose_shard_rows(chunk_rows: int, chunk_pix: int, n_pix: int, requested: in
 
 
 def check_zarr_shard_rows(request: LayoutRequest, chunk_rows: int) -> int:
-    """Zarr v3 sharding (many chunks per file, for filesystems where file counts hurt): a whole number of
-    chunk rows, Zarr v3 only. Shards of the plan then cover whole Zarr shards, so the merge still copies
-    files without decoding."""
+    """Zarr v3 sharding asked for (many chunks per file, for filesystems where file counts hurt): a whole
+    number of chunk rows, Zarr v3 only. Shards of the plan then cover whole Zarr shards, so the merge still
+    copies files without decoding."""
     rows = request.zarr_shard_rows
     if not rows:
         return 0
@@ -240,6 +244,62 @@ def check_zarr_shard_rows(request: LayoutRequest, chunk_rows: int) -> int:
     if rows % chunk_rows:
         raise PlanError(f"--zarr-shard-rows {rows} must be a multiple of the chunk rows ({chunk_rows})")
     return rows
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    """What decides how many files a store holds: enough to count them before anything is written."""
+
+    n_spec: int
+    n_pix: int
+    chunk_rows: int
+    chunk_pix: int
+    n_2d: int  # 2-D arrays besides the wavelength
+    wavelength_shared: bool
+    n_rowwise: int
+    zarr_format: int
+    row_bytes: int  # uncompressed bytes of one row of every 2-D array (wavelength included)
+
+    def files(self, zarr_shard_rows: int, rowwise_chunk_rows: int) -> int:
+        """Chunk (or Zarr shard) files, metadata files and index.parquet; every chunk written (an all-fill
+        chunk that zarr skips only makes the real count lower)."""
+        if zarr_shard_rows:  # a Zarr shard spans every pixel chunk of its rows
+            per_2d = -(-self.n_spec // zarr_shard_rows)
+        else:
+            per_2d = -(-self.n_spec // self.chunk_rows) * -(-self.n_pix // self.chunk_pix)
+        n_2d = self.n_2d + (0 if self.wavelength_shared else 1)
+        chunks = n_2d * per_2d + (1 if self.wavelength_shared else 0)
+        chunks += self.n_rowwise * -(-self.n_spec // min(rowwise_chunk_rows, max(self.n_spec, 1)))
+        nodes = self.n_2d + 1 + self.n_rowwise + len(REQUIRED_GROUPS) + 1  # arrays, wavelength, groups, root
+        # v3: one zarr.json per node, the consolidated metadata inside the root's; v2: .zarray or .zgroup, .zattrs
+        # and one .zmetadata
+        metadata = nodes if self.zarr_format == 3 else 2 * nodes + 1
+        return chunks + metadata + 1  # and index.parquet
+
+
+def choose_file_layout(shape: StoreShape, request: LayoutRequest) -> tuple[int, int]:
+    """(Zarr shard rows, row-wise chunk rows) that keep the store within `request.max_store_files`: first
+    longer row-wise chunks (cheap for readers), then, on Zarr v3 and unless --zarr-shard-rows says
+    otherwise, the fewest chunk rows per Zarr shard that fit: doubling, while a shard task's block stays
+    under MAX_WRITE_BLOCK_BYTES and divides an asked-for --shard-rows. A budget that cannot be met leaves
+    the largest such layout; describe() reports the count."""
+    budget = request.max_store_files
+    zarr_rows = check_zarr_shard_rows(request, shape.chunk_rows)
+    rowwise = shape.chunk_rows * ROWWISE_CHUNK_FACTOR
+    while shape.files(zarr_rows, rowwise) > budget and rowwise * 2 <= ROWWISE_MAX_CHUNK_ROWS:
+        rowwise *= 2
+    if request.zarr_shard_rows is not None or request.zarr_format != 3:
+        return zarr_rows, rowwise
+    rows = 0
+    if shape.n_pix > shape.chunk_pix and shape.files(rows, rowwise) > budget:
+        rows = shape.chunk_rows  # one file per chunk row, across its pixel chunks: a shard task's block as before
+    while shape.files(rows, rowwise) > budget:
+        bigger = 2 * (rows or shape.chunk_rows)
+        if (bigger * shape.row_bytes > MAX_WRITE_BLOCK_BYTES or bigger >= 2 * shape.n_spec
+                or (request.shard_rows and request.shard_rows % bigger)):
+            break
+        rows = bigger
+    return rows, rowwise
 
 
 def spec_id(common_root: str, path: str, index_in_file: int) -> str:
@@ -337,10 +397,21 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         raise PlanError(f"the {len(own)} input file(s) hold no spectra")
     n_pix = max(own.n_pix_max)
     chunk_rows, chunk_pix = choose_chunks(n_pix, request.chunk_rows)
-    zarr_shard_rows = check_zarr_shard_rows(request, chunk_rows)
-    shard_rows = choose_shard_rows(zarr_shard_rows or chunk_rows, chunk_pix, n_pix, request.shard_rows)
     used = [own.profiles[i] for i in sorted(set(own.profile))]  # the profiles of files that make rows
     grid_keys = {k for p in used for k in p.grid_keys}
+    shared = len(grid_keys) == 1 and min(own.n_pix_min) == n_pix
+    keys = {
+        "flux_units": tuple(sorted({p.flux_unit for p in used})),
+        "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
+        "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
+        "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
+    }
+    provides = tuple(sorted({c for p in table.profiles for c in p.provides}))
+    arrays_2d = arrays_for(frozenset(provides))
+    shape = StoreShape(n_spec, n_pix, chunk_rows, chunk_pix, len(arrays_2d), shared, len(rowwise_arrays(**keys)),
+                       request.zarr_format, n_pix * (sum(a.itemsize for a in arrays_2d) + (0 if shared else 8)))
+    zarr_shard_rows, rowwise_chunk_rows = choose_file_layout(shape, request)
+    shard_rows = choose_shard_rows(zarr_shard_rows or chunk_rows, chunk_pix, n_pix, request.shard_rows)
     files_per_format: Counter[str] = Counter()
     spectra_per_format: Counter[str] = Counter()
     for profile, n in _per_profile(table).items():
@@ -352,16 +423,13 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         n_pix=n_pix,
         chunk_rows=chunk_rows,
         chunk_pix=chunk_pix,
-        rowwise_chunk_rows=chunk_rows * ROWWISE_CHUNK_FACTOR,
+        rowwise_chunk_rows=rowwise_chunk_rows,
         shard_rows=shard_rows,
-        wavelength_shared=len(grid_keys) == 1 and min(own.n_pix_min) == n_pix,
-        flux_units=tuple(sorted({p.flux_unit for p in used})),
-        header_keys=tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
-        param_keys=tuple(sorted({k for p in used for k in p.param_keys})),
+        wavelength_shared=shared,
         mask_conventions=tuple(sorted({p.mask_convention for p in used if p.mask_convention})),
-        provides=tuple(sorted({c for p in table.profiles for c in p.provides})),
+        provides=provides,
         mapping=tuple(mapping),
-        metadata_keys=tuple(sorted({k for p in used for k in p.metadata_keys})),
+        **keys,
         files_per_format=tuple(sorted(files_per_format.items())),
         spectra_per_format=tuple(sorted(spectra_per_format.items())),
         common_root=_common_root([own.folders[i] for i in sorted(set(own.folder_of))]),
@@ -371,6 +439,8 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         shards=cut_shards(placed, shard_rows),
         input_bytes=sum(table.size),
         files=placed,
+        store_files=shape.files(zarr_shard_rows, rowwise_chunk_rows),
+        max_store_files=request.max_store_files,
     )
     return _with_fingerprint(plan, table)
 
@@ -444,7 +514,7 @@ def _with_fingerprint(plan: Plan, table: FileTable) -> Plan:
                 h.update(b"C%d\0%s\0%d\0%d\0" % (row - s.file_lo, c.path.encode(), c.size, c.mtime_ns))
         shards.append(replace(s, key=h.hexdigest()[:16]))
     h = hashlib.sha256(layout)
-    h.update(b"N%d\0" % plan.n_spec)
+    h.update(b"N%d:%d\0" % (plan.n_spec, plan.rowwise_chunk_rows))  # row-wise chunks: the merge's, not a shard's
     _hash_files(h, table, 0, len(table))
     return replace(plan, shards=tuple(shards), fingerprint=h.hexdigest()[:16])
 
@@ -463,6 +533,9 @@ def describe(plan: Plan) -> dict:
         "shard_rows": plan.shard_rows,
         "zarr_shard_rows": plan.zarr_shard_rows,
         "shards": len(plan.shards),
+        "store_files": plan.store_files,
+        "max_store_files": plan.max_store_files,
+        "rowwise_chunk_rows": plan.rowwise_chunk_rows,
         "flux_units": list(plan.flux_units),
         "header_fields": len(plan.header_keys),
         "masks": list(plan.mask_conventions),

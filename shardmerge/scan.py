@@ -163,5 +163,25 @@ class SharedTuples:
         return replace(scan, header_keys=keys, grid_keys=grids)
 
 
-def batches(items: Sequence[str], size: int) -> list[list[str]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+class Batches(Sequence):
+    """Consecutive runs of `size` items, each made when its task is submitted: a survey's paths are not held
+    twice, once as the list and again as the batches."""
+
+    def __init__(self, items: Sequence[str], size: int):
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.size)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return list(self.items[i * self.size : (i + 1) * self.size])
+
+
+def batches(items: Sequence[str], size: int) -> Batches:
+    return Batches(items, size)

@@ -102,3 +102,33 @@ INDEX_COLUMNS = ("row", "spec_id", "source_path", "source_hdu", "source_row", "f
 PROVENANCE_ATTRS = ("schema_version", "ingest_pipeline", "created_at", "git_commit")
 PARAM_PREFIX = "param:"  # row-table column prefix for params/*
 META_PREFIX = "meta:"  # row-table column prefix for format-specific metadata/* strings (arm, targetid, …)
+
+
+@dataclass(frozen=True)
+class RowWise:
+    """One row-wise (1-D, N_spec) array of the store, and the row-table column that fills it."""
+
+    group: str
+    name: str
+    dtype: str  # "str" or a numpy dtype name
+    column: str
+    attrs: dict | None = None
+
+
+def rowwise_arrays(flux_units: tuple[str, ...], metadata_keys: tuple[str, ...], header_keys: tuple[str, ...],
+                   param_keys: tuple[str, ...]) -> list[RowWise]:
+    """Every row-wise array a store of these inputs holds: what the merge creates and the plan counts."""
+    out = [RowWise("continuum", "method", "str", "continuum_method",
+                   {"description": "how continuum_model was obtained, per spectrum ('none' when absent)"})]
+    for name, dtype in {**METADATA_IDENTITY, **METADATA_CANONICAL}.items():
+        out.append(RowWise("metadata", name, dtype, name,
+                           {"units": METADATA_UNITS[name]} if name in METADATA_UNITS else None))
+    if len(flux_units) > 1:
+        out.append(RowWise("metadata", "flux_unit", "str", "flux_unit",
+                           {"description": "flux unit string of the source"}))
+    out += [RowWise("metadata", key, "str", META_PREFIX + key, {"description": "format-specific per-spectrum value"})
+            for key in metadata_keys]
+    out += [RowWise("metadata", key, "str", key, {"description": "projected FITS header card (string)"})
+            for key in header_keys]
+    out += [RowWise("params", key, "float64", PARAM_PREFIX + key) for key in param_keys]
+    return out

@@ -19,6 +19,7 @@ from .schema import ARRAY_BY_NAME, arrays_for
 
 ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
 FILE_TABLE_PREFIX = "files-"  # <scratch>/files-<plan fingerprint>.arrow: the plan's files, read by shard tasks
+FILE_TABLE_BATCH_ROWS = 1 << 16  # rows per Arrow record batch: a task decodes only the batches its files are in
 MANIFEST_FILE = "manifest.json"  # written last inside a shard store
 
 
@@ -101,14 +102,18 @@ def write_file_table(plan: Plan, scratch: str) -> str:
         "companion_size": pa.array(comp_size, pa.int64()) if comps else pa.nulls(n, pa.int64()),
         "companion_mtime_ns": pa.array(comp_mtime, pa.int64()) if comps else pa.nulls(n, pa.int64()),
     }
-    table = pa.table(columns)
+    table = pa.table(columns).replace_schema_metadata({"rows_per_batch": str(FILE_TABLE_BATCH_ROWS)})
     final = os.path.join(scratch, f"{FILE_TABLE_PREFIX}{plan.fingerprint}.arrow")
     partial = f"{final}.partial"
-    with pa.OSFile(partial, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=1 << 16)  # batches of 64k rows: a task maps only its own
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, final)
+    try:
+        with pa.OSFile(partial, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=FILE_TABLE_BATCH_ROWS)
+        fsync_path(partial)  # a failure is a DurabilityError: never retried
+        os.replace(partial, final)
+    except BaseException:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        raise
     fsync_path(scratch, directory=True)
     return final
 
@@ -119,7 +124,11 @@ def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
 
     try:
         with pa.memory_map(plan.file_table) as source:
-            rows = pa.ipc.open_file(source).read_all().slice(shard.file_lo, shard.file_hi - shard.file_lo)
+            reader = pa.ipc.open_file(source)
+            per_batch = int(reader.schema.metadata[b"rows_per_batch"])
+            first, last = shard.file_lo // per_batch, max(shard.file_lo, shard.file_hi - 1) // per_batch
+            rows = pa.Table.from_batches([reader.get_batch(b) for b in range(first, last + 1)], reader.schema)
+            rows = rows.slice(shard.file_lo - first * per_batch, shard.file_hi - shard.file_lo)
             cols = {name: rows.column(name).to_pylist() for name in rows.column_names}
     except (OSError, pa.ArrowInvalid) as exc:
         raise ShardError(f"cannot read the plan's file table {plan.file_table} on {os.uname().nodename} "

@@ -210,6 +210,45 @@ def test_zarr_sharding_keeps_values_and_cuts_file_counts(tmp_path, mixed_corpus,
     assert r.exit_code == 2 and "--zarr-shard-rows 24 must be a multiple of the chunk rows (16)" in r.output
 
 
+def _files_in(store) -> int:
+    return sum(len(names) for _, _, names in os.walk(store))
+
+
+def test_the_store_file_budget_picks_zarr_sharding_and_the_plan_counts_the_files(tmp_path, mixed_corpus,
+                                                                                 dask_scheduler):
+    """The rule that keeps a survey of 10^7 spectra within 20k files, at a small scale: the same rule, a
+    budget under what the default layout needs. The plan's count is what the store holds."""
+    plain, budgeted = tmp_path / "plain.zarr", tmp_path / "budget.zarr"
+    args = [mixed_corpus, "--scheduler", dask_scheduler, "--chunk-rows", "16"]
+    rep = tmp_path / "plain.json"
+    assert run_cli("ingest", *args, "-o", plain, "--report", rep).exit_code == 0
+    before = json.loads(rep.read_text())["plan"]
+    assert before["zarr_shard_rows"] == 0 and before["store_files"] <= before["max_store_files"] == 20_000
+    assert _files_in(plain) == before["store_files"]  # every chunk of this corpus holds data: exact
+    budget = before["store_files"] - 1
+    rep = tmp_path / "budget.json"
+    r = run_cli("ingest", *args, "-o", budgeted, "--max-store-files", str(budget), "--report", rep)
+    assert r.exit_code == 0, r
+    after = json.loads(rep.read_text())["plan"]
+    assert after["zarr_shard_rows"] == 32  # the fewest chunk rows (16, doubled) per Zarr shard that fit
+    assert _files_in(budgeted) == after["store_files"] <= budget
+    a, b = zarr.open_group(plain, mode="r"), zarr.open_group(budgeted, mode="r")
+    for name in ("signal/flux_raw", "signal/uncertainty_raw", "signal/wavelength", "signal/mask_raw",
+                 "metadata/spec_id"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+    assert b["signal/flux_raw"].shards == (32, 4000)
+    never = json.loads(run_cli("plan", *args[:1], "--json", "--workers", "0", "--chunk-rows", "16",
+                               "--max-store-files", str(budget), "--zarr-shard-rows", "0").output)
+    assert never["zarr_shard_rows"] == 0 and never["store_files"] == before["store_files"]  # 0: never shard
+    rep = tmp_path / "v2.json"
+    r = run_cli("ingest", *args, "-o", tmp_path / "v2.zarr", "--zarr-format", "2", "--max-store-files", str(budget),
+                "--report", rep)
+    assert r.exit_code == 0, r
+    v2 = json.loads(rep.read_text())["plan"]
+    assert v2["zarr_shard_rows"] == 0  # Zarr v2 has no sharding: the budget is a target it cannot meet
+    assert _files_in(tmp_path / "v2.zarr") == v2["store_files"] > budget
+
+
 def test_a_small_input_runs_without_starting_a_cluster(tmp_path):
     d = tmp_path / "in"
     for i in range(3):

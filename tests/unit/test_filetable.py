@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shardmerge import shardstore
 from shardmerge.config import LayoutRequest
 from shardmerge.errors import PlanError
 from shardmerge.filetable import FileTable, FileTableBuilder
@@ -92,9 +93,24 @@ def test_shard_tasks_read_the_same_segments_from_the_table_on_disk(tmp_path_fact
     plan = make_plan(_companion_scans(counts, random.Random(seed)),
                      LayoutRequest(chunk_rows=chunk_rows, shard_rows=chunk_rows * shard_chunks))
     folder = tmp_path_factory.mktemp("scratch")
-    context = plan.context(write_file_table(plan, str(folder)))
+    with pytest.MonkeyPatch.context() as mp:  # record batches of 3 rows: shards read across their boundaries
+        mp.setattr(shardstore, "FILE_TABLE_BATCH_ROWS", 3)
+        context = plan.context(write_file_table(plan, str(folder)))
     assert context.files is None and not context.shards  # what each task receives is small
     for shard in plan.shards:
         assert read_segments(context, shard) == plan.segments(shard)
     with_companion = [seg for s in plan.shards for seg in plan.segments(s) if seg.companions]
     assert all(seg.companions[0].path == f"/c/{seg.path[-8:-5]}.fits" for seg in with_companion)
+
+
+def test_scan_batches_grow_with_the_survey_and_are_made_when_asked_for():
+    from shardmerge.pipeline import scan_batch_files
+    from shardmerge.scan import batches
+
+    assert scan_batch_files(100, 2) == 64  # a small corpus: the fewest files a task is worth
+    assert scan_batch_files(10**5, 16) == 782  # ~8 tasks per worker
+    assert scan_batch_files(10**7, 16) == 4096  # the most: a lost task costs little to redo
+    assert -(-10**7 // scan_batch_files(10**7, 16)) == 2442  # tasks for a survey, not 156k
+    paths = [f"/d/{i:03d}.fits" for i in range(10)]
+    b = batches(paths, 4)
+    assert len(b) == 3 and b[-1] == paths[8:] and list(b) == [paths[:4], paths[4:8], paths[8:]]

@@ -173,3 +173,43 @@ def test_equal_key_tuples_are_shared_between_scans():
     a = shared.apply(scan("/a", header_keys=tuple(["h0_object", "h0_ra"])))
     b = shared.apply(scan("/b", header_keys=tuple(["h0_object", "h0_ra"])))
     assert a.header_keys is b.header_keys and a.grid_keys is b.grid_keys and b.path == "/b"
+
+
+def _survey_shape(n_spec: int, n_pix: int = 4000, zarr_format: int = 3):
+    """A survey of one-spectrum files with uncertainties and 18 projected header cards, as make_plan sees it."""
+    from shardmerge.plan import StoreShape
+    from shardmerge.schema import arrays_for, rowwise_arrays
+
+    arrays = arrays_for(frozenset({"uncertainty"}))
+    header_keys = tuple(f"h0_key{k:02d}" for k in range(18))
+    return StoreShape(n_spec, n_pix, *choose_chunks(n_pix, None), len(arrays), True,
+                      len(rowwise_arrays(("u",), (), header_keys, ())), zarr_format,
+                      n_pix * sum(a.itemsize for a in arrays))
+
+
+def test_a_survey_of_ten_million_spectra_fits_the_file_budget():
+    from shardmerge.config import MAX_WRITE_BLOCK_BYTES, STORE_FILE_BUDGET
+    from shardmerge.plan import choose_file_layout
+
+    shape = _survey_shape(10**7)
+    assert shape.files(0, 1024 * 16) > 55_000  # the layout before the budget: one file per chunk
+    zarr_rows, rowwise_rows = choose_file_layout(shape, LayoutRequest())
+    assert shape.files(zarr_rows, rowwise_rows) <= STORE_FILE_BUDGET
+    assert (zarr_rows, rowwise_rows) == (4096, 1 << 16)  # 4 chunk rows per Zarr shard, 64 Ki rows per 1-D chunk
+    assert zarr_rows * shape.row_bytes <= MAX_WRITE_BLOCK_BYTES  # a shard task's block stays bounded
+    # below the budget nothing changes: a store of 10^5 spectra keeps one file per chunk
+    small = _survey_shape(10**5)
+    assert choose_file_layout(small, LayoutRequest()) == (0, 1024 * 16)
+    # asked for: no Zarr sharding (0), an explicit size, Zarr v2; an asked-for --shard-rows bounds the doubling
+    assert choose_file_layout(shape, LayoutRequest(zarr_shard_rows=0))[0] == 0
+    assert choose_file_layout(shape, LayoutRequest(zarr_shard_rows=2048))[0] == 2048
+    assert choose_file_layout(_survey_shape(10**7, zarr_format=2), LayoutRequest(zarr_format=2))[0] == 0
+    assert choose_file_layout(shape, LayoutRequest(shard_rows=2048))[0] == 2048
+    # high-resolution spectra: one Zarr shard per chunk row spans its 74 pixel chunks; the write block, already
+    # 1.2 GB at 256 rows of 300k px, stops the doubling
+    wide = _survey_shape(10**6, n_pix=300_000)
+    assert choose_file_layout(wide, LayoutRequest())[0] == 256
+    mid = _survey_shape(10**7, n_pix=16_000)  # 1024 rows x 16k px: a 256 MB block, doubled once is the limit
+    rows, _ = choose_file_layout(mid, LayoutRequest())
+    assert rows * mid.row_bytes <= MAX_WRITE_BLOCK_BYTES < 2 * rows * mid.row_bytes
+    assert mid.files(rows, 1 << 16) > STORE_FILE_BUDGET  # not met: describe() and the run's log say so
