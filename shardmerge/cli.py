@@ -158,6 +158,10 @@ def main() -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="The store to publish (OUT.zarr).")
 @click.option("--scratch", type=click.Path(file_okay=False), default=None,
               help="Where shard stores go (default: a node-local temp folder).")
+@click.option("--scratch-kind", type=click.Choice(["auto", "shared", "node-local"]), default="auto", show_default=True,
+              help="shared: workers write shards where this process reads them (--scratch on a filesystem every "
+                   "node mounts). node-local: each worker writes to its own disk (SHARDMERGE_NODE_SCRATCH, else "
+                   "TMPDIR) and the shards are fetched through Dask. auto: shared when every worker sees --scratch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store written by shardmerge.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON run report here.")
@@ -165,8 +169,8 @@ def main() -> None:
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, overwrite, report_path, keep_scratch, restart,
-               quiet, **options):
+def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_kind, overwrite, report_path,
+               keep_scratch, restart, quiet, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     _setup_logging(quiet)
     try:
@@ -174,7 +178,7 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, overwrit
     except ShardmergeError as exc:
         _fail(exc)
     opts = IngestOptions(
-        inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch,
+        inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch, scratch_kind=scratch_kind,
         layout=layout_request(options), overwrite=overwrite, format=choice,
         on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
         keep_scratch=keep_scratch, restart=restart, command=tuple(sys.argv), progress=not quiet,

@@ -10,7 +10,9 @@ is what a rescheduled task or a resumed run must do. `name=action@N` fires on th
 - `sleep:SECONDS`: hold this point for a while, then go on (a slow run another process can meet);
 - `raise` or `raise:ERRNO` (e.g. `raise:EINVAL`): raise that OSError (EIO by default), as a flaky disk,
   an NFS timeout or a filesystem without a feature would;
-- `kill`: SIGKILL this process (a worker dying mid-task).
+- `kill`: SIGKILL this process (a worker dying mid-task);
+- `wait`: hold until the test creates `<name>.go` beside the mark (at most 10 minutes), so a test can do
+  something to the run's cluster at exactly this point and let it go on, with no timing involved.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def failpoint(name: str) -> None:
             time.sleep(60)
     elif verb == "sleep":
         time.sleep(float(arg))
+    elif verb == "wait":
+        deadline = time.monotonic() + 600
+        while not os.path.exists(os.path.join(folder, f"{name}.go")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"failpoint {name}: no {name}.go within 10 minutes")
+            time.sleep(0.05)
     elif verb == "raise":
         code = getattr(errno, arg or "EIO")
         raise OSError(code, f"{os.strerror(code)} (injected fault at {name})")

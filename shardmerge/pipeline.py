@@ -9,15 +9,22 @@ import hashlib
 import logging
 import os
 import resource
-import stat
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .durable import remove_tree, remove_trees, storage_errors, sync_tree
-from .errors import BadFileError, BadFilesError, GateError, InputError, ShardmergeError
-from .executors import NotTheRun, check_shared_scratch, choose_cluster, executor, runner_role
+from .errors import BadFileError, BadFilesError, GateError, InputError, ShardError, ShardmergeError
+from .executors import (
+    DaskExecutor,
+    NotTheRun,
+    blind_workers,
+    check_shared_scratch,
+    choose_cluster,
+    executor,
+    runner_role,
+)
 from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
@@ -30,7 +37,17 @@ from .readers.oddities import kind_of
 from .report import RunReport
 from .scan import BadFile, batches, discover_inputs, scan_batch
 from .shard import write_shard
-from .shardstore import shard_path, sweep_file_tables, write_file_table
+from .shardstore import (
+    keep_fetched_shard,
+    load_manifest,
+    manifest_matches,
+    private_folder,
+    read_node_shard,
+    remove_node_scratch,
+    shard_path,
+    sweep_file_tables,
+    write_file_table,
+)
 from .validate import Expectation, failures, run_checks
 
 log = logging.getLogger("shardmerge")
@@ -45,6 +62,7 @@ class IngestOptions:
     out: str
     cluster: ClusterRequest = ClusterRequest()
     scratch: str | None = None
+    scratch_kind: str = "auto"  # "shared", "node-local" or "auto" (shared when every worker sees scratch)
     layout: LayoutRequest = LayoutRequest()  # chunks, shards, codec, zarr format: what `plan` previews too
     overwrite: bool = False
     format: FormatChoice = FormatChoice()  # --format (None: auto-detect) and a --mapping file
@@ -160,11 +178,7 @@ def scratch_dir(base: str | None, out: str) -> str:
     root = os.path.abspath(root)
     path = os.path.join(root, hashlib.sha256(os.path.abspath(out).encode()).hexdigest()[:16])
     for folder in (root, path):  # in a shared /tmp, another user could have planted either one
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; "
-                             "choose another --scratch")
+        private_folder(folder)
     os.chmod(path, 0o700)
     with open(os.path.join(path, "target.txt"), "w", encoding="utf-8") as f:
         f.write(os.path.abspath(out) + "\n")
@@ -232,13 +246,14 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             report.workers = ex.workers
             report.scheduler = ex.address
             report.cluster = ex.info
-            check_shared_scratch(ex, scratch)
+            node_local = choose_scratch_kind(ex, scratch, opts.scratch_kind)
+            report.scratch_kind = "node-local" if node_local else "shared"
             with report.phase("scan"):
                 scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
             with report.phase("plan"):
                 plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
             with report.phase("shard"):
-                plan, scans, manifests = write_shards(ex, plan, scans, scratch, rules, opts, report)
+                plan, scans, manifests = write_shards(ex, plan, scans, scratch, rules, opts, report, node_local)
         notes = input_notes(scans, manifests)
         report_oddities(report, notes)
         # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel filesystem)
@@ -266,7 +281,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
 
 
 def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRules, opts: IngestOptions,
-                 report: RunReport) -> tuple[Plan, FileTable, list[dict]]:
+                 report: RunReport, node_local: bool = False) -> tuple[Plan, FileTable, list[dict]]:
     """One task per shard. The shard tasks are where input data is read and verified. A file found damaged
     there fails the run (every such file named; the shards that finished are kept for the rerun) or, under
     --on-bad-file skip, is left out: the plan is made again without it, and the shards are
@@ -278,13 +293,16 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
         stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
         if stale and round_no == 0:
             log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
-        with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
-            file_table = write_file_table(plan, scratch)
-            sweep_file_tables(scratch, keep=file_table)
-        progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
-        results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
-                         name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
-                         keep_errors=(BadFileError, BadFilesError))
+        if node_local:
+            results = _write_node_local(ex, plan, scratch, rules, opts, report)
+        else:
+            with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
+                file_table = write_file_table(plan, scratch)
+                sweep_file_tables(scratch, keep=file_table)
+            progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
+            results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
+                             name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
+                             keep_errors=(BadFileError, BadFilesError))
         bad = dict(_damaged(results))
         if not bad:
             break
@@ -312,6 +330,101 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
         kept = report.counts["shards_kept_after_bad_data"] = sum(1 for s in plan.shards if s.store_name in written)
         log.info("after leaving out damaged file(s), %d of %d shards were kept as written", kept, len(manifests))
     return plan, scans, manifests
+
+
+FETCH_WINDOW = 4  # node-local shards in flight to this process at once: memory stays a few shards' worth
+LOST_SHARD_ROUNDS = 3  # a shard whose worker is lost before its fetch is recomputed elsewhere, this often
+
+
+def choose_scratch_kind(ex, scratch: str, kind: str) -> bool:
+    """True for node-local scratch. Shared needs every worker to see `scratch` (a probe file): asked for,
+    a blind worker is refused; on auto, one makes the run node-local. In this process, or on a local
+    cluster, scratch is this machine's: shared, unless node-local is asked for (tests, one big node)."""
+    if kind == "shared":
+        check_shared_scratch(ex, scratch)
+        return False
+    if not isinstance(ex, DaskExecutor):
+        return False  # no workers: this process writes the shards
+    if kind == "node-local":
+        return True
+    if ex.local:
+        return False
+    blind = blind_workers(ex, scratch)
+    if blind:
+        log.info("scratch %s is not visible from worker(s) %s: shards stay on each worker's own disk and are "
+                 "fetched through Dask (--scratch-kind node-local)", scratch, ", ".join(blind))
+    return bool(blind)
+
+
+def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: IngestOptions,
+                      report: RunReport) -> list:
+    """Shards on the workers' own disks: each task carries its segments (a worker may not see the file table)
+    and returns the address of the worker that holds the store; then each store is fetched from that
+    worker (a task pinned to it, FETCH_WINDOW at a time), checked against its manifest's crc32 and kept on
+    this scratch, where the merge and a rerun find it like any shard. A shard whose worker is gone before
+    its fetch is written again elsewhere. Shards already on this scratch (an earlier run's) are reused."""
+    results: list = [None] * len(plan.shards)
+    for i, shard in enumerate(plan.shards):
+        kept = load_manifest(shard_path(scratch, shard))
+        if manifest_matches(kept, shard):
+            results[i] = {**kept, "reused": True}
+    todo = [i for i, r in enumerate(results) if r is None]
+    context = plan.context("")  # no file table: the segments travel with each task
+    progress = Progress("shard", len(todo), "shards", progress_mode(opts.progress))
+    fetch_progress = Progress("fetch", len(todo), "shards", progress_mode(opts.progress))
+    for round_no in range(LOST_SHARD_ROUNDS + 1):
+        if not todo:
+            break
+        if round_no == LOST_SHARD_ROUNDS:
+            raise ShardError(f"{len(todo)} shard(s) lost their worker {LOST_SHARD_ROUNDS} times before they could "
+                             "be fetched (workers keep dying?); finished shards are kept: rerun")
+        written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
+                         context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
+                         retries=2, on_result=progress, keep_errors=(BadFileError, BadFilesError))
+        to_fetch = []
+        for i, r in zip(todo, written, strict=True):
+            if isinstance(r, dict):
+                to_fetch.append((i, r))
+            else:
+                results[i] = r  # damage: the caller names or skips the file
+        keep = _fetched_shard_keeper(plan, scratch, to_fetch, results, report, fetch_progress)
+        failpoint("fetch-start")
+        lost = ex.map_on(read_node_shard, [plan.shards[i].store_name for i, _ in to_fetch],
+                         [m["worker"] for _, m in to_fetch], scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
+                         window=FETCH_WINDOW, fold=keep)
+        for k, why in sorted(lost.items()):
+            log.warning("%s: lost before it was fetched (%s); writing it again", plan.shards[to_fetch[k][0]].name,
+                        why)
+        todo = [to_fetch[k][0] for k in sorted(lost)]
+        if todo:
+            report.counts["shards_recomputed_lost"] = report.counts.get("shards_recomputed_lost", 0) + len(todo)
+    try:  # every shard is safe here now: the workers' copies can go
+        removed = ex.run_on_workers(remove_node_scratch, scratch)
+        log.info("removed %d node-local shard store(s) from %d worker(s)", sum(removed.values()), len(removed))
+    except Exception as exc:  # noqa: BLE001 - cleanup only; the run's outcome does not depend on it
+        log.warning("could not remove node-local shard stores (%s: %s); they are in each worker's "
+                    "SHARDMERGE_NODE_SCRATCH or TMPDIR", type(exc).__name__, exc)
+    return results
+
+
+def _fetched_shard_keeper(plan: Plan, scratch: str, to_fetch: list[tuple[int, dict]], results: list,
+                          report: RunReport, progress: Progress):
+    """The fold of a fetch round: called in `to_fetch`'s order with each store's files, or None if lost."""
+    order = iter(to_fetch)
+
+    def keep(files: dict | None) -> None:
+        i, written = next(order)
+        if files is None:  # lost: results[i] stays None until a later round writes it again
+            return
+        with storage_errors(scratch):
+            manifest = keep_fetched_shard(scratch, plan.shards[i], files)
+        report.bytes["fetched"] = report.bytes.get("fetched", 0) + sum(map(len, files.values()))
+        report.counts["shards_fetched"] = report.counts.get("shards_fetched", 0) + 1
+        results[i] = {**manifest, "reused": written["reused"]}
+        progress(manifest)
+        failpoint("shard-fetched")
+
+    return keep
 
 
 def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:

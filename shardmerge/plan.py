@@ -90,6 +90,8 @@ class ShardSpec:
     file_lo: int  # the files whose spectra fill it: rows [file_lo, file_hi) of the plan's PlacedFiles
     file_hi: int
     key: str = ""  # hash of the layout and of this shard's files (path, size, mtime): its content's identity
+    # only where the task cannot read the plan's file table (node-local scratch): the segments themselves
+    segments: tuple[FileSegment, ...] = ()
 
     @property
     def n_rows(self) -> int:

@@ -28,6 +28,7 @@ class RunReport:
     workers: int | None = None
     scheduler: str | None = None  # its address; "inline" without a cluster
     cluster: dict[str, Any] | None = None  # kind, and for SLURM the job script and the times to workers
+    scratch_kind: str | None = None  # "shared" or "node-local"
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
     checks: dict[str, str] | None = None  # check name → pass / fail
@@ -68,8 +69,8 @@ class RunReport:
         os.replace(partial, path)
 
 
-_LATE_FIELDS = ("workers", "scheduler", "cluster", "merge", "gate_flux_rows", "checks", "publish_method",
-                "throughput", "driver_peak_rss_mib")
+_LATE_FIELDS = ("workers", "scheduler", "cluster", "scratch_kind", "merge", "gate_flux_rows", "checks",
+                "publish_method", "throughput", "driver_peak_rss_mib")
 
 
 def store_bytes(path: str) -> tuple[int, int]:

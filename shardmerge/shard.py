@@ -32,6 +32,7 @@ from .shardstore import (
     array_dtype,
     load_manifest,
     manifest_matches,
+    node_scratch,
     read_segments,
     shard_arrays,
     shard_path,
@@ -65,9 +66,11 @@ _ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=Tru
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
-                strict: frozenset[str] = frozenset()) -> dict:
+                strict: frozenset[str] = frozenset(), node_local: bool = False) -> dict:
     """Dask task. `plan` is the context (Plan.context()): the shard reads its files from the plan's file
-    table. Returns the shard's manifest.
+    table, or, node-local (`node_local`: scratch on this worker's own disk, shardstore.node_scratch), from
+    the segments the shard carries. Returns the shard's manifest, with the address of the worker that
+    holds the store (`worker`).
 
     This is where each input's data is read, once, and verified before use (`open_verified`): damage found
     here raises a BadFileError naming the file (the pipeline leaves it out under --on-bad-file skip). The
@@ -77,14 +80,17 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
     manifest last, then renames; the first rename wins and a later attempt drops its partial."""
-    if not os.path.isdir(scratch):  # a node that does not mount the driver's scratch: never write locally
+    if node_local:
+        scratch = node_scratch(scratch)
+    elif not os.path.isdir(scratch):  # a node that does not mount the driver's scratch: never write locally
         raise ShardError(f"scratch {scratch} does not exist on {os.uname().nodename}; --scratch must be a folder "
                          "every node mounts at the same path")
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
+    here = _worker_address()
     if manifest_matches(existing, shard):
         _refuse_strict(existing, strict)
-        return {**existing, "reused": True}
+        return {**existing, "reused": True, "worker": here}
     if os.path.lexists(final):  # no manifest: not a finished shard, whatever wrote it
         raise ShardError(f"{final} exists without a valid manifest; delete it (or rerun with --restart)")
     partial = f"{final}.{uuid.uuid4().hex}.partial"
@@ -92,7 +98,7 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     try:
         with storage_errors(scratch):
             failpoint("shard-start")
-            segments = read_segments(plan, shard)
+            segments = shard.segments or read_segments(plan, shard)
             try:
                 manifest = _materialize(plan, shard, segments, partial, rules, strict)
             except BadFileError as first:  # name every damaged file of the shard, not only the first
@@ -113,8 +119,18 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
         winner = load_manifest(final)
         if not manifest_matches(winner, shard):
             raise ShardError(f"{final} appeared during this attempt but its manifest is not this shard's")
-        return {**winner, "reused": False}
-    return {**manifest, "reused": False}
+        return {**winner, "reused": False, "worker": here}
+    return {**manifest, "reused": False, "worker": here}
+
+
+def _worker_address() -> str:
+    """The Dask worker running this task ("" outside one): where a node-local shard can be fetched from."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return ""
 
 
 def _damage_after(segments: tuple[FileSegment, ...], bad_path: str, strict: frozenset[str]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import tempfile
+import zlib
 from array import array
 
-from .durable import fsync_path
-from .errors import ShardError
+from .durable import fsync_path, fsync_tree, remove_tree
+from .errors import InputError, ShardError
 from .plan import Companion, FileSegment, Plan, ShardSpec
 from .schema import ARRAY_BY_NAME, arrays_for
 
@@ -129,7 +132,7 @@ def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
             first, last = shard.file_lo // per_batch, max(shard.file_lo, shard.file_hi - 1) // per_batch
             rows = pa.Table.from_batches([reader.get_batch(b) for b in range(first, last + 1)], reader.schema)
             rows = rows.slice(shard.file_lo - first * per_batch, shard.file_hi - shard.file_lo)
-            cols = {name: rows.column(name).to_pylist() for name in rows.column_names}
+            cols = {name: _values(rows.column(name)) for name in rows.column_names}
     except (OSError, pa.ArrowInvalid) as exc:
         raise ShardError(f"cannot read the plan's file table {plan.file_table} on {os.uname().nodename} "
                          f"({exc}); --scratch must be a folder every node mounts at the same path") from exc
@@ -148,9 +151,103 @@ def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
     return tuple(out)
 
 
+def _values(column) -> list:
+    """A column's values as Python objects; a dictionary column (folders: 10^5 at a survey's scale) decodes
+    only the entries its rows use."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type):
+        return column.to_pylist()
+    column = column.combine_chunks()
+    index = column.indices.to_pylist()
+    used = sorted(set(index))
+    names = dict(zip(used, column.dictionary.take(pa.array(used, pa.int64())).to_pylist(), strict=True))
+    return [names[i] for i in index]
+
+
 def sweep_file_tables(scratch: str, keep: str) -> None:
     """File tables of earlier plans (a re-plan, a crashed run): the current one is `keep`."""
     for name in os.listdir(scratch):
         path = os.path.join(scratch, name)
         if name.startswith(FILE_TABLE_PREFIX) and path != keep:
             os.unlink(path)
+
+
+def private_folder(folder: str) -> None:
+    """Make a 0700 folder of this user's (spectra can be proprietary). In a shared /tmp another user could
+    have planted it, or a symlink: refused."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; choose another --scratch")
+
+
+def node_scratch(scratch: str) -> str:
+    """Node-local scratch, on the worker: `<hash of OUT>-node` under this node's own root, which is
+    `SHARDMERGE_NODE_SCRATCH` in the worker's environment, else `SHARDMERGE_SCRATCH`, else the system temp
+    folder (`TMPDIR`, which SLURM sites often point at the job's local disk)."""
+    root = os.environ.get("SHARDMERGE_NODE_SCRATCH") or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
+        tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
+    root = os.path.abspath(root)
+    folder = os.path.join(root, os.path.basename(scratch) + "-node")  # never the driver's own scratch folder
+    private_folder(root)
+    private_folder(folder)
+    return folder
+
+
+def read_node_shard(store_name: str, scratch: str) -> dict[str, bytes]:
+    """Dask task, pinned to the worker that wrote the shard on its node-local scratch: every file of the
+    shard store, manifest included, for the merge writer to verify and keep (one shard at a time)."""
+    store = os.path.join(node_scratch(scratch), store_name)
+    out = {}
+    for dirpath, _, names in os.walk(store):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, store)] = f.read()
+    if MANIFEST_FILE not in out:
+        raise FileNotFoundError(f"{store} on {os.uname().nodename} has no manifest")
+    return out
+
+
+def remove_node_scratch(scratch: str) -> int:
+    """Run on every worker once its shards are safe on the driver's scratch: remove this node's copies."""
+    folder = node_scratch(scratch)
+    stores = [n for n in os.listdir(folder) if n.startswith("shard-")]
+    remove_tree(folder)
+    return len(stores)
+
+
+def keep_fetched_shard(scratch: str, shard: ShardSpec, files: dict[str, bytes]) -> dict:
+    """Driver side of a node-local shard: check every file against the crc32 its shard task recorded, write
+    the store into this scratch (fsynced, manifest last, renamed into place: as a shard task does), and
+    return its manifest. From here on the shard is an ordinary one, reused by a rerun like any other."""
+    manifest = json.loads(files[MANIFEST_FILE])
+    if not manifest_matches(manifest, shard):
+        raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')})")
+    listed = manifest["files"]
+    if set(listed) != set(files) - {MANIFEST_FILE}:
+        raise ShardError(f"{shard.name}: fetched files differ from its manifest's list")
+    for rel, data in files.items():
+        if rel != MANIFEST_FILE and [len(data), zlib.crc32(data)] != listed[rel]:
+            raise ShardError(f"{shard.name}/{rel}: fetched bytes do not match the crc32 its shard task recorded")
+    final = shard_path(scratch, shard)
+    partial = f"{final}.fetch.partial"
+    remove_tree(partial)
+    try:
+        for rel, data in files.items():
+            if rel == MANIFEST_FILE:
+                continue
+            path = os.path.join(partial, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        fsync_tree(partial)
+        write_manifest(partial, manifest)
+        remove_tree(final)  # a store there without this manifest is no shard (load_manifest said so)
+        os.rename(partial, final)
+    except BaseException:
+        remove_tree(partial)
+        raise
+    fsync_path(scratch, directory=True)
+    return manifest

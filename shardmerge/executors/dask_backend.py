@@ -94,6 +94,69 @@ class DaskExecutor:
         return results
 
 
+    def map_on(self, fn: Callable, items: Sequence, workers: Sequence[str], *args: Any, name: str, window: int,
+               fold: Callable[[Any], None]) -> dict[int, str]:
+        """Run `fn(items[i], *args)` on worker `workers[i]` only (what it holds is on its own disk), at most
+        `window` at once, so that what comes back stays a few tasks' worth; results go to `fold` in item
+        order (None for a lost one). Returns {i: why} for the items that could not run there: the worker is
+        gone (before or during the task) or the task failed on it. The caller recomputes those."""
+        from distributed import wait
+
+        lost: dict[int, str] = {}
+        in_order = InOrder(fold)
+        pending: dict[Any, int] = {}
+        watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
+        upcoming = iter(range(len(items)))
+        more = True
+
+        def lose(i: int, why: str) -> None:
+            lost[i] = why
+            in_order.put(i, None)
+
+        try:
+            while more or pending:
+                alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+                while more and len(pending) < window:
+                    i = next(upcoming, None)
+                    if i is None:
+                        more = False
+                    elif workers[i] not in alive:
+                        lose(i, f"worker {workers[i] or '?'} is gone")
+                    else:
+                        fut = self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}", pure=False,
+                                                 workers=[workers[i]], allow_other_workers=False)
+                        pending[fut] = i
+                if not pending:
+                    continue
+                try:
+                    done = wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
+                for fut in done:
+                    i = pending.pop(fut)
+                    if fut.status == "finished":
+                        in_order.put(i, fut.result())
+                    else:
+                        lose(i, f"{fut.status} on {workers[i]}: {fut.exception() if fut.status == 'error' else ''}")
+                    fut.release()
+                for fut, i in list(pending.items()):  # a task pinned to a dead worker would wait for ever
+                    if workers[i] not in alive:
+                        fut.cancel()
+                        del pending[fut]
+                        lose(i, f"worker {workers[i]} left during the task")
+                if done:
+                    watch.last_progress = time.monotonic()
+                watch.check()
+        finally:
+            for fut in pending:
+                fut.release()
+        return lost
+
+    def run_on_workers(self, fn: Callable, *args: Any) -> dict[str, Any]:
+        """`fn(*args)` on every connected worker, outside the task graph (cleanup of what they hold)."""
+        return self.client.run(fn, *args)
+
+
 class InOrder:
     """Hands results to `fold` in item order, holding only those that arrived before an earlier one."""
 
@@ -175,12 +238,8 @@ def wait_for_workers(client: Any, n: int, timeout: float, what: str) -> None:
         raise ClusterError(f"{what}: fewer than {n} worker(s) connected within {timeout:.0f} s") from exc
 
 
-def check_shared_scratch(ex: Any, scratch: str) -> None:
-    """Shards are written by workers and read by this process: on a cluster beyond this machine, scratch
-    must be a filesystem every worker shares with it. Refuse before any work when a worker cannot see it
-    (node-local disks); pass --scratch on a shared filesystem (the same path on every node)."""
-    if not isinstance(ex, DaskExecutor) or ex.local:
-        return
+def blind_workers(ex: Any, scratch: str) -> list[str]:
+    """The workers ("address on host") that cannot see a probe file this process writes in `scratch`."""
     probe = os.path.join(scratch, f".visible-{uuid.uuid4().hex}")
     with open(probe, "w", encoding="utf-8") as f:
         f.write(socket.gethostname())
@@ -188,11 +247,20 @@ def check_shared_scratch(ex: Any, scratch: str) -> None:
         seen = ex.client.run(_sees, probe)
     finally:
         os.unlink(probe)
-    blind = sorted(f"{addr} on {host}" for addr, (host, ok) in seen.items() if not ok)
+    return sorted(f"{addr} on {host}" for addr, (host, ok) in seen.items() if not ok)
+
+
+def check_shared_scratch(ex: Any, scratch: str) -> None:
+    """--scratch-kind shared: shards are written by workers and read by this process, so on a cluster beyond
+    this machine scratch must be a filesystem every worker shares with it. Refuse before any work when a
+    worker cannot see it."""
+    if not isinstance(ex, DaskExecutor) or ex.local:
+        return
+    blind = blind_workers(ex, scratch)
     if blind:
         raise ClusterError(f"scratch {scratch} is not visible from worker(s) {', '.join(blind)}: the shards they "
                            "write could not reach the merge on this host. Pass --scratch on a filesystem that "
-                           "every node mounts at the same path")
+                           "every node mounts at the same path, or --scratch-kind node-local")
 
 
 def _sees(path: str) -> tuple[str, bool]:

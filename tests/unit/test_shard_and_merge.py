@@ -5,6 +5,7 @@ located in the function that makes it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,26 @@ def test_the_merge_refuses_a_shard_of_another_plan(shards, tmp_path):
     paths[0], paths[1] = paths[1], paths[0]
     with pytest.raises(ShardError, match="not shard 0 of this plan"):
         materialize(plan, paths, str(tmp_path / "o.tmp"), {})
+
+
+def test_a_fetched_node_local_shard_is_checked_against_its_crc32_before_it_is_kept(shards, tmp_path):
+    from shardmerge.shardstore import keep_fetched_shard
+
+    plan, scratch, manifests = shards
+    shard = plan.shards[1]
+    store = shard_path(str(scratch), shard)
+    files = {os.path.relpath(os.path.join(d, n), store): Path(d, n).read_bytes()
+             for d, _, names in os.walk(store) for n in names}
+    here = tmp_path / "driver-scratch"
+    here.mkdir()
+    kept = keep_fetched_shard(str(here), shard, files)
+    assert kept["key"] == shard.key and load_manifest(shard_path(str(here), shard)) == kept
+    flux = next(rel for rel in files if rel.startswith("flux_raw/c"))
+    damaged = {**files, flux: bytes([files[flux][0] ^ 1]) + files[flux][1:]}
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ShardError, match=f"{flux}: fetched bytes do not match the crc32"):
+        keep_fetched_shard(str(other), shard, damaged)
+    with pytest.raises(ShardError, match="not this shard's"):
+        keep_fetched_shard(str(other), plan.shards[0], files)
+    assert os.listdir(other) == []  # nothing half-kept
