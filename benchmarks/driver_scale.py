@@ -1,7 +1,8 @@
 """The driver at survey scale, without FITS files (issue 12): N generated one-spectrum scan results go
 through what the driver does with them: folded into the FileTable batch by batch as the scan tasks return
 them (SCAN_BATCH_MAX_FILES each), the real `make_plan`, the file table written to scratch, and the shard
-tasks' arguments pickled as the executor sends them. With --stub, one stub task per shard runs on a real
+tasks' arguments pickled as the executor sends them. The discovered paths (a PathList, as discovery
+returns it) stay alive through all of it, as in an ingest. With --stub, one stub task per shard runs on a real
 LocalCluster (2 workers) with those arguments and reads its files from the table, as a shard task does.
 Each N runs in its own process, so peak RSS is that N's alone.
 
@@ -11,8 +12,8 @@ tasks return, streamed); the table's resident size; driver RSS after the fold, a
 
     python benchmarks/driver_scale.py --files 1000000 10000000 --stub --out benchmarks/results/driver_scale_2core
 
-Not measured here: the discovery of the paths (a list of str, ~110 bytes a path) and the scan tasks'
-arguments (the paths, in batches)."""
+Not measured here: the directory walk itself, and the scan tasks (their arguments are the paths, one
+batch at a time)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ONE = r'''
 import json, os, pickle, resource, sys, tempfile, time
-from shardmerge.filetable import FileTableBuilder
+from shardmerge.filetable import FileTableBuilder, PathList
 from shardmerge.pipeline import SCAN_BATCH_MAX_FILES
 from shardmerge.plan import FileScan, make_plan
 from shardmerge.shardstore import write_file_table
@@ -41,10 +42,19 @@ n, stub = int(sys.argv[1]), sys.argv[2] == "stub"
 keys = tuple(f"h0_key{k:02d}" for k in range(18))
 grids = ("g" * 16,)
 # the scan's results as its tasks return them (batches of files, in path order), folded as they arrive
+def path(i):
+    return f"/survey/data/{i // 10000:04d}/{i // 100:06d}/spec-{i:08d}.fits"
+
+# what discovery hands the scan, held by the driver through the scan and the plan
+t0 = time.perf_counter()
+paths = PathList()
+for i in range(n):
+    paths.append(path(i))
+paths_s = time.perf_counter() - t0
 table = FileTableBuilder()
 scan_bytes, fold_s = 0, 0.0
 for lo in range(0, n, SCAN_BATCH_MAX_FILES):
-    batch = [FileScan(path=f"/survey/data/{i // 10000:04d}/{i // 100:06d}/spec-{i:08d}.fits", size=28800,
+    batch = [FileScan(path=path(i), size=28800,
                       mtime_ns=1_700_000_000_000_000_000 + i, format="wcs-1d", n_spectra=1, n_pix_max=4000,
                       n_pix_min=4000, grid_keys=grids, flux_unit="1e-17 erg/s/cm2/A", header_keys=keys,
                       provides=("uncertainty",)) for i in range(lo, min(n, lo + SCAN_BATCH_MAX_FILES))]
@@ -81,7 +91,8 @@ with tempfile.TemporaryDirectory() as scratch:
             counts = DaskExecutor(client).map(_stub, plan.shards, context, name="stub")
             submit_s = time.perf_counter() - t0
         assert sum(counts) == n, (sum(counts), n)  # every file reached a task through the table on disk
-print(json.dumps({"files": n, "scan_fold_s": round(fold_s, 2), "plan_s": round(plan_s, 2),
+print(json.dumps({"files": n, "discover_pack_s": round(paths_s, 2), "paths_alive": len(paths),
+                  "scan_fold_s": round(fold_s, 2), "plan_s": round(plan_s, 2),
                   "file_table_s": round(table_s, 2), "file_table_mb": round(table_bytes / 1e6, 1),
                   "shards": len(plan.shards), "store_files": plan.store_files,
                   "zarr_shard_rows": plan.zarr_shard_rows, "shard_task_bytes": graph, "max_task_bytes": max(per_task),

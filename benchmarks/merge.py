@@ -1,8 +1,13 @@
-"""The merge alone, four ways, on the same shard stores: shardmerge's fast path (compressed chunk files
+"""The merge alone, several ways, on the same shard stores: shardmerge's fast path (compressed chunk files
 copied byte for byte, or hard-linked as an ingest does when scratch is deleted afterwards; each checked
 against its shard manifest's crc32), the slice copy it falls back to (decode and re-encode every
 chunk), and `cp -r` of the shard stores (the floor: moving the bytes). The merge also writes the
 row-wise metadata, index.parquet and consolidated metadata, which `cp -r` does not.
+
+Node-local scratch (`--scratch-kind node-local`) adds a fetch before the merge: every shard store comes
+from the worker that holds it through a Dask task pinned there (2 local workers, 4 shards in flight),
+is checked against its manifest's crc32 and kept on the ingest's scratch (fsynced). Measured alone
+("node-local fetch") and followed by the hard-link merge ("node-local fetch + merge").
 
     python benchmarks/merge.py --plates 16 --rows 1000      # 16000 spectra x 4000 px (256 MB of flux)
 
@@ -12,6 +17,8 @@ cache. Median of --repeats, interleaved."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,6 +44,7 @@ def main() -> None:
     from shardmerge.testing.spectra import make_image2d
 
     work = Path(tempfile.mkdtemp(prefix="shardmerge-merge-"))
+    stack = contextlib.ExitStack()  # the LocalCluster of the node-local variants
     try:
         corpus = work / "corpus"
         for i in range(args.plates):
@@ -59,17 +67,51 @@ def main() -> None:
             with mock.patch.object(merge, "same_encoding", return_value=False):
                 merge.materialize(plan, shards, str(dest), {"ingest_pipeline": "bench"})
 
+        node_root = work / "node"  # the workers' "own disk": every shard store, where node_scratch finds them
+        os.environ["SHARDMERGE_NODE_SCRATCH"] = str(node_root)  # the LocalCluster's workers inherit it
+        from shardmerge.shardstore import keep_fetched_shard, node_scratch, read_node_shard
+
+        for s in shards:
+            shutil.copytree(s, Path(node_scratch(scratch)) / Path(s).name)
+        from distributed import Client, LocalCluster
+
+        from shardmerge.executors.dask_backend import DaskExecutor
+
+        cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                                   host="127.0.0.1"))
+        client = stack.enter_context(Client(cluster))
+        ex = DaskExecutor(client)
+        addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+        def fetch(dest: Path) -> list[str]:
+            dest.mkdir()
+            order = iter(plan.shards)
+            lost = ex.map_on(read_node_shard, [s.store_name for s in plan.shards],
+                             [addresses[i % len(addresses)] for i in range(len(plan.shards))], scratch,
+                             name=f"fetch-{dest.name}", window=4,
+                             fold=lambda files: keep_fetched_shard(str(dest), next(order), files))
+            assert not lost, lost
+            return [shard_path(str(dest), s) for s in plan.shards]
+
+        def fetch_merge(dest: Path) -> None:
+            fetched = fetch(dest / "scratch")
+            merge.materialize(plan, fetched, str(dest / "out.zarr"), {"ingest_pipeline": "bench"},
+                              link_chunks=True)
+
         def cp_r(dest: Path) -> None:
             dest.mkdir()
             subprocess.run(["cp", "-r", *shards, str(dest)], check=True)
 
         variants = {"cp -r of the shard stores": cp_r, "shardmerge merge (raw chunk copy)": fast,
                     "shardmerge merge (hard links, the default)": linked,
-                    "slice copy (decode + re-encode)": slice_copy}
+                    "slice copy (decode + re-encode)": slice_copy, "node-local fetch": fetch,
+                    "node-local fetch + merge": fetch_merge}
         times: dict[str, list[float]] = {k: [] for k in variants}
         for rep in range(args.repeats):
             for name, fn in variants.items():
                 dest = work / f"m{rep}-{len(times[name])}-{abs(hash(name))}"
+                if name == "node-local fetch + merge":
+                    dest.mkdir()
                 t0 = time.perf_counter()
                 fn(dest)
                 times[name].append(time.perf_counter() - t0)
@@ -82,6 +124,7 @@ def main() -> None:
             med = statistics.median(ts)
             print(f"{name:<36} {med:9.3f} {shard_bytes / 1e6 / med:8.0f} {med / base:8.2f}x")
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

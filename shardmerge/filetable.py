@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
 
@@ -193,3 +193,49 @@ class FileTableBuilder:
         out.profiles = tuple(self._profile_ids)
         out.join_keys, out.notes = self._join_keys, self._notes
         return out
+
+
+class PathList(Sequence):
+    """Sorted, distinct absolute paths, packed like the table's (folder index, utf-8 name): ~30 bytes a path
+    instead of a str's ~110, for the discovery of a survey. Slicing gives lists of str (a scan batch)."""
+
+    def __init__(self) -> None:
+        self._folder_ids: dict[str, int] = {}
+        self._folders: list[str] = []
+        self._folder_of = array("i")
+        self._names = bytearray()
+        self._ends = array("q")
+        self._last = ""
+
+    def append(self, path: str) -> None:
+        """Paths must come in increasing order; a repeat of the last one is dropped (overlapping inputs)."""
+        if path <= self._last:
+            if path == self._last:
+                return
+            raise ValueError(f"paths out of order: {path} after {self._last}")
+        self._last = path
+        cut = path.rfind("/") + 1
+        folder = path[:cut]
+        fid = self._folder_ids.get(folder)
+        if fid is None:
+            fid = self._folder_ids[folder] = len(self._folders)
+            self._folders.append(folder)
+        self._folder_of.append(fid)
+        self._names += path[cut:].encode()
+        self._ends.append(len(self._names))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def _get(self, i: int) -> str:
+        start = self._ends[i - 1] if i else 0
+        return self._folders[self._folder_of[i]] + self._names[start : self._ends[i]].decode()
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._get(k) for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._get(i)

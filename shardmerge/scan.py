@@ -5,8 +5,9 @@ either a FileScan or the reason the file is bad (so --on-bad-file skip can list 
 
 from __future__ import annotations
 
+import heapq
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .config import FITS_SUFFIXES, FormatChoice
 from .errors import BadFileError, InputError
+from .filetable import PathList
 from .headers import HeaderRules
 from .plan import FileScan
 from .readers import detect, get_reader, open_fits
@@ -30,30 +32,29 @@ def is_fits_name(name: str) -> bool:
     return name.lower().endswith(FITS_SUFFIXES)
 
 
-def discover_inputs(inputs: Sequence[str]) -> list[str]:
-    """Absolute, de-duplicated, sorted FITS paths from files, folders (recursive) and @LIST files."""
+def discover_inputs(inputs: Sequence[str]) -> PathList:
+    """Absolute, de-duplicated, sorted FITS paths from files, folders (recursive) and @LIST files. Each input
+    is walked in path order and the walks are merged, so a survey's 10^7 paths are never a set or a
+    list of str: only the packed PathList (an @LIST file's entries are sorted in memory)."""
     if not inputs:
         raise InputError("no INPUT given: name FITS files, folders or @LIST files")
-    found: set[str] = set()
-    for item in inputs:
-        found.update(_expand(item, origin=None))
-    if not found:
+    found = PathList()
+    for path in heapq.merge(*(_expand(item, origin=None) for item in inputs)):
+        found.append(path)  # drops a path two inputs both hold
+    if not len(found):
         raise InputError(f"no FITS files ({', '.join(FITS_SUFFIXES)}) found in: {', '.join(inputs)}")
-    return sorted(found)
+    return found
 
 
-def _expand(item: str, origin: str | None) -> Iterable[str]:
+def _expand(item: str, origin: str | None) -> Iterator[str]:
+    """The FITS paths `item` names, in increasing order."""
     where = f" (listed in {origin})" if origin else ""
     if item.startswith("@") and origin is None:
-        yield from _expand_list(Path(item[1:]))
+        yield from sorted(_expand_list(Path(item[1:])))
         return
     path = Path(item).expanduser()
     if path.is_dir():
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in files:
-                if is_fits_name(name):
-                    yield os.path.abspath(os.path.join(root, name))
+        yield from _walk_in_order(os.path.abspath(path))
     elif path.is_file():
         yield os.path.abspath(path)
     elif path.exists():
@@ -62,6 +63,24 @@ def _expand(item: str, origin: str | None) -> Iterable[str]:
         raise InputError(f"{item}{where}: no such file or folder")
 
 
+def _walk_in_order(folder: str) -> Iterator[str]:
+    """The FITS files under `folder` in the order of their full paths (what sorted() gives), without
+    holding them: a folder's entries are sorted with each subfolder as `name/`, which is where its paths
+    fall among the files' (a name has no "/"). Like os.walk, symlinked folders are not followed."""
+    entries = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir():
+                if not e.is_symlink():
+                    entries.append((e.name + "/", e.path))
+            elif is_fits_name(e.name):
+                entries.append((e.name, e.path))
+    entries.sort()
+    for key, path in entries:
+        if key.endswith("/"):
+            yield from _walk_in_order(path)
+        else:
+            yield path
 def _expand_list(list_path: Path) -> Iterable[str]:
     try:
         lines = list_path.read_text("utf-8").splitlines()

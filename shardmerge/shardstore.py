@@ -17,6 +17,7 @@ from array import array
 
 from .durable import fsync_path, fsync_tree, remove_tree
 from .errors import InputError, ShardError
+from .failpoints import failpoint
 from .plan import Companion, FileSegment, Plan, ShardSpec
 from .schema import ARRAY_BY_NAME, arrays_for
 
@@ -199,6 +200,7 @@ def read_node_shard(store_name: str, scratch: str) -> dict[str, bytes]:
     """Dask task, pinned to the worker that wrote the shard on its node-local scratch: every file of the
     shard store, manifest included, for the merge writer to verify and keep (one shard at a time)."""
     store = os.path.join(node_scratch(scratch), store_name)
+    failpoint("fetch-read")
     out = {}
     for dirpath, _, names in os.walk(store):
         for name in names:

@@ -33,7 +33,7 @@ class NodeCluster:
     """A scheduler and two workers, each worker on its own "node": a private tmpfs at `node_root` that only
     it sees, and the ingest's scratch hidden from it."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, worker_failpoints: str = ""):
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             pytest.skip("node-local scratch is simulated with mount namespaces: needs root and unshare")
         self.node_root = tmp_path / "node-tmp"  # the same path on every "node", a different disk behind it
@@ -52,8 +52,10 @@ class NodeCluster:
                       f"mount -t tmpfs -o size=1m tmpfs {self.driver_scratch} && "
                       f"exec {dask} worker {self.address} --no-nanny --nthreads 1 --name {name} "
                       "--no-dashboard --host 127.0.0.1")
-            env = {**os.environ, "SHARDMERGE_NODE_SCRATCH": str(self.node_root)}
-            env.pop("SHARDMERGE_FAILPOINTS", None)
+            env = {**os.environ, "SHARDMERGE_NODE_SCRATCH": str(self.node_root),
+                   "SHARDMERGE_FAILPOINTS": worker_failpoints, "SHARDMERGE_FAILPOINT_DIR": str(failpoint_dir(tmp_path))}
+            if not worker_failpoints:
+                env.pop("SHARDMERGE_FAILPOINTS")
             proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.procs.append(proc)
@@ -89,8 +91,8 @@ class NodeCluster:
 
 
 @pytest.fixture
-def nodes(tmp_path):
-    cluster = NodeCluster(tmp_path)
+def nodes(tmp_path, request):
+    cluster = NodeCluster(tmp_path, getattr(request, "param", ""))
     try:
         yield cluster
     finally:
@@ -160,4 +162,14 @@ def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp
     counts = report_of(tmp_path / "rerun.json")["counts"]
     assert counts["shards_fetched"] == 5  # the 4 fetched before the kill were kept on this scratch
     assert counts["shards_reused"] >= 4  # those 4, and any the rerun's tasks found on their worker's disk
+    assert chunk_files(out) == chunk_files(clean_store)
+
+
+@pytest.mark.parametrize("nodes", ["fetch-read=raise"], indirect=True)  # the first fetch fails on its worker
+def test_a_fetch_that_fails_on_its_worker_has_that_shard_written_again(tmp_path, nodes, corpus, clean_store):
+    out = tmp_path / "out.zarr"
+    log = _finish(_ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local"))
+    counts = report_of(tmp_path / "report.json")["counts"]
+    assert counts["shards_recomputed_lost"] == 1 and "injected fault at fetch-read" in log
+    assert counts["shards_fetched"] == 9
     assert chunk_files(out) == chunk_files(clean_store)

@@ -114,3 +114,32 @@ def test_scan_batches_grow_with_the_survey_and_are_made_when_asked_for():
     paths = [f"/d/{i:03d}.fits" for i in range(10)]
     b = batches(paths, 4)
     assert len(b) == 3 and b[-1] == paths[8:] and list(b) == [paths[:4], paths[4:8], paths[8:]]
+
+
+def test_discovery_walks_in_sorted_path_order_and_packs_the_paths(tmp_path):
+    """A survey's paths are never a set or list of str: each input is walked in the order sorted() would
+    give (a subfolder `b` sorts as `b/`, between `b-` and `b0`) and the walks are merged."""
+    import os
+
+    from shardmerge.errors import InputError
+    from shardmerge.filetable import PathList
+    from shardmerge.scan import discover_inputs
+
+    names = ["b.fits", "b-.fits", "b0.fits", "b/x.fits", "b/y/z.fits", "b-/q.fits", "ba/r.fits", "A.FITS",
+             "é.fits.gz", "c/readme.txt", "c/d.fit"]
+    for name in names:
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"")
+    os.symlink(tmp_path / "in" / "b", tmp_path / "in" / "link")  # a symlinked folder is not followed
+    (tmp_path / "list.txt").write_text("in/b/x.fits\nin/c\n# a comment\n")
+    expected = sorted(os.path.join(root, n) for root, _, files in os.walk(tmp_path / "in") for n in files
+                      if not n.endswith(".txt"))
+    found = discover_inputs([str(tmp_path / "in")])
+    assert isinstance(found, PathList) and list(found) == expected
+    # overlapping inputs and a list: merged, each path once, still in order
+    both = discover_inputs([str(tmp_path / "in" / "b"), f"@{tmp_path / 'list.txt'}", str(tmp_path / "in")])
+    assert list(both) == expected and both[1:3] == expected[1:3] and both[-1] == expected[-1]
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "notes.txt").write_text("")
+    with pytest.raises(InputError, match="no FITS files"):
+        discover_inputs([str(tmp_path / "none")])
