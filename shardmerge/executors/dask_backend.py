@@ -83,6 +83,9 @@ class DaskExecutor:
                         pending.add(again)
                         continue
                     raise exc  # the task's own exception: its message names the file
+                if fut.status == "lost":  # its result died with its worker: the scheduler computes it again
+                    pending.add(fut)  # (and the watchdog bounds the wait for a worker to do it)
+                    continue
                 if fut.status != "finished":  # cancelled: the scheduler dropped it (restarted, or closing)
                     raise ClusterError(f"task {fut.key} was {fut.status} by the Dask scheduler; finished shards are "
                                        "kept: rerun the same command")

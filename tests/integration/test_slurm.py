@@ -71,6 +71,34 @@ def test_ingest_on_slurm_jobs_equals_the_local_store(tmp_path, mixed_corpus, loc
     _assert_no_jobs_left()
 
 
+def test_slurm_jobs_with_per_job_node_local_scratch(tmp_path, mixed_corpus):
+    """Each job's workers write shards under a folder of their own job (as $TMPDIR on a compute node's local
+    disk), set in jobqueue's job-script-prologue; the ingest fetches them through Dask."""
+    out, rep = tmp_path / "slurm.zarr", tmp_path / "report.json"
+    node = tmp_path / "node"
+    prologue = json.dumps([f"export SHARDMERGE_NODE_SCRATCH={node}/job-$SLURM_JOB_ID"])
+    r = run_cli_process("ingest", mixed_corpus, "-o", out, "--cluster", "slurm", "--jobs", "2", "--walltime",
+                        "00:10:00", "--interface", "lo", "--worker-wait", "120", "--report", rep,
+                        "--scratch-kind", "node-local", "--chunk-rows", "16", "--shard-rows", "32",
+                        env={**JOBQUEUE_ENV, "DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE": prologue})
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert report["scratch_kind"] == "node-local"
+    assert report["counts"]["shards_fetched"] == report["counts"]["shards_total"] == 5
+    job_roots = sorted(p.name for p in node.iterdir())
+    assert job_roots and all(name.startswith("job-") for name in job_roots)  # the shards went to per-job folders
+    assert not list(node.glob("*/*/shard-*"))  # and were removed once fetched
+    assert chunk_files(out) == chunk_files(
+        _ingest_shared(tmp_path, mixed_corpus, "--chunk-rows", "16", "--shard-rows", "32"))
+    _assert_no_jobs_left()
+
+
+def _ingest_shared(tmp_path, corpus, *layout):
+    out = tmp_path / "shared.zarr"
+    assert run_cli("ingest", corpus, "-o", out, "--workers", "0", *layout).exit_code == 0
+    return out
+
+
 def test_a_failing_slurm_run_leaves_no_jobs(tmp_path, mixed_corpus):
     (mixed_corpus / "broken.fits").write_bytes(b"SIMPLE  =  not really")
     r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm", "--jobs", "2",
