@@ -83,7 +83,12 @@ def slurm_options(request: ClusterRequest, log_dir: str | None) -> dict:
     or DASK_JOBQUEUE__SLURM__* variables) with the CLI's overrides on top. Pure apart from reading config."""
     import dask
 
-    cfg = dask.config.get("jobqueue.slurm", default={}) or {}
+    # keys as dask canonicalizes them: a YAML file says job-script-prologue, the environment
+    # (DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE) job_script_prologue
+    cfg: dict = {}
+    for key, value in (dask.config.get("jobqueue.slurm", default={}) or {}).items():
+        if value is not None or key.replace("_", "-") not in cfg:  # a set value beats the other spelling's default
+            cfg[key.replace("_", "-")] = value
     kw: dict[str, Any] = {}
     for key, value in (("queue", request.queue), ("account", request.account), ("walltime", request.walltime),
                        ("interface", request.interface)):

@@ -118,3 +118,21 @@ def test_fold_gets_results_in_item_order_whatever_order_they_finish(dask_schedul
     folded.clear()
     assert InlineExecutor().map(abs, [-1, -2, -3], name="fold", fold=folded.append) == []
     assert folded == [1, 2, 3]
+
+
+def test_jobqueue_keys_from_the_environment_are_honoured():
+    """DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE arrives as job_script_prologue beside dask-jobqueue's default
+    job-script-prologue: both are the same setting (per-job node-local scratch is set there). In a fresh
+    process, as the CLI reads them: dask collects the environment before dask-jobqueue adds its defaults."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from shardmerge.config import ClusterRequest; from shardmerge.executors.slurm import slurm_options; "
+            "kw = slurm_options(ClusterRequest(kind='slurm', job_cores=1, job_memory='1GB', walltime='01:00:00'), "
+            "None); print(kw['job_script_prologue'], kw['worker_extra_args'])")
+    env = {**os.environ, "DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE": '["export SHARDMERGE_NODE_SCRATCH=$TMPDIR"]',
+           "DASK_JOBQUEUE__SLURM__WORKER_EXTRA_ARGS": '["--resources", "io=1"]'}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "export SHARDMERGE_NODE_SCRATCH=$TMPDIR" in done.stdout and "'--resources', 'io=1'" in done.stdout
