@@ -6,7 +6,8 @@ row-wise metadata, index.parquet and consolidated metadata, which `cp -r` does n
 
 Node-local scratch (`--scratch-kind node-local`) adds a fetch before the merge: every shard store comes
 from the worker that holds it through a Dask task pinned there (2 local workers, 4 shards in flight),
-is checked against its manifest's crc32 and kept on the ingest's scratch (fsynced). Measured alone
+is checked against its manifest's crc32 and kept on the ingest's scratch (made durable: one syncfs per
+shard). Its fair floor is the copy made durable too ("cp -r, then sync -f"). Measured alone
 ("node-local fetch") and followed by the hard-link merge ("node-local fetch + merge").
 
     python benchmarks/merge.py --plates 16 --rows 1000      # 16000 spectra x 4000 px (256 MB of flux)
@@ -102,7 +103,12 @@ def main() -> None:
             dest.mkdir()
             subprocess.run(["cp", "-r", *shards, str(dest)], check=True)
 
-        variants = {"cp -r of the shard stores": cp_r, "shardmerge merge (raw chunk copy)": fast,
+        def cp_r_sync(dest: Path) -> None:  # the same copy made durable, as every shardmerge copy is
+            cp_r(dest)
+            subprocess.run(["sync", "-f", str(dest)], check=True)
+
+        variants = {"cp -r of the shard stores": cp_r, "cp -r, then sync -f": cp_r_sync,
+                    "shardmerge merge (raw chunk copy)": fast,
                     "shardmerge merge (hard links, the default)": linked,
                     "slice copy (decode + re-encode)": slice_copy, "node-local fetch": fetch,
                     "node-local fetch + merge": fetch_merge}
@@ -119,10 +125,10 @@ def main() -> None:
         base = statistics.median(times["cp -r of the shard stores"])
         print(f"\n{plan.n_spec} spectra x {plan.n_pix} px, {len(shards)} shards, {shard_bytes / 1e6:.0f} MB "
               f"compressed, median of {args.repeats}")
-        print(f"{'variant':<36} {'median s':>9} {'MB/s':>8} {'vs cp -r':>9}")
+        print(f"{'variant':<44} {'median s':>9} {'MB/s':>8} {'vs cp -r':>9}")
         for name, ts in times.items():
             med = statistics.median(ts)
-            print(f"{name:<36} {med:9.3f} {shard_bytes / 1e6 / med:8.0f} {med / base:8.2f}x")
+            print(f"{name:<44} {med:9.3f} {shard_bytes / 1e6 / med:8.0f} {med / base:8.2f}x")
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)

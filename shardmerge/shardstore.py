@@ -15,7 +15,7 @@ import tempfile
 import zlib
 from array import array
 
-from .durable import fsync_path, fsync_tree, remove_tree
+from .durable import fsync_path, remove_tree, sync_tree
 from .errors import InputError, ShardError
 from .failpoints import failpoint
 from .plan import Companion, FileSegment, Plan, ShardSpec
@@ -244,7 +244,7 @@ def keep_fetched_shard(scratch: str, shard: ShardSpec, files: dict[str, bytes]) 
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-        fsync_tree(partial)
+        sync_tree(partial)  # one syncfs where the kernel allows, not an fsync per file
         write_manifest(partial, manifest)
         remove_tree(final)  # a store there without this manifest is no shard (load_manifest said so)
         os.rename(partial, final)

@@ -103,14 +103,16 @@ class DaskExecutor:
         `window` at once, so that what comes back stays a few tasks' worth; results go to `fold` in item
         order (None for a lost one). Returns {i: why} for the items that could not run there: the worker is
         gone (before or during the task) or the task failed on it. The caller recomputes those."""
-        from distributed import wait
+        from distributed import as_completed
 
         lost: dict[int, str] = {}
         in_order = InOrder(fold)
         pending: dict[Any, int] = {}
+        # results are fetched by the client's event loop while this thread keeps the previous ones
+        arrived = as_completed([], with_results=True, raise_errors=False)
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
         upcoming = iter(range(len(items)))
-        more = True
+        more, alive, next_look = True, set(), 0.0
 
         def lose(i: int, why: str) -> None:
             lost[i] = why
@@ -118,7 +120,15 @@ class DaskExecutor:
 
         try:
             while more or pending:
-                alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+                now = time.monotonic()
+                if now >= next_look:  # which workers are connected: asked at most twice a second
+                    alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+                    next_look = now + 0.5
+                    for fut, i in list(pending.items()):  # a task pinned to a dead worker would wait for ever
+                        if workers[i] not in alive:
+                            del pending[fut]
+                            fut.cancel()
+                            lose(i, f"worker {workers[i]} left during the task")
                 while more and len(pending) < window:
                     i = next(upcoming, None)
                     if i is None:
@@ -129,27 +139,23 @@ class DaskExecutor:
                         fut = self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}", pure=False,
                                                  workers=[workers[i]], allow_other_workers=False)
                         pending[fut] = i
-                if not pending:
-                    continue
-                try:
-                    done = wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    done = set()
-                for fut in done:
-                    i = pending.pop(fut)
+                        arrived.add(fut)
+                batch = arrived.next_batch(block=False) if pending else []
+                for fut, result in batch:
+                    i = pending.pop(fut, None)
+                    if i is None:  # cancelled above
+                        continue
                     if fut.status == "finished":
-                        in_order.put(i, fut.result())
+                        in_order.put(i, result)
                     else:
-                        lose(i, f"{fut.status} on {workers[i]}: {fut.exception() if fut.status == 'error' else ''}")
+                        why = fut.exception() if fut.status == "error" else ""
+                        lose(i, f"{fut.status} on {workers[i]}: {why}")
                     fut.release()
-                for fut, i in list(pending.items()):  # a task pinned to a dead worker would wait for ever
-                    if workers[i] not in alive:
-                        fut.cancel()
-                        del pending[fut]
-                        lose(i, f"worker {workers[i]} left during the task")
-                if done:
+                if batch:
                     watch.last_progress = time.monotonic()
-                watch.check()
+                elif pending:
+                    watch.check()
+                    time.sleep(watch.POLL_S)
         finally:
             for fut in pending:
                 fut.release()
