@@ -68,13 +68,16 @@ def _walk_in_order(folder: str) -> Iterator[str]:
     holding them: a folder's entries are sorted with each subfolder as `name/`, which is where its paths
     fall among the files' (a name has no "/"). Like os.walk, symlinked folders are not followed."""
     entries = []
-    with os.scandir(folder) as it:
-        for e in it:
-            if e.is_dir():
-                if not e.is_symlink():
-                    entries.append((e.name + "/", e.path))
-            elif is_fits_name(e.name):
-                entries.append((e.name, e.path))
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_dir():
+                    if not e.is_symlink():
+                        entries.append((e.name + "/", e.path))
+                elif is_fits_name(e.name):
+                    entries.append((e.name, e.path))
+    except OSError as exc:  # an unreadable folder is named, not silently left out of the survey
+        raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
     entries.sort()
     for key, path in entries:
         if key.endswith("/"):
