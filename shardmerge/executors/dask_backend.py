@@ -96,7 +96,6 @@ class DaskExecutor:
                 f.release()
         return results
 
-
     def map_on(self, fn: Callable, items: Sequence, workers: Sequence[str], *args: Any, name: str, window: int,
                fold: Callable[[Any], None]) -> dict[int, str]:
         """Run `fn(items[i], *args)` on worker `workers[i]` only (what it holds is on its own disk), at most
