@@ -364,6 +364,8 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
     this scratch, where the merge and a rerun find it like any shard. A shard whose worker is gone before
     its fetch is written again elsewhere. Shards already on this scratch (an earlier run's) are reused."""
     results: list = [None] * len(plan.shards)
+    if opts.restart:  # what an earlier run left on the workers' disks goes too, not only this scratch's
+        _remove_node_shards(ex, scratch)
     for i, shard in enumerate(plan.shards):
         kept = load_manifest(shard_path(scratch, shard))
         if manifest_matches(kept, shard):
@@ -398,13 +400,17 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
         todo = [to_fetch[k][0] for k in sorted(lost)]
         if todo:
             report.counts["shards_recomputed_lost"] = report.counts.get("shards_recomputed_lost", 0) + len(todo)
-    try:  # every shard is safe here now: the workers' copies can go
+    _remove_node_shards(ex, scratch)  # every shard is safe on this scratch now: the workers' copies can go
+    return results
+
+
+def _remove_node_shards(ex, scratch: str) -> None:
+    try:
         removed = ex.run_on_workers(remove_node_scratch, scratch)
         log.info("removed %d node-local shard store(s) from %d worker(s)", sum(removed.values()), len(removed))
     except Exception as exc:  # noqa: BLE001 - cleanup only; the run's outcome does not depend on it
         log.warning("could not remove node-local shard stores (%s: %s); they are in each worker's "
                     "SHARDMERGE_NODE_SCRATCH or TMPDIR", type(exc).__name__, exc)
-    return results
 
 
 def _fetched_shard_keeper(plan: Plan, scratch: str, to_fetch: list[tuple[int, dict]], results: list,

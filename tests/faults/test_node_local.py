@@ -149,7 +149,9 @@ def test_a_worker_lost_before_the_fetch_has_its_shards_written_again(tmp_path, n
     assert chunk_files(out) == chunk_files(clean_store)
 
 
-def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp_path, nodes, corpus, clean_store):
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp_path, nodes, corpus, clean_store,
+                                                                             restart):
     out = tmp_path / "out.zarr"
     proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local",
                    failpoints="shard-fetched=pause@4")
@@ -157,11 +159,17 @@ def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp
     kill_group(proc)  # the ingest only: the workers, and the shards on their disks, live on
     assert not out.exists()
     wait_until(lambda: all(p.poll() is None for p in nodes.workers.values()), what="workers alive")
-    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", report="rerun.json")
+    left = nodes.shards_on("node-1") + nodes.shards_on("node-2")
+    assert len(set(left)) == 9  # every shard is still on a worker's disk
+    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local",
+                   *(["--restart"] if restart else []), report="rerun.json")
     _finish(proc)
     counts = report_of(tmp_path / "rerun.json")["counts"]
-    assert counts["shards_fetched"] == 5  # the 4 fetched before the kill were kept on this scratch
-    assert counts["shards_reused"] >= 4  # those 4, and any the rerun's tasks found on their worker's disk
+    if restart:  # nothing an earlier run left is used: not this scratch's shards, not the workers'
+        assert counts["shards_fetched"] == 9 and counts.get("shards_reused", 0) == 0
+    else:
+        assert counts["shards_fetched"] == 5  # the 4 fetched before the kill were kept on this scratch
+        assert counts["shards_reused"] >= 4  # those 4, and any the rerun's tasks found on their worker's disk
     assert chunk_files(out) == chunk_files(clean_store)
 
 
