@@ -378,8 +378,10 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
         if not todo:
             break
         if round_no == LOST_SHARD_ROUNDS:
-            raise ShardError(f"{len(todo)} shard(s) lost their worker {LOST_SHARD_ROUNDS} times before they could "
-                             "be fetched (workers keep dying?); finished shards are kept: rerun")
+            names = ", ".join(plan.shards[i].name for i in todo[:5]) + (", ..." if len(todo) > 5 else "")
+            raise ShardError(f"{len(todo)} shard(s) ({names}) were lost {LOST_SHARD_ROUNDS} times before they could "
+                             "be fetched (each time is logged above: workers dying, or a fetch failing on its worker); "
+                             "the shards fetched so far are kept: rerun the same command")
         written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
                          context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
                          retries=2, on_result=progress, keep_errors=(BadFileError, BadFilesError))

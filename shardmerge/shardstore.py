@@ -187,19 +187,24 @@ def node_scratch(scratch: str) -> str:
     """Node-local scratch, on the worker: `<hash of OUT>-node` under this node's own root, which is
     `SHARDMERGE_NODE_SCRATCH` in the worker's environment, else `SHARDMERGE_SCRATCH`, else the system temp
     folder (`TMPDIR`, which SLURM sites often point at the job's local disk)."""
-    root = os.environ.get("SHARDMERGE_NODE_SCRATCH") or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
-        tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
-    root = os.path.abspath(root)
-    folder = os.path.join(root, os.path.basename(scratch) + "-node")  # never the driver's own scratch folder
-    private_folder(root)
+    folder = _node_scratch_path(scratch)
+    private_folder(os.path.dirname(folder))
     private_folder(folder)
     return folder
 
 
+def _node_scratch_path(scratch: str) -> str:
+    root = os.environ.get("SHARDMERGE_NODE_SCRATCH") or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
+        tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
+    return os.path.join(os.path.abspath(root), os.path.basename(scratch) + "-node")  # never the driver's own
+
+
 def read_node_shard(store_name: str, scratch: str) -> dict[str, bytes]:
     """Dask task, pinned to the worker that wrote the shard on its node-local scratch: every file of the
-    shard store, manifest included, for the merge writer to verify and keep (one shard at a time)."""
-    store = os.path.join(node_scratch(scratch), store_name)
+    shard store, manifest included, for the merge writer to keep (one shard at a time). Each file is checked
+    here against the crc32 its shard task recorded: a store damaged on this disk is removed, so that the
+    shard is written again rather than fetched, and refused, on every rerun."""
+    store = os.path.join(_node_scratch_path(scratch), store_name)
     failpoint("fetch-read")
     out = {}
     for dirpath, _, names in os.walk(store):
@@ -207,14 +212,33 @@ def read_node_shard(store_name: str, scratch: str) -> dict[str, bytes]:
             full = os.path.join(dirpath, name)
             with open(full, "rb") as f:
                 out[os.path.relpath(full, store)] = f.read()
+    where = f"{store} on {os.uname().nodename}"
     if MANIFEST_FILE not in out:
-        raise FileNotFoundError(f"{store} on {os.uname().nodename} has no manifest")
+        raise FileNotFoundError(f"{where} has no manifest")
+    problem = fetched_files_problem(json.loads(out[MANIFEST_FILE]), out, "stored")
+    if problem:
+        remove_tree(store)
+        raise ShardError(f"{where}: {problem}; removed it, so the shard is written again")
     return out
+
+
+def fetched_files_problem(manifest: dict, files: dict[str, bytes], what: str) -> str:
+    """What is wrong with a shard store's files (`what`: stored, fetched) against its manifest's [size, crc32]
+    list; "" if nothing."""
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or set(listed) != set(files) - {MANIFEST_FILE}:
+        return "its files differ from its manifest's list"
+    for rel, data in files.items():
+        if rel != MANIFEST_FILE and [len(data), zlib.crc32(data)] != listed[rel]:
+            return f"{rel}: {what} bytes do not match the crc32 its shard task recorded"
+    return ""
 
 
 def remove_node_scratch(scratch: str) -> int:
     """Run on every worker once its shards are safe on the driver's scratch: remove this node's copies."""
-    folder = node_scratch(scratch)
+    folder = _node_scratch_path(scratch)
+    if not os.path.isdir(folder):  # a worker that wrote no shard of this run
+        return 0
     stores = [n for n in os.listdir(folder) if n.startswith("shard-")]
     remove_tree(folder)
     return len(stores)
@@ -226,13 +250,11 @@ def keep_fetched_shard(scratch: str, shard: ShardSpec, files: dict[str, bytes]) 
     return its manifest. From here on the shard is an ordinary one, reused by a rerun like any other."""
     manifest = json.loads(files[MANIFEST_FILE])
     if not manifest_matches(manifest, shard):
-        raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')})")
-    listed = manifest["files"]
-    if set(listed) != set(files) - {MANIFEST_FILE}:
-        raise ShardError(f"{shard.name}: fetched files differ from its manifest's list")
-    for rel, data in files.items():
-        if rel != MANIFEST_FILE and [len(data), zlib.crc32(data)] != listed[rel]:
-            raise ShardError(f"{shard.name}/{rel}: fetched bytes do not match the crc32 its shard task recorded")
+        raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')}); "
+                         "rerun the same command")
+    problem = fetched_files_problem(manifest, files, "fetched")  # the worker checked them: here, the transfer
+    if problem:
+        raise ShardError(f"{shard.name}/{problem}; rerun the same command to fetch it again")
     final = shard_path(scratch, shard)
     partial = f"{final}.fetch.partial"
     remove_tree(partial)

@@ -137,3 +137,27 @@ def test_a_fetched_node_local_shard_is_checked_against_its_crc32_before_it_is_ke
     with pytest.raises(ShardError, match="not this shard's"):
         keep_fetched_shard(str(other), plan.shards[0], files)
     assert os.listdir(other) == []  # nothing half-kept
+
+
+def test_a_node_local_store_damaged_on_its_disk_is_removed_by_the_fetch_so_it_is_written_again(shards, tmp_path,
+                                                                                              monkeypatch):
+    """Refused on the worker, not only by the ingest: else the same damaged copy would be reused and fetched,
+    and refused, on every rerun."""
+    import shutil
+
+    from shardmerge.shardstore import node_scratch, read_node_shard
+
+    plan, scratch, manifests = shards
+    monkeypatch.setenv("SHARDMERGE_NODE_SCRATCH", str(tmp_path / "node"))
+    shard = plan.shards[1]
+    node_copy = Path(node_scratch(str(scratch))) / shard.store_name
+    shutil.copytree(shard_path(str(scratch), shard), node_copy)
+    files = read_node_shard(shard.store_name, str(scratch))
+    assert set(files) == {str(p.relative_to(node_copy)) for p in node_copy.rglob("*") if p.is_file()}
+    chunk = next(p for p in (node_copy / "flux_raw").rglob("*") if p.is_file())
+    data = chunk.read_bytes()
+    chunk.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    rel = str(chunk.relative_to(node_copy))
+    with pytest.raises(ShardError, match=f"{rel}: stored bytes do not match the crc32.*written again"):
+        read_node_shard(shard.store_name, str(scratch))
+    assert not node_copy.exists()
