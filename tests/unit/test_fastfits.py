@@ -129,8 +129,8 @@ def test_card_values_match_astropy(value, comment, keyword):
     try:
         card = fits.Card(keyword, value, comment)
         image = card.image.encode("ascii")
-    except (ValueError, fits.verify.VerifyError):
-        return
+    except (ValueError, fits.verify.VerifyError, fits.verify.VerifyWarning):
+        return  # a card astropy cannot write whole (it would truncate the comment): nothing to compare
     if len(image) != 80:
         return  # a long string: CONTINUE cards, never parsed here
     expected = fits.Card.fromstring(image.decode()).value
