@@ -37,6 +37,7 @@ class Profile:
 # (column, array typecode): 8-byte where a value can pass 2^31 (bytes, ns, a file's spectra), else 4
 _COLUMNS = (("size", "q"), ("mtime_ns", "q"), ("n_spectra", "q"), ("n_pix_max", "i"), ("n_pix_min", "i"),
             ("dropped", "i"), ("profile", "i"), ("folder_of", "i"), ("name_ends", "q"))
+_PATH_COLUMNS = ("folder_of", "name_ends")  # packed by a PathList
 
 
 class FileTable:
@@ -78,12 +79,8 @@ class FileTable:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def name(self, row: int) -> str:
-        start = self.name_ends[row - 1] if row else 0
-        return self.names[start : self.name_ends[row]].decode()
-
     def path(self, row: int) -> str:
-        return self.folders[self.folder_of[row]] + self.name(row)
+        return _unpack(self.folders, self.folder_of, self.names, self.name_ends, row)
 
     def paths(self, lo: int = 0, hi: int | None = None) -> Iterator[str]:
         for row in range(lo, len(self) if hi is None else hi):
@@ -145,34 +142,24 @@ class FileTableBuilder:
     """Collects scan results in path order, one at a time, so no list of FileScans is ever held."""
 
     def __init__(self) -> None:
-        self._folder_ids: dict[str, int] = {}
+        self._paths = PathList()  # folder and name, packed as discovery packs them
         self._profile_ids: dict[Profile, int] = {}
-        self._names = bytearray()
-        self._columns = {name: array(typecode) for name, typecode in _COLUMNS}
+        self._columns = {name: array(typecode) for name, typecode in _COLUMNS if name not in _PATH_COLUMNS}
         self._join_keys: dict[int, str] = {}
         self._notes: dict[int, tuple[str, ...]] = {}
-        self._last = ""
 
     def __len__(self) -> int:
-        return len(self._columns["size"])
+        return len(self._paths)
 
     def add(self, scan) -> None:
-        path = scan.path
-        if path <= self._last:
-            if path == self._last:
-                raise PlanError(f"{path} is listed twice among the inputs")
-            raise ValueError(f"scan results out of path order: {path} after {self._last}")
-        self._last = path
-        cut = path.rfind("/") + 1
-        folder, name = path[:cut], path[cut:]
+        if scan.path == self._paths.last:
+            raise PlanError(f"{scan.path} is listed twice among the inputs")
+        row = len(self)
+        self._paths.append(scan.path)  # refuses a path out of order
         profile = Profile(scan.format, scan.grid_keys, scan.flux_unit, scan.header_keys, scan.param_keys,
                           scan.mask_convention, scan.metadata_keys, scan.provides, scan.companion)
-        row = len(self)
         c = self._columns
-        c["folder_of"].append(self._folder_ids.setdefault(folder, len(self._folder_ids)))
         c["profile"].append(self._profile_ids.setdefault(profile, len(self._profile_ids)))
-        self._names += name.encode()
-        c["name_ends"].append(len(self._names))
         c["size"].append(scan.size)
         c["mtime_ns"].append(scan.mtime_ns)
         c["n_spectra"].append(scan.n_spectra)
@@ -188,11 +175,17 @@ class FileTableBuilder:
         out = FileTable.__new__(FileTable)
         for name, column in self._columns.items():
             setattr(out, name, column)
-        out.names = bytes(self._names)
-        out.folders = tuple(self._folder_ids)
+        p = self._paths
+        out.folders, out.folder_of, out.names, out.name_ends = tuple(p.folders), p.folder_of, bytes(p.names), p.ends
         out.profiles = tuple(self._profile_ids)
         out.join_keys, out.notes = self._join_keys, self._notes
         return out
+
+
+def _unpack(folders, folder_of: array, names, ends: array, row: int) -> str:
+    """Path `row` of a packed list: its folder (ending in "/") and its utf-8 name."""
+    start = ends[row - 1] if row else 0
+    return folders[folder_of[row]] + names[start : ends[row]].decode()
 
 
 class PathList(Sequence):
@@ -201,35 +194,34 @@ class PathList(Sequence):
 
     def __init__(self) -> None:
         self._folder_ids: dict[str, int] = {}
-        self._folders: list[str] = []
-        self._folder_of = array("i")
-        self._names = bytearray()
-        self._ends = array("q")
-        self._last = ""
+        self.folders: list[str] = []  # each ends in "/"
+        self.folder_of = array("i")
+        self.names = bytearray()
+        self.ends = array("q")
+        self.last = ""
 
     def append(self, path: str) -> None:
         """Paths must come in increasing order; a repeat of the last one is dropped (overlapping inputs)."""
-        if path <= self._last:
-            if path == self._last:
+        if path <= self.last:
+            if path == self.last:
                 return
-            raise ValueError(f"paths out of order: {path} after {self._last}")
-        self._last = path
+            raise ValueError(f"out of path order: {path} after {self.last}")
+        self.last = path
         cut = path.rfind("/") + 1
         folder = path[:cut]
         fid = self._folder_ids.get(folder)
         if fid is None:
-            fid = self._folder_ids[folder] = len(self._folders)
-            self._folders.append(folder)
-        self._folder_of.append(fid)
-        self._names += path[cut:].encode()
-        self._ends.append(len(self._names))
+            fid = self._folder_ids[folder] = len(self.folders)
+            self.folders.append(folder)
+        self.folder_of.append(fid)
+        self.names += path[cut:].encode()
+        self.ends.append(len(self.names))
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self.ends)
 
     def _get(self, i: int) -> str:
-        start = self._ends[i - 1] if i else 0
-        return self._folders[self._folder_of[i]] + self._names[start : self._ends[i]].decode()
+        return _unpack(self.folders, self.folder_of, self.names, self.ends, i)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
