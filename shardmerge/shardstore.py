@@ -174,13 +174,13 @@ def sweep_file_tables(scratch: str, keep: str) -> None:
             os.unlink(path)
 
 
-def private_folder(folder: str) -> None:
+def private_folder(folder: str, choose: str = "choose another --scratch") -> None:
     """Make a 0700 folder of this user's (spectra can be proprietary). In a shared /tmp another user could
-    have planted it, or a symlink: refused."""
+    have planted it, or a symlink: refused, saying what to `choose` instead."""
     os.makedirs(folder, mode=0o700, exist_ok=True)
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; choose another --scratch")
+        raise InputError(f"scratch folder {folder} is a symlink or belongs to another user; {choose}")
 
 
 def node_scratch(scratch: str) -> str:
@@ -188,8 +188,9 @@ def node_scratch(scratch: str) -> str:
     `SHARDMERGE_NODE_SCRATCH` in the worker's environment, else `SHARDMERGE_SCRATCH`, else the system temp
     folder (`TMPDIR`, which SLURM sites often point at the job's local disk)."""
     folder = _node_scratch_path(scratch)
-    private_folder(os.path.dirname(folder))
-    private_folder(folder)
+    fix = f"on {os.uname().nodename}, set SHARDMERGE_NODE_SCRATCH in the workers' environment to another folder"
+    private_folder(os.path.dirname(folder), fix)
+    private_folder(folder, fix)
     return folder
 
 
