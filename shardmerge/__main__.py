@@ -7,6 +7,7 @@ import sys
 
 
 def main() -> None:
+    from . import nopandas  # noqa: F401 - this process never uses pandas; pyarrow would import it (0.35 s)
     from .forkserver import start_early, wants_local_workers
 
     if wants_local_workers(sys.argv[1:]):

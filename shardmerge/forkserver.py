@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# what the tasks run (pandas: pyarrow imports it on a task's first pa.array, 0.7 s; absent, it is skipped)
-WORKER_PRELOAD = ["distributed", "shardmerge.scan", "shardmerge.shard", "pandas"]
+# what the tasks run; pandas hidden first, or pyarrow would import it on a task's first array (0.7 s)
+WORKER_PRELOAD = ["shardmerge.nopandas", "distributed", "shardmerge.scan", "shardmerge.shard"]
 
 
 def wants_local_workers(argv: Sequence[str]) -> bool:

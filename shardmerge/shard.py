@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -125,11 +126,13 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
 
 def _worker_address() -> str:
     """The Dask worker running this task ("" outside one): where a node-local shard can be fetched from."""
+    if "distributed" not in sys.modules:  # no worker imported it: this is the ingest's process (0.3 s saved)
+        return ""
     try:
         from distributed import get_worker
 
         return get_worker().address
-    except (ImportError, ValueError):
+    except ValueError:
         return ""
 
 

@@ -154,7 +154,7 @@ class DaskExecutor:
                     watch.last_progress = time.monotonic()
                 elif pending:
                     watch.check()
-                    time.sleep(watch.POLL_S)
+                    watch.wait(arrived)
         finally:
             for fut in pending:
                 fut.release()
@@ -188,7 +188,8 @@ class _Watchdog:
     """Bounds every wait for results. A scheduler keeps tasks forever when its last worker is gone (SIGKILLed,
     its job ended), a result held by a dead worker is recomputed (so fetching it waits for a worker too), and
     a task can hang (a dead NFS mount): without this the run would wait without end. The worker count is
-    asked at most once a second; polling the results queue costs nothing."""
+    asked at most once a second. Between looks it sleeps on the results queue's condition, so a result that
+    arrives wakes it at once instead of at the end of a poll interval."""
 
     POLL_S = 0.05
 
@@ -210,7 +211,15 @@ class _Watchdog:
                 yield from batch
                 continue
             self.check()
-            time.sleep(self.POLL_S)
+            self.wait(pending)
+
+    def wait(self, pending: Any) -> None:
+        """Up to POLL_S, or until `pending` (a distributed as_completed) has a result. Its event loop puts
+        the result in its queue before it notifies under `thread_condition`, so asking whether the queue is
+        empty under that condition cannot miss a wakeup."""
+        with pending.thread_condition:
+            if not pending.has_ready():
+                pending.thread_condition.wait(timeout=self.POLL_S)
 
     def check(self) -> None:
         now = time.monotonic()

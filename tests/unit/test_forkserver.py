@@ -3,6 +3,9 @@ local workers from it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from shardmerge.forkserver import wants_local_workers
@@ -22,3 +25,45 @@ from shardmerge.forkserver import wants_local_workers
 ])
 def test_only_an_ingest_on_local_workers_starts_the_forkserver_early(argv, wanted):
     assert wants_local_workers(argv) is wanted
+
+
+_NO_PANDAS = """
+import sys
+
+import shardmerge.cli  # the library itself leaves pandas alone: a user's session may want it
+
+assert not any(type(f).__name__ == "HidePandas" for f in sys.meta_path)
+from shardmerge import nopandas  # what `python -m shardmerge` does first
+
+from shardmerge.forkserver import start_early
+
+start_early()
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shardmerge.config import ClusterRequest
+from shardmerge.executors.local import local_executor
+
+
+def arrow_round_trip(path):
+    pq.write_table(pa.table({"s": pa.array(["a", None]), "f": pa.array([1.5, float("nan")])}), path)
+    t = pq.ParquetFile(path).read()
+    values = [t.column("s").to_numpy(zero_copy_only=False).tolist(), t.column("f").to_numpy()[0]]
+    return values, "pandas" in sys.modules
+
+
+assert arrow_round_trip(sys.argv[1] + "/driver.parquet") == ([["a", None], 1.5], False)
+with local_executor(ClusterRequest(workers=1)) as ex:
+    (seen,) = ex.run_on_workers(arrow_round_trip, sys.argv[1] + "/worker.parquet").values()
+assert seen == ([["a", None], 1.5], False), seen
+print("ok")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_cli_and_its_local_workers_use_arrow_without_importing_pandas(tmp_path):
+    """pyarrow would import pandas (0.35-0.7 s) in the CLI and in every worker on its first array, only to
+    ask whether an object is a pandas one; shardmerge's own processes hide it, and arrow still works."""
+    done = subprocess.run([sys.executable, "-c", _NO_PANDAS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=110)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
