@@ -56,7 +56,7 @@ def test_shard_chunk_damaged_in_scratch_is_caught_by_the_merge_and_recomputed(tm
     """A chunk file altered in scratch after its shard was written (bit rot, a stray process): the merge
     compares it with the manifest's checksum, removes that shard, and the rerun recomputes just it."""
     out = tmp_path / "out.zarr"
-    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="merge-copied-shard=pause")
+    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="merge-copied-shard=pause", workers=0)
     wait_for_failpoint(tmp_path, "merge-copied-shard", proc)
     kill_group(proc)
     victim = shard_stores(tmp_path / "scratch")[4]
@@ -65,12 +65,12 @@ def test_shard_chunk_damaged_in_scratch_is_caught_by_the_merge_and_recomputed(tm
     raw[-1] ^= 0xFF
     chunk.write_bytes(bytes(raw))
 
-    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "2", *LAYOUT)
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT)
     assert r.exit_code == 1, r
     assert f"{victim}: chunk flux_raw/c/0/0 does not match its manifest checksum" in r.output
     assert not victim.exists() and not out.exists()
     rep = tmp_path / "r.json"
-    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "2", *LAYOUT, "--report", rep)
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep)
     assert r.exit_code == 0, r
     assert report_of(rep)["counts"]["shards_reused"] == 8
     assert chunk_files(out) == chunk_files(clean_store)
@@ -113,7 +113,8 @@ def test_scratch_planted_by_another_user_or_as_a_symlink_is_refused(tmp_path, co
 
 
 def _crash_at_gate(tmp_path, corpus, out):
-    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="gate-start=pause")
+    """A crash after every shard is written (in-process: the resume logic is what these tests are about)."""
+    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="gate-start=pause", workers=0)
     wait_for_failpoint(tmp_path, "gate-start", proc)
     kill_group(proc)
     (tmp_path / "failpoints" / "gate-start.hit").unlink()
@@ -139,7 +140,7 @@ def test_inputs_changed_before_a_resume(tmp_path, change):
         files[-1].unlink()  # the last file: only the last shard changes
         expect_reused = 8
     rep = tmp_path / "r.json"
-    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "2", *LAYOUT, "--report", rep)
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep)
     assert r.exit_code == 0, r
     counts = report_of(rep)["counts"]
     assert counts["shards_reused"] == expect_reused, counts
@@ -154,7 +155,7 @@ def test_restart_discards_reusable_shards(tmp_path, corpus):
     out = tmp_path / "out.zarr"
     _crash_at_gate(tmp_path, corpus, out)
     rep = tmp_path / "r.json"
-    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "2", *LAYOUT, "--restart", "--report", rep)
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--restart", "--report", rep)
     assert r.exit_code == 0, r
     assert report_of(rep)["counts"]["shards_reused"] == 0
     shutil.rmtree(out)
