@@ -6,9 +6,10 @@ row-wise metadata, index.parquet and consolidated metadata, which `cp -r` does n
 
 Node-local scratch (`--scratch-kind node-local`) adds a fetch before the merge: every shard store comes
 from the worker that holds it through a Dask task pinned there (2 local workers, 4 shards in flight),
-is checked against its manifest's crc32 and kept on the ingest's scratch (made durable: one syncfs per
-shard). Its fair floor is the copy made durable too ("cp -r, then sync -f"). Measured alone
-("node-local fetch") and followed by the hard-link merge ("node-local fetch + merge").
+is checked against its manifest's crc32 and kept on the ingest's scratch (made durable: a keeper thread
+syncs the stores written so far with one syncfs while the next ones arrive). Its fair floor is the copy
+made durable too ("cp -r, then sync -f"). Measured alone ("node-local fetch") and followed by the
+hard-link merge ("node-local fetch + merge").
 
     python benchmarks/merge.py --plates 16 --rows 1000      # 16000 spectra x 4000 px (256 MB of flux)
 
@@ -70,7 +71,7 @@ def main() -> None:
 
         node_root = work / "node"  # the workers' "own disk": every shard store, where node_scratch finds them
         os.environ["SHARDMERGE_NODE_SCRATCH"] = str(node_root)  # the LocalCluster's workers inherit it
-        from shardmerge.shardstore import keep_fetched_shard, node_scratch, read_node_shard
+        from shardmerge.shardstore import FetchedShardKeeper, node_scratch, read_node_shard
 
         for s in shards:
             shutil.copytree(s, Path(node_scratch(scratch)) / Path(s).name)
@@ -87,10 +88,12 @@ def main() -> None:
         def fetch(dest: Path) -> list[str]:
             dest.mkdir()
             order = iter(plan.shards)
+            keeper = FetchedShardKeeper(str(dest))
             lost = ex.map_on(read_node_shard, [s.store_name for s in plan.shards],
                              [addresses[i % len(addresses)] for i in range(len(plan.shards))], scratch,
                              name=f"fetch-{dest.name}", window=4,
-                             fold=lambda files: keep_fetched_shard(str(dest), next(order), files))
+                             fold=lambda files: keeper.keep(next(order), files, lambda manifest: None))
+            keeper.close()
             assert not lost, lost
             return [shard_path(str(dest), s) for s in plan.shards]
 

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .errors import DurabilityError, StorageError
@@ -103,6 +103,20 @@ def sync_tree(path: str) -> None:
             raise DurabilityError(path, f"syncfs failed ({exc.strerror or exc}); nothing is published") from exc
         finally:
             os.close(fd)
+
+
+def sync_trees(paths: Sequence[str]) -> None:
+    """sync_tree of each path; where syncfs applies, one call per filesystem covers them all."""
+    if _SYNCFS is None:
+        for path in paths:
+            fsync_tree(path)
+        return
+    seen: set[int] = set()
+    for path in paths:
+        dev = os.stat(path).st_dev
+        if dev not in seen:
+            seen.add(dev)
+            sync_tree(path)
 
 
 def file_checksum(path: str) -> list[int]:

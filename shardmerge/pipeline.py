@@ -12,6 +12,7 @@ import resource
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .durable import remove_tree, remove_trees, storage_errors, sync_tree
@@ -38,7 +39,7 @@ from .report import RunReport
 from .scan import BadFile, batches, discover_inputs, scan_batch
 from .shard import write_shard
 from .shardstore import (
-    keep_fetched_shard,
+    FetchedShardKeeper,
     load_manifest,
     manifest_matches,
     private_folder,
@@ -391,11 +392,15 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
                 to_fetch.append((i, r))
             else:
                 results[i] = r  # damage: the caller names or skips the file
-        keep = _fetched_shard_keeper(plan, scratch, to_fetch, results, report, fetch_progress)
+        keeper = FetchedShardKeeper(scratch)
         failpoint("fetch-start")
-        lost = ex.map_on(read_node_shard, [plan.shards[i].store_name for i, _ in to_fetch],
-                         [m["worker"] for _, m in to_fetch], scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
-                         window=FETCH_WINDOW, fold=keep)
+        try:
+            lost = ex.map_on(read_node_shard, [plan.shards[i].store_name for i, _ in to_fetch],
+                             [m["worker"] for _, m in to_fetch], scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
+                             window=FETCH_WINDOW,
+                             fold=_fetched_shard_fold(plan, keeper, to_fetch, results, report, fetch_progress))
+        finally:
+            keeper.close()  # every store handed to it is in place before the merge or the next round
         for k, why in sorted(lost.items()):
             log.warning("%s: lost before it was fetched (%s); writing it again", plan.shards[to_fetch[k][0]].name,
                         why)
@@ -415,24 +420,27 @@ def _remove_node_shards(ex, scratch: str) -> None:
                     "SHARDMERGE_NODE_SCRATCH or TMPDIR", type(exc).__name__, exc)
 
 
-def _fetched_shard_keeper(plan: Plan, scratch: str, to_fetch: list[tuple[int, dict]], results: list,
-                          report: RunReport, progress: Progress):
-    """The fold of a fetch round: called in `to_fetch`'s order with each store's files, or None if lost."""
+def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[tuple[int, dict]], results: list,
+                        report: RunReport, progress: Progress):
+    """The fold of a fetch round: called in `to_fetch`'s order with each store's files, or None if lost.
+    What counts a shard as fetched runs once the keeper has it in place (on the keeper's thread; this
+    thread reads `results` and `report` only after keeper.close())."""
     order = iter(to_fetch)
 
-    def keep(files: dict | None) -> None:
-        i, written = next(order)
-        if files is None:  # lost: results[i] stays None until a later round writes it again
-            return
-        with storage_errors(scratch):
-            manifest = keep_fetched_shard(scratch, plan.shards[i], files)
-        report.bytes["fetched"] = report.bytes.get("fetched", 0) + sum(map(len, files.values()))
+    def kept(i: int, reused: bool, size: int, manifest: dict) -> None:
+        report.bytes["fetched"] = report.bytes.get("fetched", 0) + size
         report.counts["shards_fetched"] = report.counts.get("shards_fetched", 0) + 1
-        results[i] = {**manifest, "reused": written["reused"]}
+        results[i] = {**manifest, "reused": reused}
         progress(manifest)
         failpoint("shard-fetched")
 
-    return keep
+    def fold(files: dict | None) -> None:
+        i, written = next(order)
+        if files is None:  # lost: results[i] stays None until a later round writes it again
+            return
+        keeper.keep(plan.shards[i], files, partial(kept, i, written["reused"], sum(map(len, files.values()))))
+
+    return fold
 
 
 def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import stat
 import tempfile
+import threading
 import zlib
 from array import array
+from collections.abc import Callable
 
-from .durable import fsync_path, remove_tree, sync_tree
+from .durable import fsync_path, remove_tree, storage_errors, sync_trees
 from .errors import InputError, ShardError
 from .failpoints import failpoint
 from .plan import Companion, FileSegment, Plan, ShardSpec
@@ -245,34 +248,80 @@ def remove_node_scratch(scratch: str) -> int:
     return len(stores)
 
 
-def keep_fetched_shard(scratch: str, shard: ShardSpec, files: dict[str, bytes]) -> dict:
-    """Driver side of a node-local shard: check every file against the crc32 its shard task recorded, write
-    the store into this scratch (fsynced, manifest last, renamed into place: as a shard task does), and
-    return its manifest. From here on the shard is an ordinary one, reused by a rerun like any other."""
-    manifest = json.loads(files[MANIFEST_FILE])
-    if not manifest_matches(manifest, shard):
-        raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')}); "
-                         "rerun the same command")
-    problem = fetched_files_problem(manifest, files, "fetched")  # the worker checked them: here, the transfer
-    if problem:
-        raise ShardError(f"{shard.name}/{problem}; rerun the same command to fetch it again")
-    final = shard_path(scratch, shard)
-    partial = f"{final}.fetch.partial"
-    remove_tree(partial)
-    try:
-        for rel, data in files.items():
-            if rel == MANIFEST_FILE:
-                continue
-            path = os.path.join(partial, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-        sync_tree(partial)  # one syncfs where the kernel allows, not an fsync per file
-        write_manifest(partial, manifest)
-        remove_tree(final)  # a store there without this manifest is no shard (load_manifest said so)
-        os.rename(partial, final)
-    except BaseException:
-        remove_tree(partial)
-        raise
-    fsync_path(scratch, directory=True)
-    return manifest
+class FetchedShardKeeper:
+    """The driver's side of node-local shards: each fetched store is checked against the crc32 its shard task
+    recorded and written into this scratch as a shard task would (durable, manifest last, renamed into place),
+    so that from then on it is an ordinary shard, reused by a rerun like any other.
+
+    `keep` checks and writes a store's files in the caller's thread; a keeper thread makes them durable
+    and puts them in place. One syncfs there covers every store written since the last one, and it runs
+    while the next stores arrive and are written: syncing each store in turn had the fetch wait on the disk
+    for half its time. `on_kept(manifest)` runs on that thread, in `keep`'s order, once a store is in
+    place. `close` waits for the last ones; an error of the thread is raised by the next `keep` or by
+    `close`, and what it had not put in place stays a `.fetch.partial` that the next run sweeps."""
+
+    def __init__(self, scratch: str):
+        self.scratch = scratch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._put_in_place, name="shardmerge-keep-fetched", daemon=True)
+        self._thread.start()
+
+    def keep(self, shard: ShardSpec, files: dict[str, bytes], on_kept: Callable[[dict], None]) -> None:
+        self._raise_error()
+        manifest = json.loads(files[MANIFEST_FILE])
+        if not manifest_matches(manifest, shard):
+            raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')}); "
+                             "rerun the same command")
+        problem = fetched_files_problem(manifest, files, "fetched")  # the worker checked them: here, the transfer
+        if problem:
+            raise ShardError(f"{shard.name}/{problem}; rerun the same command to fetch it again")
+        partial = f"{shard_path(self.scratch, shard)}.fetch.partial"
+        with storage_errors(self.scratch):
+            remove_tree(partial)
+            try:
+                for rel, data in files.items():
+                    if rel == MANIFEST_FILE:
+                        continue
+                    path = os.path.join(partial, rel)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as f:
+                        f.write(data)
+            except BaseException:
+                remove_tree(partial)
+                raise
+        self._queue.put((shard, partial, manifest, on_kept))
+
+    def close(self) -> None:
+        """Wait until every store given to `keep` is in place (or the thread failed: raised here)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _put_in_place(self) -> None:
+        done = False
+        while not done:
+            group = [self._queue.get()]
+            while not self._queue.empty():  # every store written by now: one sync for all of them
+                group.append(self._queue.get())
+            if group[-1] is None:
+                group.pop()
+                done = True
+            if self._error is not None or not group:
+                continue  # after an error, only drain: what is left stays partial
+            try:
+                with storage_errors(self.scratch):
+                    sync_trees([partial for _, partial, _, _ in group])
+                    for shard, partial, manifest, on_kept in group:
+                        final = shard_path(self.scratch, shard)
+                        write_manifest(partial, manifest)
+                        remove_tree(final)  # a store there without this manifest is no shard (load_manifest said so)
+                        os.rename(partial, final)
+                        fsync_path(self.scratch, directory=True)
+                        on_kept(manifest)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by keep/close
+                self._error = exc

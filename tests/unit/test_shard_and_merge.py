@@ -19,7 +19,7 @@ from shardmerge.pipeline import plan_inputs
 from shardmerge.provenance import provenance_attrs
 from shardmerge.schema import MASK_PADDING
 from shardmerge.shard import write_shard
-from shardmerge.shardstore import load_manifest, shard_path, write_file_table
+from shardmerge.shardstore import load_manifest, manifest_matches, shard_path, write_file_table
 from shardmerge.testing import surveys as ss
 from shardmerge.testing.spectra import make_mixed_corpus
 from shardmerge.validate import Expectation, failures, run_checks
@@ -116,27 +116,64 @@ def test_the_merge_refuses_a_shard_of_another_plan(shards, tmp_path):
         materialize(plan, paths, str(tmp_path / "o.tmp"), {})
 
 
+def _store_files(store: str) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(d, n), store): Path(d, n).read_bytes()
+            for d, _, names in os.walk(store) for n in names}
+
+
 def test_a_fetched_node_local_shard_is_checked_against_its_crc32_before_it_is_kept(shards, tmp_path):
-    from shardmerge.shardstore import keep_fetched_shard
+    from shardmerge.shardstore import FetchedShardKeeper
 
     plan, scratch, manifests = shards
     shard = plan.shards[1]
-    store = shard_path(str(scratch), shard)
-    files = {os.path.relpath(os.path.join(d, n), store): Path(d, n).read_bytes()
-             for d, _, names in os.walk(store) for n in names}
+    files = _store_files(shard_path(str(scratch), shard))
     here = tmp_path / "driver-scratch"
     here.mkdir()
-    kept = keep_fetched_shard(str(here), shard, files)
-    assert kept["key"] == shard.key and load_manifest(shard_path(str(here), shard)) == kept
+    keeper, kept = FetchedShardKeeper(str(here)), []
+    keeper.keep(shard, files, kept.append)
+    keeper.close()
+    assert [m["key"] for m in kept] == [shard.key] and load_manifest(shard_path(str(here), shard)) == kept[0]
     flux = next(rel for rel in files if rel.startswith("flux_raw/c"))
     damaged = {**files, flux: bytes([files[flux][0] ^ 1]) + files[flux][1:]}
     other = tmp_path / "other"
     other.mkdir()
+    keeper = FetchedShardKeeper(str(other))
     with pytest.raises(ShardError, match=f"{flux}: fetched bytes do not match the crc32"):
-        keep_fetched_shard(str(other), shard, damaged)
+        keeper.keep(shard, damaged, kept.append)
     with pytest.raises(ShardError, match="not this shard's"):
-        keep_fetched_shard(str(other), plan.shards[0], files)
-    assert os.listdir(other) == []  # nothing half-kept
+        keeper.keep(plan.shards[0], files, kept.append)
+    keeper.close()
+    assert os.listdir(other) == [] and len(kept) == 1  # nothing half-kept
+
+
+def test_fetched_shards_are_put_in_place_in_order_and_a_failed_sync_leaves_them_partial(shards, tmp_path,
+                                                                                       monkeypatch):
+    """The keeper's thread makes stores durable in groups; each is announced once in place, in the order
+    given. A failed sync is raised to the caller, and nothing it covered becomes a shard."""
+    from shardmerge import shardstore
+    from shardmerge.errors import DurabilityError
+
+    plan, scratch, _ = shards
+    here = tmp_path / "here"
+    here.mkdir()
+    keeper, kept = shardstore.FetchedShardKeeper(str(here)), []
+    for shard in plan.shards:
+        keeper.keep(shard, _store_files(shard_path(str(scratch), shard)), kept.append)
+    keeper.close()
+    assert [m["shard"] for m in kept] == [s.index for s in plan.shards]
+    assert all(manifest_matches(load_manifest(shard_path(str(here), s)), s) for s in plan.shards)
+
+    def failing_sync(paths):
+        raise DurabilityError(paths[0], "syncfs failed (Input/output error); nothing is published")
+
+    monkeypatch.setattr(shardstore, "sync_trees", failing_sync)
+    there = tmp_path / "there"
+    there.mkdir()
+    keeper = shardstore.FetchedShardKeeper(str(there))
+    keeper.keep(plan.shards[0], _store_files(shard_path(str(scratch), plan.shards[0])), kept.append)
+    with pytest.raises(DurabilityError, match="syncfs failed"):
+        keeper.close()
+    assert [n.endswith(".fetch.partial") for n in os.listdir(there)] == [True] and len(kept) == len(plan.shards)
 
 
 def test_a_node_local_store_damaged_on_its_disk_is_removed_by_the_fetch_so_it_is_written_again(shards, tmp_path,
