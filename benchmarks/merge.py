@@ -77,7 +77,7 @@ def main() -> None:
             shutil.copytree(s, Path(node_scratch(scratch)) / Path(s).name)
         from distributed import Client, LocalCluster
 
-        from shardmerge.executors.dask_backend import DaskExecutor
+        from shardmerge.executors.dask_backend import DaskExecutor, Feed
 
         cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
                                                    host="127.0.0.1"))
@@ -89,9 +89,8 @@ def main() -> None:
             dest.mkdir()
             order = iter(plan.shards)
             keeper = FetchedShardKeeper(str(dest))
-            lost = ex.map_on(read_node_shard, [s.store_name for s in plan.shards],
-                             [addresses[i % len(addresses)] for i in range(len(plan.shards))], scratch,
-                             name=f"fetch-{dest.name}", window=4,
+            feed = Feed([(s.store_name, addresses[i % len(addresses)]) for i, s in enumerate(plan.shards)], closed=True)
+            lost = ex.map_on(read_node_shard, feed, scratch, name=f"fetch-{dest.name}", window=4,
                              fold=lambda files: keeper.keep(next(order), files, lambda manifest: None))
             keeper.close()
             assert not lost, lost

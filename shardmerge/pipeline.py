@@ -10,6 +10,7 @@ import logging
 import os
 import resource
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -19,6 +20,7 @@ from .durable import remove_tree, remove_trees, storage_errors, sync_tree
 from .errors import BadFileError, BadFilesError, GateError, InputError, ShardError, ShardmergeError
 from .executors import (
     DaskExecutor,
+    Feed,
     NotTheRun,
     blind_workers,
     check_shared_scratch,
@@ -360,10 +362,11 @@ def choose_scratch_kind(ex, scratch: str, kind: str) -> bool:
 def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: IngestOptions,
                       report: RunReport) -> list:
     """Shards on the workers' own disks: each task carries its segments (a worker may not see the file table)
-    and returns the address of the worker that holds the store; then each store is fetched from that
-    worker (a task pinned to it, FETCH_WINDOW at a time), checked against its manifest's crc32 and kept on
-    this scratch, where the merge and a rerun find it like any shard. A shard whose worker is gone before
-    its fetch is written again elsewhere. Shards already on this scratch (an earlier run's) are reused."""
+    and returns the address of the worker that holds the store. Each store is fetched from that worker as
+    soon as it is written, while other shards are still being written (a task pinned there, FETCH_WINDOW
+    at a time, run from a second thread), checked against its manifest's crc32 and kept on this scratch,
+    where the merge and a rerun find it like any shard. A shard whose worker is gone before its fetch is
+    written again elsewhere. Shards already on this scratch (an earlier run's) are reused."""
     results: list = [None] * len(plan.shards)
     if opts.restart:  # what an earlier run left on the workers' disks goes too, not only this scratch's
         _remove_node_shards(ex, scratch)
@@ -383,24 +386,11 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
             raise ShardError(f"{len(todo)} shard(s) ({names}) were lost {LOST_SHARD_ROUNDS} times before they could "
                              "be fetched (each time is logged above: workers dying, or a fetch failing on its worker); "
                              "the shards fetched so far are kept: rerun the same command")
-        written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
-                         context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
-                         retries=2, on_result=progress, keep_errors=(BadFileError, BadFilesError))
-        to_fetch = []
+        written, to_fetch, lost = _write_and_fetch(ex, plan, todo, round_no, context, scratch, rules, opts, results,
+                                                   report, progress, fetch_progress)
         for i, r in zip(todo, written, strict=True):
-            if isinstance(r, dict):
-                to_fetch.append((i, r))
-            else:
+            if not isinstance(r, dict):
                 results[i] = r  # damage: the caller names or skips the file
-        keeper = FetchedShardKeeper(scratch)
-        failpoint("fetch-start")
-        try:
-            lost = ex.map_on(read_node_shard, [plan.shards[i].store_name for i, _ in to_fetch],
-                             [m["worker"] for _, m in to_fetch], scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
-                             window=FETCH_WINDOW,
-                             fold=_fetched_shard_fold(plan, keeper, to_fetch, results, report, fetch_progress))
-        finally:
-            keeper.close()  # every store handed to it is in place before the merge or the next round
         for k, why in sorted(lost.items()):
             log.warning("%s: lost before it was fetched (%s); writing it again", plan.shards[to_fetch[k][0]].name,
                         why)
@@ -409,6 +399,69 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
             report.counts["shards_recomputed_lost"] = report.counts.get("shards_recomputed_lost", 0) + len(todo)
     _remove_node_shards(ex, scratch)  # every shard is safe on this scratch now: the workers' copies can go
     return results
+
+
+def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Plan, scratch: str, rules: HeaderRules,
+                     opts: IngestOptions, results: list, report: RunReport, progress: Progress,
+                     fetch_progress: Progress) -> tuple[list, list[tuple[int, dict]], dict[int, str]]:
+    """One round of node-local shards: the shard tasks of `todo` (this thread), and the fetch of each store
+    as soon as its task returns (a second thread). Returns the tasks' results in `todo`'s order, the
+    (shard position, task result) pairs in the order fetched, and {k: why} for the k-th fetched that
+    were lost."""
+    position = {shard.index: i for i, shard in enumerate(plan.shards)}
+    to_fetch: list[tuple[int, dict]] = []
+    feed, keeper = Feed(), FetchedShardKeeper(scratch)
+
+    def written_one(r: object) -> None:  # this thread, as each shard task finishes
+        progress(r)
+        if isinstance(r, dict):
+            to_fetch.append((position[r["shard"]], r))  # before the feed has it: the fold reads it
+            feed.put(plan.shards[position[r["shard"]]].store_name, r["worker"])
+
+    def fetch_all() -> dict[int, str]:
+        failpoint("fetch-start")
+        return ex.map_on(read_node_shard, feed, scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
+                         window=FETCH_WINDOW,
+                         fold=_fetched_shard_fold(plan, keeper, to_fetch, results, report, fetch_progress))
+
+    fetcher = Background(fetch_all, name="shardmerge-fetch")
+    try:
+        written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
+                         context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
+                         retries=2, on_result=written_one, keep_errors=(BadFileError, BadFilesError))
+        failpoint("shards-written")
+        feed.close()
+        lost = fetcher.result()
+    except BaseException:
+        feed.close(cancel=True)  # what is fetched stays kept; the rest is fetched by the rerun
+        fetcher.result(raise_error=False)
+        keeper.close(raise_error=False)
+        raise
+    keeper.close()  # every store handed to it is in place before the merge or the next round
+    return written, to_fetch, lost
+
+
+class Background:
+    """`fn()` on a thread of its own; `result()` joins it and returns its value or raises its exception."""
+
+    def __init__(self, fn, name: str):
+        self._value: object = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - raised by result(), in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def result(self, raise_error: bool = True):
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
+        return self._value
 
 
 def _remove_node_shards(ex, scratch: str) -> None:

@@ -292,11 +292,12 @@ class FetchedShardKeeper:
                 raise
         self._queue.put((shard, partial, manifest, on_kept))
 
-    def close(self) -> None:
+    def close(self, raise_error: bool = True) -> None:
         """Wait until every store given to `keep` is in place (or the thread failed: raised here)."""
         self._queue.put(None)
         self._thread.join()
-        self._raise_error()
+        if raise_error:
+            self._raise_error()
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -18,12 +18,12 @@ from typing import Any
 from ..config import ClusterRequest
 from ..errors import ClusterError
 from .base import Executor, NotTheRun, should_retry
-from .dask_backend import DaskExecutor, blind_workers, check_shared_scratch
+from .dask_backend import DaskExecutor, Feed, blind_workers, check_shared_scratch
 from .inline import InlineExecutor
 from .local import local_cluster_options
 from .srun import runner_role
 
-__all__ = ["DaskExecutor", "Executor", "InlineExecutor", "NotTheRun", "blind_workers", "check_shared_scratch",
+__all__ = ["DaskExecutor", "Executor", "Feed", "InlineExecutor", "NotTheRun", "blind_workers", "check_shared_scratch",
            "choose_cluster",
            "executor", "local_cluster_options", "runner_role", "should_retry"]
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..config import ClusterRequest
@@ -96,63 +98,78 @@ class DaskExecutor:
                 f.release()
         return results
 
-    def map_on(self, fn: Callable, items: Sequence, workers: Sequence[str], *args: Any, name: str, window: int,
+    def map_on(self, fn: Callable, feed: Feed, *args: Any, name: str, window: int,
                fold: Callable[[Any], None]) -> dict[int, str]:
-        """Run `fn(items[i], *args)` on worker `workers[i]` only (what it holds is on its own disk), at most
-        `window` at once, so that what comes back stays a few tasks' worth; results go to `fold` in item
-        order (None for a lost one). Returns {i: why} for the items that could not run there: the worker is
-        gone (before or during the task) or the task failed on it. The caller recomputes those."""
+        """Run `fn(item, *args)` for each (item, worker) of `feed`, in the order given, on that worker only
+        (what it holds is on its own disk), at most `window` at once, so that what comes back stays a few
+        tasks' worth. The feed may still be filling from another thread (fetches that start while shards
+        are being written): this returns once it is closed and drained. Results go to `fold` in the feed's
+        order (None for a lost one). Returns {k: why} for the k-th items that could not run there: the
+        worker is gone (before or during the task) or the task failed on it. The caller recomputes those."""
         from distributed import as_completed
 
         lost: dict[int, str] = {}
         in_order = InOrder(fold)
         pending: dict[Any, int] = {}
+        workers: list[str] = []
         # results are fetched by the client's event loop while this thread keeps the previous ones
         arrived = as_completed([], with_results=True, raise_errors=False)
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
-        upcoming = iter(range(len(items)))
-        more, alive, next_look = True, set(), 0.0
+        alive: set[str] = set()
+        next_look = 0.0
 
-        def lose(i: int, why: str) -> None:
-            lost[i] = why
-            in_order.put(i, None)
+        def look() -> set[str]:
+            return set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+        def lose(k: int, why: str) -> None:
+            lost[k] = why
+            in_order.put(k, None)
 
         try:
-            while more or pending:
+            while not feed.cancelled:
                 now = time.monotonic()
                 if now >= next_look:  # which workers are connected: asked at most twice a second
-                    alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-                    next_look = now + 0.5
-                    for fut, i in list(pending.items()):  # a task pinned to a dead worker would wait for ever
-                        if workers[i] not in alive:
+                    alive, next_look = look(), now + 0.5
+                    for fut, k in list(pending.items()):  # a task pinned to a dead worker would wait for ever
+                        if workers[k] not in alive:
                             del pending[fut]
                             fut.cancel()
-                            lose(i, f"worker {workers[i]} left during the task")
-                while more and len(pending) < window:
-                    i = next(upcoming, None)
-                    if i is None:
-                        more = False
-                    elif workers[i] not in alive:
-                        lose(i, f"worker {workers[i] or '?'} is gone")
-                    else:
-                        fut = self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}", pure=False,
-                                                 workers=[workers[i]], allow_other_workers=False)
-                        pending[fut] = i
-                        arrived.add(fut)
-                batch = arrived.next_batch(block=False) if pending else []
+                            lose(k, f"worker {workers[k]} left during the task")
+                while len(pending) < window and (got := feed.take()) is not None:
+                    item, worker = got
+                    k = len(workers)
+                    workers.append(worker)
+                    if worker not in alive:  # or it joined since the last look (a worker that just wrote)
+                        alive = look()
+                    if worker not in alive:
+                        lose(k, f"worker {worker or '?'} is gone")
+                        continue
+                    # ahead of the tasks queued on that worker (a fetch is short, and its worker's next
+                    # shard would otherwise hold it until the worker ran out of shards)
+                    fut = self.client.submit(fn, item, *args, key=f"{name}-{k:06d}", pure=False,
+                                             workers=[worker], allow_other_workers=False, priority=1)
+                    pending[fut] = k
+                    arrived.add(fut)
+                if not pending:
+                    if feed.drained:
+                        break
+                    watch.last_progress = time.monotonic()  # nothing in flight: waiting on the feed is no stall
+                    feed.wait(watch.POLL_S)
+                    continue
+                batch = arrived.next_batch(block=False)
                 for fut, result in batch:
-                    i = pending.pop(fut, None)
-                    if i is None:  # cancelled above
+                    k = pending.pop(fut, None)
+                    if k is None:  # cancelled above
                         continue
                     if fut.status == "finished":
-                        in_order.put(i, result)
+                        in_order.put(k, result)
                     else:
                         why = fut.exception() if fut.status == "error" else ""
-                        lose(i, f"{fut.status} on {workers[i]}: {why}")
+                        lose(k, f"{fut.status} on {workers[k]}: {why}")
                     fut.release()
                 if batch:
                     watch.last_progress = time.monotonic()
-                elif pending:
+                else:
                     watch.check()
                     watch.wait(arrived)
         finally:
@@ -163,6 +180,44 @@ class DaskExecutor:
     def run_on_workers(self, fn: Callable, *args: Any) -> dict[str, Any]:
         """`fn(*args)` on every connected worker, outside the task graph (cleanup of what they hold)."""
         return self.client.run(fn, *args)
+
+
+class Feed:
+    """The (item, worker) pairs of a map_on, which may arrive while it runs: `put` from any thread, then
+    `close`. `close(cancel=True)` makes the map_on return at once, dropping what is in flight (the run is
+    failing anyway)."""
+
+    def __init__(self, pairs: Iterable[tuple[Any, str]] = (), closed: bool = False):
+        self._items: deque[tuple[Any, str]] = deque(pairs)
+        self._closed = closed
+        self.cancelled = False
+        self._cond = threading.Condition()
+
+    def put(self, item: Any, worker: str) -> None:
+        with self._cond:
+            self._items.append((item, worker))
+            self._cond.notify_all()
+
+    def close(self, cancel: bool = False) -> None:
+        with self._cond:
+            self._closed = True
+            self.cancelled = self.cancelled or cancel
+            self._cond.notify_all()
+
+    def take(self) -> tuple[Any, str] | None:
+        with self._cond:
+            return self._items.popleft() if self._items else None
+
+    @property
+    def drained(self) -> bool:
+        with self._cond:
+            return self._closed and not self._items
+
+    def wait(self, timeout: float) -> None:
+        """Until an item arrives or the feed closes, at most `timeout` seconds."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
 
 
 class InOrder:

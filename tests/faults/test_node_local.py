@@ -3,8 +3,10 @@
 per-job TMPDIR on two nodes). The ingest (this machine's namespace) cannot see either tmpfs, nor can the
 workers see its scratch: every shard reaches the merge through Dask or not at all.
 
+Stores are fetched while other shards are still being written (the last shard task held at its start).
 Failure rows: a worker lost after writing its shards and before they are fetched (its tmpfs goes with it,
-as a node's disk would); the driver killed in the middle of the fetch, then rerun."""
+as a node's disk would); the driver killed in the middle of the fetch, then rerun; a fetch that fails on
+its worker."""
 
 from __future__ import annotations
 
@@ -133,15 +135,41 @@ def test_auto_finds_scratch_invisible_and_a_node_local_run_publishes_the_same_by
     assert r.exit_code == 7 and "or --scratch-kind node-local" in r.output, r.output
 
 
+@pytest.mark.parametrize("nodes", ["shard-start=wait@9"], indirect=True)  # the last shard task holds
+def test_stores_are_fetched_while_other_shards_are_still_being_written(tmp_path, nodes, corpus, clean_store):
+    out = tmp_path / "out.zarr"
+    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", failpoints="shard-fetched=sleep:0")
+    try:
+        wait_for_failpoint(tmp_path, "shard-start", proc)  # the last shard task holds at its start...
+        wait_for_failpoint(tmp_path, "shard-fetched", proc)  # ...while a store is fetched and kept here
+        assert len(nodes.shards_on("node-1") + nodes.shards_on("node-2")) == 8  # the last is not written yet
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        (failpoint_dir(tmp_path) / "shard-start.go").touch()
+    _finish(proc)
+    assert report_of(tmp_path / "report.json")["counts"]["shards_fetched"] == 9
+    assert chunk_files(out) == chunk_files(clean_store)
+
+
 def test_a_worker_lost_before_the_fetch_has_its_shards_written_again(tmp_path, nodes, corpus, clean_store):
     out = tmp_path / "out.zarr"
-    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", failpoints="fetch-start=wait")
-    wait_for_failpoint(tmp_path, "fetch-start", proc)
-    held = {name: nodes.shards_on(name) for name in nodes.workers}
-    victim = max(held, key=lambda name: len(held[name]))
-    assert held[victim], held  # it wrote shards that now exist nowhere else
-    nodes.kill(victim)
-    (failpoint_dir(tmp_path) / "fetch-start.go").touch()
+    # fetches wait; the ingest holds once every shard task has returned (none is rerun by the scheduler then)
+    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local",
+                   failpoints="fetch-start=wait,shards-written=wait")
+    try:
+        wait_for_failpoint(tmp_path, "shards-written", proc)
+        held = {name: nodes.shards_on(name) for name in nodes.workers}
+        victim = max(held, key=lambda name: len(held[name]))
+        assert held[victim], held  # it wrote shards that now exist nowhere else
+        nodes.kill(victim)
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        for name in ("fetch-start", "shards-written"):
+            (failpoint_dir(tmp_path) / f"{name}.go").touch()
     log = _finish(proc)
     report = report_of(tmp_path / "report.json")
     assert report["counts"]["shards_recomputed_lost"] == len(held[victim]), log
@@ -159,8 +187,8 @@ def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp
     kill_group(proc)  # the ingest only: the workers, and the shards on their disks, live on
     assert not out.exists()
     wait_until(lambda: all(p.poll() is None for p in nodes.workers.values()), what="workers alive")
-    left = nodes.shards_on("node-1") + nodes.shards_on("node-2")
-    assert len(set(left)) == 9  # every shard is still on a worker's disk
+    kept = [p for p in nodes.driver_scratch.glob("*/shard-*.zarr") if (p / "manifest.json").exists()]
+    assert len(kept) == 4  # in place on this scratch; the others are on the workers' disks, or never written
     proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local",
                    *(["--restart"] if restart else []), report="rerun.json")
     _finish(proc)
