@@ -12,8 +12,8 @@ tasks return, streamed); the table's resident size; driver RSS after the fold, a
 
     python benchmarks/driver_scale.py --files 1000000 10000000 --stub --out benchmarks/results/driver_scale_2core
 
-Not measured here: the directory walk itself, and the scan tasks (their arguments are the paths, one
-batch at a time)."""
+Not measured here: the directory walk itself (benchmarks/discover_scale.py), and the scan tasks (their
+arguments are the paths, one batch at a time)."""
 
 from __future__ import annotations
 

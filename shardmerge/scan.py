@@ -5,11 +5,16 @@ either a FileScan or the reason the file is bad (so --on-bad-file skip can list 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import itertools
 import os
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -35,7 +40,7 @@ def is_fits_name(name: str) -> bool:
 def discover_inputs(inputs: Sequence[str]) -> PathList:
     """Absolute, de-duplicated, sorted FITS paths from files, folders (recursive) and @LIST files. Each input
     is walked in path order and the walks are merged, so a survey's 10^7 paths are never a set or a
-    list of str: only the packed PathList (an @LIST file's entries are sorted in memory)."""
+    list of str: only the packed PathList (an @LIST file's entries are sorted in bounded runs)."""
     if not inputs:
         raise InputError("no INPUT given: name FITS files, folders or @LIST files")
     found = PathList()
@@ -50,17 +55,21 @@ def _expand(item: str, origin: str | None) -> Iterator[str]:
     """The FITS paths `item` names, in increasing order."""
     where = f" (listed in {origin})" if origin else ""
     if item.startswith("@") and origin is None:
-        yield from sorted(_expand_list(Path(item[1:])))
+        yield from sorted_bounded(_expand_list(Path(item[1:])))
         return
-    path = Path(item).expanduser()
-    if path.is_dir():
-        yield from _walk_in_order(os.path.abspath(path))
-    elif path.is_file():
-        yield os.path.abspath(path)
-    elif path.exists():
-        raise InputError(f"{item}{where}: not a regular file or folder")
+    path = os.path.abspath(os.path.expanduser(item))
+    try:
+        mode = os.stat(path).st_mode  # one stat per entry: an archive's list may name 10^7 files
+    except FileNotFoundError:
+        raise InputError(f"{item}{where}: no such file or folder") from None
+    except OSError as exc:
+        raise InputError(f"{item}{where}: cannot stat ({exc.strerror})") from exc
+    if stat.S_ISDIR(mode):
+        yield from _walk_in_order(path)
+    elif stat.S_ISREG(mode):
+        yield path
     else:
-        raise InputError(f"{item}{where}: no such file or folder")
+        raise InputError(f"{item}{where}: not a regular file or folder")
 
 
 def _walk_in_order(folder: str) -> Iterator[str]:
@@ -84,18 +93,53 @@ def _walk_in_order(folder: str) -> Iterator[str]:
             yield from _walk_in_order(path)
         else:
             yield path
+
+
+LIST_SORT_RUN = 1 << 18  # paths of an @LIST sorted in memory at once (~70 MB); a longer list spills sorted runs
+
+
+def sorted_bounded(paths: Iterable[str], run: int | None = None) -> Iterator[str]:
+    """sorted(paths), holding at most `run` of them (LIST_SORT_RUN): an archive's list of 10^7 files is
+    sorted in runs, each spilled to an unnamed temporary file (TMPDIR; ~60 bytes a path), then merged.
+    A shorter list is sorted in memory. Records are length-prefixed: a path may hold any byte but NUL."""
+    run = run or LIST_SORT_RUN
+    it = iter(paths)
+    first = sorted(itertools.islice(it, run))
+    if len(first) < run:
+        yield from first
+        return
+    with contextlib.ExitStack() as stack:
+        spilled = []
+        chunk = first
+        while chunk:
+            f = stack.enter_context(tempfile.TemporaryFile(buffering=1 << 16))
+            for path in chunk:
+                raw = path.encode("utf-8", "surrogateescape")
+                f.write(len(raw).to_bytes(4, "little") + raw)
+            f.seek(0)
+            spilled.append(_spilled_paths(f))
+            chunk = sorted(itertools.islice(it, run))
+        del first, chunk
+        yield from heapq.merge(*spilled)
+
+
+def _spilled_paths(f: IO[bytes]) -> Iterator[str]:
+    while head := f.read(4):
+        yield f.read(int.from_bytes(head, "little")).decode("utf-8", "surrogateescape")
+
+
 def _expand_list(list_path: Path) -> Iterable[str]:
+    """The paths an @LIST names, read line by line (a list of 10^7 paths is never held whole)."""
+    base = str(list_path.parent)
     try:
-        lines = list_path.read_text("utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"@{list_path}: cannot read the list ({exc.strerror})") from exc
-    base = list_path.parent
-    for number, line in enumerate(lines, start=1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        resolved = entry if os.path.isabs(entry) else str(base / entry)
-        yield from _expand(resolved, origin=f"{list_path} line {number}")
+        with open(list_path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                entry = line.strip()
+                if entry and not entry.startswith("#"):
+                    yield from _expand(os.path.join(base, entry), origin=f"{list_path} line {number}")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
+        raise InputError(f"@{list_path}: cannot read the list ({why})") from exc
 
 
 def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,

@@ -143,3 +143,41 @@ def test_discovery_walks_in_sorted_path_order_and_packs_the_paths(tmp_path):
     (tmp_path / "none" / "notes.txt").write_text("")
     with pytest.raises(InputError, match="no FITS files"):
         discover_inputs([str(tmp_path / "none")])
+
+
+@settings(max_examples=60, deadline=None)
+@given(paths=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                              max_size=12), max_size=40),
+       run=st.integers(min_value=1, max_value=8))
+def test_an_at_list_is_sorted_in_bounded_runs_exactly_as_sorted_would(paths, run):
+    """An archive's @LIST of 10^7 paths is not held as one list of str: runs of `run` paths are sorted and
+    spilled, then merged; any character a path may hold survives, newlines and odd unicode included."""
+    from shardmerge.scan import sorted_bounded
+
+    assert list(sorted_bounded(paths, run)) == sorted(paths)
+    assert list(sorted_bounded(iter([p + "\udcff" for p in paths]), run)) == sorted(p + "\udcff" for p in paths)
+
+
+def test_discovery_of_a_long_list_spills_and_gives_the_same_paths(tmp_path, monkeypatch):
+    from shardmerge import scan
+
+    for i in range(7):
+        (tmp_path / f"f{i}.fits").write_bytes(b"")
+    (tmp_path / "list.txt").write_text("".join(f"f{i}.fits\n" for i in (5, 2, 6, 0, 3, 1, 4, 2)))
+    expected = [str(tmp_path / f"f{i}.fits") for i in range(7)]
+    monkeypatch.setattr(scan, "LIST_SORT_RUN", 3)  # 8 entries: three runs spilled and merged
+    assert list(scan.discover_inputs([f"@{tmp_path / 'list.txt'}"])) == expected
+
+
+def test_an_unreadable_list_or_entry_is_named(tmp_path):
+    from shardmerge.errors import InputError
+    from shardmerge.scan import discover_inputs
+
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.fits\n")
+    with pytest.raises(InputError, match=r"latin1.txt: cannot read the list \(not UTF-8 text"):
+        discover_inputs([f"@{tmp_path / 'latin1.txt'}"])
+    with pytest.raises(InputError, match=r"missing.txt: cannot read the list \(No such file"):
+        discover_inputs([f"@{tmp_path / 'missing.txt'}"])
+    (tmp_path / "list.txt").write_text("# comment\n\ngone.fits\n")
+    with pytest.raises(InputError, match=r"gone.fits \(listed in .*list.txt line 3\): no such file or folder"):
+        discover_inputs([f"@{tmp_path / 'list.txt'}"])
