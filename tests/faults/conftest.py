@@ -14,14 +14,14 @@ from tests.faults.helpers import LAYOUT
 from tests.helpers import run_cli_process
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # read only, by every fault module: made once
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults") / "corpus"
     make_mixed_corpus(root, n_wcs1d=10, n_image2d=3, rows_per_image=40, n_sdss=6)
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def clean_store(corpus, tmp_path_factory) -> Path:
     """The store a clean run of LAYOUT writes from `corpus` (chunk bytes include source paths: same corpus)."""
     base = tmp_path_factory.mktemp("clean")

@@ -63,7 +63,7 @@ def test_crash_between_the_two_renames_of_the_fallback_is_undone(tmp_path, corpu
     old_bytes = chunk_files(out)
 
     proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, "--overwrite",
-                        failpoints="renameat2=raise:EINVAL,publish-between-renames=pause")
+                        failpoints="renameat2=raise:EINVAL,publish-between-renames=pause", workers=0)
     wait_for_failpoint(tmp_path, "publish-between-renames", proc)
     kill_group(proc)
     assert not out.exists()

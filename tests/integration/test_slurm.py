@@ -110,9 +110,9 @@ def test_a_failing_slurm_run_leaves_no_jobs(tmp_path, mixed_corpus):
 def test_jobs_that_never_start_are_cancelled_after_the_wait(tmp_path, mixed_corpus):
     """The node has 16000 MB: a 64 GB job can never run. The wait is bounded and the job cancelled."""
     r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm",
-                        "--job-memory", "64GB", "--interface", "lo", "--worker-wait", "5", env=JOBQUEUE_ENV)
+                        "--job-memory", "64GB", "--interface", "lo", "--worker-wait", "3", env=JOBQUEUE_ENV)
     assert r.exit_code == 7, r
-    assert "fewer than 1 worker(s) connected within 5 s" in r.output
+    assert "fewer than 1 worker(s) connected within 3 s" in r.output
     _assert_no_jobs_left()
     assert not (tmp_path / "o.zarr").exists()
 
