@@ -413,6 +413,7 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
     feed, keeper = Feed(), FetchedShardKeeper(scratch)
 
     def written_one(r: object) -> None:  # this thread, as each shard task finishes
+        fetcher.raise_error()  # a failed fetch stops the run now, not once every shard is written
         progress(r)
         if isinstance(r, dict):
             to_fetch.append((position[r["shard"]], r))  # before the feed has it: the fold reads it
@@ -457,10 +458,15 @@ class Background:
         self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
+    def raise_error(self) -> None:
+        """Raise what `fn` raised, if it has (without waiting for it)."""
+        if self._error is not None:
+            raise self._error
+
     def result(self, raise_error: bool = True):
         self._thread.join()
-        if self._error is not None and raise_error:
-            raise self._error
+        if raise_error:
+            self.raise_error()
         return self._value
 
 

@@ -6,7 +6,7 @@ workers see its scratch: every shard reaches the merge through Dask or not at al
 Stores are fetched while other shards are still being written (the last shard task held at its start).
 Failure rows: a worker lost after writing its shards and before they are fetched (its tmpfs goes with it,
 as a node's disk would); the driver killed in the middle of the fetch, then rerun; a fetch that fails on
-its worker."""
+its worker; a store that cannot be kept on the ingest's scratch."""
 
 from __future__ import annotations
 
@@ -198,6 +198,21 @@ def test_a_driver_killed_during_the_fetch_is_rerun_and_keeps_what_it_fetched(tmp
     else:
         assert counts["shards_fetched"] == 5  # the 4 fetched before the kill were kept on this scratch
         assert counts["shards_reused"] >= 4  # those 4, and any the rerun's tasks found on their worker's disk
+    assert chunk_files(out) == chunk_files(clean_store)
+
+
+def test_a_store_that_cannot_be_kept_fails_the_run_and_the_rerun_finishes_it(tmp_path, nodes, corpus, clean_store):
+    """A full disk on the ingest's scratch while keeping a fetched store (the keeper's thread): the run
+    stops, shards still being written or not, with the storage error's exit code; the rerun reuses what
+    was kept and publishes the same bytes."""
+    out = tmp_path / "out.zarr"
+    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", failpoints="shard-fetched=raise:ENOSPC@2")
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 6 and "No space left on device (injected fault at shard-fetched)" in log, log
+    assert "Traceback" not in log
+    assert not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
+    _finish(_ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", report="rerun.json"))
+    assert report_of(tmp_path / "rerun.json")["counts"]["shards_reused"] >= 2  # the two kept before the error
     assert chunk_files(out) == chunk_files(clean_store)
 
 
