@@ -206,7 +206,8 @@ def test_a_store_that_cannot_be_kept_fails_the_run_and_the_rerun_finishes_it(tmp
     stops, shards still being written or not, with the storage error's exit code; the rerun reuses what
     was kept and publishes the same bytes."""
     out = tmp_path / "out.zarr"
-    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local", failpoints="shard-fetched=raise:ENOSPC@2")
+    proc = _ingest(tmp_path, nodes, corpus, out, "--scratch-kind", "node-local",
+                   failpoints="shard-fetched=raise:ENOSPC@2")
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 6 and "No space left on device (injected fault at shard-fetched)" in log, log
     assert "Traceback" not in log
