@@ -87,11 +87,10 @@ def main() -> None:
 
         def fetch(dest: Path) -> list[str]:
             dest.mkdir()
-            order = iter(plan.shards)
             keeper = FetchedShardKeeper(str(dest))
             feed = Feed([(s.store_name, addresses[i % len(addresses)]) for i, s in enumerate(plan.shards)], closed=True)
             lost = ex.map_on(read_node_shard, feed, scratch, name=f"fetch-{dest.name}", window=4,
-                             fold=lambda files: keeper.keep(next(order), files, lambda manifest: None))
+                             fold=lambda k, files: keeper.keep(plan.shards[k], files, lambda manifest: None))
             keeper.close()
             assert not lost, lost
             return [shard_path(str(dest), s) for s in plan.shards]

@@ -406,7 +406,7 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
                      fetch_progress: Progress) -> tuple[list, list[tuple[int, dict]], dict[int, str]]:
     """One round of node-local shards: the shard tasks of `todo` (this thread), and the fetch of each store
     as soon as its task returns (a second thread). Returns the tasks' results in `todo`'s order, the
-    (shard position, task result) pairs in the order fetched, and {k: why} for the k-th fetched that
+    (shard position, task result) pairs in the order given to the fetch, and {k: why} for the k-th that
     were lost."""
     position = {shard.index: i for i, shard in enumerate(plan.shards)}
     to_fetch: list[tuple[int, dict]] = []
@@ -416,7 +416,7 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
         fetcher.raise_error()  # a failed fetch stops the run now, not once every shard is written
         progress(r)
         if isinstance(r, dict):
-            to_fetch.append((position[r["shard"]], r))  # before the feed has it: the fold reads it
+            to_fetch.append((position[r["shard"]], r))  # before the feed has it: the fold looks it up
             feed.put(plan.shards[position[r["shard"]]].store_name, r["worker"])
 
     def fetch_all() -> dict[int, str]:
@@ -481,10 +481,9 @@ def _remove_node_shards(ex, scratch: str) -> None:
 
 def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[tuple[int, dict]], results: list,
                         report: RunReport, progress: Progress):
-    """The fold of a fetch round: called in `to_fetch`'s order with each store's files, or None if lost.
+    """The fold of a fetch round: called with the k-th fetched store's files as they arrive, or None if lost.
     What counts a shard as fetched runs once the keeper has it in place (on the keeper's thread; this
     thread reads `results` and `report` only after keeper.close())."""
-    order = iter(to_fetch)
 
     def kept(i: int, reused: bool, size: int, manifest: dict) -> None:
         report.bytes["fetched"] = report.bytes.get("fetched", 0) + size
@@ -493,8 +492,8 @@ def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[t
         progress(manifest)
         failpoint("shard-fetched")
 
-    def fold(files: dict | None) -> None:
-        i, written = next(order)
+    def fold(k: int, files: dict | None) -> None:
+        i, written = to_fetch[k]
         if files is None:  # lost: results[i] stays None until a later round writes it again
             return
         keeper.keep(plan.shards[i], files, partial(kept, i, written["reused"], sum(map(len, files.values()))))

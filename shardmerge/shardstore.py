@@ -275,7 +275,7 @@ class FetchedShardKeeper:
                              "rerun the same command")
         problem = fetched_files_problem(manifest, files, "fetched")  # the worker checked them: here, the transfer
         if problem:
-            raise ShardError(f"{shard.name}/{problem}; rerun the same command to fetch it again")
+            raise ShardError(f"{shard.name}: {problem}; rerun the same command to fetch it again")
         partial = f"{shard_path(self.scratch, shard)}.fetch.partial"
         with storage_errors(self.scratch):
             remove_tree(partial)

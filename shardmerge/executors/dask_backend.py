@@ -99,17 +99,18 @@ class DaskExecutor:
         return results
 
     def map_on(self, fn: Callable, feed: Feed, *args: Any, name: str, window: int,
-               fold: Callable[[Any], None]) -> dict[int, str]:
+               fold: Callable[[int, Any], None]) -> dict[int, str]:
         """Run `fn(item, *args)` for each (item, worker) of `feed`, in the order given, on that worker only
         (what it holds is on its own disk), at most `window` at once, so that what comes back stays a few
         tasks' worth. The feed may still be filling from another thread (fetches that start while shards
-        are being written): this returns once it is closed and drained. Results go to `fold` in the feed's
-        order (None for a lost one). Returns {k: why} for the k-th items that could not run there: the
-        worker is gone (before or during the task) or the task failed on it. The caller recomputes those."""
+        are being written): this returns once it is closed and drained. `fold(k, result)` takes the k-th
+        item's result as it arrives (None for a lost one): not in order, since a task pinned behind a long
+        one on its worker would otherwise hold every later result here. Returns {k: why} for the items
+        that could not run there: the worker is gone (before or during the task) or the task failed on
+        it. The caller recomputes those."""
         from distributed import as_completed
 
         lost: dict[int, str] = {}
-        in_order = InOrder(fold)
         pending: dict[Any, int] = {}
         workers: list[str] = []
         # results are fetched by the client's event loop while this thread keeps the previous ones
@@ -123,7 +124,7 @@ class DaskExecutor:
 
         def lose(k: int, why: str) -> None:
             lost[k] = why
-            in_order.put(k, None)
+            fold(k, None)
 
         try:
             while not feed.cancelled:
@@ -162,7 +163,7 @@ class DaskExecutor:
                     if k is None:  # cancelled above
                         continue
                     if fut.status == "finished":
-                        in_order.put(k, result)
+                        fold(k, result)
                     else:
                         why = fut.exception() if fut.status == "error" else ""
                         lose(k, f"{fut.status} on {workers[k]}: {why}")
