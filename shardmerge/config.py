@@ -19,7 +19,7 @@ ROWWISE_CHUNK_FACTOR = 16
 # a full scan ~20% slower), so it stays off below the budget. 20k files (issue 12's bound for 10^7 spectra of
 # 4000 px): files of tens of MB on a parallel filesystem, instead of ~60k files of a few MB each.
 STORE_FILE_BUDGET = 20_000
-ROWWISE_MAX_CHUNK_ROWS = 1 << 16  # the merge's buffer of one row-wise chunk: ~0.6 GB (benchmarks/memory.py)
+ROWWISE_MAX_CHUNK_ROWS = 1 << 16  # the merge buffers a chunk of each: +48 MiB over 16 Ki (benchmarks/memory.py)
 # A shard task fills one storage file's rows of every 2-D array at once: automatic Zarr sharding never makes
 # that block larger than this (uncompressed), whatever the budget asks.
 MAX_WRITE_BLOCK_BYTES = 512 * 1024 * 1024
