@@ -80,6 +80,11 @@ class FileSegment:
     size: int  # the file as scanned; the shard task refuses a file that changed since
     mtime_ns: int
     companions: tuple[Companion, ...] = ()
+    file_spectra: int = 0  # the file's spectra in the plan (0: not known); more than count: the file is split
+
+    @property
+    def part_of_file(self) -> bool:
+        return self.count < self.file_spectra
 
 
 @dataclass(frozen=True)
@@ -335,7 +340,7 @@ class PlacedFiles:
             count = min(b[i + 1], shard.row_stop) - row
             if count > 0:  # a file with no spectra has no segment
                 out.append(FileSegment(t.path(i), t.format(i), row - b[i], count, row, t.size[i], t.mtime_ns[i],
-                                       self.companions.get(i, ())))
+                                       self.companions.get(i, ()), int(b[i + 1] - b[i])))
         return tuple(out)
 
 

@@ -25,7 +25,7 @@ from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, grid_fingerprint
-from .readers.fitsio import open_verified
+from .readers.fitsio import open_rows, open_verified
 from .readers.oddities import Oddities, kind_of
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
 from .shardstore import (
@@ -204,7 +204,9 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         _check_unchanged(seg)
         reader = get_reader(seg.format, plan.mapping)
         oddities = Oddities(seg.path, strict)
-        with open_verified(seg.path, oddities) as hdul:
+        opened = open_rows(seg.path, oddities, verifies=seg.first == 0) if seg.part_of_file else \
+            open_verified(seg.path, oddities)
+        with opened as hdul:
             layout = reader.layout(seg.path, hdul)
             if seg.first + seg.count > layout.n_spectra:
                 raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "

@@ -151,7 +151,7 @@ def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
             cols["companion_path"][k], cols["companion_format"][k], cols["companion_size"][k],
             cols["companion_mtime_ns"][k]),)
         out.append(FileSegment(cols["folder"][k] + cols["name"][k], cols["format"][k], row - first_row, count, row,
-                               cols["size"][k], cols["mtime_ns"][k], companions))
+                               cols["size"][k], cols["mtime_ns"][k], companions, row_stop - first_row))
     return tuple(out)
 
 

@@ -153,13 +153,72 @@ class FastImageHDU(_FastHDU):
         self.shape = shape
         self._dtype = dtype
         self.primary = primary
+        self._on_demand: RowsOnDemand | None = None
+
+    rows_on_demand = False  # set by parse_source(..., rows_on_demand=True)
 
     @property
-    def data(self) -> np.ndarray | None:
+    def data(self) -> np.ndarray | RowsOnDemand | None:
         if not self.shape:
             return None
-        count = int(np.prod(self.shape))
-        return self._source.array(self.dat_loc, count, self._dtype).reshape(self.shape)
+        if self.rows_on_demand and isinstance(self._source, FileSource):
+            if self._on_demand is None:  # one per HDU, as astropy's .data: a whole read happens once
+                self._on_demand = RowsOnDemand(self, self.shape)
+            return self._on_demand
+        return self.read_rows(0, self.shape[0], self.shape)
+
+    def read_rows(self, start: int, stop: int, shape: tuple) -> np.ndarray:
+        """Rows [start, stop) of the data unit seen with `shape` (its own, or a reshape that keeps the
+        last axis), by one read."""
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        offset = self.dat_loc + start * per_row * np.dtype(self._dtype).itemsize
+        return self._source.array(offset, (stop - start) * per_row, self._dtype).reshape((stop - start, *shape[1:]))
+
+
+class RowsOnDemand:
+    """An image's data unit read as it is indexed: a slice of rows reads only those rows (a shard segment
+    that holds part of a multi-spectrum file reads its own rows, not the file); anything else reads the
+    unit whole, once, and behaves as that array. Readers index rows (`data[rows]`,
+    `data.reshape(-1, n)[rows]`) and stay correct whatever they do."""
+
+    def __init__(self, hdu: FastImageHDU, shape: tuple):
+        self._hdu = hdu
+        self.shape = shape
+        self.ndim = len(shape)
+        self.dtype = np.dtype(hdu._dtype)
+        self._whole: np.ndarray | None = None
+
+    def _all(self) -> np.ndarray:
+        if self._whole is None:
+            self._whole = self._hdu.read_rows(0, self.shape[0], self.shape)
+        return self._whole
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        whole = self._all()
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def reshape(self, *shape: int | tuple) -> np.ndarray | RowsOnDemand:
+        want = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape)
+        last = self.shape[-1]
+        rows = int(np.prod(self.shape[:-1], dtype=np.int64))
+        if len(want) == 2 and want[1] == last and want[0] in (-1, rows):
+            return RowsOnDemand(self._hdu, (rows, last))
+        return self._all().reshape(want)
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(self.shape[0])
+            return self._hdu.read_rows(start, max(start, stop), self.shape)
+        if isinstance(key, int | np.integer) and -self.shape[0] <= key < self.shape[0]:
+            k = int(key) % self.shape[0]
+            return self._hdu.read_rows(k, k + 1, self.shape)[0]
+        return self._all()[key]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._all(), name)
 
 
 _TFORM = re.compile(r"\s*([0-9]*)([LBIJKEDA])\s*")
@@ -345,10 +404,16 @@ def parse(raw: bytes) -> FastHDUList | None:
     return _parse(_Bytes(raw))
 
 
-def parse_source(source: FileSource) -> FastHDUList | None:
-    """As `parse`, reading only the header blocks (and a data unit when a reader asks for its `.data`).
-    The list owns `source` (its close closes it); on None, the caller still does."""
-    return _parse(source)
+def parse_source(source: FileSource, rows_on_demand: bool = False) -> FastHDUList | None:
+    """As `parse`, reading only the header blocks (and a data unit when a reader asks for its `.data`;
+    with `rows_on_demand`, only the rows it indexes: `RowsOnDemand`). The list owns `source` (its close
+    closes it); on None, the caller still does."""
+    hdul = _parse(source)
+    if hdul is not None and rows_on_demand:
+        for hdu in hdul:
+            if hdu.is_image:
+                hdu.rows_on_demand = True
+    return hdul
 
 
 def _parse(source: _Bytes | FileSource) -> FastHDUList | None:

@@ -29,7 +29,7 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 
 @contextmanager
 def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
-              headers_only: bool = False) -> Iterator[fits.HDUList]:
+              headers_only: bool = False, rows_on_demand: bool = False) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
     failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
     a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
@@ -39,7 +39,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
     `fastfits` (about 4x cheaper than astropy); anything else, including every damaged file, goes through
     astropy. With `headers_only` (the scan), an uncompressed file is read header block by header block and
     its data units only when a reader asks for one (a table's wavelength column): the shard task reads the
-    data, and verifies it, once."""
+    data, and verifies it, once. With `rows_on_demand` as well, a plain image's data is read as it is
+    indexed (`fastfits.RowsOnDemand`)."""
     with warnings.catch_warnings():
         warned: list[str] = []
         _record_astropy_warnings(warned)
@@ -51,7 +52,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                     if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # a gzip stream cannot be seeked past
                         raw = gunzip(path, file.read(0, file.size))
                     elif fast:
-                        hdul = fastfits.parse_source(file)  # None: a table astropy must read, or damage
+                        # None: a table astropy must read, or damage
+                        hdul = fastfits.parse_source(file, rows_on_demand)
                 finally:
                     if hdul is None:
                         file.close()
@@ -171,6 +173,24 @@ def open_verified(path: str, oddities: Oddities | None = None) -> Iterator[fits.
         load_hdus(path, hdul)
         verify_file(path, hdul, raw, oddities)
         yield hdul
+
+
+@contextmanager
+def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = False) -> Iterator[fits.HDUList]:
+    """The open of a shard segment that holds only some of a multi-spectrum file's spectra: headers read
+    block by block, and of the data only the rows the reader indexes, so a file split between shards is
+    read about once in all, not once per shard. Its data units are complete (the headers' sizes against
+    the file's); their CHECKSUM/DATASUM are verified by the segment that holds the file's first spectrum
+    (`verifies`), which reads the file whole when its headers carry any sum. That segment's shard fails,
+    or leaves the file out, before the store can be published, and every shard task refuses a file whose
+    size or modification time changed since the scan."""
+    with open_fits(path, oddities=oddities, headers_only=True, rows_on_demand=True) as hdul:
+        summed = verifies and any("CHECKSUM" in hdu.header or "DATASUM" in hdu.header for hdu in hdul)
+        if not summed:
+            yield hdul
+    if summed:
+        with open_verified(path, oddities) as hdul:
+            yield hdul
 
 
 def read_bytes(path: str) -> bytes:

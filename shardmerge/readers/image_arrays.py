@@ -92,7 +92,7 @@ class ImageArraysReader(Reader):
         rows = slice(first, first + count)
 
         def rows_of(i: int) -> np.ndarray:
-            return np.asarray(hdul[i].data).reshape(-1, shape[-1])[rows]
+            return np.asarray(hdul[i].data.reshape(-1, shape[-1])[rows])  # reads only these rows
 
         flux = as_float32(rows_of(layout.flux_hdu))
         found = find_uncertainty_hdu(hdul, shape)

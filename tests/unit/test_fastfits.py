@@ -136,3 +136,47 @@ def test_card_values_match_astropy(value, comment, keyword):
     expected = fits.Card.fromstring(image.decode()).value
     got = fastfits.card_value(image)
     assert type(got) is type(expected) and got == expected, image
+
+
+def _counting_reads(monkeypatch) -> list[tuple[int, int]]:
+    """(offset, size) of every read through a FileSource."""
+    seen: list[tuple[int, int]] = []
+    read = fastfits.FileSource.read
+
+    def counted(self, offset: int, n: int) -> bytes:
+        seen.append((offset, n))
+        return read(self, offset, n)
+
+    monkeypatch.setattr(fastfits.FileSource, "read", counted)
+    return seen
+
+
+def test_rows_on_demand_read_only_the_rows_indexed_and_equal_what_astropy_reads(tmp_path, monkeypatch):
+    path = samples.make_image2d(tmp_path / "plate.fits", n_rows=40, n_pix=333)
+    with fits.open(path) as h:
+        flux, ivar = h[0].data.copy(), h[1].data.copy()
+    seen = _counting_reads(monkeypatch)
+    hdul = fastfits.parse_source(fastfits.FileSource(str(path)), rows_on_demand=True)
+    try:
+        headers = sum(n for _, n in seen)
+        data = hdul[0].data
+        assert isinstance(data, fastfits.RowsOnDemand) and data.shape == (40, 333) and len(data) == 40
+        row_bytes = 333 * 4
+        cases = [(lambda d: d[5:9], flux[5:9]), (lambda d: d.reshape(-1, 333)[30:], flux[30:]),
+                 (lambda d: d[7], flux[7]), (lambda d: d[-1], flux[-1]), (lambda d: d[12:12], flux[12:12])]
+        for index, expected in cases:
+            before = sum(n for _, n in seen)
+            got = index(data)
+            np.testing.assert_array_equal(got, expected)
+            assert sum(n for _, n in seen) - before == expected.size * 4 <= 10 * row_bytes
+        np.testing.assert_array_equal(hdul[1].data[[1, 3]], ivar[[1, 3]])  # anything else: the whole unit
+        np.testing.assert_array_equal(np.asarray(hdul[1].data, dtype=np.float64), ivar.astype(np.float64))
+        np.testing.assert_array_equal(hdul[1].data.T, ivar.T)
+        assert sum(n for _, n in seen) - headers == (16 + 40) * row_bytes  # 16 rows indexed, IVAR once whole
+    finally:
+        hdul.close()
+    whole = fastfits.parse_source(fastfits.FileSource(str(path)))
+    try:
+        assert isinstance(whole[0].data, np.ndarray)  # without rows_on_demand (the scan): as before
+    finally:
+        whole.close()

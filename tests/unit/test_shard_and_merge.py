@@ -10,18 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from astropy.io import fits
 
 from shardmerge.config import ClusterRequest, LayoutRequest
-from shardmerge.errors import ShardError
+from shardmerge.errors import BadFileError, ShardError
 from shardmerge.headers import load_header_rules
 from shardmerge.merge import materialize
 from shardmerge.pipeline import plan_inputs
 from shardmerge.provenance import provenance_attrs
+from shardmerge.readers import fastfits, fitsio
 from shardmerge.schema import MASK_PADDING
 from shardmerge.shard import write_shard
 from shardmerge.shardstore import load_manifest, manifest_matches, shard_path, write_file_table
 from shardmerge.testing import surveys as ss
-from shardmerge.testing.spectra import make_mixed_corpus
+from shardmerge.testing.spectra import make_image2d, make_mixed_corpus
 from shardmerge.validate import Expectation, failures, run_checks
 
 RULES = load_header_rules()
@@ -43,6 +45,69 @@ def shards(tmp_path):
     context = plan.context(write_file_table(plan, str(scratch)))
     manifests = [write_shard(s, context, str(scratch), RULES) for s in plan.shards]
     return plan, scratch, manifests
+
+
+def _split_plate(tmp_path, sums: bool):
+    """One 40-row plate (flux and IVAR images), planned into 16-row shards: rows 0-15, 16-31, 32-39."""
+    path = make_image2d(tmp_path / "corpus" / "plate.fits", n_rows=40, n_pix=500)
+    if not sums:
+        with fits.open(path) as h:
+            hdus = fits.HDUList([type(hdu)(hdu.data, header=hdu.header) for hdu in h])
+        for hdu in hdus:
+            for key in ("CHECKSUM", "DATASUM"):
+                hdu.header.remove(key, ignore_missing=True)
+        hdus.writeto(path, overwrite=True)
+    plan = _plan(tmp_path / "corpus")
+    assert [s.n_rows for s in plan.shards] == [16, 16, 8]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return path, plan, plan.context(write_file_table(plan, str(scratch))), scratch
+
+
+def _spy_reads(monkeypatch) -> tuple[list[int], list[str]]:
+    """Bytes read at offsets (the headers-and-rows open) and paths read whole (the verifying open)."""
+    partial: list[int] = []
+    whole: list[str] = []
+    read, read_bytes = fastfits.FileSource.read, fitsio.read_bytes
+    monkeypatch.setattr(fastfits.FileSource, "read", lambda self, o, n: partial.append(n) or read(self, o, n))
+    monkeypatch.setattr(fitsio, "read_bytes", lambda path: whole.append(path) or read_bytes(path))
+    return partial, whole
+
+
+def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch):
+    """Each shard reads the headers and its own rows of a plate that three shards share, not the file."""
+    path, plan, context, scratch = _split_plate(tmp_path, sums=False)
+    partial, whole = _spy_reads(monkeypatch)
+    for shard in plan.shards:
+        write_shard(shard, context, str(scratch), RULES)
+    assert whole == []
+    data = 2 * 40 * 500 * 4  # flux and IVAR, float32
+    headers = os.path.getsize(path) - data  # header blocks and padding
+    assert data <= sum(partial) <= data + 3 * headers, (sum(partial), os.path.getsize(path))
+    with fits.open(path) as h:
+        flux = h[0].data
+    for shard in plan.shards:
+        stored = zarr.open_group(shard_path(str(scratch), shard), mode="r")["flux_raw"][:]
+        np.testing.assert_array_equal(stored, flux[shard.row_start : shard.row_stop])
+
+
+def test_the_shard_holding_a_split_files_first_spectrum_verifies_all_of_its_data(tmp_path, monkeypatch):
+    """A bit flipped in rows only the last shard reads: that shard reads its rows and does not verify; the
+    shard that holds row 0 reads the whole file and refuses it (DATASUM), so the run cannot publish."""
+    path, plan, context, scratch = _split_plate(tmp_path, sums=True)
+    with fits.open(path) as h:
+        at = h.fileinfo(0)["datLoc"] + 36 * 500 * 4 + 8  # inside row 36 of the flux image
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x01
+    mtime = os.stat(path).st_mtime_ns
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(mtime, mtime))  # as scanned: the same size and time
+    partial, whole = _spy_reads(monkeypatch)
+    write_shard(plan.shards[2], context, str(scratch), RULES)
+    assert whole == [] and sum(partial) < os.path.getsize(path) / 2
+    with pytest.raises(BadFileError, match="HDU 0: DATASUM mismatch"):
+        write_shard(plan.shards[0], context, str(scratch), RULES)
+    assert whole == [str(path)]
 
 
 def test_a_shard_store_holds_its_rows_and_a_manifest_of_every_file(shards):
