@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from .durable import file_checksum, remove_tree
+from .durable import file_checksum, remove_tree, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec
@@ -131,62 +132,175 @@ class MergeResult:
 
 def materialize(plan: Plan, scratch_shards: Sequence[str], tmp: str, provenance: dict,
                 progress: Callable[[int], None] | None = None, link_chunks: bool = False) -> MergeResult:
-    """Phase A: write the whole store at `tmp` (which must not exist). `link_chunks`: hard-link shard chunk
-    files instead of copying them (only when the shards are deleted after the publish, so nothing else can
-    ever reach those files)."""
-    checksums: dict[str, list[int]] = {}
-    linked: dict[str, list[int]] = {}
-    shard_flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
+    """Phase A: write the whole store at `tmp` (which must not exist), every shard already written.
+    `link_chunks`: hard-link shard chunk files instead of copying them (only when the shards are deleted
+    after the publish, so nothing else can ever reach those files)."""
     if len(scratch_shards) != len(plan.shards):
         raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
-    t0 = time.perf_counter()
-    stats = {"raw_chunks": 0, "recoded_arrays": 0}
-    root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
-    data, wave, rows = create_layout(root, plan)
-    rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0])
-    index_schema = None
-    writer: pq.ParquetWriter | None = None
-    partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
+    merger = Merger(plan, tmp, link_chunks)
     try:
         for shard, path in zip(plan.shards, scratch_shards, strict=True):
-            manifest = load_manifest(path)
-            if not manifest_matches(manifest, shard):
-                raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
-            raw_before = stats["raw_chunks"]
-            _copy_2d(plan, shard, path, manifest["files"], data, wave, tmp, stats, link_chunks, checksums, linked)
-            if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
-                for kind in shard_flux_rows:
-                    shard_flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
-            else:
-                stats["unverified_flux_shards"] = stats.get("unverified_flux_shards", 0) + 1
-            table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
-            _check_rows(shard, path, table)
-            rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in rows}, table.num_rows)
-            index = table.select(list(INDEX_COLUMNS))
-            if writer is None:
-                index_schema = index.schema
-                writer = pq.ParquetWriter(partial_index, index_schema)
-            writer.write_table(index.cast(index_schema))
+            merger.add(shard, path)
             if progress:
                 progress(1)
-            failpoint("merge-copied-shard")
-        rowwise.close()
+        return merger.finish(provenance)
     finally:
-        if writer is not None:
-            writer.close()
-    os.replace(partial_index, os.path.join(tmp, INDEX_FILE))
-    root.attrs.update(provenance)
-    consolidate(tmp)
-    for dirpath, _, names in os.walk(tmp):  # what was not copied from a shard: checksum it as written
-        for name in names:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, tmp)
-            if rel not in checksums:
-                checksums[rel] = file_checksum(full)
-    unverified = stats.get("unverified_flux_shards", 0)
-    return MergeResult(checksums=checksums, flux_rows=None if unverified else shard_flux_rows,
-                       raw_chunks=stats["raw_chunks"], recoded_arrays=stats["recoded_arrays"],
-                       unverified_flux_shards=unverified, seconds=round(time.perf_counter() - t0, 4), linked=linked)
+        merger.close()
+
+
+class Merger:
+    """The merge in steps, so that it can run while later shards are still being written: created with the
+    store's arrays (every one with its final shape), `add` puts the next shard in row order in place, and
+    `finish` writes what needs every shard (the last row-wise chunk, index.parquet, provenance,
+    consolidated metadata, the checksums of what it wrote itself)."""
+
+    def __init__(self, plan: Plan, tmp: str, link_chunks: bool = False):
+        t0 = time.perf_counter()
+        self.plan, self.tmp, self.link = plan, tmp, link_chunks
+        self.checksums: dict[str, list[int]] = {}
+        self.linked: dict[str, list[int]] = {}
+        self.flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
+        self.stats = {"raw_chunks": 0, "recoded_arrays": 0}
+        self.added = 0
+        root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
+        self.root = root
+        self.data, self.wave, rows = create_layout(root, plan)
+        self.rows = rows
+        self.rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0])
+        self.index_schema: pa.Schema | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
+        self.seconds = time.perf_counter() - t0  # time spent merging, not waiting for shards
+
+    def add(self, shard: ShardSpec, path: str) -> None:
+        """Put shard `shard` (the next in row order) in place from its store at `path`."""
+        t0 = time.perf_counter()
+        if shard.index != self.plan.shards[self.added].index:
+            raise ShardError(f"{path}: shard {shard.index} given where shard {self.added} comes next")
+        manifest = load_manifest(path)
+        if not manifest_matches(manifest, shard):
+            raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
+        stats = self.stats
+        raw_before = stats["raw_chunks"]
+        _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.tmp, stats, self.link,
+                 self.checksums, self.linked)
+        if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
+            for kind in self.flux_rows:
+                self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
+        else:
+            stats["unverified_flux_shards"] = stats.get("unverified_flux_shards", 0) + 1
+        table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
+        _check_rows(shard, path, table)
+        self.rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in self.rows}, table.num_rows)
+        index = table.select(list(INDEX_COLUMNS))
+        if self.writer is None:
+            self.index_schema = index.schema
+            self.writer = pq.ParquetWriter(self.partial_index, self.index_schema)
+        self.writer.write_table(index.cast(self.index_schema))
+        self.added += 1
+        self.seconds += time.perf_counter() - t0
+        failpoint("merge-copied-shard")
+
+    def finish(self, provenance: dict) -> MergeResult:
+        t0 = time.perf_counter()
+        if self.added != len(self.plan.shards):
+            raise ShardError(f"merged {self.added} of {len(self.plan.shards)} shards")
+        self.rowwise.close()
+        self.close()
+        os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
+        self.root.attrs.update(provenance)
+        consolidate(self.tmp)
+        checksums = self.checksums
+        for dirpath, _, names in os.walk(self.tmp):  # what was not copied from a shard: checksum it as written
+            for name in names:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, self.tmp)
+                if rel not in checksums:
+                    checksums[rel] = file_checksum(full)
+        unverified = self.stats.get("unverified_flux_shards", 0)
+        self.seconds += time.perf_counter() - t0
+        return MergeResult(checksums=checksums, flux_rows=None if unverified else self.flux_rows,
+                           raw_chunks=self.stats["raw_chunks"], recoded_arrays=self.stats["recoded_arrays"],
+                           unverified_flux_shards=unverified, seconds=round(self.seconds, 4), linked=self.linked)
+
+    def close(self) -> None:
+        """Close the index writer (its file stays `.partial` unless `finish` renames it)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class StreamedMerge:
+    """The merge on a thread of its own while the shard tasks run. Shard k is merged once shards 0..k are
+    all written (row-wise values and index.parquet go in row order; tasks finish roughly in that order),
+    so when the last shard is written only its own merge and `finish` are left: on many cores the one
+    writer no longer runs alone after the workers are done. Errors are raised in the caller's thread, by
+    `raise_error` (call it as shards finish: a failed merge stops the run then) or by `finish`."""
+
+    def __init__(self, plan: Plan, scratch_shards: Sequence[str], tmp: str, link_chunks: bool = False,
+                 progress: Callable[[int], None] | None = None):
+        if len(scratch_shards) != len(plan.shards):
+            raise ShardError(f"{len(scratch_shards)} shard stores for a plan of {len(plan.shards)} shards")
+        self.plan, self.paths, self.tmp = plan, list(scratch_shards), tmp
+        self._link, self._progress = link_chunks, progress
+        self._ready = [False] * len(plan.shards)
+        self._position = {shard.index: k for k, shard in enumerate(plan.shards)}
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._merger: Merger | None = None
+        self._thread = threading.Thread(target=self._run, name="shardmerge-merge", daemon=True)
+        self._thread.start()
+
+    def shard_written(self, shard_index: int) -> None:
+        """Shard `shard_index`'s store is final (written, or reused). Any thread."""
+        with self._cond:
+            self._ready[self._position[shard_index]] = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        try:
+            with storage_errors(self.tmp):
+                self._merger = Merger(self.plan, self.tmp, self._link)
+                for k, (shard, path) in enumerate(zip(self.plan.shards, self.paths, strict=True)):
+                    with self._cond:
+                        self._cond.wait_for(lambda k=k: self._ready[k] or self._stopped)
+                        if self._stopped:
+                            return
+                    self._merger.add(shard, path)
+                    if self._progress:
+                        self._progress(1)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            self._error = exc
+
+    def raise_error(self) -> None:
+        """Raise what the merge raised, if it has (without waiting for it)."""
+        if self._error is not None:
+            raise self._error
+
+    def finish(self, provenance: dict) -> MergeResult:
+        """Every shard written: wait for the merge of the last ones, then write what needs them all."""
+        if not all(self._ready):
+            raise ShardError(f"the merge was asked to finish with {self._ready.count(False)} shard(s) not written")
+        self._thread.join()
+        self.raise_error()
+        assert self._merger is not None
+        try:
+            return self._merger.finish(provenance)
+        finally:
+            self._merger.close()
+
+    def abandon(self) -> None:
+        """Stop the merge (after the shard it is copying) and remove what it wrote: the run failed, or its
+        plan changed (files left out as damaged)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+        if self._merger is not None:
+            self._merger.close()
+        if os.path.lexists(self.tmp):
+            remove_tree(self.tmp)
 
 
 def consolidate(store: str) -> None:

@@ -31,7 +31,7 @@ from .executors import (
 from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
-from .merge import materialize
+from .merge import StreamedMerge
 from .plan import FileScan, Plan, describe, make_plan
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
@@ -245,32 +245,39 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
         with report.phase("discover"):
             paths = discover_inputs(opts.inputs)
-        with executor(choose_cluster(opts.cluster, paths), runner, log_dir=os.path.join(scratch, "job-logs")) as ex:
-            report.workers = ex.workers
-            report.scheduler = ex.address
-            report.cluster = ex.info
-            node_local = choose_scratch_kind(ex, scratch, opts.scratch_kind)
-            report.scratch_kind = "node-local" if node_local else "shared"
-            with report.phase("scan"):
-                scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
-            with report.phase("plan"):
-                plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
-            with report.phase("shard"):
-                plan, scans, manifests = write_shards(ex, plan, scans, scratch, rules, opts, report, node_local)
-        notes = input_notes(scans, manifests)
-        report_oddities(report, notes)
-        # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel filesystem)
-        report.bytes["scratch"] = sum(size for m in manifests for size, _ in m["files"].values())
         tmp = tmp_path(out)
+        merging: StreamedMerge | None = None  # set once every shard is written; the merge into tmp goes on
         try:
+            with executor(choose_cluster(opts.cluster, paths), runner,
+                          log_dir=os.path.join(scratch, "job-logs")) as ex:
+                report.workers = ex.workers
+                report.scheduler = ex.address
+                report.cluster = ex.info
+                node_local = choose_scratch_kind(ex, scratch, opts.scratch_kind)
+                report.scratch_kind = "node-local" if node_local else "shared"
+                with report.phase("scan"):
+                    scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
+                with report.phase("plan"):
+                    plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
+                with report.phase("shard"):  # the merge into tmp runs beside it, shard by shard
+                    plan, scans, manifests, merging = write_shards(ex, plan, scans, scratch, rules, opts, report,
+                                                                   node_local, tmp)
+            # the cluster is closed; the merge went on meanwhile
+            notes = input_notes(scans, manifests)
+            report_oddities(report, notes)
+            # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel
+            # filesystem)
+            report.bytes["scratch"] = sum(size for m in manifests for size, _ in m["files"].values())
             with storage_errors(tmp):
-                _merge_gate_publish(opts, plan, len(scans), notes, scratch, tmp, out, report)
+                _merge_gate_publish(opts, plan, len(scans), notes, tmp, out, report, merging)
         except BaseException:
+            if merging is not None:  # (write_shards drops its own merge when it fails)
+                merging.abandon()
+                log.error("removed %s; nothing was published at %s", tmp, out)
+                log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
+                          "them)", scratch)
             if os.path.lexists(tmp):
                 remove_tree(tmp)
-                log.error("removed %s; nothing was published at %s", tmp, out)
-            log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
-                      "them)", scratch)
             raise
     seconds = sum(report.phases.values())
     report.throughput = {"spectra_per_s": round(plan.n_spec / seconds, 1),
@@ -284,31 +291,50 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
 
 
 def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRules, opts: IngestOptions,
-                 report: RunReport, node_local: bool = False) -> tuple[Plan, FileTable, list[dict]]:
-    """One task per shard. The shard tasks are where input data is read and verified. A file found damaged
-    there fails the run (every such file named; the shards that finished are kept for the rerun) or, under
-    --on-bad-file skip, is left out: the plan is made again without it, and the shards are
-    written again; those whose key did not change (every shard ahead of the file's rows, if the layout
-    stays the same) are reused as they stand. Each round leaves out at least one file, so it ends."""
+                 report: RunReport, node_local: bool, tmp: str) -> tuple[Plan, FileTable, list[dict], StreamedMerge]:
+    """One task per shard, and the merge of each into `tmp` as soon as it and the shards ahead of it are
+    written (returned, for the caller to finish). The shard tasks are where input data is read and
+    verified. A file found damaged there fails the run (every such file named; the shards that finished
+    are kept for the rerun) or, under --on-bad-file skip, is left out: the merge so far is dropped, the
+    plan is made again without the file, and the shards are written again; those whose key did not
+    change (every shard ahead of the file's rows, if the layout stays the same) are reused as they stand.
+    Each round leaves out at least one file, so it ends."""
     written: set[str] = set()  # shard stores this run wrote: reusing them is not resuming an earlier run
+    mode = progress_mode(opts.progress)
     for round_no in range(len(scans) + 1):
         _describe_plan(plan, report)
         stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
         if stale and round_no == 0:
             log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
-        if node_local:
-            results = _write_node_local(ex, plan, scratch, rules, opts, report)
-        else:
-            with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
-                file_table = write_file_table(plan, scratch)
-                sweep_file_tables(scratch, keep=file_table)
-            progress = Progress("shard", len(plan.shards), "shards", progress_mode(opts.progress))
-            results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
-                             name=f"shard-{plan.fingerprint}", retries=2, on_result=progress,
-                             keep_errors=(BadFileError, BadFilesError))
+        merge_progress = Progress("merge", len(plan.shards), "shards",  # log lines: a second bar would
+                                  "off" if mode == "off" else "log")  # overwrite the shard phase's
+        merging = StreamedMerge(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
+                                link_chunks=not opts.keep_scratch, progress=merge_progress)
+        try:
+            if node_local:
+                results = _write_node_local(ex, plan, scratch, rules, opts, report, merging)
+            else:
+                with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
+                    file_table = write_file_table(plan, scratch)
+                    sweep_file_tables(scratch, keep=file_table)
+                progress = Progress("shard", len(plan.shards), "shards", mode)
+
+                def written_one(r: object, progress: Progress = progress, merging: StreamedMerge = merging) -> None:
+                    merging.raise_error()  # a failed merge stops the run now, not once every shard is written
+                    progress(r)
+                    if isinstance(r, dict):
+                        merging.shard_written(r["shard"])
+
+                results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
+                                 name=f"shard-{plan.fingerprint}", retries=2, on_result=written_one,
+                                 keep_errors=(BadFileError, BadFilesError))
+        except BaseException:
+            merging.abandon()
+            raise
         bad = dict(_damaged(results))
         if not bad:
             break
+        merging.abandon()  # its rows are those of a plan that had the damaged file(s)
         if opts.on_bad_file != "skip":  # every damaged file named at once; the shards that finished are kept
             raise BadFilesError(sorted(bad.items()))
         for path, reason in sorted(bad.items()):
@@ -332,7 +358,7 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
     if report.counts.get("replans_after_bad_data"):
         kept = report.counts["shards_kept_after_bad_data"] = sum(1 for s in plan.shards if s.store_name in written)
         log.info("after leaving out damaged file(s), %d of %d shards were kept as written", kept, len(manifests))
-    return plan, scans, manifests
+    return plan, scans, manifests, merging
 
 
 FETCH_WINDOW = 4  # node-local shards in flight to this process at once: memory stays a few shards' worth
@@ -360,13 +386,14 @@ def choose_scratch_kind(ex, scratch: str, kind: str) -> bool:
 
 
 def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: IngestOptions,
-                      report: RunReport) -> list:
+                      report: RunReport, merging: StreamedMerge) -> list:
     """Shards on the workers' own disks: each task carries its segments (a worker may not see the file table)
     and returns the address of the worker that holds the store. Each store is fetched from that worker as
     soon as it is written, while other shards are still being written (a task pinned there, FETCH_WINDOW
     at a time, run from a second thread), checked against its manifest's crc32 and kept on this scratch,
     where the merge and a rerun find it like any shard. A shard whose worker is gone before its fetch is
-    written again elsewhere. Shards already on this scratch (an earlier run's) are reused."""
+    written again elsewhere. Shards already on this scratch (an earlier run's) are reused. Each kept store
+    goes to `merging` as soon as it is in place."""
     results: list = [None] * len(plan.shards)
     if opts.restart:  # what an earlier run left on the workers' disks goes too, not only this scratch's
         _remove_node_shards(ex, scratch)
@@ -374,6 +401,7 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
         kept = load_manifest(shard_path(scratch, shard))
         if manifest_matches(kept, shard):
             results[i] = {**kept, "reused": True}
+            merging.shard_written(shard.index)
     todo = [i for i, r in enumerate(results) if r is None]
     context = plan.context("")  # no file table: the segments travel with each task
     progress = Progress("shard", len(todo), "shards", progress_mode(opts.progress))
@@ -387,7 +415,7 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
                              "be fetched (each time is logged above: workers dying, or a fetch failing on its worker); "
                              "the shards fetched so far are kept: rerun the same command")
         written, to_fetch, lost = _write_and_fetch(ex, plan, todo, round_no, context, scratch, rules, opts, results,
-                                                   report, progress, fetch_progress)
+                                                   report, progress, fetch_progress, merging)
         for i, r in zip(todo, written, strict=True):
             if not isinstance(r, dict):
                 results[i] = r  # damage: the caller names or skips the file
@@ -403,7 +431,8 @@ def _write_node_local(ex, plan: Plan, scratch: str, rules: HeaderRules, opts: In
 
 def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Plan, scratch: str, rules: HeaderRules,
                      opts: IngestOptions, results: list, report: RunReport, progress: Progress,
-                     fetch_progress: Progress) -> tuple[list, list[tuple[int, dict]], dict[int, str]]:
+                     fetch_progress: Progress, merging: StreamedMerge
+                     ) -> tuple[list, list[tuple[int, dict]], dict[int, str]]:
     """One round of node-local shards: the shard tasks of `todo` (this thread), and the fetch of each store
     as soon as its task returns (a second thread). Returns the tasks' results in `todo`'s order, the
     (shard position, task result) pairs in the order given to the fetch, and {k: why} for the k-th that
@@ -413,7 +442,8 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
     feed, keeper = Feed(), FetchedShardKeeper(scratch)
 
     def written_one(r: object) -> None:  # this thread, as each shard task finishes
-        fetcher.raise_error()  # a failed fetch stops the run now, not once every shard is written
+        fetcher.raise_error()  # a failed fetch or merge stops the run now, not once every shard is written
+        merging.raise_error()
         progress(r)
         if isinstance(r, dict):
             to_fetch.append((position[r["shard"]], r))  # before the feed has it: the fold looks it up
@@ -423,7 +453,8 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
         failpoint("fetch-start")
         return ex.map_on(read_node_shard, feed, scratch, name=f"fetch-{plan.fingerprint}-{round_no}",
                          window=FETCH_WINDOW,
-                         fold=_fetched_shard_fold(plan, keeper, to_fetch, results, report, fetch_progress))
+                         fold=_fetched_shard_fold(plan, keeper, to_fetch, results, report, fetch_progress,
+                                                  merging))
 
     fetcher = Background(fetch_all, name="shardmerge-fetch")
     try:
@@ -480,7 +511,7 @@ def _remove_node_shards(ex, scratch: str) -> None:
 
 
 def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[tuple[int, dict]], results: list,
-                        report: RunReport, progress: Progress):
+                        report: RunReport, progress: Progress, merging: StreamedMerge):
     """The fold of a fetch round: called with the k-th fetched store's files as they arrive, or None if lost.
     What counts a shard as fetched runs once the keeper has it in place (on the keeper's thread; this
     thread reads `results` and `report` only after keeper.close())."""
@@ -490,6 +521,7 @@ def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[t
         report.counts["shards_fetched"] = report.counts.get("shards_fetched", 0) + 1
         results[i] = {**manifest, "reused": reused}
         progress(manifest)
+        merging.shard_written(plan.shards[i].index)
         failpoint("shard-fetched")
 
     def fold(k: int, files: dict | None) -> None:
@@ -509,8 +541,8 @@ def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:
             yield from r.bad
 
 
-def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: dict[str, list[str]], scratch: str,
-                        tmp: str, out: str, report: RunReport) -> None:
+def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: dict[str, list[str]], tmp: str,
+                        out: str, report: RunReport, merging: StreamedMerge) -> None:
     provenance = provenance_attrs(n_inputs=n_inputs, input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
     if plan.mapping:  # which mapping described the inputs: its path and the hash of its content
@@ -518,10 +550,8 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
     odd = oddity_provenance(notes)
     if odd:
         provenance["input_oddities"] = odd
-    with report.phase("merge"):
-        progress = Progress("merge", len(plan.shards), "shards", progress_mode(opts.progress))
-        merged = materialize(plan, [shard_path(scratch, s) for s in plan.shards], tmp, provenance, progress,
-                             link_chunks=not opts.keep_scratch)
+    with report.phase("merge"):  # what is left of it once every shard is written
+        merged = merging.finish(provenance)
         report.merge = merged.stats()
     with report.phase("validate"):
         sync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache

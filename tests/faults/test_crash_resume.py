@@ -28,7 +28,9 @@ def test_sigkill_mid_run_then_the_same_command_resumes(tmp_path, corpus, clean_s
     scratch = tmp_path / "scratch"
     # a worker killed mid-shard needs workers; past the shard phase the driver alone is killed and resumes
     workers = 2 if point == "shard-before-rename" else 0
-    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints=f"{point}=pause", workers=workers)
+    # the merge runs beside the shard tasks: it reaches its 9th shard once all nine are written
+    when = "@9" if point == "merge-copied-shard" else ""
+    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints=f"{point}=pause{when}", workers=workers)
     wait_for_failpoint(tmp_path, point, proc)
     if point == "shard-before-rename":  # one worker is stuck in its shard; let the other finish one
         wait_until(lambda: len(shard_stores(scratch)) >= 1, proc, what="a finished shard")

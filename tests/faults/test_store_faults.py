@@ -10,7 +10,16 @@ import pytest
 
 from shardmerge import pipeline
 from shardmerge.testing.spectra import make_image2d, make_mixed_corpus, make_wcs1d
-from tests.faults.helpers import LAYOUT, kill_group, report_of, shard_stores, start_ingest, wait_for_failpoint
+from tests.faults.helpers import (
+    LAYOUT,
+    failpoint_dir,
+    kill_group,
+    report_of,
+    shard_stores,
+    start_ingest,
+    wait_for_failpoint,
+    wait_until,
+)
 from tests.helpers import run_cli, run_cli_process
 from tests.storecmp import chunk_files
 
@@ -56,7 +65,8 @@ def test_shard_chunk_damaged_in_scratch_is_caught_by_the_merge_and_recomputed(tm
     """A chunk file altered in scratch after its shard was written (bit rot, a stray process): the merge
     compares it with the manifest's checksum, removes that shard, and the rerun recomputes just it."""
     out = tmp_path / "out.zarr"
-    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="merge-copied-shard=pause", workers=0)
+    # the merge of the 9th shard (the merge runs beside the shard tasks): every shard is written by then
+    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="merge-copied-shard=pause@9", workers=0)
     wait_for_failpoint(tmp_path, "merge-copied-shard", proc)
     kill_group(proc)
     victim = shard_stores(tmp_path / "scratch")[4]
@@ -159,3 +169,40 @@ def test_restart_discards_reusable_shards(tmp_path, corpus):
     assert r.exit_code == 0, r
     assert report_of(rep)["counts"]["shards_reused"] == 0
     shutil.rmtree(out)
+
+
+def test_shards_are_merged_while_later_shards_are_still_being_written(tmp_path, corpus, clean_store):
+    """The merge runs beside the shard tasks: with the last (9th) shard task held at its start, the first
+    eight shards are already in the .tmp store, and the ninth is not; let go, the run publishes the bytes
+    of a clean run."""
+    out = tmp_path / "out.zarr"
+    flux = tmp_path / "out.zarr.tmp" / "signal" / "flux_raw" / "c"
+    proc = start_ingest(tmp_path, corpus, "-o", out, *LAYOUT, failpoints="shard-start=wait@9", workers=0)
+    try:
+        wait_for_failpoint(tmp_path, "shard-start", proc)
+        wait_until(lambda: all((flux / str(r) / "0").exists() for r in range(8)), proc, what="8 shards merged")
+        assert not (flux / "8").exists() and not out.exists()
+    except BaseException:
+        kill_group(proc)
+        raise
+    (failpoint_dir(tmp_path) / "shard-start.go").touch()
+    assert proc.wait(timeout=120) == 0, proc.stdout.read()
+    assert chunk_files(out) == chunk_files(clean_store)
+
+
+def test_a_merge_that_fails_while_shards_are_written_stops_the_run_and_leaves_nothing(tmp_path, corpus,
+                                                                                        clean_store):
+    """The .tmp store's disk fills while the merge copies the 2nd shard, shards still being written: exit 6
+    naming the disk error, the .tmp store removed, the shards written kept, and the rerun publishes."""
+    out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep,
+                        env={"SHARDMERGE_FAILPOINTS": "merge-copied-shard=raise:ENOSPC@2",
+                             "SHARDMERGE_FAILPOINT_DIR": str(failpoint_dir(tmp_path))})
+    assert r.exit_code == 6, r
+    assert "No space left on device" in r.output and "Traceback" not in r.output
+    assert not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
+    assert report_of(rep)["status"] == "failed"
+    r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep)
+    assert r.exit_code == 0, r
+    assert report_of(rep)["counts"]["shards_reused"] >= 2
+    assert chunk_files(out) == chunk_files(clean_store)
