@@ -32,7 +32,7 @@ from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
-from .plan import FileScan, Plan, describe, make_plan
+from .plan import FileScan, Plan, describe, make_plan, needs_exact_grids
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
@@ -82,21 +82,15 @@ class IngestOptions:
 def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, ex, on_bad_file: str,
                 report: RunReport, progress_to: str = "log", strict: frozenset[str] = frozenset()) -> FileTable:
     """The scan results, folded into a FileTable in path order as the batches arrive: the driver never
-    holds one object per file."""
-    progress = Progress("scan", len(paths), "files", progress_to)
-    table = FileTableBuilder()
-    bad: list[BadFile] = []
-
-    def collect(batch: list) -> None:
-        for r in batch:
-            if isinstance(r, FileScan):
-                table.add(r)
-            else:
-                bad.append(r)
-
-    ex.map(scan_batch, batches(paths, scan_batch_files(len(paths), ex.workers)), choice, rules, strict,
-           name="scan", on_result=progress, fold=collect)
-    scans = table.finish()
+    holds one object per file. When every input's grid is one by its headers alone (equal hints: a single
+    SDSS spec file, say), the files are scanned again reading their grids, which decide whether the
+    store's wavelength is one shared grid."""
+    scans, bad = _scan(paths, choice, rules, ex, Progress("scan", len(paths), "files", progress_to), strict)
+    if needs_exact_grids(scans):
+        good = [scans.path(i) for i in range(len(scans))]
+        log.info("every input has the same wavelength grid by its headers: reading the grids to be sure")
+        scans, _ = _scan(good, choice, rules, ex, Progress("scan", len(good), "files", progress_to), strict,
+                         exact_grids=True)
     report.counts["files_found"] = len(paths)
     report.counts["files_bad"] = len(bad)
     dropped = sum(scans.dropped)
@@ -113,6 +107,23 @@ def scan_inputs(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, 
     if not len(scans):
         raise InputError(f"none of the {len(paths)} input file(s) could be read")
     return scans
+
+
+def _scan(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, ex, progress: Progress,
+          strict: frozenset[str], exact_grids: bool = False) -> tuple[FileTable, list[BadFile]]:
+    table = FileTableBuilder()
+    bad: list[BadFile] = []
+
+    def collect(batch: list) -> None:
+        for r in batch:
+            if isinstance(r, FileScan):
+                table.add(r)
+            else:
+                bad.append(r)
+
+    ex.map(scan_batch, batches(paths, scan_batch_files(len(paths), ex.workers)), choice, rules, strict,
+           exact_grids, name="scan", on_result=progress, fold=collect)
+    return table.finish(), bad
 
 
 def scan_batch_files(n_files: int, workers: int) -> int:

@@ -60,6 +60,21 @@ class FileScan:
     provides: tuple[str, ...] = ()  # capabilities (schema.ARRAYS) the file provides, sorted
 
 
+GRID_HINT = "hdr:"  # a grid key a reader made from headers (Reader.scan_layout), not from the grid's values
+
+
+def grid_keys_unsure(keys: Iterable[str]) -> bool:
+    """Whether these keys leave open if the grids are one: equal header hints may be different grids."""
+    return any(k.startswith(GRID_HINT) for k in keys)
+
+
+def needs_exact_grids(table: FileTable) -> bool:
+    """Every input has one grid by its headers (equal hints): only the grids' values say whether the store's
+    wavelength is one shared grid, so the scan must read them (`scan_file(exact_grids=True)`)."""
+    keys = {k for p in table.profiles for k in p.grid_keys}
+    return len(keys) == 1 and grid_keys_unsure(keys)
+
+
 @dataclass(frozen=True, slots=True)
 class Companion:
     path: str
@@ -406,7 +421,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     chunk_rows, chunk_pix = choose_chunks(n_pix, request.chunk_rows)
     used = [own.profiles[i] for i in sorted(set(own.profile))]  # the profiles of files that make rows
     grid_keys = {k for p in used for k in p.grid_keys}
-    shared = len(grid_keys) == 1 and min(own.n_pix_min) == n_pix
+    shared = len(grid_keys) == 1 and not grid_keys_unsure(grid_keys) and min(own.n_pix_min) == n_pix
     keys = {
         "flux_units": tuple(sorted({p.flux_unit for p in used})),
         "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),

@@ -24,7 +24,7 @@ from .failpoints import failpoint
 from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
-from .readers.base import Layout, SpectraBlock, grid_fingerprint
+from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
 from .readers.fitsio import open_rows, open_verified
 from .readers.oddities import Oddities, kind_of
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
@@ -211,6 +211,8 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
             if seg.first + seg.count > layout.n_spectra:
                 raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "
                                              f"{seg.first + seg.count}")
+            for g in np.unique(layout.grid_of[seg.first : seg.first + seg.count]):  # the scan may have seen
+                check_grid(seg.path, layout.grids[int(g)])  # only a header's description of a grid
             values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
             _check_block(seg, values, layout)
             for comp in seg.companions:

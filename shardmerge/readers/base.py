@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 from astropy.io import fits
 
+from ..errors import BadFileError
 from ..headers import HeaderRules, canonical_fields, project_header
+from ..plan import GRID_HINT
 
 
 @dataclass
@@ -49,6 +51,10 @@ class Layout:
     # the fibre table), for its read() and row_metadata() of the same open file to reuse: per file, never
     # shipped between processes (a shard task works out the layout again)
     state: dict[str, Any] = field(default_factory=dict)
+    # from `Reader.scan_layout` only: per grid, a fingerprint of what the headers say it is (GRID_HINT
+    # prefix), when the grid itself is in a data unit the scan did not read; `grids` are then NaN
+    # placeholders of the right lengths
+    grid_hints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.provides = frozenset(self.provides) | ({"mask"} if self.mask_convention else set())
@@ -57,7 +63,7 @@ class Layout:
         return int(self.grids[int(self.grid_of[i])].shape[0])
 
     def grid_key(self, g: int) -> str:
-        return grid_fingerprint(self.grids[g])
+        return self.grid_hints[g] if self.grid_hints else grid_fingerprint(self.grids[g])
 
 
 @dataclass
@@ -99,6 +105,29 @@ def grid_fingerprint(wavelength: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(wavelength, dtype="<f8").tobytes()).hexdigest()[:20]
 
 
+def grid_hint(*described_by: object) -> str:
+    """A grid key from the header values that describe a grid (e.g. COEFF0, COEFF1, the pixel count)."""
+    return GRID_HINT + hashlib.sha256(repr(described_by).encode()).hexdigest()[:20]
+
+
+def placeholder_grid(n_pix: int) -> np.ndarray:
+    """A grid of `n_pix` NaN for a Layout with grid_hints: its length is all the scan uses."""
+    return np.broadcast_to(np.float64(np.nan), (n_pix,))
+
+
+def check_grid(path: str, grid: np.ndarray) -> None:
+    """A wavelength grid must be finite and strictly increasing, else the file is refused (by the scan, or
+    by the shard task when the scan learned the grid from headers)."""
+    if not np.all(np.isfinite(grid)):
+        raise BadFileError(path, "wavelength grid has non-finite values")
+    steps = np.diff(grid)
+    if steps.size and not np.all(steps > 0):
+        k = int(np.flatnonzero(~(steps > 0))[0])
+        raise BadFileError(path, f"wavelength grid is not strictly increasing: pixel {k} is {grid[k]:.6g} A, "
+                                 f"pixel {k + 1} {grid[k + 1]:.6g} A (a misread or damaged axis: check its "
+                                 "header, or describe the file with --format mapping)")
+
+
 class Reader:
     """Base class of the per-format readers."""
 
@@ -114,6 +143,12 @@ class Reader:
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         raise NotImplementedError
+
+    def scan_layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        """What the scan plans with: `layout`, unless the reader can describe a grid that is a data unit from
+        headers alone (then `Layout.grid_hints`), so the scan reads header blocks only and the shard task,
+        which reads the data anyway, reads the grid and checks it."""
+        return self.layout(path, hdul)
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
-from .base import Layout, Reader, SpectraBlock
+from .base import Layout, Reader, SpectraBlock, grid_hint, placeholder_grid
 from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
 
@@ -57,6 +57,28 @@ class SdssCoaddReader(Reader):
         return i is not None and all(c in _columns(hdul[i]) for c in _REQUIRED)
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        i, cols = self._coadd(path, hdul)
+        loglam = np.asarray(hdul[i].data[cols["loglam"]], dtype=np.float64)
+        if loglam.ndim != 1 or loglam.size == 0:
+            raise BadFileError(path, f"COADD loglam column has shape {loglam.shape}, expected (n_pix,)")
+        return self._layout(hdul, i, cols, 10.0**loglam)
+
+    def scan_layout(self, path: str, hdul: fits.HDUList) -> Layout:
+        """The grid described by the headers (COEFF0, COEFF1, the COADD row count) instead of read from the
+        loglam column, which is most of the file: the scan reads header blocks only. The column stays the
+        grid the shard task stores and checks; the header is only close to it (~1e-7 dex), so equal hints
+        are never taken for one grid."""
+        i, cols = self._coadd(path, hdul)
+        h = hdul[0].header
+        try:
+            coeffs, n_pix = (float(h["COEFF0"]), float(h["COEFF1"])), int(hdul[i].header["NAXIS2"])
+        except (KeyError, TypeError, ValueError):
+            return self.layout(path, hdul)  # no log-linear solution in the header: read the column
+        if n_pix <= 0:
+            return self.layout(path, hdul)  # refused there, with the reason
+        return self._layout(hdul, i, cols, placeholder_grid(n_pix), grid_hint(self.name, *coeffs, n_pix))
+
+    def _coadd(self, path: str, hdul: fits.HDUList) -> tuple[int, dict[str, str]]:
         i = _coadd_hdu(hdul)
         if i is None:
             raise BadFileError(path, "no COADD table HDU")
@@ -64,16 +86,16 @@ class SdssCoaddReader(Reader):
         missing = [c for c in _REQUIRED if c not in cols]
         if missing:
             raise BadFileError(path, f"COADD table lacks column(s) {', '.join(missing)}")
-        loglam = np.asarray(hdul[i].data[cols["loglam"]], dtype=np.float64)
-        if loglam.ndim != 1 or loglam.size == 0:
-            raise BadFileError(path, f"COADD loglam column has shape {loglam.shape}, expected (n_pix,)")
-        wave = 10.0**loglam
+        return i, cols
+
+    def _layout(self, hdul: fits.HDUList, i: int, cols: dict[str, str], grid: np.ndarray, hint: str = "") -> Layout:
         unit = str(hdul[0].header.get("BUNIT", "")).strip() or SDSS_FLUX_UNIT
         catalog = _catalog(hdul)  # kept for read() and row_metadata()
         params = tuple(k.lower() for k in _PARAMS if catalog is not None and k in _columns_upper(hdul[catalog]))
         meta = tuple(k.lower() for k in _META if catalog is not None and k in _columns_upper(hdul[catalog]))
-        return Layout(1, [wave], np.zeros(1, dtype=np.int64), unit, (i,), i, param_keys=params, metadata_keys=meta,
-                      mask_convention="SDSS and_mask" if "and_mask" in cols else "", state={"catalog": catalog})
+        return Layout(1, [grid], np.zeros(1, dtype=np.int64), unit, (i,), i, param_keys=params, metadata_keys=meta,
+                      mask_convention="SDSS and_mask" if "and_mask" in cols else "", state={"catalog": catalog},
+                      grid_hints=(hint,) if hint else ())
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):

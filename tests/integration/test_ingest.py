@@ -110,6 +110,69 @@ def test_shared_grid_gives_1d_wavelength_and_gz_inputs(tmp_path, dask_scheduler)
     assert_store_matches_sources(out)
 
 
+def _sdss_with_loglam(path, edit) -> None:
+    """Rewrite an SDSS spec file with its loglam column edited and its header (COEFF0/COEFF1) as it was."""
+    with fits.open(path) as h:
+        hdus = fits.HDUList([fits.PrimaryHDU(header=h[0].header),
+                             fits.BinTableHDU(h[1].data.copy(), header=h[1].header, name="COADD")])
+    edit(hdus[1].data["loglam"])
+    hdus.writeto(path, overwrite=True, checksum=True)
+
+
+def test_sdss_grids_are_planned_from_headers_and_shared_only_when_their_values_are_one(tmp_path, dask_scheduler):
+    """The scan takes an SDSS spec file's grid from COEFF0/COEFF1 without reading the loglam column. One grid
+    by the headers is checked against the columns before the wavelength is stored once: files whose
+    headers agree but whose columns differ get a 2-D wavelength of each file's own grid."""
+    from shardmerge.testing.spectra import make_sdss_coadd
+
+    one = tmp_path / "one"
+    make_sdss_coadd(one / "spec-a.fits", i=0, n_pix=300, seed=0)
+    make_sdss_coadd(one / "spec-b.fits", i=1, n_pix=300, seed=1)
+    r = run_cli("ingest", one, "-o", tmp_path / "one.zarr", "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+    root = zarr.open_group(tmp_path / "one.zarr", mode="r")
+    assert root["signal/wavelength"].shape == (300,)  # the columns confirmed the headers' one grid
+    assert_store_matches_sources(tmp_path / "one.zarr")
+
+    differ = tmp_path / "differ"
+    make_sdss_coadd(differ / "spec-a.fits", i=0, n_pix=300, seed=0)
+    b = make_sdss_coadd(differ / "spec-b.fits", i=1, n_pix=300, seed=1)
+
+    def shift(loglam):
+        loglam += np.float32(2e-5)
+
+    _sdss_with_loglam(b, shift)  # the header still says the grid of spec-a
+    r = run_cli("ingest", differ, "-o", tmp_path / "differ.zarr", "--scheduler", dask_scheduler)
+    assert r.exit_code == 0, r
+    root = zarr.open_group(tmp_path / "differ.zarr", mode="r")
+    assert root["signal/wavelength"].shape == (2, 300)
+    with fits.open(b) as h:
+        np.testing.assert_allclose(root["signal/wavelength"][1], 10.0 ** h[1].data["loglam"].astype(np.float64))
+    assert_store_matches_sources(tmp_path / "differ.zarr")
+
+
+def test_an_sdss_grid_that_steps_back_is_found_by_the_shard_task(tmp_path, dask_scheduler):
+    """The scan saw only the header's grid; the shard task reads the column, refuses it (exit 3, named), or
+    leaves the file out under --on-bad-file skip."""
+    from shardmerge.testing.spectra import make_sdss_coadd
+
+    d = tmp_path / "in"
+    good = make_wcs1d(d / "s0.fits", i=0, n_pix=300, seed=0)
+    bad = make_sdss_coadd(d / "spec-b.fits", i=1, n_pix=300, seed=1)
+
+    def step_back(loglam):
+        loglam[40] = loglam[39] - np.float32(1e-4)
+
+    _sdss_with_loglam(bad, step_back)
+    r = run_cli("ingest", d, "-o", tmp_path / "out.zarr", "--scheduler", dask_scheduler)
+    assert r.exit_code == 3, r
+    assert f"{bad}: wavelength grid is not strictly increasing: pixel 39" in r.output, r
+    r = run_cli("ingest", d, "-o", tmp_path / "out.zarr", "--scheduler", dask_scheduler, "--on-bad-file", "skip")
+    assert r.exit_code == 0, r
+    sources = zarr.open_group(tmp_path / "out.zarr", mode="r")["metadata/source_path"][:]
+    assert list(map(str, sources)) == [str(good)]
+
+
 def test_list_file_with_relative_paths(tmp_path, dask_scheduler):
     d = tmp_path / "data" / "sub"
     for i in range(3):

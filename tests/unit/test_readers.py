@@ -165,3 +165,23 @@ def test_the_registry_orders_readers_by_priority_and_refuses_clashes():
         _registry(WcsImage1DReader(), Other())
     with pytest.raises(RuntimeError, match="share the name 'wcs-1d'"):
         _registry(WcsImage1DReader(), WcsImage1DReader())
+
+
+def test_an_sdss_spec_file_is_scanned_from_its_header_blocks(tmp_path, monkeypatch):
+    """The scan describes the grid from COEFF0/COEFF1 (a hint, never taken for a shared grid) and reads
+    no data unit; with exact_grids it reads the loglam column, as before."""
+    from shardmerge.plan import GRID_HINT
+    from shardmerge.readers import fastfits
+
+    p = make_sdss_coadd(tmp_path / "spec.fits", n_pix=3000)
+    read: list[int] = []
+    real = fastfits.FileSource.read
+    monkeypatch.setattr(fastfits.FileSource, "read", lambda self, o, n: read.append(n) or real(self, o, n))
+    rules = load_header_rules()
+    scan = scan_file(str(p), None, rules)
+    assert scan.format == "sdss-coadd" and scan.n_spectra == 1 and scan.n_pix_max == scan.n_pix_min == 3000
+    assert scan.grid_keys[0].startswith(GRID_HINT)
+    assert sum(read) < 3 * 2880 + 64  # the primary and COADD header blocks, and the end-of-file probes
+    exact = scan_file(str(p), None, rules, exact_grids=True)
+    assert not exact.grid_keys[0].startswith(GRID_HINT) and sum(read) > p.stat().st_size
+    assert (exact.n_pix_max, exact.header_keys) == (scan.n_pix_max, scan.header_keys)
