@@ -26,7 +26,7 @@ from pathlib import Path
 ONE = r'''
 import json, sys, time
 from pathlib import Path
-from shardmerge.scan import discover_inputs
+from shardmerge.discover import discover_inputs
 
 def status_mib(field):
     with open("/proc/self/status") as f:

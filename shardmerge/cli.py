@@ -15,12 +15,28 @@ from .errors import ShardmergeError
 from .headers import load_header_rules
 from .pipeline import IngestOptions, ingest, plan_inputs
 from .plan import describe
-from .readers import reader_names
-from .readers.mapping import mapping_ref
 from .readers.oddities import KINDS as ODDITY_KINDS
 from .validate import failures, run_checks
 
 log = logging.getLogger("shardmerge")
+
+
+class ReaderChoice(click.Choice):
+    """--format's choices, the readers' names: known once the readers are imported, which happens only
+    when --format is given or help is shown (the driver of a cluster run never needs astropy)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from .readers import reader_names
+
+        return tuple(reader_names())
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -84,7 +100,7 @@ _common = [
                       "store would pass --max-store-files; 0: never."),
     click.option("--max-store-files", type=click.IntRange(min=1), default=STORE_FILE_BUDGET, show_default=True,
                  help="File budget of the store: past it, longer row-wise chunks, then Zarr v3 sharding."),
-    click.option("--format", "format_name", type=click.Choice(reader_names()), default=None,
+    click.option("--format", "format_name", type=ReaderChoice(), default=None,
                  help="Skip auto-detection: read every input with this reader."),
     click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="TOML file naming the HDUs/columns of flux, wavelength, … (with --format mapping)."),
@@ -129,7 +145,11 @@ def format_choice_of(options: dict) -> FormatChoice:
     name, mapping = options.pop("format_name"), options.pop("mapping_file")
     if (name == "mapping") != (mapping is not None):
         raise click.UsageError("--format mapping and --mapping FILE go together")
-    return FormatChoice(name, mapping_ref(mapping) if mapping else ())
+    if not mapping:
+        return FormatChoice(name, ())
+    from .readers.mapping import mapping_ref
+
+    return FormatChoice(name, mapping_ref(mapping))
 
 
 def cluster_request(options: dict) -> ClusterRequest:

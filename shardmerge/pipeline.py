@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
+from .discover import batches, discover_inputs
 from .durable import remove_tree, remove_trees, storage_errors, sync_tree
 from .errors import BadFileError, BadFilesError, GateError, InputError, ShardError, ShardmergeError
 from .executors import (
@@ -32,14 +33,12 @@ from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
-from .plan import FileScan, Plan, describe, make_plan, needs_exact_grids
+from .plan import BadFile, FileScan, Plan, describe, make_plan, needs_exact_grids
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
 from .readers.oddities import kind_of
 from .report import RunReport
-from .scan import BadFile, batches, discover_inputs, scan_batch
-from .shard import write_shard
 from .shardstore import (
     FetchedShardKeeper,
     load_manifest,
@@ -51,6 +50,7 @@ from .shardstore import (
     sweep_file_tables,
     write_file_table,
 )
+from .tasks import scan_batch, write_shard
 from .validate import Expectation, failures, run_checks
 
 log = logging.getLogger("shardmerge")

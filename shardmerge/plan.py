@@ -60,6 +60,14 @@ class FileScan:
     provides: tuple[str, ...] = ()  # capabilities (schema.ARRAYS) the file provides, sorted
 
 
+@dataclass(frozen=True)
+class BadFile:
+    """A file the scan refused, and why (--on-bad-file skip lists it and goes on)."""
+
+    path: str
+    reason: str
+
+
 GRID_HINT = "hdr:"  # a grid key a reader made from headers (Reader.scan_layout), not from the grid's values
 
 

@@ -1,146 +1,23 @@
-"""Stage 1: find the input files and learn, from headers, what each holds.
+"""Stage 1: learn, from headers, what each input file holds (`discover` finds the files).
 
 `scan_batch` is the Dask task: it takes paths and plain values and returns plain records, one per file,
 either a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on)."""
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import os
-import stat
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import IO
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from .config import FITS_SUFFIXES, FormatChoice
-from .errors import BadFileError, InputError
-from .filetable import PathList
+from .config import FormatChoice
+from .errors import BadFileError
 from .headers import HeaderRules
-from .plan import FileScan
+from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
 from .readers.base import check_grid
 from .readers.oddities import Oddities
-
-
-@dataclass(frozen=True)
-class BadFile:
-    path: str
-    reason: str
-
-
-def is_fits_name(name: str) -> bool:
-    return name.lower().endswith(FITS_SUFFIXES)
-
-
-def discover_inputs(inputs: Sequence[str]) -> PathList:
-    """Absolute, de-duplicated, sorted FITS paths from files, folders (recursive) and @LIST files. Each input
-    is walked in path order and the walks are merged, so a survey's 10^7 paths are never a set or a
-    list of str: only the packed PathList (an @LIST file's entries are sorted in bounded runs)."""
-    if not inputs:
-        raise InputError("no INPUT given: name FITS files, folders or @LIST files")
-    found = PathList()
-    for path in heapq.merge(*(_expand(item, origin=None) for item in inputs)):
-        found.append(path)  # drops a path two inputs both hold
-    if not len(found):
-        raise InputError(f"no FITS files ({', '.join(FITS_SUFFIXES)}) found in: {', '.join(inputs)}")
-    return found
-
-
-def _expand(item: str, origin: str | None) -> Iterator[str]:
-    """The FITS paths `item` names, in increasing order."""
-    where = f" (listed in {origin})" if origin else ""
-    if item.startswith("@") and origin is None:
-        yield from sorted_bounded(_expand_list(Path(item[1:])))
-        return
-    path = os.path.abspath(os.path.expanduser(item))
-    try:
-        mode = os.stat(path).st_mode  # one stat per entry: an archive's list may name 10^7 files
-    except FileNotFoundError:
-        raise InputError(f"{item}{where}: no such file or folder") from None
-    except OSError as exc:
-        raise InputError(f"{item}{where}: cannot stat ({exc.strerror})") from exc
-    if stat.S_ISDIR(mode):
-        yield from _walk_in_order(path)
-    elif stat.S_ISREG(mode):
-        yield path
-    else:
-        raise InputError(f"{item}{where}: not a regular file or folder")
-
-
-def _walk_in_order(folder: str) -> Iterator[str]:
-    """The FITS files under `folder` in the order of their full paths (what sorted() gives), without
-    holding them: a folder's entries are sorted with each subfolder as `name/`, which is where its paths
-    fall among the files' (a name has no "/"). Like os.walk, symlinked folders are not followed."""
-    entries = []
-    try:
-        with os.scandir(folder) as it:
-            for e in it:
-                if e.is_dir():
-                    if not e.is_symlink():
-                        entries.append((e.name + "/", e.path))
-                elif is_fits_name(e.name):
-                    entries.append((e.name, e.path))
-    except OSError as exc:  # an unreadable folder is named, not silently left out of the survey
-        raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
-    entries.sort()
-    for key, path in entries:
-        if key.endswith("/"):
-            yield from _walk_in_order(path)
-        else:
-            yield path
-
-
-LIST_SORT_RUN = 1 << 18  # paths of an @LIST sorted in memory at once (~70 MB); a longer list spills sorted runs
-
-
-def sorted_bounded(paths: Iterable[str], run: int | None = None) -> Iterator[str]:
-    """sorted(paths), holding at most `run` of them (LIST_SORT_RUN): an archive's list of 10^7 files is
-    sorted in runs, each spilled to an unnamed temporary file (TMPDIR; ~60 bytes a path), then merged.
-    A shorter list is sorted in memory. Records are length-prefixed: a path may hold any byte but NUL."""
-    run = run or LIST_SORT_RUN
-    it = iter(paths)
-    first = sorted(itertools.islice(it, run))
-    if len(first) < run:
-        yield from first
-        return
-    with contextlib.ExitStack() as stack:
-        spilled = []
-        chunk = first
-        while chunk:
-            f = stack.enter_context(tempfile.TemporaryFile(buffering=1 << 16))
-            for path in chunk:
-                raw = path.encode("utf-8", "surrogateescape")
-                f.write(len(raw).to_bytes(4, "little") + raw)
-            f.seek(0)
-            spilled.append(_spilled_paths(f))
-            chunk = sorted(itertools.islice(it, run))
-        del first, chunk
-        yield from heapq.merge(*spilled)
-
-
-def _spilled_paths(f: IO[bytes]) -> Iterator[str]:
-    while head := f.read(4):
-        yield f.read(int.from_bytes(head, "little")).decode("utf-8", "surrogateescape")
-
-
-def _expand_list(list_path: Path) -> Iterable[str]:
-    """The paths an @LIST names, read line by line (a list of 10^7 paths is never held whole)."""
-    base = str(list_path.parent)
-    try:
-        with open(list_path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                entry = line.strip()
-                if entry and not entry.startswith("#"):
-                    yield from _expand(os.path.join(base, entry), origin=f"{list_path} line {number}")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
-        raise InputError(f"@{list_path}: cannot read the list ({why})") from exc
 
 
 def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
@@ -223,27 +100,3 @@ class SharedTuples:
         if keys is scan.header_keys and grids is scan.grid_keys:
             return scan
         return replace(scan, header_keys=keys, grid_keys=grids)
-
-
-class Batches(Sequence):
-    """Consecutive runs of `size` items, each made when its task is submitted: a survey's paths are not held
-    twice, once as the list and again as the batches."""
-
-    def __init__(self, items: Sequence[str], size: int):
-        self.items, self.size = items, size
-
-    def __len__(self) -> int:
-        return -(-len(self.items) // self.size)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return list(self.items[i * self.size : (i + 1) * self.size])
-
-
-def batches(items: Sequence[str], size: int) -> Batches:
-    return Batches(items, size)

@@ -2,7 +2,7 @@
 spectra (`SpectraBlock`), and the `Reader` that answers three questions about an open file: is this my
 layout (`identify`, headers only), what does it hold (`layout`, headers and at most a wavelength column),
 and what are the values of spectra [first, first + count) (`read`). Adding a layout means adding a module
-and registering it (readers/__init__.py), never touching the pipeline.
+and registering it (readers/registry.py), never touching the pipeline.
 
 The helpers readers share live beside this by concern: `fitsio` (strict opening, gzip, checksums, HDU
 structure), `values` (uncertainty kinds, masks, float32), `wcs` (wavelength axes, uncertainty extensions)."""

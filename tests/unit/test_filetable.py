@@ -105,7 +105,7 @@ def test_shard_tasks_read_the_same_segments_from_the_table_on_disk(tmp_path_fact
 
 def test_scan_batches_grow_with_the_survey_and_are_made_when_asked_for():
     from shardmerge.pipeline import scan_batch_files
-    from shardmerge.scan import batches
+    from shardmerge.discover import batches
 
     assert scan_batch_files(100, 2) == 64  # a small corpus: the fewest files a task is worth
     assert scan_batch_files(10**5, 16) == 782  # ~8 tasks per worker
@@ -123,7 +123,7 @@ def test_discovery_walks_in_sorted_path_order_and_packs_the_paths(tmp_path):
 
     from shardmerge.errors import InputError
     from shardmerge.filetable import PathList
-    from shardmerge.scan import discover_inputs
+    from shardmerge.discover import discover_inputs
 
     names = ["b.fits", "b-.fits", "b0.fits", "b/x.fits", "b/y/z.fits", "b-/q.fits", "ba/r.fits", "A.FITS",
              "é.fits.gz", "c/readme.txt", "c/d.fit"]
@@ -152,26 +152,26 @@ def test_discovery_walks_in_sorted_path_order_and_packs_the_paths(tmp_path):
 def test_an_at_list_is_sorted_in_bounded_runs_exactly_as_sorted_would(paths, run):
     """An archive's @LIST of 10^7 paths is not held as one list of str: runs of `run` paths are sorted and
     spilled, then merged; any character a path may hold survives, newlines and odd unicode included."""
-    from shardmerge.scan import sorted_bounded
+    from shardmerge.discover import sorted_bounded
 
     assert list(sorted_bounded(paths, run)) == sorted(paths)
     assert list(sorted_bounded(iter([p + "\udcff" for p in paths]), run)) == sorted(p + "\udcff" for p in paths)
 
 
 def test_discovery_of_a_long_list_spills_and_gives_the_same_paths(tmp_path, monkeypatch):
-    from shardmerge import scan
+    from shardmerge import discover
 
     for i in range(7):
         (tmp_path / f"f{i}.fits").write_bytes(b"")
     (tmp_path / "list.txt").write_text("".join(f"f{i}.fits\n" for i in (5, 2, 6, 0, 3, 1, 4, 2)))
     expected = [str(tmp_path / f"f{i}.fits") for i in range(7)]
-    monkeypatch.setattr(scan, "LIST_SORT_RUN", 3)  # 8 entries: three runs spilled and merged
-    assert list(scan.discover_inputs([f"@{tmp_path / 'list.txt'}"])) == expected
+    monkeypatch.setattr(discover, "LIST_SORT_RUN", 3)  # 8 entries: three runs spilled and merged
+    assert list(discover.discover_inputs([f"@{tmp_path / 'list.txt'}"])) == expected
 
 
 def test_an_unreadable_list_or_entry_is_named(tmp_path):
     from shardmerge.errors import InputError
-    from shardmerge.scan import discover_inputs
+    from shardmerge.discover import discover_inputs
 
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.fits\n")
     with pytest.raises(InputError, match=r"latin1.txt: cannot read the list \(not UTF-8 text"):

@@ -67,3 +67,34 @@ def test_the_cli_and_its_local_workers_use_arrow_without_importing_pandas(tmp_pa
     done = subprocess.run([sys.executable, "-c", _NO_PANDAS, str(tmp_path)], capture_output=True, text=True,
                           timeout=110)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+_DRIVER_IMPORTS = """
+import sys
+
+from shardmerge.__main__ import main
+from shardmerge.testing.spectra import make_wcs1d
+
+files = [make_wcs1d(sys.argv[1] + f"/in/s{i}.fits", i=i, n_pix=200, seed=i) for i in range(3)]
+for name in [m for m in sys.modules if m.split(".")[0] == "astropy" or m.startswith("shardmerge.readers")]:
+    del sys.modules[name]  # making the inputs needed astropy; the ingest below must not
+sys.argv = ["shardmerge", "ingest", sys.argv[1] + "/in", "-o", sys.argv[1] + "/out.zarr", "--workers", "1",
+            "--quiet"]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "astropy" or m == "shardmerge.readers.registry")
+print("loaded:", loaded[:5])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_driver_of_a_cluster_run_never_imports_the_readers_or_astropy(tmp_path):
+    """Workers read the FITS files; the driver that plans, merges and checks has no use for astropy (~0.45 s
+    of its start): tasks go to workers by reference to `shardmerge.tasks`, the readers load on first use."""
+    done = subprocess.run([sys.executable, "-c", _DRIVER_IMPORTS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=110)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loaded: []" in done.stdout, done.stdout + done.stderr
+    assert (tmp_path / "out.zarr" / "zarr.json").exists()

@@ -152,7 +152,7 @@ def test_gzip_inputs_are_verified_and_truncation_is_named(tmp_path):
 
 
 def test_the_registry_orders_readers_by_priority_and_refuses_clashes():
-    from shardmerge.readers import READERS, _registry
+    from shardmerge.readers.registry import READERS, _registry
     from shardmerge.readers.wcs1d import WcsImage1DReader
 
     assert [r.priority for r in READERS] == sorted(r.priority for r in READERS)
