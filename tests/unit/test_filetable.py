@@ -104,8 +104,8 @@ def test_shard_tasks_read_the_same_segments_from_the_table_on_disk(tmp_path_fact
 
 
 def test_scan_batches_grow_with_the_survey_and_are_made_when_asked_for():
-    from shardmerge.pipeline import scan_batch_files
     from shardmerge.discover import batches
+    from shardmerge.pipeline import scan_batch_files
 
     assert scan_batch_files(100, 2) == 64  # a small corpus: the fewest files a task is worth
     assert scan_batch_files(10**5, 16) == 782  # ~8 tasks per worker
@@ -121,9 +121,9 @@ def test_discovery_walks_in_sorted_path_order_and_packs_the_paths(tmp_path):
     give (a subfolder `b` sorts as `b/`, between `b-` and `b0`) and the walks are merged."""
     import os
 
+    from shardmerge.discover import discover_inputs
     from shardmerge.errors import InputError
     from shardmerge.filetable import PathList
-    from shardmerge.discover import discover_inputs
 
     names = ["b.fits", "b-.fits", "b0.fits", "b/x.fits", "b/y/z.fits", "b-/q.fits", "ba/r.fits", "A.FITS",
              "é.fits.gz", "c/readme.txt", "c/d.fit"]
@@ -170,8 +170,8 @@ def test_discovery_of_a_long_list_spills_and_gives_the_same_paths(tmp_path, monk
 
 
 def test_an_unreadable_list_or_entry_is_named(tmp_path):
-    from shardmerge.errors import InputError
     from shardmerge.discover import discover_inputs
+    from shardmerge.errors import InputError
 
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.fits\n")
     with pytest.raises(InputError, match=r"latin1.txt: cannot read the list \(not UTF-8 text"):
