@@ -109,6 +109,20 @@ class FileSegment:
     def part_of_file(self) -> bool:
         return self.count < self.file_spectra
 
+    def verifies_file(self, shard_rows: int) -> bool:
+        """Of the segments a split file falls into (one per shard it spans), whether this one holds the most
+        of its spectra (the first of equals): that one verifies the file's sums, reading it whole, while
+        the others read only their own rows. Every segment works it out alike from the shard size."""
+        start = self.row - self.first
+        stop = start + self.file_spectra
+        best, at = (start, start), start
+        while at < stop:
+            end = min(stop, (at // shard_rows + 1) * shard_rows)
+            if end - at > best[1] - best[0]:
+                best = (at, end)
+            at = end
+        return best[0] == self.row
+
 
 @dataclass(frozen=True)
 class ShardSpec:

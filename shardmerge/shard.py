@@ -204,7 +204,7 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         _check_unchanged(seg)
         reader = get_reader(seg.format, plan.mapping)
         oddities = Oddities(seg.path, strict)
-        opened = open_rows(seg.path, oddities, verifies=seg.first == 0) if seg.part_of_file else \
+        opened = open_rows(seg.path, oddities, verifies=seg.verifies_file(plan.shard_rows)) if seg.part_of_file else \
             open_verified(seg.path, oddities)
         with opened as hdul:
             layout = reader.layout(seg.path, hdul)

@@ -180,7 +180,7 @@ def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = Fals
     """The open of a shard segment that holds only some of a multi-spectrum file's spectra: headers read
     block by block, and of the data only the rows the reader indexes, so a file split between shards is
     read about once in all, not once per shard. Its data units are complete (the headers' sizes against
-    the file's); their CHECKSUM/DATASUM are verified by the segment that holds the file's first spectrum
+    the file's); their CHECKSUM/DATASUM are verified by the segment that holds most of the file's spectra
     (`verifies`), which reads the file whole when its headers carry any sum. That segment's shard fails,
     or leaves the file out, before the store can be published, and every shard task refuses a file whose
     size or modification time changed since the scan."""

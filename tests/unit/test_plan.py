@@ -213,3 +213,22 @@ def test_a_survey_of_ten_million_spectra_fits_the_file_budget():
     rows, _ = choose_file_layout(mid, LayoutRequest())
     assert rows * mid.row_bytes <= MAX_WRITE_BLOCK_BYTES < 2 * rows * mid.row_bytes
     assert mid.files(rows, 1 << 16) > STORE_FILE_BUDGET  # not met: describe() and the run's log say so
+
+
+@pytest.mark.parametrize(("start", "n", "shard_rows", "verifier_row"), [
+    (0, 40, 16, 0),  # 16, 16, 8: the first of equals
+    (1, 40, 16, 16),  # 15, 16, 9
+    (10, 10, 16, 10),  # 6, 4
+    (14, 10, 16, 16),  # 2, 8
+    (5, 3, 16, 5),  # not split: the one segment
+])
+def test_the_segment_holding_most_of_a_split_file_verifies_it(start, n, shard_rows, verifier_row):
+    from shardmerge.plan import FileSegment
+
+    segments = []
+    at = start
+    while at < start + n:
+        end = min(start + n, (at // shard_rows + 1) * shard_rows)
+        segments.append(FileSegment("/f.fits", "image-2d", at - start, end - at, at, 1, 1, (), n))
+        at = end
+    assert [s.row for s in segments if s.verifies_file(shard_rows)] == [verifier_row]
