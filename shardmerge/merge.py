@@ -175,8 +175,9 @@ class Merger:
     def add(self, shard: ShardSpec, path: str) -> None:
         """Put shard `shard` (the next in row order) in place from its store at `path`."""
         t0 = time.perf_counter()
-        if shard.index != self.plan.shards[self.added].index:
-            raise ShardError(f"{path}: shard {shard.index} given where shard {self.added} comes next")
+        expected = self.plan.shards[self.added].index
+        if shard.index != expected:
+            raise ShardError(f"{path}: shard {shard.index} given where shard {expected} comes next")
         manifest = load_manifest(path)
         if not manifest_matches(manifest, shard):
             raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
