@@ -32,6 +32,7 @@ from .schema import (
     rowwise_arrays,
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
+from .threads import Background
 from .zarrio import create_array, storage_grid, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
@@ -248,10 +249,8 @@ class StreamedMerge:
         self._position = {shard.index: k for k, shard in enumerate(plan.shards)}
         self._cond = threading.Condition()
         self._stopped = False
-        self._error: BaseException | None = None
         self._merger: Merger | None = None
-        self._thread = threading.Thread(target=self._run, name="shardmerge-merge", daemon=True)
-        self._thread.start()
+        self._thread = Background(self._run, name="shardmerge-merge")
 
     def shard_written(self, shard_index: int) -> None:
         """Shard `shard_index`'s store is final (written, or reused). Any thread."""
@@ -260,31 +259,26 @@ class StreamedMerge:
             self._cond.notify()
 
     def _run(self) -> None:
-        try:
-            with storage_errors(self.tmp):
-                self._merger = Merger(self.plan, self.tmp, self._link)
-                for k, (shard, path) in enumerate(zip(self.plan.shards, self.paths, strict=True)):
-                    with self._cond:
-                        self._cond.wait_for(lambda k=k: self._ready[k] or self._stopped)
-                        if self._stopped:
-                            return
-                    self._merger.add(shard, path)
-                    if self._progress:
-                        self._progress(1)
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-            self._error = exc
+        with storage_errors(self.tmp):
+            self._merger = Merger(self.plan, self.tmp, self._link)
+            for k, (shard, path) in enumerate(zip(self.plan.shards, self.paths, strict=True)):
+                with self._cond:
+                    self._cond.wait_for(lambda k=k: self._ready[k] or self._stopped)
+                    if self._stopped:
+                        return
+                self._merger.add(shard, path)
+                if self._progress:
+                    self._progress(1)
 
     def raise_error(self) -> None:
         """Raise what the merge raised, if it has (without waiting for it)."""
-        if self._error is not None:
-            raise self._error
+        self._thread.raise_error()
 
     def finish(self, provenance: dict) -> MergeResult:
         """Every shard written: wait for the merge of the last ones, then write what needs them all."""
         if not all(self._ready):
             raise ShardError(f"the merge was asked to finish with {self._ready.count(False)} shard(s) not written")
-        self._thread.join()
-        self.raise_error()
+        self._thread.result()
         assert self._merger is not None
         try:
             return self._merger.finish(provenance)
@@ -297,7 +291,7 @@ class StreamedMerge:
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        self._thread.join()
+        self._thread.result(raise_error=False)
         if self._merger is not None:
             self._merger.close()
         if os.path.lexists(self.tmp):

@@ -10,7 +10,6 @@ import logging
 import os
 import resource
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -51,6 +50,7 @@ from .shardstore import (
     write_file_table,
 )
 from .tasks import scan_batch, write_shard
+from .threads import Background
 from .validate import Expectation, failures, run_checks
 
 log = logging.getLogger("shardmerge")
@@ -482,34 +482,6 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
         raise
     keeper.close()  # every store handed to it is in place before the merge or the next round
     return written, to_fetch, lost
-
-
-class Background:
-    """`fn()` on a thread of its own; `result()` joins it and returns its value or raises its exception."""
-
-    def __init__(self, fn, name: str):
-        self._value: object = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._value = fn()
-            except BaseException as exc:  # noqa: BLE001 - raised by result(), in the caller's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-
-    def raise_error(self) -> None:
-        """Raise what `fn` raised, if it has (without waiting for it)."""
-        if self._error is not None:
-            raise self._error
-
-    def result(self, raise_error: bool = True):
-        self._thread.join()
-        if raise_error:
-            self.raise_error()
-        return self._value
 
 
 def _remove_node_shards(ex, scratch: str) -> None:
