@@ -6,6 +6,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -36,6 +37,8 @@ from .threads import Background
 from .zarrio import create_array, storage_grid, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
+
+log = logging.getLogger("shardmerge")
 
 
 def flux_units_attr(plan: Plan) -> str:
@@ -232,6 +235,9 @@ class Merger:
             self.writer = None
 
 
+ABANDON_WAIT_S = 30  # how long a failed run waits for the merge thread to stop before it goes on without it
+
+
 class StreamedMerge:
     """The merge on a thread of its own while the shard tasks run. Shard k is merged once shards 0..k are
     all written (row-wise values and index.parquet go in row order; tasks finish roughly in that order),
@@ -291,7 +297,16 @@ class StreamedMerge:
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        self._thread.result(raise_error=False)
+        # bounded: an interrupted run must end even if the merge is stuck (a hung disk); what it writes
+        # later stays in .tmp, which the next run removes under the lock before anything else
+        if not self._thread.stopped_within(ABANDON_WAIT_S):
+            log.warning("the merge did not stop within %d s; removing %s without it (what it still writes there "
+                        "is removed by the next run). It was at:\n%s", ABANDON_WAIT_S, self.tmp, self._thread.stack())
+            try:
+                remove_tree(self.tmp)
+            except OSError as exc:  # it is still writing there: the run's own error matters more
+                log.warning("could not remove %s (%s); the next run removes it", self.tmp, exc)
+            return
         if self._merger is not None:
             self._merger.close()
         if os.path.lexists(self.tmp):

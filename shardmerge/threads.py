@@ -3,7 +3,9 @@ beside the shard tasks)."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 
 
 class Background:
@@ -26,6 +28,16 @@ class Background:
         """Raise what `fn` raised, if it has (without waiting for it)."""
         if self._error is not None:
             raise self._error
+
+    def stopped_within(self, seconds: float) -> bool:
+        """Wait at most `seconds` for `fn` to return (or raise); whether it has."""
+        self._thread.join(seconds)
+        return not self._thread.is_alive()
+
+    def stack(self) -> str:
+        """Where the thread is now, for a log line when it does not stop."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        return "".join(traceback.format_stack(frame)) if frame is not None else "(not running)"
 
     def result(self, raise_error: bool = True):
         self._thread.join()

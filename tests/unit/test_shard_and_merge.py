@@ -268,3 +268,32 @@ def test_a_node_local_store_damaged_on_its_disk_is_removed_by_the_fetch_so_it_is
     with pytest.raises(ShardError, match=f"{rel}: stored bytes do not match the crc32.*written again"):
         read_node_shard(shard.store_name, str(scratch))
     assert not node_copy.exists()
+
+
+def test_a_failed_run_does_not_wait_forever_for_a_stuck_merge(shards, tmp_path, monkeypatch, caplog):
+    """The merge thread hangs in its first shard (a hung disk): abandon gives up after ABANDON_WAIT_S, says
+    where the thread was, and removes the .tmp store all the same."""
+    import threading
+
+    from shardmerge import merge
+
+    plan, scratch, _ = shards
+    reached, release = threading.Event(), threading.Event()
+
+    def stuck(self, shard, path):
+        reached.set()
+        release.wait(60)
+
+    monkeypatch.setattr(merge, "ABANDON_WAIT_S", 0.5)
+    monkeypatch.setattr(merge.Merger, "add", stuck)
+    tmp = tmp_path / "o.tmp"
+    merging = merge.StreamedMerge(plan, [shard_path(str(scratch), s) for s in plan.shards], str(tmp))
+    merging.shard_written(plan.shards[0].index)
+    assert reached.wait(60)  # the store's arrays are created; the merge hangs in its first shard
+    try:
+        with caplog.at_level("WARNING", logger="shardmerge"):
+            merging.abandon()
+        assert "the merge did not stop within 0 s" in caplog.text and "release.wait(60)" in caplog.text
+        assert not tmp.exists()
+    finally:
+        release.set()
