@@ -89,7 +89,8 @@ _common = [
                  help="slurm-runner: scheduler file on a filesystem all ranks share "
                       "(default: ./shardmerge-scheduler-<job id>.json)."),
     click.option("--chunk-rows", type=int, default=None,
-                 help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB)."),
+                 help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB or the store holds "
+                      "fewer spectra)."),
     click.option("--shard-rows", type=int, default=None, help="Rows per shard, a multiple of the chunk rows."),
     # every option that decides the store's layout is shared by ingest and plan: plan previews exactly it
     click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True),

@@ -48,6 +48,21 @@ def test_requested_chunk_rows_over_16_mib_is_refused():
     assert choose_chunks(8000, 512) == (512, 8000)
 
 
+def test_a_store_smaller_than_a_chunk_gets_chunks_of_its_rows():
+    """One chunk either way; without the fill rows that zarr would compress and the gate decompress."""
+    few = [scan(f"/s{i}", 3, n_pix=4000) for i in range(5)]  # 15 spectra
+    plan = make_plan(few)
+    assert plan.chunks_2d == (15, 4000) and plan.n_row_chunks == 1 and len(plan.shards) == 1
+    assert plan.rowwise_chunk_rows >= 15
+    many = [scan(f"/s{i}", 300, n_pix=4000) for i in range(5)]  # 1500 spectra: the spec's default
+    assert make_plan(many).chunks_2d == (1024, 4000)
+    assert make_plan([scan("/h", 1, n_pix=20_000)]).chunks_2d == (1, 4096)  # high-resolution too
+    # asked-for rows keep the chunk rows they were checked against
+    assert make_plan(few, LayoutRequest(chunk_rows=8)).chunks_2d == (8, 4000)
+    assert make_plan(few, LayoutRequest(shard_rows=2048)).chunks_2d == (1024, 4000)
+    assert make_plan(few, LayoutRequest(zarr_shard_rows=2048)).chunks_2d == (1024, 4000)
+
+
 def test_shard_rows_must_be_whole_chunks():
     assert choose_shard_rows(64, 100, 100, 256) == 256
     with pytest.raises(PlanError, match="positive multiple of 64 .the rows of one chunk"):

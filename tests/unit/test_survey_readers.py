@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from shardmerge.config import FormatChoice
+from shardmerge.config import FormatChoice, LayoutRequest
 from shardmerge.errors import BadFileError, InputError, PlanError
 from shardmerge.headers import load_header_rules
 from shardmerge.plan import make_plan
@@ -91,8 +91,8 @@ def test_harps_keeps_a_few_reusable_header_cards(tmp_path):
     assert scan.n_pix_max == 313_000 and scan.flux_unit == "Relative Flux"
     assert len(scan.header_keys) < 30, scan.header_keys  # of ~3050 cards
     assert not any("DRS_CAL" in k or "INS_TEMP" in k or "DET_CHIP" in k for k in scan.header_keys)
-    plan = make_plan([scan])
-    assert plan.chunks_2d == (256, 4096)  # high-resolution: the spec's chunking
+    assert make_plan([scan], LayoutRequest(chunk_rows=256)).chunks_2d == (256, 4096)  # high-resolution
+    assert make_plan([scan]).chunks_2d == (1, 4096)  # one spectrum: chunks of exactly its rows, not 256
 
 
 def test_multispec_nonlinear_dispersion_is_refused_naming_the_aperture(tmp_path):
