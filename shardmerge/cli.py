@@ -9,14 +9,11 @@ import sys
 
 import click
 
-from . import __version__
 from .config import STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
 from .errors import ShardmergeError
+from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
-from .pipeline import IngestOptions, ingest, plan_inputs
-from .plan import describe
 from .readers.oddities import KINDS as ODDITY_KINDS
-from .validate import failures, run_checks
 
 log = logging.getLogger("shardmerge")
 
@@ -168,8 +165,17 @@ def cluster_request(options: dict) -> ClusterRequest:
                           scheduler_file=o["scheduler_file"])
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from . import __version__
+
+        click.echo(f"shardmerge, version {__version__}")
+        ctx.exit()
+
+
 @click.group()
-@click.version_option(__version__, prog_name="shardmerge")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main() -> None:
     """Turn many FITS spectra into one validated Zarr store, published atomically."""
 
@@ -198,8 +204,13 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_
         choice = format_choice_of(options)
     except ShardmergeError as exc:
         _fail(exc)
+    request = cluster_request(options)
+    if early_start_wanted(request, inputs):
+        start_early()  # its imports run beside the pipeline's, which come next
+    from .pipeline import IngestOptions, ingest
+
     opts = IngestOptions(
-        inputs=tuple(inputs), out=out, cluster=cluster_request(options), scratch=scratch, scratch_kind=scratch_kind,
+        inputs=tuple(inputs), out=out, cluster=request, scratch=scratch, scratch_kind=scratch_kind,
         layout=layout_request(options), overwrite=overwrite, format=choice,
         on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
         keep_scratch=keep_scratch, restart=restart, command=tuple(sys.argv), progress=not quiet,
@@ -226,6 +237,9 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
+    from .pipeline import plan_inputs
+    from .plan import describe
+
     _setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=layout_request(options),
@@ -255,6 +269,8 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
 @click.option("--quiet", is_flag=True, help="Print failures only.")
 def validate_cmd(store, quiet):
     """Run every check of the validation gate on STORE; exit 0 iff all pass."""
+    from .validate import failures, run_checks
+
     results = run_checks(store)
     failed = failures(results)
     for line in failed:

@@ -1,28 +1,28 @@
 """Local Dask workers are forked from one forkserver process that imported, once, what their tasks run,
 instead of each spawned interpreter importing the CLI's whole module graph (~1.5 s of CPU per worker).
 
-`start_early` starts that server before the CLI imports its own modules, so the two import in parallel;
-it runs only for an `ingest` that asks for local workers (`--workers N`, N >= 1): any other run never
-forks from it. This module imports nothing heavy."""
+`start_early` starts that server before the ingest command imports the pipeline, so the two import in
+parallel; only for an `ingest` that asks for local workers (`--workers N`, N >= 1) on more than one
+small file: any other run never forks from it. This module imports nothing heavy."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .config import ClusterRequest
+
 # what the tasks run; pandas hidden first, or pyarrow would import it on a task's first array (0.7 s)
 WORKER_PRELOAD = ["shardmerge.nopandas", "distributed", "shardmerge.scan", "shardmerge.shard"]
 
 
-def wants_local_workers(argv: Sequence[str]) -> bool:
-    """An `ingest` command line with --workers N (N >= 1) on the default local cluster."""
-    if not argv or argv[0] != "ingest" or any(a.startswith(("--scheduler", "--cluster")) for a in argv):
+def early_start_wanted(request: ClusterRequest, inputs: Sequence[str]) -> bool:
+    """A local cluster of --workers N (N >= 1), unless the input is one small file, which runs in this
+    process (executors.choose_cluster): a server importing beside it would only take a core from it."""
+    if request.kind != "local" or not request.workers:
         return False
-    for i, arg in enumerate(argv):
-        value = arg.partition("=")[2] if arg.startswith("--workers=") else \
-            (argv[i + 1] if arg == "--workers" and i + 1 < len(argv) else None)
-        if value is not None:
-            return value.isdigit() and int(value) >= 1
-    return False
+    from .executors import one_small_file  # here: executors.local imports this module
+
+    return not (len(inputs) == 1 and not inputs[0].startswith("@") and one_small_file(inputs))
 
 
 def start_early() -> None:

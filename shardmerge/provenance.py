@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
 from .config import SCHEMA_VERSION
 
 
@@ -30,6 +29,8 @@ def git_commit() -> str:
 
 
 def provenance_attrs(*, n_inputs: int, input_bytes: int, command: list[str] | None = None) -> dict:
+    from . import __version__
+
     return {
         "schema_version": SCHEMA_VERSION,
         "ingest_pipeline": f"shardmerge {__version__}",

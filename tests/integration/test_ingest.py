@@ -213,6 +213,18 @@ def test_default_local_cluster_from_a_real_process(tmp_path):
     assert_store_matches_sources(out)
 
 
+def test_asked_for_workers_are_not_started_for_one_small_file(tmp_path):
+    """One small file is one scan task and one shard: workers could not run anything at once, and starting
+    them costs more than the work. The run report says it ran in this process."""
+    make_wcs1d(tmp_path / "in" / "s0.fits", i=0, n_pix=300, seed=0)
+    r = run_cli("ingest", tmp_path / "in", "-o", tmp_path / "one.zarr", "--workers", "2",
+                "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert (rep["workers"], rep["scheduler"], rep["cluster"]) == (0, "inline", {"kind": "inline"})
+    assert_store_matches_sources(tmp_path / "one.zarr")
+
+
 def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path, mixed_corpus, dask_scheduler):
     one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
     r1 = run_cli("ingest", mixed_corpus, "-o", one, "--workers", "0", "--chunk-rows", "16", "--shard-rows", "48",

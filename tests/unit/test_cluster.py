@@ -62,7 +62,7 @@ def test_job_size_must_be_given_somewhere():
 
 def test_the_cluster_policy_runs_small_inputs_in_this_process(tmp_path):
     from shardmerge.config import ClusterRequest
-    from shardmerge.executors import SMALL_INPUT_FILES, choose_cluster
+    from shardmerge.executors import ONE_SHARD_FILE_BYTES, SMALL_INPUT_FILES, choose_cluster
 
     few = [str(tmp_path / f"{i}.fits") for i in range(3)]
     many = [str(tmp_path / f"{i}.fits") for i in range(SMALL_INPUT_FILES + 1)]
@@ -70,6 +70,17 @@ def test_the_cluster_policy_runs_small_inputs_in_this_process(tmp_path):
     assert choose_cluster(ClusterRequest(), many).workers is None  # a LocalCluster of the machine's cores
     assert choose_cluster(ClusterRequest(workers=2), few).workers == 2  # asked for: honoured
     assert choose_cluster(ClusterRequest(kind="scheduler", address="tcp://127.0.0.1:1"), few).kind == "scheduler"
+    # one small file is one scan task and one shard: asked-for workers could not split it
+    small, big = tmp_path / "small.fits", tmp_path / "big.fits"
+    small.write_bytes(b"\0" * 2880)
+    with big.open("wb") as f:
+        f.truncate(ONE_SHARD_FILE_BYTES + 1)
+    assert choose_cluster(ClusterRequest(workers=2), [str(small)]).workers == 0
+    assert choose_cluster(ClusterRequest(workers=2), [str(big)]).workers == 2  # may be several shards
+    assert choose_cluster(ClusterRequest(workers=2), [str(small), str(small)]).workers == 2
+    assert choose_cluster(ClusterRequest(workers=2), [str(tmp_path / "gone.fits")]).workers == 2  # the scan's to name
+    assert choose_cluster(ClusterRequest(kind="scheduler", address="tcp://127.0.0.1:1"), [str(small)]).kind == \
+        "scheduler"
 
 
 def test_one_retry_rule_for_every_backend():

@@ -1,5 +1,5 @@
-"""When the CLI starts the workers' forkserver before its own imports: only for an ingest that will fork
-local workers from it."""
+"""When the ingest command starts the workers' forkserver before the pipeline's imports: only for an ingest
+that will fork local workers from it."""
 
 from __future__ import annotations
 
@@ -8,23 +8,28 @@ import sys
 
 import pytest
 
-from shardmerge.forkserver import wants_local_workers
+from shardmerge.config import ClusterRequest
+from shardmerge.executors import ONE_SHARD_FILE_BYTES
+from shardmerge.forkserver import early_start_wanted
 
 
-@pytest.mark.parametrize(("argv", "wanted"), [
-    (["ingest", "in", "-o", "out.zarr", "--workers", "2"], True),
-    (["ingest", "in", "--workers=16", "-o", "out.zarr"], True),
-    (["ingest", "in", "-o", "out.zarr"], False),  # small inputs may run in-process: no server for nothing
-    (["ingest", "in", "-o", "out.zarr", "--workers", "0"], False),
-    (["ingest", "in", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], False),
-    (["ingest", "in", "--workers", "2", "--cluster", "slurm"], False),
-    (["ingest", "in", "--workers"], False),
-    (["plan", "in", "--workers", "2"], False),
-    (["validate", "out.zarr"], False),
-    ([], False),
-])
-def test_only_an_ingest_on_local_workers_starts_the_forkserver_early(argv, wanted):
-    assert wants_local_workers(argv) is wanted
+def test_only_an_ingest_on_local_workers_with_more_than_one_small_file_starts_the_forkserver_early(tmp_path):
+    small, big = tmp_path / "small.fits", tmp_path / "big.fits"
+    small.write_bytes(b"\0" * 2880)
+    with big.open("wb") as f:
+        f.truncate(ONE_SHARD_FILE_BYTES + 1)
+    two = ClusterRequest(workers=2)
+    assert early_start_wanted(two, [str(tmp_path)])  # a folder: any number of tasks
+    assert early_start_wanted(two, [str(small), str(small)])
+    assert early_start_wanted(two, [str(big)])  # may be several shards
+    assert early_start_wanted(two, ["@" + str(small)])
+    assert early_start_wanted(two, [str(tmp_path / "missing.fits")])  # discovery names it
+    assert not early_start_wanted(two, [str(small)])  # runs in this process (choose_cluster)
+    assert not early_start_wanted(ClusterRequest(), [str(tmp_path)])  # small inputs may run in-process
+    assert not early_start_wanted(ClusterRequest(workers=0), [str(tmp_path)])
+    assert not early_start_wanted(ClusterRequest(kind="scheduler", address="tcp://127.0.0.1:8786", workers=2),
+                                  [str(tmp_path)])
+    assert not early_start_wanted(ClusterRequest(kind="slurm", workers=2), [str(tmp_path)])
 
 
 _NO_PANDAS = """
