@@ -34,7 +34,7 @@ from .schema import (
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
 from .threads import Background
-from .zarrio import create_array, storage_grid, write_block, write_slab
+from .zarrio import array_spec, create_arrays, create_groups, storage_grid, write_block, write_slab
 
 INDEX_FILE = "index.parquet"
 
@@ -79,7 +79,7 @@ class _RowWiseWriter:
 
 def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], zarr.Array, dict[str, zarr.Array]]:
     """Preallocate everything with its final shape. Returns (2-D arrays, wavelength, row-wise arrays)."""
-    groups = {name: root.create_group(name) for name in REQUIRED_GROUPS}
+    groups = create_groups(root, REQUIRED_GROUPS)
     fmt, codec = plan.zarr_format, plan.codec
     shape2d = (plan.n_spec, plan.n_pix)
     unit = flux_units_attr(plan)
@@ -87,25 +87,28 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
                 for a in arrays_for(plan.capabilities)}
     if MASK_ARRAY in attrs_2d:
         attrs_2d[MASK_ARRAY].update({"padding_bit": 31, "source_conventions": list(plan.mask_conventions)})
-    data = {
-        name: create_array(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
-                           dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
-                           shards=plan.zarr_shards_2d)
-        for name in shard_arrays(plan)
-    }
+    names_2d = shard_arrays(plan)
+    specs = [array_spec(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
+                        dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
+                        shards=plan.zarr_shards_2d)
+             for name in names_2d]
     wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
     if plan.wavelength_shared:
-        wave = create_array(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
-                            dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs)
+        specs.append(array_spec(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
+                                dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))
     else:
-        wave = create_array(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d, dtype="float64",
-                            codec=codec, zarr_format=fmt, attrs=wave_attrs, shards=plan.zarr_shards_2d)
-    rows: dict[str, zarr.Array] = {}
+        specs.append(array_spec(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d,
+                                dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
+                                shards=plan.zarr_shards_2d))
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
-    for r in rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys):
-        rows[r.column] = create_array(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
-                                      dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt,
-                                      attrs=r.attrs)
+    row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys)
+    specs += [array_spec(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
+                         dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt, attrs=r.attrs)
+              for r in row_arrays]
+    created = create_arrays(specs)
+    data = dict(zip(names_2d, created, strict=False))
+    wave = created[len(names_2d)]
+    rows = {r.column: a for r, a in zip(row_arrays, created[len(names_2d) + 1:], strict=True)}
     return data, wave, rows
 
 

@@ -40,7 +40,7 @@ from .shardstore import (
     write_manifest,
 )
 from .store import flux_row_faults
-from .zarrio import create_array, write_slab
+from .zarrio import array_spec, create_arrays, write_slab
 
 
 @dataclass
@@ -182,18 +182,18 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
     n_rows = shard.n_rows
     names = shard_arrays(plan)
-    arrays = {
-        name: create_array(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype=array_dtype(name),
-                           codec=plan.codec, zarr_format=plan.zarr_format, shards=plan.zarr_shards_2d)
-        for name in names
-    }
+    specs = [array_spec(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype=array_dtype(name),
+                        codec=plan.codec, zarr_format=plan.zarr_format, shards=plan.zarr_shards_2d)
+             for name in names]
     if plan.wavelength_shared:
-        wave_arr = create_array(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dims=("pixel",),
-                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format)
+        specs.append(array_spec(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dims=("pixel",),
+                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format))
     else:
-        wave_arr = create_array(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
+        specs.append(array_spec(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
                                 dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format,
-                                shards=plan.zarr_shards_2d)
+                                shards=plan.zarr_shards_2d))
+    *created, wave_arr = create_arrays(specs)
+    arrays = dict(zip(names, created, strict=True))
     table = _RowTable()
     stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     shared_grid: list[np.ndarray] = []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.core.sync import sync
 
 from .config import CodecConfig
 from .errors import SlabShapeError
@@ -19,11 +23,14 @@ def compressors(codec: CodecConfig, zarr_format: int) -> list:
     return [Blosc(cname=codec.cname, clevel=codec.clevel, shuffle=shuffle[codec.shuffle])]
 
 
-def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
-                 dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None,
-                 dims: tuple[str, ...] | None = None, shards: tuple[int, ...] | None = None) -> zarr.Array:
-    """Preallocate an array with its final shape. Every chunk is written even when it equals the fill
-    value, so a missing chunk file always means data was lost (the gate checks this).
+ArraySpec = tuple[zarr.Group, str, dict]
+
+
+def array_spec(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
+               dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None,
+               dims: tuple[str, ...] | None = None, shards: tuple[int, ...] | None = None) -> ArraySpec:
+    """What create_arrays needs to preallocate one array with its final shape. Every chunk is written even
+    when it equals the fill value, so a missing chunk file always means data was lost (the gate checks this).
     `dims` names the axes (default: `spectrum`, then `pixel`), so xarray opens the store with no custom
     code: Zarr v3 `dimension_names`, or the `_ARRAY_DIMENSIONS` attr xarray reads in Zarr v2.
     `shards`: Zarr v3 sharding (the storage file's shape, a multiple of `chunks`)."""
@@ -43,11 +50,30 @@ def create_array(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks
         kwargs["fill_value"] = np.nan if np.dtype(dtype).kind == "f" else 0
     if shards:
         kwargs["shards"] = shards
-    arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                             config={"write_empty_chunks": True}, **kwargs)
-    if attrs:
-        arr.attrs.update(attrs)
-    return arr
+    return group, name, {"shape": shape, "chunks": chunks, "dtype": dtype, "attributes": attrs or None,
+                         "config": {"write_empty_chunks": True}, **kwargs}
+
+
+def create_arrays(specs: Sequence[ArraySpec]) -> list[zarr.Array]:
+    """The arrays of `specs`, their metadata written concurrently on zarr's event loop: one at a time, ~35
+    arrays took 0.19 s, a round trip to the loop and the disk each, in every shard task and merge."""
+    async def create_all() -> list:
+        return await asyncio.gather(*(group._async_group.create_array(name=name, **kwargs)
+                                      for group, name, kwargs in specs))
+
+    return [zarr.Array(a) for a in sync(create_all())]
+
+
+def create_groups(root: zarr.Group, names: Sequence[str]) -> dict[str, zarr.Group]:
+    async def create_all() -> list:
+        return await asyncio.gather(*(root._async_group.create_group(name) for name in names))
+
+    return {name: zarr.Group(g) for name, g in zip(names, sync(create_all()), strict=True)}
+
+
+def create_array(group: zarr.Group, name: str, **spec) -> zarr.Array:
+    """One array (array_spec's arguments)."""
+    return create_arrays([array_spec(group, name, **spec)])[0]
 
 
 def write_slab(array: zarr.Array, start: int, slab: np.ndarray) -> None:
