@@ -37,6 +37,37 @@ def discover_inputs(inputs: Sequence[str]) -> PathList:
     return found
 
 
+def single_input_file(inputs: Sequence[str], look_at: int = 1000) -> str | None:
+    """The one FITS file `inputs` name, when they name exactly one and that is seen in at most `look_at`
+    folder entries; else None (more files, an @LIST, an error for discovery to name, or a folder too big
+    to tell cheaply). Stops at the second file: a survey's folder costs a few entries, not its walk."""
+    found: list[str] = []
+    budget = [look_at]
+
+    def visit(path: str) -> bool:  # False: stop, the answer is None
+        try:
+            mode = os.stat(path).st_mode
+            if stat.S_ISREG(mode):
+                found.append(path)
+                return len(found) < 2
+            if not stat.S_ISDIR(mode):
+                return False
+            with os.scandir(path) as it:
+                for e in it:
+                    budget[0] -= 1
+                    wanted = not e.is_symlink() if e.is_dir() else is_fits_name(e.name)  # as _walk_in_order
+                    if budget[0] < 0 or (wanted and not visit(e.path)):
+                        return False
+        except OSError:
+            return False
+        return True
+
+    for item in inputs:
+        if item.startswith("@") or not visit(os.path.abspath(os.path.expanduser(item))):
+            return None
+    return found[0] if len(found) == 1 else None
+
+
 def _expand(item: str, origin: str | None) -> Iterator[str]:
     """The FITS paths `item` names, in increasing order."""
     where = f" (listed in {origin})" if origin else ""

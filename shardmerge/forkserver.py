@@ -20,9 +20,11 @@ def early_start_wanted(request: ClusterRequest, inputs: Sequence[str]) -> bool:
     process (executors.choose_cluster): a server importing beside it would only take a core from it."""
     if request.kind != "local" or not request.workers:
         return False
+    from .discover import single_input_file
     from .executors import one_small_file  # here: executors.local imports this module
 
-    return not (len(inputs) == 1 and not inputs[0].startswith("@") and one_small_file(inputs))
+    one = single_input_file(inputs)
+    return not (one and one_small_file([one]))
 
 
 def start_early() -> None:

@@ -181,3 +181,26 @@ def test_an_unreadable_list_or_entry_is_named(tmp_path):
     (tmp_path / "list.txt").write_text("# comment\n\ngone.fits\n")
     with pytest.raises(InputError, match=r"gone.fits \(listed in .*list.txt line 3\): no such file or folder"):
         discover_inputs([f"@{tmp_path / 'list.txt'}"])
+
+
+def test_single_input_file_looks_at_a_few_entries_only(tmp_path):
+    from shardmerge.discover import single_input_file
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    one = tmp_path / "a" / "deep" / "s.fits"
+    one.write_bytes(b"")
+    (tmp_path / "a" / "notes.txt").write_text("not FITS")
+    assert single_input_file([str(tmp_path)]) == str(one)  # through folders, other files ignored
+    assert single_input_file([str(one)]) == str(one)
+    (tmp_path / "b.fits.gz").write_bytes(b"")
+    assert single_input_file([str(tmp_path)]) is None  # two
+    assert single_input_file([str(one), str(tmp_path / "b.fits.gz")]) is None
+    assert single_input_file(["@" + str(one)]) is None  # a list: discovery's to read
+    assert single_input_file([str(tmp_path / "gone.fits")]) is None  # discovery's to name
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    for i in range(20):
+        (crowd / f"{i}.txt").write_text("")
+    (crowd / "only.fits").write_bytes(b"")
+    assert single_input_file([str(crowd)]) == str(crowd / "only.fits")
+    assert single_input_file([str(crowd)], look_at=10) is None  # too many entries to tell cheaply

@@ -19,12 +19,15 @@ def test_only_an_ingest_on_local_workers_with_more_than_one_small_file_starts_th
     with big.open("wb") as f:
         f.truncate(ONE_SHARD_FILE_BYTES + 1)
     two = ClusterRequest(workers=2)
-    assert early_start_wanted(two, [str(tmp_path)])  # a folder: any number of tasks
+    assert early_start_wanted(two, [str(tmp_path)])  # a folder of two files
     assert early_start_wanted(two, [str(small), str(small)])
     assert early_start_wanted(two, [str(big)])  # may be several shards
     assert early_start_wanted(two, ["@" + str(small)])
     assert early_start_wanted(two, [str(tmp_path / "missing.fits")])  # discovery names it
     assert not early_start_wanted(two, [str(small)])  # runs in this process (choose_cluster)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "s.fits").write_bytes(b"\0" * 2880)
+    assert not early_start_wanted(two, [str(tmp_path / "one")])  # a folder of one small file, too
     assert not early_start_wanted(ClusterRequest(), [str(tmp_path)])  # small inputs may run in-process
     assert not early_start_wanted(ClusterRequest(workers=0), [str(tmp_path)])
     assert not early_start_wanted(ClusterRequest(kind="scheduler", address="tcp://127.0.0.1:8786", workers=2),
