@@ -80,7 +80,8 @@ def test_the_cli_and_its_local_workers_use_arrow_without_importing_pandas(tmp_pa
 _DRIVER_IMPORTS = """
 import sys
 
-from shardmerge.__main__ import main
+from shardmerge import nopandas  # noqa: F401 - as `python -m shardmerge` does first
+from shardmerge.cli import main  # what __main__ runs, without its os._exit: this script has more to say
 from shardmerge.testing.spectra import make_wcs1d
 
 files = [make_wcs1d(sys.argv[1] + f"/in/s{i}.fits", i=i, n_pix=200, seed=i) for i in range(3)]
