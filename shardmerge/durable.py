@@ -20,17 +20,26 @@ from .errors import DurabilityError, StorageError
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
+# a failing device, or an NFS handle gone: where nothing retries (this process's own writes), fatal too
+_DEVICE_ERRNOS = {errno.EIO, errno.ESTALE}
+
+
 @contextmanager
-def storage_errors(where: str) -> Iterator[None]:
-    """Re-raise disk-level OSErrors as StorageError naming `where` (scratch, or the `.tmp` store)."""
+def storage_errors(where: str, device_errors: bool = False) -> Iterator[None]:
+    """Re-raise disk-level OSErrors as StorageError naming `where` (scratch, or the `.tmp` store). With
+    `device_errors` (this process's writes, which no task retry would repeat), EIO and ESTALE as well;
+    a shard task's EIO stays a plain error, which its executor retries (NFS answers EIO to a timeout)."""
     try:
         yield
     except StorageError:
         raise
     except OSError as exc:
-        if exc.errno not in _STORAGE_ERRNOS:
+        if exc.errno in _STORAGE_ERRNOS:
+            hint = " (free some space or point it elsewhere)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        elif device_errors and exc.errno in _DEVICE_ERRNOS:
+            hint = " (the disk or filesystem failed: check it, then rerun; finished shards are kept)"
+        else:
             raise
-        hint = " (free some space or point it elsewhere)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         raise StorageError(exc.filename or where, f"{exc.strerror or exc}{hint}") from exc
 
 

@@ -270,7 +270,7 @@ class StreamedMerge:
             self._cond.notify()
 
     def _run(self) -> None:
-        with storage_errors(self.tmp):
+        with storage_errors(self.tmp, device_errors=True):
             self._merger = Merger(self.plan, self.tmp, self._link)
             for k, (shard, path) in enumerate(zip(self.plan.shards, self.paths, strict=True)):
                 with self._cond:

@@ -279,7 +279,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel
             # filesystem)
             report.bytes["scratch"] = sum(size for m in manifests for size, _ in m["files"].values())
-            with storage_errors(tmp):
+            with storage_errors(tmp, device_errors=True):
                 _merge_gate_publish(opts, plan, len(scans), notes, tmp, out, report, merging)
         except BaseException:
             if merging is not None:  # (write_shards drops its own merge when it fails)
@@ -321,24 +321,25 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
                                   "off" if mode == "off" else "log")  # overwrite the shard phase's
         merging = StreamedMerge(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
                                 link_chunks=not opts.keep_scratch, progress=merge_progress)
+        # a disk error that outlived a task's retries, or one in this process's writes, is named (exit 6)
         try:
-            if node_local:
-                results = _write_node_local(ex, plan, scratch, rules, opts, report, merging)
-            else:
-                with storage_errors(scratch):  # the tasks read their files from it: the graph stays small
-                    file_table = write_file_table(plan, scratch)
+            with storage_errors(scratch, device_errors=True):
+                if node_local:
+                    results = _write_node_local(ex, plan, scratch, rules, opts, report, merging)
+                else:
+                    file_table = write_file_table(plan, scratch)  # the tasks read their files from it: a small graph
                     sweep_file_tables(scratch, keep=file_table)
-                progress = Progress("shard", len(plan.shards), "shards", mode)
+                    progress = Progress("shard", len(plan.shards), "shards", mode)
 
-                def written_one(r: object, progress: Progress = progress, merging: StreamedMerge = merging) -> None:
-                    merging.raise_error()  # a failed merge stops the run now, not once every shard is written
-                    progress(r)
-                    if isinstance(r, dict):
-                        merging.shard_written(r["shard"])
+                    def written_one(r: object, progress: Progress = progress, merging: StreamedMerge = merging) -> None:
+                        merging.raise_error()  # a failed merge stops the run now, not once every shard is written
+                        progress(r)
+                        if isinstance(r, dict):
+                            merging.shard_written(r["shard"])
 
-                results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
-                                 name=f"shard-{plan.fingerprint}", retries=2, on_result=written_one,
-                                 keep_errors=(BadFileError, BadFilesError))
+                    results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
+                                     name=f"shard-{plan.fingerprint}", retries=2, on_result=written_one,
+                                     keep_errors=(BadFileError, BadFilesError))
         except BaseException:
             merging.abandon()
             raise

@@ -106,3 +106,24 @@ def test_read_only_output_folder_is_refused_before_any_work(tmp_path, corpus, tm
     assert f"cannot write in {folder} (Read-only file system)" in r.output
     assert "started a local Dask cluster" not in r.output  # refused before any work
     assert not (tmp_path / "scratch").exists()
+
+
+def test_an_io_error_that_outlives_a_shard_tasks_retries_is_named_not_a_traceback(tmp_path, corpus, monkeypatch):
+    """A shard task's plain EIO is retried (NFS answers EIO to a timeout); one that stays is a disk error
+    named with its path (exit 6), not a traceback, and nothing is published."""
+    from shardmerge import shard
+
+    calls = []
+
+    def failing(plan, spec, segments, path, *args):
+        calls.append(path)
+        raise OSError(errno.EIO, "Input/output error", path)
+
+    monkeypatch.setattr(shard, "_materialize", failing)
+    out = tmp_path / "out.zarr"
+    r = run_cli("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT)
+    assert r.exit_code == 6, r.output
+    assert "Input/output error (the disk or filesystem failed: check it, then rerun" in r.output
+    assert calls[0] in r.output and "Traceback" not in r.output
+    assert len(calls) == 3  # the first attempt and two retries
+    assert not out.exists() and not os.path.exists(f"{out}.tmp")

@@ -190,16 +190,19 @@ def test_shards_are_merged_while_later_shards_are_still_being_written(tmp_path, 
     assert chunk_files(out) == chunk_files(clean_store)
 
 
+@pytest.mark.parametrize(("fault", "says"), [("ENOSPC", "No space left on device"),
+                                             ("EIO", "the disk or filesystem failed: check it")])
 def test_a_merge_that_fails_while_shards_are_written_stops_the_run_and_leaves_nothing(tmp_path, corpus,
-                                                                                        clean_store):
-    """The .tmp store's disk fills while the merge copies the 2nd shard, shards still being written: exit 6
-    naming the disk error, the .tmp store removed, the shards written kept, and the rerun publishes."""
+                                                                                        clean_store, fault, says):
+    """The .tmp store's disk fills, or fails, while the merge copies the 2nd shard, shards still being
+    written: exit 6 naming the disk error (no traceback), the .tmp store removed, the shards written kept,
+    and the rerun publishes."""
     out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
     r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep,
-                        env={"SHARDMERGE_FAILPOINTS": "merge-copied-shard=raise:ENOSPC@2",
+                        env={"SHARDMERGE_FAILPOINTS": f"merge-copied-shard=raise:{fault}@2",
                              "SHARDMERGE_FAILPOINT_DIR": str(failpoint_dir(tmp_path))})
     assert r.exit_code == 6, r
-    assert "No space left on device" in r.output and "Traceback" not in r.output
+    assert says in r.output and "Traceback" not in r.output
     assert not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
     assert report_of(rep)["status"] == "failed"
     r = run_cli_process("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT, "--report", rep)
