@@ -105,10 +105,11 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     specs += [array_spec(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
                          dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt, attrs=r.attrs)
               for r in row_arrays]
-    created = create_arrays(specs)
-    data = dict(zip(names_2d, created, strict=False))
-    wave = created[len(names_2d)]
-    rows = {r.column: a for r, a in zip(row_arrays, created[len(names_2d) + 1:], strict=True)}
+    created = create_arrays(specs)  # in specs' order: the 2-D arrays, wavelength, the row-wise arrays
+    n = len(names_2d)
+    data = dict(zip(names_2d, created[:n], strict=True))
+    wave = created[n]
+    rows = {r.column: a for r, a in zip(row_arrays, created[n + 1:], strict=True)}
     return data, wave, rows
 
 
