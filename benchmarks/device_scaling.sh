@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 13's 16-core table on a lent device machine (16 cores, Python 3.12, no network), as one prepared
+# command of about 7 minutes. That machine lacks dask, zarr, astropy and their kin: they travel as wheels.
+#
+#   here, once:   bash benchmarks/device_scaling.sh fetch      (wheels into .whl/, which git ignores)
+#   there:        device run, carry [".whl"], command: bash benchmarks/device_scaling.sh run
+#                 -> $OUT/scaling_16core.txt, .json and .log; commit them under benchmarks/results/
+#
+# SPECTRA (46000, the issue's corpus size) and REPEATS (2) size the run; PYTHON picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+# the versions this project is tested with here; the machine already has numpy, pyarrow, click and the rest
+WHEELS=(dask==2026.8.0 distributed==2026.8.0 dask-jobqueue==0.9.0 zarr==3.1.6 numcodecs==0.16.6
+        astropy==8.0.2 astropy-iers-data==0.2026.11.2.0.34.55 pyerfa==2.0.1.5 tornado==6.6.1 tblib==3.2.2
+        zict==3.0.0 partd==1.4.2 locket==1.0.0 donfig==0.8.1.post1 google-crc32c==1.9.0)
+case "${1:-}" in
+  fetch)
+    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+    platforms=()
+    for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
+             manylinux1_x86_64; do platforms+=(--platform "$p"); done
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      "${platforms[@]}" -d .whl "${WHEELS[@]}"
+    du -sh .whl
+    ;;
+  run)
+    out="${OUT:-/tmp/shardmerge-device-out}"
+    mkdir -p "$out"
+    if [ -d .whl ]; then
+      "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+      export PYTHONPATH="/tmp/site:$PWD"
+    else
+      export PYTHONPATH="$PWD"  # the packages are installed already (a test of this script elsewhere)
+    fi
+    export PYTHONUNBUFFERED=1
+    "$PY" -m compileall -q shardmerge benchmarks >/dev/null
+    nproc | sed 's/^/cores: /' | tee "$out/scaling_16core.log"
+    "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" \
+      --out "$out/scaling_16core" 2>&1 | tee -a "$out/scaling_16core.log"
+    ;;
+  *)
+    echo "usage: bash benchmarks/device_scaling.sh fetch|run" >&2
+    exit 2
+    ;;
+esac
