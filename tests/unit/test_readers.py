@@ -13,7 +13,7 @@ from shardmerge.readers import detect, open_fits
 from shardmerge.readers.values import to_sigma
 from shardmerge.scan import scan_file
 from shardmerge.testing.spectra import make_image2d, make_sdss_coadd, make_wcs1d
-from shardmerge.zarrio import write_block, write_slab
+from shardmerge.zarrio import write_block, write_slab, write_slabs
 from tests.helpers import verified_notes
 
 
@@ -131,6 +131,12 @@ def test_slab_writes_refuse_what_zarr_would_truncate(tmp_path):
         write_block(a, (4, 2), np.zeros((4, 4), dtype="float32"))
     write_slab(a, 4, np.ones((4, 5), dtype="float32"))
     assert a[4:].sum() == 20
+    b = g.create_array("b", shape=(8,), chunks=(4,), dtype=str, fill_value="")
+    with pytest.raises(SlabShapeError):  # one slab that does not fit: nothing is written, not even a's
+        write_slabs([(a, 0, np.full((4, 5), 7, dtype="float32")), (b, 6, np.array(["x"] * 4, dtype=object))])
+    assert a[:4].sum() == 0 and list(b[:]) == [""] * 8
+    write_slabs([(a, 0, np.full((4, 5), 7, dtype="float32")), (b, 2, np.array(list("wxyz"), dtype=object))])
+    assert a[:4].sum() == 140 and list(b[:]) == ["", "", "w", "x", "y", "z", "", ""]
 
 
 def test_gzip_inputs_are_verified_and_truncation_is_named(tmp_path):
