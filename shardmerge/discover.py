@@ -55,8 +55,7 @@ def single_input_file(inputs: Sequence[str], look_at: int = 1000) -> str | None:
             with os.scandir(path) as it:
                 for e in it:
                     budget[0] -= 1
-                    wanted = not e.is_symlink() if e.is_dir() else is_fits_name(e.name)  # as _walk_in_order
-                    if budget[0] < 0 or (wanted and not visit(e.path)):
+                    if budget[0] < 0 or (_followed(e) and not visit(e.path)):
                         return False
         except OSError:
             return False
@@ -97,11 +96,8 @@ def _walk_in_order(folder: str) -> Iterator[str]:
     try:
         with os.scandir(folder) as it:
             for e in it:
-                if e.is_dir():
-                    if not e.is_symlink():
-                        entries.append((e.name + "/", e.path))
-                elif is_fits_name(e.name):
-                    entries.append((e.name, e.path))
+                if _followed(e):
+                    entries.append((e.name + "/" if e.is_dir() else e.name, e.path))
     except OSError as exc:  # an unreadable folder is named, not silently left out of the survey
         raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
     entries.sort()
@@ -110,6 +106,11 @@ def _walk_in_order(folder: str) -> Iterator[str]:
             yield from _walk_in_order(path)
         else:
             yield path
+
+
+def _followed(entry: os.DirEntry) -> bool:
+    """A folder entry discovery goes into: a subfolder that is not a symlink, or a FITS-named file."""
+    return not entry.is_symlink() if entry.is_dir() else is_fits_name(entry.name)
 
 
 LIST_SORT_RUN = 1 << 18  # paths of an @LIST sorted in memory at once (~70 MB); a longer list spills sorted runs
