@@ -5,7 +5,11 @@
 #   here, once:   bash benchmarks/device_scaling.sh fetch      (wheels into .whl/, which git ignores)
 #   there:        device run, carry [".whl"], command: bash benchmarks/device_scaling.sh run
 #                 -> $OUT/scaling_16core.txt, .json and .log; commit them under benchmarks/results/
+#                 and $OUT/profile_16workers.txt: py-spy's collapsed stacks of one --workers N run (all
+#                 processes), for finding where the many-core time goes
 #
+# A short ingest runs first, bounded: if the stack does not work there, the run stops within two minutes
+# instead of spending the lease.
 # SPECTRA (46000, the issue's corpus size) and REPEATS (2) size the run; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +17,7 @@ PY="${PYTHON:-python3}"
 # the versions this project is tested with here; the machine already has numpy, pyarrow, click and the rest
 WHEELS=(dask==2026.8.0 distributed==2026.8.0 dask-jobqueue==0.9.0 zarr==3.1.6 numcodecs==0.16.6
         astropy==8.0.2 astropy-iers-data==0.2026.11.2.0.34.55 pyerfa==2.0.1.5 tornado==6.6.1 tblib==3.2.2
-        zict==3.0.0 partd==1.4.2 locket==1.0.0 donfig==0.8.1.post1 google-crc32c==1.9.0)
+        zict==3.0.0 partd==1.4.2 locket==1.0.0 donfig==0.8.1.post1 google-crc32c==1.9.0 py-spy==0.4.3)
 case "${1:-}" in
   fetch)
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -35,9 +39,27 @@ case "${1:-}" in
     fi
     export PYTHONUNBUFFERED=1
     "$PY" -m compileall -q shardmerge benchmarks >/dev/null
-    nproc | sed 's/^/cores: /' | tee "$out/scaling_16core.log"
-    "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" \
-      --out "$out/scaling_16core" 2>&1 | tee -a "$out/scaling_16core.log"
+    log="$out/scaling_16core.log"
+    nproc | sed 's/^/cores: /' | tee "$log"
+    "$PY" -c 'import sys, numpy, dask, zarr, astropy; print(sys.version.split()[0], "numpy", numpy.__version__,
+      "dask", dask.__version__, "zarr", zarr.__version__, "astropy", astropy.__version__)' 2>&1 | tee -a "$log"
+    smoke=/tmp/shardmerge-smoke
+    rm -rf "$smoke"
+    "$PY" scripts/make_sample_corpus.py "$smoke/corpus" >/dev/null
+    timeout 120 "$PY" -m shardmerge ingest "$smoke/corpus" -o "$smoke/out.zarr" --workers 2 --quiet 2>&1 \
+      | tee -a "$log"
+    echo "smoke ingest: published" | tee -a "$log"
+    corpus=/tmp/shardmerge-corpus  # kept after the table for the profile
+    "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" --corpus "$corpus" \
+      --out "$out/scaling_16core" 2>&1 | tee -a "$log"
+    n="$(nproc)"
+    spy="$(command -v py-spy || echo /tmp/site/bin/py-spy)"
+    if [ -x "$spy" ]; then
+      # a profile is a bonus: its failure (no ptrace in a container, say) must not fail the table's run
+      timeout 120 "$spy" record --subprocesses --rate 100 --format raw -o "$out/profile_${n}workers.txt" -- \
+        "$PY" -m shardmerge ingest "$corpus" -o /tmp/shardmerge-profiled.zarr --workers "$n" --quiet \
+        --report "$out/profile_${n}workers_report.json" 2>&1 | tail -5 | tee -a "$log" || true
+    fi
     ;;
   *)
     echo "usage: bash benchmarks/device_scaling.sh fetch|run" >&2

@@ -140,25 +140,43 @@ if __name__ == "__main__":
 '''
 
 
+def _make_plate(root: Path, i: int, n_pix: int) -> None:
+    from shardmerge.testing.spectra import make_image2d
+
+    make_image2d(root / "plates" / f"p{i:04d}.fits", i=i, n_rows=500, n_pix=n_pix, seed=i)
+
+
+def _make_one_d(root: Path, i: int, n_pix: int) -> None:
+    from shardmerge.testing.spectra import gzip_file, make_wcs1d
+
+    log = i % 2 == 1
+    p = make_wcs1d(root / "oned" / f"{i // 1000:03d}" / f"s{i:06d}.fits", i=i, n_pix=n_pix, seed=i,
+                   log=log, crval=3.6 if log else 4000.0, cdelt=1e-4 if log else 1.0,
+                   uncertainty="ivar" if log else "err")
+    if i % 8 == 0:
+        gzip_file(p)
+
+
+def _make_sdss(root: Path, i: int, n_pix: int) -> None:
+    from shardmerge.testing.spectra import make_sdss_coadd
+
+    make_sdss_coadd(root / "sdss" / f"spec-{i:06d}.fits", i=i, n_pix=n_pix, seed=i)
+
+
 def make_corpus(root: Path, spectra: int, n_pix: int) -> dict:
     """About `spectra` spectra: 80% in 2-D images of 500 rows, the rest in 1-D images (half ERR linear,
-    half IVAR log-linear; one in eight gzip'd) and SDSS spec tables."""
-    from shardmerge.testing.spectra import gzip_file, make_image2d, make_sdss_coadd, make_wcs1d
+    half IVAR log-linear; one in eight gzip'd) and SDSS spec tables. Made by one process per core: each
+    file is seeded by its index, so the corpus is the same however many make it."""
+    from concurrent.futures import ProcessPoolExecutor
 
     plates = max(1, int(spectra * 0.8) // 500)
     singles = max(2, spectra - plates * 500)
     n_sdss, n_1d = singles // 4, singles - singles // 4
-    for i in range(plates):
-        make_image2d(root / "plates" / f"p{i:04d}.fits", i=i, n_rows=500, n_pix=n_pix, seed=i)
-    for i in range(n_1d):
-        log = i % 2 == 1
-        p = make_wcs1d(root / "oned" / f"{i // 1000:03d}" / f"s{i:06d}.fits", i=i, n_pix=n_pix, seed=i,
-                       log=log, crval=3.6 if log else 4000.0, cdelt=1e-4 if log else 1.0,
-                       uncertainty="ivar" if log else "err")
-        if i % 8 == 0:
-            gzip_file(p)
-    for i in range(n_sdss):
-        make_sdss_coadd(root / "sdss" / f"spec-{i:06d}.fits", i=i, n_pix=n_pix, seed=i)
+    jobs = [(_make_plate, plates), (_make_one_d, n_1d), (_make_sdss, n_sdss)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        for make, n in jobs:
+            # list(): a failed file raises here, not silently in a discarded iterator
+            list(pool.map(make, [root] * n, range(n), [n_pix] * n, chunksize=64))
     return {"plates": plates, "one_d_files": n_1d, "sdss_files": n_sdss, "spectra": plates * 500 + singles}
 
 
