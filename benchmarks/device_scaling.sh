@@ -10,7 +10,9 @@
 #
 # A short ingest runs first, bounded: if the stack does not work there, the run stops within two minutes
 # instead of spending the lease.
-# SPECTRA (46000, the issue's corpus size) and REPEATS (2) size the run; PYTHON picks the interpreter.
+# SPECTRA (46000, the issue's corpus size) and REPEATS (2) size the run; WORKERS (say "1 16": the
+# variants the targets name) narrows the worker counts from 1, 2, 4, ... up to the cores; PROFILE=0 skips
+# the profile; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -50,11 +52,12 @@ case "${1:-}" in
       | tee -a "$log"
     echo "smoke ingest: published" | tee -a "$log"
     corpus=/tmp/shardmerge-corpus  # kept after the table for the profile
+    # shellcheck disable=SC2086  # WORKERS is a list of numbers
     "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" --corpus "$corpus" \
-      --out "$out/scaling_16core" 2>&1 | tee -a "$log"
+      ${WORKERS:+--workers $WORKERS} --out "$out/scaling_16core" 2>&1 | tee -a "$log"
     n="$(nproc)"
     spy="$(command -v py-spy || echo /tmp/site/bin/py-spy)"
-    if [ -x "$spy" ]; then
+    if [ "${PROFILE:-1}" = 1 ] && [ -x "$spy" ]; then
       # a profile is a bonus: its failure (no ptrace in a container, say) must not fail the table's run
       timeout 120 "$spy" record --subprocesses --rate 100 --format raw -o "$out/profile_${n}workers.txt" -- \
         "$PY" -m shardmerge ingest "$corpus" -o /tmp/shardmerge-profiled.zarr --workers "$n" --quiet \

@@ -10,6 +10,7 @@ import logging
 import os
 import resource
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -32,7 +33,7 @@ from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
-from .plan import BadFile, FileScan, Plan, describe, make_plan, needs_exact_grids
+from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, needs_exact_grids
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
@@ -259,8 +260,10 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
         tmp = tmp_path(out)
         merging: StreamedMerge | None = None  # set once every shard is written; the merge into tmp goes on
         try:
+            starting = time.perf_counter()
             with executor(choose_cluster(opts.cluster, paths), runner,
                           log_dir=os.path.join(scratch, "job-logs")) as ex:
+                report.phase_since("cluster_start", starting)
                 report.workers = ex.workers
                 report.scheduler = ex.address
                 report.cluster = ex.info
@@ -273,6 +276,8 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
                 with report.phase("shard"):  # the merge into tmp runs beside it, shard by shard
                     plan, scans, manifests, merging = write_shards(ex, plan, scans, scratch, rules, opts, report,
                                                                    node_local, tmp)
+                closing = time.perf_counter()
+            report.phase_since("cluster_close", closing)
             # the cluster is closed; the merge went on meanwhile
             notes = input_notes(scans, manifests)
             report_oddities(report, notes)
@@ -339,7 +344,8 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
 
                     results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
                                      name=f"shard-{plan.fingerprint}", retries=2, on_result=written_one,
-                                     keep_errors=(BadFileError, BadFilesError))
+                                     keep_errors=(BadFileError, BadFilesError),
+                                     first=longest_first(plan.shards, plan.n_pix))
         except BaseException:
             merging.abandon()
             raise
@@ -472,7 +478,8 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
     try:
         written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
                          context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
-                         retries=2, on_result=written_one, keep_errors=(BadFileError, BadFilesError))
+                         retries=2, on_result=written_one, keep_errors=(BadFileError, BadFilesError),
+                         first=longest_first([plan.shards[i] for i in todo], plan.n_pix))
         failpoint("shards-written")
         feed.close()
         lost = fetcher.result()

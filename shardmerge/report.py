@@ -44,6 +44,11 @@ class RunReport:
         finally:
             self.phases[name] = round(time.perf_counter() - t0, 4)
 
+    def phase_since(self, name: str, t0: float) -> None:
+        """A phase that began at `t0` (time.perf_counter) and ends now: one that no `with` block can
+        enclose, such as a cluster's start (entering its context) or its close (leaving it)."""
+        self.phases[name] = round(time.perf_counter() - t0, 4)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "command": self.command,

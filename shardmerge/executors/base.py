@@ -19,10 +19,11 @@ class Executor(Protocol):
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
-            fold: Callable[[Any], None] | None = None) -> list:
+            fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:
         """`keep_errors`: a task that raises one of these returns the exception as its result (the others
         still run), instead of failing the map. `fold`: called with each result in item order, as soon as
-        every earlier one has been; the results are then not kept (map returns [])."""
+        every earlier one has been; the results are then not kept (map returns []). `first`: item positions
+        in the order to start them where several run at once (longest first); the results keep item order."""
 
 
 def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:

@@ -40,7 +40,7 @@ class DaskExecutor:
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
-            fold: Callable[[Any], None] | None = None) -> list:
+            fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:
         """Submit one task per item and return results in item order. A task that raises a plain
         exception (an OSError from a flaky disk or network) is resubmitted up to `retries` times; a
         ShardmergeError is never retried: it names a bad file, a full disk or a failed fsync, which
@@ -50,11 +50,18 @@ class DaskExecutor:
         and are dropped (a survey's scan results never pile up in the driver)."""
         from distributed import as_completed
 
+        start = list(first) if first is not None else list(range(len(items)))
+        if sorted(start) != list(range(len(items))):
+            raise ValueError(f"{name}: `first` must order every item once")
+        # the scheduler runs a higher priority first; submitting in that order too keeps its queue in order
+        priority = {i: len(items) - rank for rank, i in enumerate(start)}
+
         def submit(i: int, attempt: int):
             suffix = f"-retry{attempt}" if attempt else ""
-            return self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}{suffix}", pure=False)
+            return self.client.submit(fn, items[i], *args, key=f"{name}-{i:06d}{suffix}", pure=False,
+                                      priority=priority[i])
 
-        futures = {submit(i, 0): (i, 0) for i in range(len(items))}
+        futures = {submit(i, 0): (i, 0) for i in start}
         results: list[Any] = [] if fold else [None] * len(items)
         in_order = InOrder(fold) if fold else None
 

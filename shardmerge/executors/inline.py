@@ -22,7 +22,8 @@ class InlineExecutor:
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
-            fold: Callable[[Any], None] | None = None) -> list:
+            fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:
+        del first  # one at a time: item order lets the streamed merge follow each task
         out = []
         for item in items:
             attempt = 0

@@ -131,6 +131,33 @@ def test_fold_gets_results_in_item_order_whatever_order_they_finish(dask_schedul
     assert folded == [1, 2, 3]
 
 
+def _note_start(i: int, log: str) -> int:
+    with open(log, "a") as f:  # one single-threaded worker: tasks run one at a time
+        f.write(f"{i}\n")
+    return i * 10
+
+
+def test_tasks_start_in_the_order_given_and_results_keep_item_order(tmp_path):
+    """Shard tasks start longest first (plan.longest_first); the merge still gets them by position."""
+    from distributed import Client, LocalCluster
+
+    from shardmerge.executors import InlineExecutor
+    from shardmerge.executors.dask_backend import DaskExecutor
+
+    log = tmp_path / "started"
+    first = [3, 1, 5, 0, 2, 4]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False}) as cluster, Client(cluster) as client:
+        ex = DaskExecutor(client)
+        assert ex.map(_note_start, list(range(6)), str(log), name="order", first=first) == [0, 10, 20, 30, 40, 50]
+        assert log.read_text().split() == [str(i) for i in first]
+        with pytest.raises(ValueError, match="must order every item once"):
+            ex.map(_note_start, list(range(6)), str(log), name="bad", first=[0, 1, 2])
+    log.unlink()
+    assert InlineExecutor().map(_note_start, [0, 1, 2], str(log), name="inline", first=[2, 0, 1]) == [0, 10, 20]
+    assert log.read_text().split() == ["0", "1", "2"]  # one at a time: item order, as the streamed merge reads
+
+
 def test_jobqueue_keys_from_the_environment_are_honoured():
     """DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE arrives as job_script_prologue beside dask-jobqueue's default
     job-script-prologue: both are the same setting (per-job node-local scratch is set there). In a fresh

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardmerge.config import LayoutRequest
+from shardmerge.config import MIN_SHARDS, LayoutRequest
 from shardmerge.errors import PlanError
-from shardmerge.plan import FileScan, choose_chunks, choose_shard_rows, make_plan, spec_id
+from shardmerge.plan import FileScan, choose_chunks, choose_shard_rows, longest_first, make_plan, spec_id
 
 
 def scan(path: str, n: int = 1, n_pix: int = 100, grid: str = "g0", unit: str = "u", n_pix_min: int | None = None,
@@ -64,11 +64,35 @@ def test_a_store_smaller_than_a_chunk_gets_chunks_of_its_rows():
 
 
 def test_shard_rows_must_be_whole_chunks():
-    assert choose_shard_rows(64, 100, 100, 256) == 256
+    assert choose_shard_rows(64, 100, 100, 256, n_spec=10**6) == 256
     with pytest.raises(PlanError, match="positive multiple of 64 .the rows of one chunk"):
-        choose_shard_rows(64, 100, 100, 100)
-    default = choose_shard_rows(1024, 4000, 4000, None)
+        choose_shard_rows(64, 100, 100, 100, n_spec=10**6)
+    default = choose_shard_rows(1024, 4000, 4000, None, n_spec=10**6)
     assert default % 1024 == 0 and default > 0
+
+
+def test_a_small_store_gets_smaller_shards_so_that_many_workers_share_it():
+    """16 MiB of flux per shard, but at least MIN_SHARDS shards where chunks allow: 46k spectra of 2000 px
+    made 23 shards, two waves on 16 workers with the second half empty."""
+    assert choose_shard_rows(1024, 2000, 2000, None, n_spec=10**7) == 2048  # a survey: 16 MiB shards
+    assert choose_shard_rows(1024, 2000, 2000, None, n_spec=46_000) == 1024  # 45 shards, not 23
+    assert choose_shard_rows(1024, 2000, 2000, None, n_spec=100) == 1024  # never below one chunk
+    assert choose_shard_rows(1024, 2000, 2000, None, n_spec=MIN_SHARDS * 2048) == 2048
+    assert choose_shard_rows(1024, 2000, 2000, None, n_spec=(2 * MIN_SHARDS - 1) * 1024) == 1024
+    assert choose_shard_rows(1024, 2000, 2000, 4096, n_spec=46_000) == 4096  # asked for: kept
+    plan = make_plan([scan(f"/s{i:03d}", 500, n_pix=2000) for i in range(92)])  # 46k spectra
+    assert plan.shard_rows == 1024 and len(plan.shards) == 45
+
+
+def test_shards_start_longest_first():
+    """A shard of many one-spectrum files (astropy's per-file cost) outlasts one of a few images."""
+    files = [scan(f"/a/one{i:04d}", 1, n_pix=2000) for i in range(1024)]  # shard 0: 1024 files
+    files += [scan(f"/b/img{i}", 512, n_pix=2000) for i in range(4)]  # shards 1, 2: two files each
+    files += [scan(f"/c/one{i:04d}", 1, n_pix=2000) for i in range(300)]  # shard 3: 300 files, fewer rows
+    plan = make_plan(files)
+    assert [s.file_hi - s.file_lo for s in plan.shards] == [1024, 2, 2, 300]
+    assert longest_first(plan.shards, plan.n_pix) == [0, 3, 1, 2]  # equal estimates keep shard order
+    assert longest_first((), 2000) == []
 
 
 def test_row_order_is_sorted_paths_then_index_in_file():
