@@ -25,8 +25,12 @@ def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
     # Workers are forked from one forkserver that imported what tasks run, instead of each spawned
     # interpreter importing the CLI's module graph (~1.5 s of CPU per worker, 16x on 16 cores); a fork
     # keeps the server's environment, so each worker gets this process's, as a spawned one would.
+    # Dask's statistical profiler (a thread sampling every event loop's stack 100 times a second, on
+    # Python 3.12+) took ~3% of the CPU of 16 workers and a thread of this process beside the merge;
+    # nobody reads its results (no dashboard). Nannies hand this config to their workers.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {},
-                          "distributed.worker.multiprocessing-method": "forkserver"}):
+                          "distributed.worker.multiprocessing-method": "forkserver",
+                          "distributed.worker.profile.enabled": False}):
         _preload_forkserver()
         cluster = LocalCluster(n_workers=n, env=dict(os.environ), **local_cluster_options())
     with cluster, Client(cluster) as client:

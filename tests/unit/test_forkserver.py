@@ -60,9 +60,17 @@ def arrow_round_trip(path):
     return values, "pandas" in sys.modules
 
 
+def profiling(dask_worker):
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled"), "profile" in dask_worker.periodic_callbacks
+
+
 assert arrow_round_trip(sys.argv[1] + "/driver.parquet") == ([["a", None], 1.5], False)
 with local_executor(ClusterRequest(workers=1)) as ex:
     (seen,) = ex.run_on_workers(arrow_round_trip, sys.argv[1] + "/worker.parquet").values()
+    # Dask's statistical profiler is off in the workers (nobody reads it; it cost ~3% of their CPU)
+    assert list(ex.run_on_workers(profiling).values()) == [(False, False)]
 assert seen == ([["a", None], 1.5], False), seen
 print("ok")
 """
@@ -71,7 +79,8 @@ print("ok")
 @pytest.mark.timeout(120)
 def test_the_cli_and_its_local_workers_use_arrow_without_importing_pandas(tmp_path):
     """pyarrow would import pandas (0.35-0.7 s) in the CLI and in every worker on its first array, only to
-    ask whether an object is a pandas one; shardmerge's own processes hide it, and arrow still works."""
+    ask whether an object is a pandas one; shardmerge's own processes hide it, and arrow still works.
+    The workers also run without Dask's statistical profiler."""
     done = subprocess.run([sys.executable, "-c", _NO_PANDAS, str(tmp_path)], capture_output=True, text=True,
                           timeout=110)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
