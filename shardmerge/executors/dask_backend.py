@@ -75,7 +75,7 @@ class DaskExecutor:
 
         # results come with their futures, fetched by the client's event loop as tasks finish, not by one
         # blocking round trip each (half the cost per task on a busy machine)
-        pending = as_completed(list(futures), with_results=True, raise_errors=False)
+        pending = as_completed(list(futures), loop=self.client.loop, with_results=True, raise_errors=False)
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
         try:
             for fut, result in watch.completed(pending):
@@ -121,7 +121,7 @@ class DaskExecutor:
         pending: dict[Any, int] = {}
         workers: list[str] = []
         # results are fetched by the client's event loop while this thread keeps the previous ones
-        arrived = as_completed([], with_results=True, raise_errors=False)
+        arrived = as_completed([], loop=self.client.loop, with_results=True, raise_errors=False)
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
         alive: set[str] = set()
         next_look = 0.0

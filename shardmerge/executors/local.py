@@ -33,7 +33,7 @@ def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
                           "distributed.worker.profile.enabled": False}):
         _preload_forkserver()
         cluster = LocalCluster(n_workers=n, env=dict(os.environ), **local_cluster_options())
-    with cluster, Client(cluster) as client:
+    with cluster, Client(cluster, set_as_default=False) as client:
         log.info("started a local Dask cluster: %d worker processes on 127.0.0.1", n)
         yield DaskExecutor(client, local=True, info={"kind": "local"}, **bounds(request))
 

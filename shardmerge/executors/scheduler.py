@@ -16,7 +16,7 @@ log = logging.getLogger("shardmerge")
 def scheduler_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
     from distributed import Client
 
-    with Client(request.address, timeout="30s") as client:
+    with Client(request.address, timeout="30s", set_as_default=False) as client:
         # tasks would wait forever on a scheduler without workers: bound that wait like a batch job's
         wait_for_workers(client, 1, request.worker_wait_s, f"the Dask scheduler at {request.address}")
         ex = DaskExecutor(client, local=False, info={"kind": "scheduler"}, **bounds(request))

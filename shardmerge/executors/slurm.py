@@ -35,7 +35,7 @@ def slurm_cluster(request: ClusterRequest, log_dir: str | None) -> Iterator[tupl
     kwargs = slurm_options(request, log_dir)
     cluster = SLURMCluster(**kwargs)
     try:
-        with Client(cluster) as client:
+        with Client(cluster, set_as_default=False) as client:
             t0 = time.monotonic()
             cluster.scale(jobs=request.jobs)
             log.info("submitted %d SLURM job(s) of %s cores, %s; waiting for workers (at most %.0f s)",

@@ -49,7 +49,7 @@ def runner_role(request: ClusterRequest) -> Iterator[Any]:
 def srun_executor(request: ClusterRequest, runner: Any) -> Iterator[DaskExecutor]:
     from distributed import Client
 
-    with Client(runner) as client:
+    with Client(runner, set_as_default=False) as client:
         t0 = time.monotonic()
         wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
         info = {"kind": "slurm-runner", "seconds_to_workers": round(time.monotonic() - t0, 2)}

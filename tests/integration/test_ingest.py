@@ -84,7 +84,9 @@ def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
     rep = json.loads(report.read_text())
     assert rep["status"] == "published" and rep["counts"]["spectra"] == n_spec
     assert rep["counts"]["shards_total"] == math.ceil(n_spec / 32) and rep["counts"]["shards_reused"] == 0
-    assert set(rep["seconds"]) >= {"scan", "plan", "shard", "merge", "validate", "publish"}
+    assert set(rep["seconds"]) >= {"cluster_start", "scan", "plan", "shard", "merge", "validate", "publish",
+                                   "cluster_close"}
+    assert rep["cluster"]["close_s"] >= 0  # the close ran beside the merge, and was waited for
     assert rep["bytes"]["store"] > 0 and rep["skipped_files"] == []
     assert all(v == "pass" for v in rep["checks"].values())
 

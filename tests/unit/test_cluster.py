@@ -174,3 +174,29 @@ def test_jobqueue_keys_from_the_environment_are_honoured():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "export SHARDMERGE_NODE_SCRATCH=$TMPDIR" in done.stdout and "'--resources', 'io=1'" in done.stdout
+
+
+def test_a_cluster_close_that_fails_or_hangs_after_the_shards_costs_the_run_a_warning(monkeypatch, caplog):
+    """The cluster closes beside the merge once every shard is durable: nothing the store needs is left on
+    it, so a close that raises, or outlasts its bound (a SLURM scancel on a stuck controller), is logged
+    and the run goes on, with no wait beyond the bound."""
+    import threading
+
+    from shardmerge import pipeline
+    from shardmerge.threads import Background
+
+    def failing() -> None:
+        raise RuntimeError("scheduler gone")
+
+    assert pipeline._cluster_closed(Background(pipeline._timed(lambda: None), name="ok")) >= 0
+    with caplog.at_level("WARNING", logger="shardmerge"):
+        assert pipeline._cluster_closed(Background(pipeline._timed(failing), name="fails")) is None
+    assert "closing the Dask cluster failed (RuntimeError: scheduler gone); the store is not affected" in caplog.text
+    release = threading.Event()
+    monkeypatch.setattr(pipeline, "CLUSTER_CLOSE_WAIT_S", 0.2)
+    try:
+        with caplog.at_level("WARNING", logger="shardmerge"):
+            assert pipeline._cluster_closed(Background(release.wait, name="hangs")) is None
+    finally:
+        release.set()
+    assert "did not close within 0.2 s" in caplog.text
