@@ -4,8 +4,10 @@ other tools wrote). Every check records its result; a failure says what was expe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,6 +27,7 @@ from .store import all_arrays, members, row_data_flags
 from .zarrio import storage_grid
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
+T = TypeVar("T")
 
 
 @dataclass
@@ -241,24 +244,52 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
     """Decode the chunk rows beginning at `starts`, one chunk at a time; rows that carry no data."""
     n_spec, n_pix = flux.shape
     cr, cp = flux.chunks
-    bad_nan, bad_zero = [], []
-    for r in starts:
+
+    def one(r: int) -> tuple[list[int], list[int], list[str]]:
         rows = min(cr, n_spec - r)
         any_finite = np.zeros(rows, dtype=bool)
         any_nonzero = np.zeros(rows, dtype=bool)
+        unreadable = []
         for col in range(0, n_pix, cp):
             try:
                 block = flux[r : r + rows, col : col + cp]
             except Exception as exc:
-                problems.append(f"signal/flux_raw chunk ({r // cr}, {col // cp}) cannot be read: "
-                                f"{type(exc).__name__}: {exc}")
+                unreadable.append(f"signal/flux_raw chunk ({r // cr}, {col // cp}) cannot be read: "
+                                  f"{type(exc).__name__}: {exc}")
                 continue
             finite, nonzero = row_data_flags(block)
             any_finite |= finite
             any_nonzero |= nonzero
-        bad_nan.extend(r + int(i) for i in np.flatnonzero(~any_finite))
-        bad_zero.extend(r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero))
+        return ([r + int(i) for i in np.flatnonzero(~any_finite)],
+                [r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero)], unreadable)
+
+    bad_nan, bad_zero = [], []
+    for nan_rows, zero_rows, unreadable in _each_chunk_row(one, starts):
+        bad_nan.extend(nan_rows)
+        bad_zero.extend(zero_rows)
+        problems.extend(unreadable)
     return {"all_nan": bad_nan, "all_zero": bad_zero}
+
+
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _each_chunk_row(fn: Callable[[int], T], starts: list[int], enough: Callable[[], bool] = lambda: False
+                    ) -> Iterator[T]:
+    """`fn(r)` for each chunk row start, in order, DECODE_THREADS at a time: Blosc and numpy release the
+    GIL, so on many cores the gate's decoding (in the driver, once the workers are done) divides. Stops
+    starting new ones once `enough()` says so (a store broken everywhere need not be decoded whole)."""
+    if DECODE_THREADS == 1 or len(starts) < 2:
+        for r in starts:
+            yield fn(r)
+            if enough():
+                return
+        return
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="shardmerge-gate") as pool:
+        for at in range(0, len(starts), DECODE_THREADS):
+            yield from pool.map(fn, starts[at : at + DECODE_THREADS])
+            if enough():
+                return
 
 
 def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
@@ -277,25 +308,31 @@ def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
     if c.expect is not None and c.expect.flux_rows is not None:
         starts = sorted({*starts[::SAMPLE_EVERY], starts[-1]})
     shared = np.asarray(wave[:], dtype=np.float64) if wave.ndim == 1 else None
+    holes: list[int] = []  # with a shared grid: the pixel chunks where it has NaNs
     if shared is not None:
         if _not_increasing(shared[np.newaxis, :], np.array([-np.inf]))[0][0]:
             problems.append("signal/wavelength (shared by every row) does not increase strictly")
         holes = [col for col in range(0, n_pix, cp) if not np.all(np.isfinite(shared[col : col + cp]))]
-    bad: dict[int, str] = {}
-    for r in starts:
+
+    def one(r: int) -> dict[int, str]:
         rows = min(cr, n_spec - r)
+        found: dict[int, str] = {}
         last = np.full(rows, -np.inf)  # each row's last finite wavelength, carried across pixel chunks
         for col in (holes if shared is not None else range(0, n_pix, cp)):
             w = shared[col : col + cp] if shared is not None else np.asarray(wave[r : r + rows, col : col + cp])
             f = np.asarray(flux[r : r + rows, col : col + cp])
             for k in np.flatnonzero((np.isfinite(f) & ~np.isfinite(w)).any(axis=1)):
-                bad.setdefault(r + int(k), "is not finite where the flux has values")
+                found.setdefault(r + int(k), "is not finite where the flux has values")
             if shared is None:
                 worse, last = _not_increasing(w, last)
                 for k in np.flatnonzero(worse):
-                    bad.setdefault(r + int(k), "does not increase strictly")
-        if len(bad) > MAX_ROWS_NAMED:
-            break
+                    found.setdefault(r + int(k), "does not increase strictly")
+        return found
+
+    bad: dict[int, str] = {}
+    for found in _each_chunk_row(one, starts, enough=lambda: len(bad) > MAX_ROWS_NAMED):
+        for row, why in found.items():
+            bad.setdefault(row, why)
     for row in sorted(bad)[:MAX_ROWS_NAMED]:
         problems.append(f"signal/wavelength row {row} {bad[row]}{_source_of(c, row)}")
     if len(bad) > MAX_ROWS_NAMED:
