@@ -6,6 +6,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -172,7 +173,8 @@ class Merger:
         self.linked: dict[str, list[int]] = {}
         self.flux_rows: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
         self.stats = {"raw_chunks": 0, "recoded_arrays": 0}
-        self.added = 0
+        self.added = 0  # shards whose rows are in (in row order)
+        self.placed: set[int] = set()  # shards whose chunk files are in (any order)
         root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
         self.root = root
         self.data, self.wave, rows = create_layout(root, plan)
@@ -185,10 +187,14 @@ class Merger:
 
     def add(self, shard: ShardSpec, path: str) -> None:
         """Put shard `shard` (the next in row order) in place from its store at `path`."""
+        if shard.index not in self.placed:
+            self.place(shard, path)
+        self.add_rows(shard, path)
+
+    def place(self, shard: ShardSpec, path: str) -> None:
+        """A shard's 2-D chunk files, in place in any order (each covers its own chunk rows): checked
+        against its manifest, then linked or copied. Its row-wise values wait for `add_rows`."""
         t0 = time.perf_counter()
-        expected = self.plan.shards[self.added].index
-        if shard.index != expected:
-            raise ShardError(f"{path}: shard {shard.index} given where shard {expected} comes next")
         manifest = load_manifest(path)
         if not manifest_matches(manifest, shard):
             raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
@@ -201,6 +207,20 @@ class Merger:
                 self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
         else:
             stats["unverified_flux_shards"] = stats.get("unverified_flux_shards", 0) + 1
+        self.placed.add(shard.index)
+        self.seconds += time.perf_counter() - t0
+
+    def add_rows(self, shard: ShardSpec, path: str) -> None:
+        """The next shard in row order, placed already: its shared wavelength grid (one grid, written by
+        shard 0), row-wise values and index rows."""
+        t0 = time.perf_counter()
+        expected = self.plan.shards[self.added].index
+        if shard.index != expected:
+            raise ShardError(f"{path}: shard {shard.index} given where shard {expected} comes next")
+        if shard.index not in self.placed:
+            raise ShardError(f"{path}: shard {shard.index}'s rows given before its chunks were placed")
+        if self.plan.wavelength_shared:
+            _check_shared_grid(shard, path, self.wave)
         table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
         _check_rows(shard, path, table)
         self.rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in self.rows}, table.num_rows)
@@ -248,10 +268,11 @@ ABANDON_WAIT_S = 30  # how long a failed run waits for the merge thread to stop 
 
 
 class StreamedMerge:
-    """The merge on a thread of its own while the shard tasks run. Shard k is merged once shards 0..k are
-    all written (row-wise values and index.parquet go in row order; tasks finish roughly in that order),
-    so when the last shard is written only its own merge and `finish` are left: on many cores the one
-    writer no longer runs alone after the workers are done. Errors are raised in the caller's thread, by
+    """The merge on a thread of its own while the shard tasks run. Each shard's chunk files are put in
+    place as soon as it is written; its row-wise values and index rows once shards 0..k all are (they go
+    in row order). When the last shard is written only its own merge, the row-wise values of the shards
+    that waited on it, and `finish` are left: on many cores the one writer no longer runs alone after the
+    workers are done. Errors are raised in the caller's thread, by
     `raise_error` (call it as shards finish: a failed merge stops the run then) or by `finish`."""
 
     def __init__(self, plan: Plan, scratch_shards: Sequence[str], tmp: str, link_chunks: bool = False,
@@ -261,6 +282,7 @@ class StreamedMerge:
         self.plan, self.paths, self.tmp = plan, list(scratch_shards), tmp
         self._link, self._progress = link_chunks, progress
         self._ready = [False] * len(plan.shards)
+        self._written: list[int] = []  # a heap of the positions of written shards, their chunks maybe not placed
         self._position = {shard.index: k for k, shard in enumerate(plan.shards)}
         self._cond = threading.Condition()
         self._stopped = False
@@ -270,20 +292,36 @@ class StreamedMerge:
     def shard_written(self, shard_index: int) -> None:
         """Shard `shard_index`'s store is final (written, or reused). Any thread."""
         with self._cond:
-            self._ready[self._position[shard_index]] = True
+            k = self._position[shard_index]
+            self._ready[k] = True
+            heapq.heappush(self._written, k)
             self._cond.notify()
 
     def _run(self) -> None:
         with storage_errors(self.tmp, device_errors=True):
-            self._merger = Merger(self.plan, self.tmp, self._link)
-            for k, (shard, path) in enumerate(zip(self.plan.shards, self.paths, strict=True)):
+            merger = self._merger = Merger(self.plan, self.tmp, self._link)
+            shards, n = self.plan.shards, len(self.plan.shards)
+            placed = [False] * n
+            k = 0  # the next shard in row order, for the row-wise step
+            while k < n:
                 with self._cond:
-                    self._cond.wait_for(lambda k=k: self._ready[k] or self._stopped)
+                    # the next shard's rows if it is written, else another written shard's chunks: shards
+                    # started longest first finish out of row order, and the chunks of those waiting
+                    # behind a slow one go in place meanwhile, not all at the end
+                    while self._written and placed[self._written[0]]:
+                        heapq.heappop(self._written)
+                    self._cond.wait_for(lambda k=k: self._stopped or self._ready[k] or bool(self._written))
                     if self._stopped:
                         return
-                self._merger.add(shard, path)
-                if self._progress:
-                    self._progress(1)
+                    j = k if self._ready[k] else heapq.heappop(self._written)
+                if not placed[j]:
+                    merger.place(shards[j], self.paths[j])
+                    placed[j] = True
+                if j == k:
+                    merger.add_rows(shards[k], self.paths[k])
+                    k += 1
+                    if self._progress:
+                        self._progress(1)
 
     def raise_error(self) -> None:
         """Raise what the merge raised, if it has (without waiting for it)."""
@@ -340,12 +378,6 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
     cr, cp = plan.chunks_2d
     pairs = dict(data) if plan.wavelength_shared else {**data, "wavelength": wave}
     metas = {name: _array_json(os.path.join(path, name)) for name in pairs}
-    if plan.wavelength_shared:
-        grid = zarr.open_array(os.path.join(path, "wavelength"), mode="r")[:]
-        if shard.index == 0:
-            write_block(wave, (0,), grid)
-        elif not np.array_equal(grid, wave[:], equal_nan=True):
-            raise ShardError(f"{path}: its wavelength grid differs from shard 0's, though the plan found one grid")
     outer = plan.write_rows  # rows of one storage file (a chunk, or a Zarr shard)
     for name, d in pairs.items():
         meta = metas[name]
@@ -362,6 +394,15 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
             for c in range(0, plan.n_pix, cp):
                 write_block(d, (shard.row_start + r, c), s[r : r + cr, c : c + cp])
         stats["recoded_arrays"] += 1
+
+
+def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array) -> None:
+    """One wavelength grid for every row: shard 0 writes it, every later shard must hold the same."""
+    grid = zarr.open_array(os.path.join(path, "wavelength"), mode="r")[:]
+    if shard.index == 0:
+        write_block(wave, (0,), grid)
+    elif not np.array_equal(grid, wave[:], equal_nan=True):
+        raise ShardError(f"{path}: its wavelength grid differs from shard 0's, though the plan found one grid")
 
 
 def _array_json(folder: str) -> dict | None:

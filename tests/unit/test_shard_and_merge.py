@@ -5,6 +5,7 @@ located in the function that makes it."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from shardmerge.shardstore import load_manifest, manifest_matches, shard_path, w
 from shardmerge.testing import surveys as ss
 from shardmerge.testing.spectra import make_image2d, make_mixed_corpus, make_wcs1d
 from shardmerge.validate import Expectation, failures, run_checks
+from tests.storecmp import chunk_files
 
 RULES = load_header_rules()
 
@@ -163,6 +165,39 @@ def test_the_merge_returns_what_the_gate_needs(shards, tmp_path):
     assert failures(checks) == []
 
 
+def test_shards_written_out_of_row_order_merge_to_the_same_store(shards, tmp_path, monkeypatch):
+    """Shard tasks start longest first, so they finish out of row order: the streamed merge puts each
+    one's chunk files in place as it arrives and its rows in row order, into the store an in-order merge
+    writes."""
+    from shardmerge import merge
+
+    plan, scratch, _ = shards
+    paths = [shard_path(str(scratch), s) for s in plan.shards]
+    provenance = provenance_attrs(n_inputs=len(plan.shards), input_bytes=plan.input_bytes, command=["test"])
+    assert len(plan.shards) >= 4
+    in_order = materialize(plan, paths, str(tmp_path / "in_order.tmp"), provenance)
+    steps: list[tuple[str, int]] = []
+    place, add_rows = merge.Merger.place, merge.Merger.add_rows
+    monkeypatch.setattr(merge.Merger, "place", lambda self, s, p: steps.append(("place", s.index)) or place(self, s, p))
+    monkeypatch.setattr(merge.Merger, "add_rows",
+                        lambda self, s, p: steps.append(("rows", s.index)) or add_rows(self, s, p))
+    streamed = merge.StreamedMerge(plan, paths, str(tmp_path / "streamed.tmp"))
+    last = plan.shards[0].index
+    for shard in reversed(plan.shards[1:]):  # every shard but the first, last first
+        streamed.shard_written(shard.index)
+    n = len(plan.shards)
+    for _ in range(600):  # their chunks go in place while shard 0 is not yet written (30 s at most)
+        if len(steps) == n - 1:
+            break
+        threading.Event().wait(0.05)
+    assert steps == [("place", i) for i in range(1, n)]  # lowest first, no rows yet
+    streamed.shard_written(last)
+    result = streamed.finish(provenance)
+    assert steps[n - 1:] == [("place", 0)] + [("rows", i) for i in range(n)]
+    assert chunk_files(tmp_path / "streamed.tmp") == chunk_files(tmp_path / "in_order.tmp")
+    assert result.checksums == in_order.checksums and result.flux_rows == in_order.flux_rows
+
+
 def test_the_merge_refuses_a_damaged_shard_chunk_and_removes_that_shard(shards, tmp_path):
     plan, scratch, _ = shards
     victim = shard_path(str(scratch), plan.shards[1])
@@ -285,7 +320,7 @@ def test_a_failed_run_does_not_wait_forever_for_a_stuck_merge(shards, tmp_path, 
         release.wait(60)
 
     monkeypatch.setattr(merge, "ABANDON_WAIT_S", 0.5)
-    monkeypatch.setattr(merge.Merger, "add", stuck)
+    monkeypatch.setattr(merge.Merger, "place", stuck)
     tmp = tmp_path / "o.tmp"
     merging = merge.StreamedMerge(plan, [shard_path(str(scratch), s) for s in plan.shards], str(tmp))
     merging.shard_written(plan.shards[0].index)
