@@ -116,3 +116,18 @@ def test_the_driver_of_a_cluster_run_never_imports_the_readers_or_astropy(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "loaded: []" in done.stdout, done.stdout + done.stderr
     assert (tmp_path / "out.zarr" / "zarr.json").exists()
+
+
+@pytest.mark.timeout(180)
+def test_a_refused_target_ends_an_ingest_on_workers_at_once(tmp_path):
+    """--workers 2 on two files starts the forkserver before the target is checked; a refused target
+    still ends the command at once, with its own error."""
+    from shardmerge.testing.spectra import make_wcs1d
+    from tests.helpers import run_cli_process
+
+    for i in range(2):
+        make_wcs1d(tmp_path / "in" / f"s{i}.fits", i=i, n_pix=100, seed=i)
+    (tmp_path / "taken.zarr").mkdir()  # not a shardmerge store: refused before any work
+    r = run_cli_process("ingest", tmp_path / "in", "-o", tmp_path / "taken.zarr", "--workers", "2", timeout=170)
+    assert r.exit_code == 5 and "exists and is not a store written by shardmerge" in r.output, r.output
+    assert "Traceback" not in r.output
