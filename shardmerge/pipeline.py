@@ -344,8 +344,8 @@ def _cluster_closed(closer: Background) -> float | None:
 
 def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRules, opts: IngestOptions,
                  report: RunReport, node_local: bool, tmp: str) -> tuple[Plan, FileTable, list[dict], StreamedMerge]:
-    """One task per shard, and the merge of each into `tmp` as soon as it and the shards ahead of it are
-    written (returned, for the caller to finish). The shard tasks are where input data is read and
+    """One task per shard, started longest first, and the merge of each into `tmp` as it is written
+    (StreamedMerge; returned, for the caller to finish). The shard tasks are where input data is read and
     verified. A file found damaged there fails the run (every such file named; the shards that finished
     are kept for the rerun) or, under --on-bad-file skip, is left out: the merge so far is dropped, the
     plan is made again without the file, and the shards are written again; those whose key did not
