@@ -178,6 +178,8 @@ class Merger:
         root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
         self.root = root
         self.data, self.wave, rows = create_layout(root, plan)
+        self.dst_meta = {name: _array_json(os.path.join(tmp, *arr.path.split("/")))
+                         for name, arr in {**self.data, "wavelength": self.wave}.items()}
         self.rows = rows
         self.rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0])
         self.index_schema: pa.Schema | None = None
@@ -200,8 +202,8 @@ class Merger:
             raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
         stats = self.stats
         raw_before = stats["raw_chunks"]
-        _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.tmp, stats, self.link,
-                 self.checksums, self.linked)
+        _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
+                 self.link, self.checksums, self.linked)
         if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
             for kind in self.flux_rows:
                 self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
@@ -371,25 +373,28 @@ def consolidate(store: str) -> None:
 
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
-             data: dict[str, zarr.Array], wave: zarr.Array, tmp: str, stats: dict[str, int], link: bool,
-             checksums: dict[str, list[int]], linked: dict[str, list[int]]) -> None:
+             data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
+             stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
+             linked: dict[str, list[int]]) -> None:
     # Each shard array's zarr.json is read as JSON, not opened through zarr: that took ~14 ms a shard of
-    # the merge thread, holding the GIL beside an in-process scheduler; zarr opens it only to re-encode.
+    # the merge thread, holding the GIL beside an in-process scheduler. zarr opens an array only where
+    # it has no v3 zarr.json or is re-encoded. `dst_meta`: the final arrays' zarr.json, read once.
     cr, cp = plan.chunks_2d
     pairs = dict(data) if plan.wavelength_shared else {**data, "wavelength": wave}
     metas = {name: _array_json(os.path.join(path, name)) for name in pairs}
+    opened = {name: zarr.open_array(os.path.join(path, name), mode="r") for name, m in metas.items() if m is None}
+    for name in pairs:  # every shape before anything is copied
+        shape = tuple(metas[name]["shape"]) if metas[name] else opened[name].shape
+        if shape != (shard.n_rows, plan.n_pix):
+            raise ShardError(f"{path}/{name}: shape {shape}, expected {(shard.n_rows, plan.n_pix)}")
     outer = plan.write_rows  # rows of one storage file (a chunk, or a Zarr shard)
     for name, d in pairs.items():
         meta = metas[name]
-        shape = tuple(meta["shape"]) if meta else zarr.open_array(os.path.join(path, name), mode="r").shape
-        if shape != (shard.n_rows, plan.n_pix):
-            raise ShardError(f"{path}/{name}: shape {shape}, expected {(shard.n_rows, plan.n_pix)}")
-        if meta and same_encoding(meta, _array_json(os.path.join(tmp, *d.path.split("/")))) \
-                and shard.row_start % outer == 0:
-            stats["raw_chunks"] += _copy_chunk_files(path, name, shape, tmp, d, shard.row_start // outer, shard_sums,
-                                                     link, checksums, linked)
+        if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
+            stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
+                                                     shard.row_start // outer, shard_sums, link, checksums, linked)
             continue
-        s = zarr.open_array(os.path.join(path, name), mode="r")
+        s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
                 write_block(d, (shard.row_start + r, c), s[r : r + cr, c : c + cp])
