@@ -38,7 +38,8 @@ from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, n
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
-from .readers.oddities import kind_of
+from .readers.oddities import Oddities, kind_of
+from .readers.splitsums import covers_file, judge_split_file
 from .report import RunReport
 from .shardstore import (
     FetchedShardKeeper,
@@ -386,6 +387,7 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
             merging.abandon()
             raise
         bad = dict(_damaged(results))
+        bad.update(split_file_damage([r for r in results if isinstance(r, dict)], opts.strict, all_written=not bad))
         if not bad:
             break
         merging.abandon()  # its rows are those of a plan that had the damaged file(s)
@@ -558,6 +560,48 @@ def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[t
         keeper.keep(plan.shards[i], files, partial(kept, i, written["reused"], sum(map(len, files.values()))))
 
     return fold
+
+
+def split_file_damage(manifests: Sequence[dict], strict: frozenset[str], all_written: bool = True
+                      ) -> dict[str, str]:
+    """The files split between shards, verified from the parts of their sums that their shards recorded
+    (`splitsums`): each damaged one, with its reason. A file's accepted oddities join the notes of the
+    manifest holding its first spectra, as a whole read's would. With every shard written (`all_written`),
+    a file not covered by its shards' parts (shards an earlier version wrote, which verified it whole
+    instead) is read and verified here; else it waits for the round that writes its missing shards."""
+    parts: dict[str, list[dict]] = {}
+    holder: dict[str, dict] = {}
+    for m in manifests:
+        for path, entry in m.get("split_sums", {}).items():
+            parts.setdefault(path, []).append(entry)
+            if entry["first"] == 0 or path not in holder:
+                holder[path] = m
+    bad = {}
+    for path, entries in sorted(parts.items()):
+        if covers_file(entries):
+            reason, notes = judge_split_file(path, entries, strict)
+        elif all_written:
+            reason, notes = _verified_whole(path, strict)
+        else:
+            continue
+        if reason:
+            bad[path] = reason
+        elif notes:
+            kept = holder[path].setdefault("notes", {}).setdefault(path, [])
+            kept += [n for n in notes if n not in kept]
+    return bad
+
+
+def _verified_whole(path: str, strict: frozenset[str]) -> tuple[str | None, list[str]]:
+    from .readers.fitsio import open_verified  # astropy: imported by this process only when needed
+
+    oddities = Oddities(path, strict)
+    try:
+        with open_verified(path, oddities):
+            pass
+    except BadFileError as exc:
+        return exc.reason, []
+    return None, oddities.notes
 
 
 def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:

@@ -27,6 +27,7 @@ from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
 from .readers.fitsio import open_rows, open_verified
 from .readers.oddities import Oddities, kind_of
+from .readers.splitsums import segment_sums
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
 from .shardstore import (
     ROWS_FILE,
@@ -76,7 +77,9 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     This is where each input's data is read, once, and verified before use (`open_verified`): damage found
     here raises a BadFileError naming the file (the pipeline leaves it out under --on-bad-file skip). The
     oddities found on the way (a placeholder DATASUM, a stale CHECKSUM) travel in the manifest's `notes`;
-    `strict` refuses them, for a reused shard too.
+    `strict` refuses them, for a reused shard too. A file split with other shards is the exception: this
+    shard reads only its rows and records its part of the file's sums (`split_sums`), which the ingest
+    adds up and judges, by the same policy, before anything can be published.
 
     Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
@@ -200,6 +203,7 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
     block = _new_block(plan, names, 0, n_rows)
     local = 0
     notes: dict[str, list[str]] = {}
+    split_sums: dict[str, dict] = {}  # per file split with other shards: this shard's part of its sums
     for seg in segments:
         _check_unchanged(seg)
         reader = get_reader(seg.format, plan.mapping)
@@ -219,6 +223,10 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
                 _join_companion(seg, layout, values, comp, strict, notes)
             meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
             projected = reader.projected_headers(hdul, layout, rules)
+            if seg.part_of_file:
+                sums = segment_sums(hdul, seg.first, seg.count, seg.file_spectra)
+                if sums is not None:
+                    split_sums[seg.path] = sums
         _add_notes(notes, oddities)
         _add_rows(plan, shard, seg, layout, meta, projected, values, table)
         if plan.wavelength_shared:
@@ -252,6 +260,7 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         "flux_rows": {k: [shard.row_start + r for r in v] for k, v in stats.items()},
         "n_inputs": len(segments),  # which ones: the key hashes them (no path lists: 10^4 manifests are kept)
         "notes": notes,  # per input: the oddities found while reading its data (checksum habits)
+        "split_sums": split_sums,  # the ingest verifies a split file once all of its shards are written
         "created_at": time.time(),
         "host": os.uname().nodename,
         "pid": os.getpid(),

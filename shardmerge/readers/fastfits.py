@@ -26,6 +26,9 @@ from collections.abc import Iterator
 import numpy as np
 from astropy.io import fits
 
+from ..errors import BadFileError
+from .checksum import add_sums, sum_at
+
 BLOCK = 2880
 _BITPIX = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _PRINTABLE = bytes(range(32, 127))
@@ -106,22 +109,53 @@ class _Bytes:
 
 class FileSource:
     """A file read at offsets (pread): the scan reads header blocks and seeks past data units it does not
-    need, so each input's data is read once, by the shard task that stores it."""
+    need, so each input's data is read once, by the shard task that stores it. With `record`, what was
+    read is kept (the bytes objects the arrays already view), so that `range_sum` can checksum a byte
+    range without reading it again."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, record: bool = False):
+        self.path = path
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size
+        self.reads: list[tuple[int, bytes]] | None = [] if record else None
 
     def read(self, offset: int, n: int) -> bytes:
-        parts = []
+        at, parts = offset, []
         while n > 0:
-            part = os.pread(self.fd, n, offset)
+            part = os.pread(self.fd, n, at)
             if not part:
                 break
             parts.append(part)
-            offset += len(part)
+            at += len(part)
             n -= len(part)
-        return b"".join(parts)
+        data = b"".join(parts)
+        if self.reads is not None and data:
+            self.reads.append((offset, data))
+        return data
+
+    def range_sum(self, start: int, stop: int) -> int:
+        """The FITS ones'-complement sum of bytes [start, stop): the parts already read summed where they
+        lie, the rest read now (and kept)."""
+        total, at = 0, start
+        while at < stop:
+            held, upto = None, stop
+            for offset, data in self.reads or ():
+                end = offset + len(data)
+                if offset <= at < end and (held is None or end > held[0] + len(held[1])):
+                    held = (offset, data)
+                elif at < offset < upto:
+                    upto = offset  # the next part already read: read only up to it
+            if held is not None:
+                offset, data = held
+                upto = min(stop, offset + len(data))
+                total += sum_at(memoryview(data)[at - offset : upto - offset], at)
+            else:
+                data = self.read(at, upto - at)
+                if len(data) < upto - at:
+                    raise BadFileError(self.path, f"truncated while being read: no bytes past {at + len(data)}")
+                total += sum_at(data, at)
+            at = upto
+        return add_sums(total)
 
     def array(self, offset: int, count: int, dtype: str) -> np.ndarray:
         return np.frombuffer(self.read(offset, count * np.dtype(dtype).itemsize), dtype=dtype, count=count)
@@ -143,6 +177,10 @@ class _FastHDU:
         self._source = source
         self.hdr_loc, self.dat_loc, self.dat_span = hdr_loc, dat_loc, dat_span
 
+    def byte_layout(self) -> tuple[tuple[int, ...], int]:
+        """The data unit as (numpy shape, bytes per item), padding excluded."""
+        raise NotImplementedError
+
 
 class FastImageHDU(_FastHDU):
     is_image = True
@@ -156,6 +194,9 @@ class FastImageHDU(_FastHDU):
         self._on_demand: RowsOnDemand | None = None
 
     rows_on_demand = False  # set by parse_source(..., rows_on_demand=True)
+
+    def byte_layout(self) -> tuple[tuple[int, ...], int]:
+        return self.shape, np.dtype(self._dtype).itemsize
 
     @property
     def data(self) -> np.ndarray | RowsOnDemand | None:
@@ -327,6 +368,9 @@ class FastTableHDU(_FastHDU):
         self._n_rows = n_rows
         self._data: FastTableData | None = None
 
+    def byte_layout(self) -> tuple[tuple[int, ...], int]:
+        return (self._n_rows, self._row_dtype.itemsize), 1
+
     @property
     def data(self) -> FastTableData:
         if self._data is None:
@@ -349,6 +393,10 @@ class FastHDUList:
 
     def __iter__(self) -> Iterator[_FastHDU]:
         return iter(self._hdus)
+
+    @property
+    def source(self) -> _Bytes | FileSource:
+        return self._source
 
     def fileinfo(self, i: int) -> dict:
         h = self._hdus[i]

@@ -47,7 +47,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
         try:
             hdul = None
             if headers_only and raw is None:
-                file = fastfits.FileSource(path)  # one open for the fast path and gzip detection
+                # one open for the fast path and gzip detection; a segment's reads are kept for its sums
+                file = fastfits.FileSource(path, record=rows_on_demand)
                 try:
                     if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # a gzip stream cannot be seeked past
                         raw = gunzip(path, file.read(0, file.size))
@@ -180,15 +181,17 @@ def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = Fals
     """The open of a shard segment that holds only some of a multi-spectrum file's spectra: headers read
     block by block, and of the data only the rows the reader indexes, so a file split between shards is
     read about once in all, not once per shard. Its data units are complete (the headers' sizes against
-    the file's); their CHECKSUM/DATASUM are verified by the segment that holds most of the file's spectra
-    (`verifies`), which reads the file whole when its headers carry any sum. That segment's shard fails,
-    or leaves the file out, before the store can be published, and every shard task refuses a file whose
-    size or modification time changed since the scan."""
+    the file's). Its CHECKSUM/DATASUM: read by the fast path, each segment sums the bytes it owns
+    (`splitsums.segment_sums`, while the file is open) and the ingest adds them up once every segment's
+    shard is written; read by astropy, the segment holding most of the file's spectra (`verifies`) reads
+    the file whole and verifies it here. Either way the store cannot be published with the file damaged,
+    and every shard task refuses a file whose size or modification time changed since the scan."""
     with open_fits(path, oddities=oddities, headers_only=True, rows_on_demand=True) as hdul:
-        summed = verifies and any("CHECKSUM" in hdu.header or "DATASUM" in hdu.header for hdu in hdul)
-        if not summed:
+        summed = any("CHECKSUM" in hdu.header or "DATASUM" in hdu.header for hdu in hdul)
+        whole = verifies and summed and not isinstance(getattr(hdul, "source", None), fastfits.FileSource)
+        if not whole:
             yield hdul
-    if summed:
+    if whole:
         with open_verified(path, oddities) as hdul:
             yield hdul
 

@@ -17,7 +17,7 @@ from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.errors import BadFileError, ShardError
 from shardmerge.headers import load_header_rules
 from shardmerge.merge import materialize
-from shardmerge.pipeline import plan_inputs
+from shardmerge.pipeline import plan_inputs, split_file_damage
 from shardmerge.provenance import provenance_attrs
 from shardmerge.readers import fastfits, fitsio
 from shardmerge.schema import MASK_PADDING
@@ -49,19 +49,22 @@ def shards(tmp_path):
     return plan, scratch, manifests
 
 
-def _split_plate(tmp_path, sums: bool, lead: int = 0):
+def _split_plate(tmp_path, sums: bool, lead: int = 0, astropy_only: bool = False):
     """A 40-row plate (flux and IVAR images) after `lead` one-spectrum files, planned into 16-row shards:
-    with no lead, plate rows 0-15, 16-31, 32-39; with one, 0-14, 15-30, 31-39."""
+    with no lead, plate rows 0-15, 16-31, 32-39; with one, 0-14, 15-30, 31-39. `astropy_only`: a long
+    string card (CONTINUE) that the fast path leaves to astropy."""
     for i in range(lead):
         make_wcs1d(tmp_path / "corpus" / f"a{i}.fits", i=i, n_pix=500, seed=i)
     path = make_image2d(tmp_path / "corpus" / "plate.fits", n_rows=40, n_pix=500)
-    if not sums:
+    if not sums or astropy_only:
         with fits.open(path) as h:
             hdus = fits.HDUList([type(hdu)(hdu.data, header=hdu.header) for hdu in h])
         for hdu in hdus:
             for key in ("CHECKSUM", "DATASUM"):
                 hdu.header.remove(key, ignore_missing=True)
-        hdus.writeto(path, overwrite=True)
+        if astropy_only:
+            hdus[0].header["COMMENTS"] = "a remark longer than one card holds, " * 4
+        hdus.writeto(path, overwrite=True, checksum=sums)
     plan = _plan(tmp_path / "corpus")
     assert [s.n_rows for s in plan.shards] == [16, 16, 8 + lead]
     scratch = tmp_path / "scratch"
@@ -79,12 +82,22 @@ def _spy_reads(monkeypatch) -> tuple[list[int], list[str]]:
     return partial, whole
 
 
-def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch):
-    """Each shard reads the headers and its own rows of a plate that three shards share, not the file."""
-    path, plan, context, scratch = _split_plate(tmp_path, sums=False)
+def _flip_bit(path: Path, at: int) -> None:
+    """One bit flipped, the size and modification time kept: the file as scanned, to every check but its sums."""
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x01
+    mtime = os.stat(path).st_mtime_ns
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(mtime, mtime))
+
+
+@pytest.mark.parametrize("sums", [False, True])
+def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch, sums):
+    """Each shard reads the headers and its own rows of a plate that three shards share, not the file;
+    with sums, the shards' parts of them add up to a verified file, at a padding block's more."""
+    path, plan, context, scratch = _split_plate(tmp_path, sums=sums)
     partial, whole = _spy_reads(monkeypatch)
-    for shard in plan.shards:
-        write_shard(shard, context, str(scratch), RULES)
+    manifests = [write_shard(shard, context, str(scratch), RULES) for shard in plan.shards]
     assert whole == []
     data = 2 * 40 * 500 * 4  # flux and IVAR, float32
     headers = os.path.getsize(path) - data  # header blocks and padding
@@ -94,27 +107,65 @@ def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch):
     for shard in plan.shards:
         stored = zarr.open_group(shard_path(str(scratch), shard), mode="r")["flux_raw"][:]
         np.testing.assert_array_equal(stored, flux[shard.row_start : shard.row_stop])
+    recorded = [m["split_sums"].get(str(path)) for m in manifests]
+    assert all(r is not None for r in recorded) if sums else recorded == [None, None, None]
+    assert split_file_damage(manifests, frozenset()) == {}
 
 
-def test_the_shard_holding_most_of_a_split_file_verifies_all_of_its_data(tmp_path, monkeypatch):
-    """A bit flipped in rows only the last shard reads: that shard, and the first, read their rows and do
-    not verify; the middle one holds most of the plate's rows (16 of 40), reads the whole file and refuses
-    it (DATASUM), so the run cannot publish."""
+@pytest.mark.parametrize("where", ["rows", "padding", "header"])
+def test_a_split_file_damaged_where_one_shard_reads_is_found_by_adding_the_shards_sums(tmp_path, monkeypatch,
+                                                                                       where):
+    """A bit flipped in rows only the last shard reads, in the padding after them (that no reader asks
+    for), or in a header card's value (CHECKSUM): every shard is written without reading the file whole,
+    and the sums their tasks recorded, added, refuse the file, as a whole read would."""
     path, plan, context, scratch = _split_plate(tmp_path, sums=True, lead=1)
     with fits.open(path) as h:
-        at = h.fileinfo(0)["datLoc"] + 36 * 500 * 4 + 8  # inside plate row 36 of the flux image: shard 2
-    raw = bytearray(path.read_bytes())
-    raw[at] ^= 0x01
-    mtime = os.stat(path).st_mtime_ns
-    path.write_bytes(bytes(raw))
-    os.utime(path, ns=(mtime, mtime))  # as scanned: the same size and time
+        info = h.fileinfo(1)
+        at = {"rows": info["datLoc"] + 36 * 500 * 4 + 8,  # IVAR row 36: shard 2
+              "padding": info["datLoc"] + 40 * 500 * 4 + 5,
+              "header": h.fileinfo(0)["hdrLoc"] + 80 * 12 + 75}[where]
+    if where == "header":  # a card's comment: the header still parses alike, only its sum changes
+        assert path.read_bytes()[at] == ord(" ")
+    _flip_bit(path, at)
     partial, whole = _spy_reads(monkeypatch)
-    for k in (2, 0):
-        write_shard(plan.shards[k], context, str(scratch), RULES)
-    assert str(path) not in whole and sum(partial) < os.path.getsize(path)
+    manifests = [write_shard(shard, context, str(scratch), RULES) for shard in plan.shards]
+    # the file once, and each shard's two header blocks (and a few bytes peeked at)
+    assert str(path) not in whole and sum(partial) <= os.path.getsize(path) + 3 * (2 * 2880 + 16)
+    reason = {"rows": "HDU 1: DATASUM mismatch", "padding": "HDU 1: DATASUM mismatch",
+              "header": "HDU 0: CHECKSUM does not match but DATASUM does"}[where]
+    if where == "header":  # a header edited after checksumming: accepted as odd, refused under --strict
+        assert split_file_damage(manifests, frozenset()) == {}
+        assert any(reason in n for n in manifests[0]["notes"][str(path)]), manifests[0]["notes"]
+        assert "refused: --strict stale-checksum" in split_file_damage(manifests, frozenset({"stale-checksum"}))[
+            str(path)]
+    else:
+        assert reason in split_file_damage(manifests, frozenset())[str(path)]
+
+
+def test_a_split_file_astropy_reads_is_verified_whole_by_the_shard_holding_most_of_it(tmp_path, monkeypatch):
+    """Where astropy reads the file (a CONTINUE card), the shards' reads are not recorded: the middle
+    shard, holding most of the plate's rows (16 of 40), reads the whole file and refuses it (DATASUM)."""
+    path, plan, context, scratch = _split_plate(tmp_path, sums=True, lead=1, astropy_only=True)
+    with fits.open(path) as h:
+        _flip_bit(path, h.fileinfo(0)["datLoc"] + 36 * 500 * 4 + 8)  # flux row 36: shard 2
+    partial, whole = _spy_reads(monkeypatch)
+    manifests = [write_shard(plan.shards[k], context, str(scratch), RULES) for k in (2, 0)]
+    assert str(path) not in whole and all(m["split_sums"] == {} for m in manifests)
     with pytest.raises(BadFileError, match="HDU 0: DATASUM mismatch"):
         write_shard(plan.shards[1], context, str(scratch), RULES)
     assert whole.count(str(path)) == 1
+
+
+def test_a_split_file_its_shards_do_not_all_cover_is_verified_whole_here(tmp_path):
+    """Shards an earlier version wrote recorded no parts: the ingest reads the file itself."""
+    path, plan, context, scratch = _split_plate(tmp_path, sums=True)
+    manifests = [write_shard(shard, context, str(scratch), RULES) for shard in plan.shards]
+    del manifests[1]["split_sums"][str(path)]
+    assert split_file_damage(manifests, frozenset()) == {}
+    with fits.open(path) as h:
+        _flip_bit(path, h.fileinfo(0)["datLoc"] + 20 * 500 * 4)
+    assert "HDU 0: DATASUM mismatch" in split_file_damage(manifests, frozenset())[str(path)]
+    assert split_file_damage(manifests, frozenset(), all_written=False) == {}
 
 
 def test_a_shard_store_holds_its_rows_and_a_manifest_of_every_file(shards):
