@@ -112,8 +112,9 @@ class FileSegment:
 
     def verifies_file(self, shard_rows: int) -> bool:
         """Of the segments a split file falls into (one per shard it spans), whether this one holds the most
-        of its spectra (the first of equals): that one verifies the file's sums, reading it whole, while
-        the others read only their own rows. Every segment works it out alike from the shard size."""
+        of its spectra (the first of equals). Where astropy reads the file, that one verifies its sums,
+        reading it whole, while the others read only their own rows; where the fast path does, each sums
+        its own part instead (readers/splitsums.py). Every segment works it out alike from the shard size."""
         start = self.row - self.first
         stop = start + self.file_spectra
         best, at = (start, start), start
