@@ -36,7 +36,8 @@ def test_cli_options_become_the_job_script():
                                     interface="ib0"))
     for line in ("#SBATCH -p short", "#SBATCH -A astro", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
                  "#SBATCH -t 01:00:00", "#SBATCH --constraint=ssd", "#SBATCH -o /scratch/logs/",
-                 "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{}'"):
+                 "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{}'",
+                 "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"):
         assert line in script, script
     worker = script.strip().splitlines()[-1]
     for arg in ("--nworkers 4", "--nthreads 1", "--lifetime 3240s", "--lifetime-stagger 180s", "--interface ib0"):
