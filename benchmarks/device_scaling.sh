@@ -7,6 +7,7 @@
 #                 -> $OUT/scaling_16core.txt, .json and .log; commit them under benchmarks/results/
 #                 and $OUT/profile_16workers.txt: py-spy's collapsed stacks of one --workers N run (all
 #                 processes), for finding where the many-core time goes
+#   or:           bash benchmarks/device_scaling.sh profile: the corpus and the profile only (~1.5 minutes)
 #
 # A short ingest runs first, bounded: if the stack does not work there, the run stops within two minutes
 # instead of spending the lease.
@@ -30,7 +31,7 @@ case "${1:-}" in
       "${platforms[@]}" -d .whl "${WHEELS[@]}"
     du -sh .whl
     ;;
-  run)
+  run|profile)
     out="${OUT:-/tmp/shardmerge-device-out}"
     mkdir -p "$out"
     if [ -d .whl ]; then
@@ -55,20 +56,31 @@ case "${1:-}" in
       | tee -a "$log"
     echo "smoke ingest: published" | tee -a "$log"
     corpus=/tmp/shardmerge-corpus  # kept after the table for the profile
-    # shellcheck disable=SC2086  # WORKERS is a list of numbers
-    "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" --corpus "$corpus" \
-      ${WORKERS:+--workers $WORKERS} --out "$out/scaling_16core" 2>&1 | tee -a "$log"
     n="$(nproc)"
+    rm -rf /tmp/shardmerge-warm.zarr /tmp/shardmerge-profiled.zarr  # an earlier run's on this machine
+    if [ "$1" = profile ]; then  # the profile alone: the corpus, one ingest to warm the page cache, then it
+      "$PY" -c "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); import scaling;
+print(scaling.make_corpus(Path('$corpus'), ${SPECTRA:-46000}, 2000))" | tee -a "$log"
+      timeout 120 "$PY" -m shardmerge ingest "$corpus" -o /tmp/shardmerge-warm.zarr --workers "$n" --quiet \
+        --report "$out/warm_${n}workers_report.json" 2>&1 | tee -a "$log"
+    else
+      # shellcheck disable=SC2086  # WORKERS is a list of numbers
+      "$PY" benchmarks/scaling.py --spectra "${SPECTRA:-46000}" --repeats "${REPEATS:-2}" --corpus "$corpus" \
+        ${WORKERS:+--workers $WORKERS} --out "$out/scaling_16core" 2>&1 | tee -a "$log"
+    fi
     spy="$(command -v py-spy || echo /tmp/site/bin/py-spy)"
     if [ "${PROFILE:-1}" = 1 ] && [ -x "$spy" ]; then
       # a profile is a bonus: its failure (no ptrace in a container, say) must not fail the table's run
-      timeout 120 "$spy" record --subprocesses --rate 100 --format raw -o "$out/profile_${n}workers.txt" -- \
+      # profile mode samples idle threads too: the driver's main thread, waiting or not, is the critical path
+      idle=()
+      if [ "$1" = profile ]; then idle=(--idle); fi
+      timeout 120 "$spy" record --subprocesses "${idle[@]}" --rate 100 --format raw -o "$out/profile_${n}workers.txt" -- \
         "$PY" -m shardmerge ingest "$corpus" -o /tmp/shardmerge-profiled.zarr --workers "$n" --quiet \
         --report "$out/profile_${n}workers_report.json" 2>&1 | tail -5 | tee -a "$log" || true
     fi
     ;;
   *)
-    echo "usage: bash benchmarks/device_scaling.sh fetch|run" >&2
+    echo "usage: bash benchmarks/device_scaling.sh fetch|run|profile" >&2
     exit 2
     ;;
 esac
