@@ -90,6 +90,25 @@ def _damage_data(path) -> None:
     path.write_bytes(bytes(raw))
 
 
+def _datasum_damage_named_then_left_out(tmp_path, folder, dask_scheduler, layout, damaged) -> tuple:
+    """An ingest that fails (exit 3) naming each damaged file's DATASUM mismatch, publishing nothing; then,
+    with --on-bad-file skip, one that publishes without them. The store and the second run's report."""
+    out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
+    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep)
+    assert r.exit_code == 3, r
+    for victim in damaged:
+        assert f"{victim}: HDU 0: DATASUM mismatch" in r.output, r
+    assert "Traceback" not in r.output and not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
+
+    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep,
+                "--on-bad-file", "skip")
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert [s["path"] for s in report["skipped_files"]] == list(map(str, damaged))
+    assert all("DATASUM mismatch" in s["reason"] for s in report["skipped_files"])
+    return out, report
+
+
 def test_damage_found_by_the_shard_tasks_fails_naming_every_file_or_is_left_out(tmp_path, dask_scheduler):
     """The scan reads headers only, so a data unit that fails its DATASUM is found where it is read. Fail:
     every damaged file named (two in one shard, one in another), finished shards kept for the rerun.
@@ -99,19 +118,8 @@ def test_damage_found_by_the_shard_tasks_fails_naming_every_file_or_is_left_out(
     for victim in (files[4], files[5], files[8]):
         _damage_data(victim)
     layout = ("--chunk-rows", "2", "--shard-rows", "2")  # 5 shards of 2 files
-    out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
-    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep)
-    assert r.exit_code == 3, r
-    for victim in (files[4], files[5], files[8]):
-        assert f"{victim}: HDU 0: DATASUM mismatch" in r.output, r
-    assert "Traceback" not in r.output and not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
-
-    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep,
-                "--on-bad-file", "skip")
-    assert r.exit_code == 0, r
-    report = json.loads(rep.read_text())
-    assert [s["path"] for s in report["skipped_files"]] == [str(files[4]), str(files[5]), str(files[8])]
-    assert all("DATASUM mismatch" in s["reason"] for s in report["skipped_files"])
+    out, report = _datasum_damage_named_then_left_out(tmp_path, folder, dask_scheduler, layout,
+                                                      [files[4], files[5], files[8]])
     counts = report["counts"]
     # shards 0 and 1 (files 0-3) came from the failed run; after the re-plan they are reused, and no
     # shard written in this run before the re-plan is counted as resumed
@@ -150,15 +158,5 @@ def test_a_split_file_damaged_in_rows_one_shard_reads_fails_the_run_or_is_left_o
     raw[at] ^= 0x01
     plate.write_bytes(bytes(raw))
     layout = ("--chunk-rows", "4", "--shard-rows", "4")  # rows 0-2 the 1-D files, 3-12 the plate
-    out, rep = tmp_path / "out.zarr", tmp_path / "r.json"
-    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout)
-    assert r.exit_code == 3, r
-    assert f"{plate}: HDU 0: DATASUM mismatch" in r.output, r
-    assert "Traceback" not in r.output and not out.exists() and not (tmp_path / "out.zarr.tmp").exists()
-
-    r = run_cli("ingest", folder, "-o", out, "--scheduler", dask_scheduler, *layout, "--report", rep,
-                "--on-bad-file", "skip")
-    assert r.exit_code == 0, r
-    report = json.loads(rep.read_text())
-    assert [s["path"] for s in report["skipped_files"]] == [str(plate)]
+    out, _ = _datasum_damage_named_then_left_out(tmp_path, folder, dask_scheduler, layout, [plate])
     assert list(map(str, zarr.open_group(out, mode="r")["metadata/source_path"][:])) == list(map(str, files))
