@@ -60,8 +60,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--checksum-threads", type=int, nargs="+", default=[merge.CHECKSUM_THREADS],
-                    help="threads checking chunk files' crc32 (1: one after another); several: each, interleaved")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.txt")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shardmerge-merge-writer-"))
@@ -75,48 +73,39 @@ def main() -> None:
         shard_seconds = sum(load_manifest(s)["seconds"] for s in shards)
         spent: collections.Counter = collections.Counter()
         timed_parts(spent)
-        runs: dict[int, list[dict]] = {n: [] for n in args.checksum_threads}
+        runs = []
         for rep in range(args.repeats):
-            for threads in args.checksum_threads:  # interleaved: a noisy minute hurts every variant alike
-                merge.CHECKSUM_THREADS = threads
-                merge._checksum_pool.cache_clear()
-                spent.clear()
-                out = work / f"replay-{rep}-{threads}.zarr"
-                out.mkdir()
-                t0 = time.perf_counter()
-                streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
-                for s in plan.shards:  # every shard written at once
-                    streamed.shard_written(s.index)
-                streamed.finish({"ingest_pipeline": "bench"})
-                seconds = time.perf_counter() - t0
-                runs[threads].append({"seconds": seconds, **{k: round(v, 3) for k, v in spent.items()}})
-                shutil.rmtree(out)
-        variants = {}
-        for threads, done in runs.items():
-            seconds = statistics.median(r["seconds"] for r in done)
-            variants[threads] = {"merge_s": round(seconds, 3), "spectra_per_s": round(plan.n_spec / seconds),
-                                 "merge_us_per_spectrum": round(seconds / plan.n_spec * 1e6, 1),
-                                 "parts_s": {k: statistics.median(r.get(k, 0.0) for r in done)
-                                             for k in done[0] if k != "seconds"},
-                                 "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "runs": done}
+            spent.clear()
+            out = work / f"replay-{rep}.zarr"
+            out.mkdir()
+            t0 = time.perf_counter()
+            streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
+            for s in plan.shards:  # every shard written at once
+                streamed.shard_written(s.index)
+            streamed.finish({"ingest_pipeline": "bench"})
+            runs.append({"seconds": time.perf_counter() - t0, **{k: round(v, 3) for k, v in spent.items()}})
+            shutil.rmtree(out)
+        seconds = statistics.median(r["seconds"] for r in runs)
+        parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0] if k != "seconds"}
         result = {"cores": os.cpu_count(), "n_spec": plan.n_spec, "n_pix": plan.n_pix, "shards": len(shards),
+                  "merge_s": round(seconds, 3), "spectra_per_s": round(plan.n_spec / seconds),
+                  "merge_us_per_spectrum": round(seconds / plan.n_spec * 1e6, 1), "parts_s": parts,
                   "shard_task_s": round(shard_seconds, 2),
                   "shard_task_us_per_spectrum": round(shard_seconds / plan.n_spec * 1e6, 1),
-                  "by_checksum_threads": variants}
+                  "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "runs": runs}
         text = (f"{os.cpu_count()} cores, {plan.n_spec} spectra x {plan.n_pix} px in {len(shards)} shards, median of "
-                f"{args.repeats}; shard tasks' own seconds: {shard_seconds:.1f} "
-                f"({result['shard_task_us_per_spectrum']} us a spectrum)\n")
-        for threads, v in variants.items():
-            text += (f"crc32 threads {threads}: merge with every shard written at once: {v['merge_s']:.2f} s, "
-                     f"{v['spectra_per_s']:,} spectra/s, {v['merge_us_per_spectrum']} us a spectrum; one merge "
-                     f"writer keeps up with ~{v['cores_one_writer_keeps_up_with']} busy cores of shard tasks\n"
-                     + "".join(f"  {k:<24} {t:6.3f} s\n" for k, t in v["parts_s"].items()))
+                f"{args.repeats}\n"
+                f"merge with every shard written at once: {seconds:.2f} s, {plan.n_spec / seconds:,.0f} spectra/s, "
+                f"{result['merge_us_per_spectrum']} us a spectrum\n"
+                + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in parts.items())
+                + f"shard tasks' own seconds: {shard_seconds:.1f} ({result['shard_task_us_per_spectrum']} us a "
+                f"spectrum)\none merge writer keeps up with ~{result['cores_one_writer_keeps_up_with']} busy cores "
+                "of shard tasks\n")
         print(text, end="")
         if args.out:
             args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-            threads = " ".join(map(str, args.checksum_threads))
-            args.out.with_suffix(".txt").write_text(f"python benchmarks/merge_writer.py --corpus CORPUS --repeats "
-                                                    f"{args.repeats} --checksum-threads {threads}\n\n{text}")
+            args.out.with_suffix(".txt").write_text(f"python benchmarks/merge_writer.py --corpus CORPUS "
+                                                    f"--repeats {args.repeats}\n\n{text}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -6,7 +6,6 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
-import functools
 import heapq
 import json
 import logging
@@ -16,7 +15,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -390,18 +388,17 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
         if shape != (shard.n_rows, plan.n_pix):
             raise ShardError(f"{path}/{name}: shape {shape}, expected {(shard.n_rows, plan.n_pix)}")
     outer = plan.write_rows  # rows of one storage file (a chunk, or a Zarr shard)
-    moves: list[tuple[str, str, str]] = []
     for name, d in pairs.items():
         meta = metas[name]
         if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
-            moves += _chunk_file_moves(path, name, (shard.n_rows, plan.n_pix), tmp, d, shard.row_start // outer)
+            stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
+                                                     shard.row_start // outer, shard_sums, link, checksums, linked)
             continue
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
                 write_block(d, (shard.row_start + r, c), s[r : r + cr, c : c + cp])
         stats["recoded_arrays"] += 1
-    stats["raw_chunks"] += _put_chunk_files(moves, path, tmp, shard_sums, link, checksums, linked)
 
 
 def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array) -> None:
@@ -434,15 +431,18 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
     return {k: v for k, v in src.items() if k not in ignored} == {k: v for k, v in dst.items() if k not in ignored}
 
 
-def _chunk_file_moves(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,
-                      row_offset: int) -> list[tuple[str, str, str]]:
-    """(path in the shard, source, target) of each compressed chunk file of shard array `name` (of `shape`),
-    shifted down by `row_offset` chunk rows in the final array; the target folders made. The two arrays
-    encode alike (same_encoding), so `dst`'s key encoding and storage grid name the shard's files too."""
+def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,
+                      row_offset: int, shard_sums: dict[str, list[int]], link: bool,
+                      checksums: dict[str, list[int]], linked: dict[str, list[int]]) -> int:
+    """Put the compressed chunk files of shard array `name` (of `shape`) in place in the final array,
+    shifted down by `row_offset` chunk rows. The two arrays encode alike (same_encoding), so `dst`'s key
+    encoding and storage grid name the shard's files too. No decode, no encode, but each file's size and
+    crc32 must equal the shard manifest's (a chunk damaged in scratch since its shard was written is
+    caught here, not published). With `link`, hard-link where the filesystem allows: shard files are
+    never modified after their rename, and the caller deletes the scratch afterwards."""
     grid = tuple(-(-n // c) for n, c in zip(shape, storage_grid_shape(dst), strict=True))
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made: set[str] = set()
-    moves = []
     for coords in np.ndindex(*grid):
         key_src = dst.metadata.encode_chunk_key(coords)
         key_dst = dst.metadata.encode_chunk_key((coords[0] + row_offset, *coords[1:]))
@@ -452,41 +452,13 @@ def _chunk_file_moves(src_root: str, name: str, shape: tuple[int, ...], dst_root
             os.makedirs(folder, exist_ok=True)
             made.add(folder)
         rel = os.path.join(name, *key_src.split("/"))
-        moves.append((rel, os.path.join(src_root, rel), target))
-    return moves
-
-
-CHECKSUM_THREADS = min(8, os.cpu_count() or 1)
-
-
-@functools.cache
-def _checksum_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=CHECKSUM_THREADS, thread_name_prefix="shardmerge-crc32")
-
-
-def _checksum_or_none(path: str) -> list[int] | None:
-    try:
-        return file_checksum(path)
-    except FileNotFoundError:
-        return None
-
-
-def _put_chunk_files(moves: list[tuple[str, str, str]], src_root: str, dst_root: str,
-                     shard_sums: dict[str, list[int]], link: bool, checksums: dict[str, list[int]],
-                     linked: dict[str, list[int]]) -> int:
-    """Put a shard's compressed chunk files in place: no decode, no encode, but each file's size and crc32
-    must equal the shard manifest's (a chunk damaged in scratch since its shard was written is caught
-    here, not published). The crc32s run on a few threads (file reads and zlib release the GIL: they
-    were most of the merge writer's time spent placing chunks). With `link`, hard-link where the
-    filesystem allows: shard files are never modified after their rename, and the caller deletes the
-    scratch afterwards."""
-    actual_sums = list(_checksum_pool().map(_checksum_or_none, [source for _, source, _ in moves]))
-    for (rel, _, _), actual in zip(moves, actual_sums, strict=True):  # every file checked before any is placed
-        if actual is None:
-            raise _corrupt_shard(src_root, f"chunk {rel} is missing")
+        source = os.path.join(src_root, rel)
+        try:
+            actual = file_checksum(source)
+        except FileNotFoundError as exc:
+            raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
-    for (_, source, target), actual in zip(moves, actual_sums, strict=True):
         rel_target = os.path.relpath(target, dst_root)
         checksums[rel_target] = actual
         if link:
@@ -498,7 +470,7 @@ def _put_chunk_files(moves: list[tuple[str, str, str]], src_root: str, dst_root:
             except OSError:
                 link = False  # another filesystem, or links not allowed: copy from now on
         shutil.copyfile(source, target)  # in the kernel (copy_file_range/sendfile), from the page cache
-    return len(moves)
+    return int(np.prod(grid))
 
 
 def _corrupt_shard(path: str, what: str) -> ShardError:
