@@ -8,6 +8,7 @@
 #                 and $OUT/profile_16workers.txt: py-spy's collapsed stacks of one --workers N run (all
 #                 processes), for finding where the many-core time goes
 #   or:           bash benchmarks/device_scaling.sh profile: the corpus and the profile only (~1.5 minutes)
+#   or:           bash benchmarks/device_scaling.sh merge-writer: benchmarks/merge_writer.py on the corpus
 #
 # A short ingest runs first, bounded: if the stack does not work there, the run stops within two minutes
 # instead of spending the lease.
@@ -31,7 +32,7 @@ case "${1:-}" in
       "${platforms[@]}" -d .whl "${WHEELS[@]}"
     du -sh .whl
     ;;
-  run|profile)
+  run|profile|merge-writer)
     out="${OUT:-/tmp/shardmerge-device-out}"
     mkdir -p "$out"
     if [ -d .whl ]; then
@@ -58,6 +59,13 @@ case "${1:-}" in
     corpus=/tmp/shardmerge-corpus  # kept after the table for the profile
     n="$(nproc)"
     rm -rf /tmp/shardmerge-warm.zarr /tmp/shardmerge-profiled.zarr  # an earlier run's on this machine
+    if [ "$1" = merge-writer ]; then  # the one merge writer's ceiling against 16 cores' shard tasks
+      "$PY" -c "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); import scaling;
+print(scaling.make_corpus(Path('$corpus'), ${SPECTRA:-46000}, 2000))" | tee -a "$log"
+      timeout 300 "$PY" benchmarks/merge_writer.py --corpus "$corpus" --repeats "${REPEATS:-3}" \
+        --out "$out/merge_writer_16core" 2>&1 | tee -a "$log"
+      exit 0
+    fi
     if [ "$1" = profile ]; then  # the profile alone: the corpus, one ingest to warm the page cache, then it
       "$PY" -c "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); import scaling;
 print(scaling.make_corpus(Path('$corpus'), ${SPECTRA:-46000}, 2000))" | tee -a "$log"
@@ -80,7 +88,7 @@ print(scaling.make_corpus(Path('$corpus'), ${SPECTRA:-46000}, 2000))" | tee -a "
     fi
     ;;
   *)
-    echo "usage: bash benchmarks/device_scaling.sh fetch|run|profile" >&2
+    echo "usage: bash benchmarks/device_scaling.sh fetch|run|profile|merge-writer" >&2
     exit 2
     ;;
 esac
