@@ -94,7 +94,7 @@ def _flip_bit(path: Path, at: int) -> None:
 @pytest.mark.parametrize("sums", [False, True])
 def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch, sums):
     """Each shard reads the headers and its own rows of a plate that three shards share, not the file;
-    with sums, the shards' parts of them add up to a verified file, at a padding block's more."""
+    with sums, the parts each shard recorded add up to a verified file."""
     path, plan, context, scratch = _split_plate(tmp_path, sums=sums)
     partial, whole = _spy_reads(monkeypatch)
     manifests = [write_shard(shard, context, str(scratch), RULES) for shard in plan.shards]
@@ -116,8 +116,10 @@ def test_a_file_split_between_shards_is_read_once_in_all(tmp_path, monkeypatch, 
 def test_a_split_file_damaged_where_one_shard_reads_is_found_by_adding_the_shards_sums(tmp_path, monkeypatch,
                                                                                        where):
     """A bit flipped in rows only the last shard reads, in the padding after them (that no reader asks
-    for), or in a header card's value (CHECKSUM): every shard is written without reading the file whole,
-    and the sums their tasks recorded, added, refuse the file, as a whole read would."""
+    for), or in a header card's comment: every shard is written without reading the file whole, and the
+    sums their tasks recorded, added, judge the file as a whole read would. Damaged data refuses it; a
+    header edited after checksumming (CHECKSUM wrong, DATASUM right) is accepted as odd, and refused
+    under --strict."""
     path, plan, context, scratch = _split_plate(tmp_path, sums=True, lead=1)
     with fits.open(path) as h:
         info = h.fileinfo(1)
