@@ -36,7 +36,15 @@ from .schema import (
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
 from .threads import Background
-from .zarrio import array_spec, create_arrays, create_groups, storage_grid_shape, write_block, write_slabs
+from .zarrio import (
+    StringChunks,
+    array_spec,
+    create_arrays,
+    create_groups,
+    storage_grid_shape,
+    write_block,
+    write_slabs,
+)
 
 INDEX_FILE = "index.parquet"
 
@@ -50,19 +58,24 @@ def flux_units_attr(plan: Plan) -> str:
 
 
 class _RowWiseWriter:
-    """Buffers row-wise values and writes them in whole row-wise chunks (shards are smaller)."""
+    """Buffers row-wise values and writes them in whole row-wise chunks (shards are smaller). String
+    columns stay Arrow arrays, as read from the shards, and are written by `zarrio.StringChunks` where
+    the array's codecs allow; the others go through zarr."""
 
-    def __init__(self, arrays: dict[str, zarr.Array], chunk: int):
+    def __init__(self, arrays: dict[str, zarr.Array], chunk: int, store_root: str):
         self.arrays = arrays
         self.chunk = chunk
-        self.pending: dict[str, list[np.ndarray]] = {k: [] for k in arrays}
+        self.strings = {k: w for k, a in arrays.items()
+                        if a.dtype.kind in "OTU" and (w := StringChunks.for_array(a, store_root)) is not None}
+        self.pending: dict[str, list] = {k: [] for k in arrays}
         self.start = 0
         self.count = 0
 
-    def add(self, columns: dict[str, np.ndarray], n: int) -> None:
+    def add(self, table: pa.Table) -> None:
         for k in self.arrays:
-            self.pending[k].append(columns[k])
-        self.count += n
+            column = table.column(k)
+            self.pending[k].append(column if k in self.strings else column.to_numpy(zero_copy_only=False))
+        self.count += table.num_rows
         if self.count >= self.chunk:
             self._write(self.count - self.count % self.chunk)
 
@@ -73,9 +86,17 @@ class _RowWiseWriter:
     def _write(self, n: int) -> None:
         writes = []
         for k, arr in self.arrays.items():
-            values = np.concatenate(self.pending[k])
+            if k in self.strings:
+                values = pa.chunked_array([c for column in self.pending[k] for c in column.chunks],
+                                          type=self.pending[k][0].type).combine_chunks()
+                self.pending[k] = [pa.chunked_array([values.slice(n)])]
+                if self.strings[k].write(self.start, values.slice(0, n)):
+                    continue
+                values = values.to_numpy(zero_copy_only=False)  # nulls: zarr's path, as before
+            else:
+                values = np.concatenate(self.pending[k])
+                self.pending[k] = [values[n:]]
             writes.append((arr, self.start, values[:n]))
-            self.pending[k] = [values[n:]]
         write_slabs(writes)
         self.start += n
         self.count -= n
@@ -181,7 +202,7 @@ class Merger:
         self.dst_meta = {name: _array_json(os.path.join(tmp, *arr.path.split("/")))
                          for name, arr in {**self.data, "wavelength": self.wave}.items()}
         self.rows = rows
-        self.rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0])
+        self.rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0], tmp)
         self.index_schema: pa.Schema | None = None
         self.writer: pq.ParquetWriter | None = None
         self.partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
@@ -225,7 +246,7 @@ class Merger:
             _check_shared_grid(shard, path, self.wave)
         table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
         _check_rows(shard, path, table)
-        self.rowwise.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in self.rows}, table.num_rows)
+        self.rowwise.add(table)
         index = table.select(list(INDEX_COLUMNS))
         if self.writer is None:
             self.index_schema = index.schema
