@@ -87,8 +87,9 @@ class _RowWiseWriter:
         writes = []
         for k, arr in self.arrays.items():
             if k in self.strings:
-                values = pa.chunked_array([c for column in self.pending[k] for c in column.chunks],
-                                          type=self.pending[k][0].type).combine_chunks()
+                # one type whatever each shard's table inferred (an all-null column is typed null)
+                values = pa.chunked_array([c.cast(pa.large_string()) for column in self.pending[k]
+                                           for c in column.chunks], type=pa.large_string()).combine_chunks()
                 self.pending[k] = [pa.chunked_array([values.slice(n)])]
                 if self.strings[k].write(self.start, values.slice(0, n)):
                     continue
