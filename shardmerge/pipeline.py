@@ -38,7 +38,7 @@ from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, n
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
-from .readers.oddities import Oddities, kind_of
+from .readers.oddities import kind_of
 from .readers.splitsums import covers_file, judge_split_file
 from .report import RunReport
 from .shardstore import (
@@ -593,15 +593,9 @@ def split_file_damage(manifests: Sequence[dict], strict: frozenset[str], all_wri
 
 
 def _verified_whole(path: str, strict: frozenset[str]) -> tuple[str | None, list[str]]:
-    from .readers.fitsio import open_verified  # astropy: imported by this process only when needed
+    from .readers.fitsio import whole_file_verdict  # astropy: imported by this process only when needed
 
-    oddities = Oddities(path, strict)
-    try:
-        with open_verified(path, oddities):
-            pass
-    except BadFileError as exc:
-        return exc.reason, []
-    return None, oddities.notes
+    return whole_file_verdict(path, strict)
 
 
 def _damaged(results: Sequence) -> Iterator[tuple[str, str]]:

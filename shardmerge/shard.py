@@ -25,7 +25,7 @@ from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
-from .readers.fitsio import open_rows, open_verified
+from .readers.fitsio import open_rows, open_verified, whole_file_verdict
 from .readers.oddities import Oddities, kind_of
 from .readers.splitsums import segment_sums
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
@@ -144,14 +144,8 @@ def _damage_after(segments: tuple[FileSegment, ...], bad_path: str, strict: froz
     """The shard's inputs after the damaged one, verified (not stored): each damaged one, with its reason."""
     paths = [s.path for s in segments]
     later = list(dict.fromkeys(paths[paths.index(bad_path) + 1:])) if bad_path in paths else []
-    found = []
-    for path in later:
-        try:
-            with open_verified(path, Oddities(path, strict)):
-                pass
-        except BadFileError as exc:
-            found.append((exc.path, exc.reason))
-    return found
+    verdicts = ((path, whole_file_verdict(path, strict)[0]) for path in later)
+    return [(path, reason) for path, reason in verdicts if reason]
 
 
 def _refuse_strict(manifest: dict, strict: frozenset[str]) -> None:

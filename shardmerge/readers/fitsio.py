@@ -176,6 +176,18 @@ def open_verified(path: str, oddities: Oddities | None = None) -> Iterator[fits.
         yield hdul
 
 
+def whole_file_verdict(path: str, strict: frozenset[str] = frozenset()) -> tuple[str | None, list[str]]:
+    """The file read whole and verified (`open_verified`), its values unused: (why it is damaged, or
+    None; the oddities it was accepted with)."""
+    oddities = Oddities(path, strict)
+    try:
+        with open_verified(path, oddities):
+            pass
+    except BadFileError as exc:
+        return exc.reason, []
+    return None, oddities.notes
+
+
 @contextmanager
 def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = False) -> Iterator[fits.HDUList]:
     """The open of a shard segment that holds only some of a multi-spectrum file's spectra: headers read

@@ -96,8 +96,8 @@ def judge_split_file(path: str, entries: list[dict], strict: frozenset[str] = fr
         for key in sorted({k for e in entries for k in e["hdus"]}, key=int):
             parts = [e["hdus"].get(key) for e in entries]
             if any(p is None for p in parts) or len({(p[0], *p[2:]) for p in parts}) != 1:
-                raise BadFileError(path, f"HDU {key}: the shards that read parts of it saw different headers "
-                                         "(did it change during the run?)")
+                raise BadFileError(path, f"HDU {key}: the shards that read parts of it saw different headers: it "
+                                         "changed while the run read it; rerun once nothing writes to it")
             header, _, checksum, datasum, span = parts[0]
             verdict = judge_sums(header, add_sums(*(p[1] for p in parts)), span, checksum, datasum)
             if verdict.damage:
