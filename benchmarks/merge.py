@@ -75,13 +75,13 @@ def main() -> None:
 
         for s in shards:
             shutil.copytree(s, Path(node_scratch(scratch)) / Path(s).name)
-        from distributed import Client, LocalCluster
+        from distributed import LocalCluster
 
-        from shardmerge.executors.dask_backend import DaskExecutor, Feed
+        from shardmerge.executors.dask_backend import DaskExecutor, Feed, own_cluster_client
 
         cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
                                                    host="127.0.0.1"))
-        client = stack.enter_context(Client(cluster))
+        client = stack.enter_context(own_cluster_client(cluster))  # as an ingest's: results from the workers
         ex = DaskExecutor(client)
         addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
 

@@ -11,7 +11,7 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
@@ -553,7 +553,7 @@ def _fetched_shard_fold(plan: Plan, keeper: FetchedShardKeeper, to_fetch: list[t
         merging.shard_written(plan.shards[i].index)
         failpoint("shard-fetched")
 
-    def fold(k: int, files: dict | None) -> None:
+    def fold(k: int, files: Mapping | None) -> None:
         i, written = to_fetch[k]
         if files is None:  # lost: results[i] stays None until a later round writes it again
             return

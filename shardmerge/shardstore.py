@@ -16,7 +16,7 @@ import tempfile
 import threading
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .durable import fsync_path, remove_tree, storage_errors, sync_trees
 from .errors import InputError, ShardError
@@ -203,30 +203,75 @@ def _node_scratch_path(scratch: str) -> str:
     return os.path.join(os.path.abspath(root), os.path.basename(scratch) + "-node")  # never the driver's own
 
 
-def read_node_shard(store_name: str, scratch: str) -> dict[str, bytes]:
+class StoreFiles(Mapping):
+    """A shard store's files as {relative path: bytes-like}, all in one contiguous numpy buffer: what a
+    fetch moves. Dask pickles the buffer out of band, so it is sent from where the worker read it and
+    received into one frame, with no copy on either side (bytes in a dict were copied into the pickle,
+    then out of it: 0.4 s a 360 MB fetch). Plain data, as a task result must be."""
+
+    def __init__(self, names: list[str], sizes: list[int], buffer):
+        self.names, self.sizes, self.buffer = names, sizes, buffer
+        self._at: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for name, size in zip(names, sizes, strict=True):
+            self._at[name] = (offset, offset + size)
+            offset += size
+
+    def __getitem__(self, name: str) -> memoryview:
+        start, stop = self._at[name]
+        return memoryview(self.buffer)[start:stop]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __reduce__(self):
+        return StoreFiles, (self.names, self.sizes, self.buffer)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.sizes)
+
+
+def read_node_shard(store_name: str, scratch: str) -> StoreFiles:
     """Dask task, pinned to the worker that wrote the shard on its node-local scratch: every file of the
     shard store, manifest included, for the merge writer to keep (one shard at a time). Each file is checked
     here against the crc32 its shard task recorded: a store damaged on this disk is removed, so that the
     shard is written again rather than fetched, and refused, on every rerun."""
+    import numpy as np
+
     store = os.path.join(_node_scratch_path(scratch), store_name)
     failpoint("fetch-read")
-    out = {}
-    for dirpath, _, names in os.walk(store):
-        for name in names:
+    names, sizes = [], []
+    for dirpath, _, files in os.walk(store):
+        for name in files:
             full = os.path.join(dirpath, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, store)] = f.read()
+            names.append(os.path.relpath(full, store))
+            sizes.append(os.stat(full).st_size)
     where = f"{store} on {os.uname().nodename}"
+    buffer = np.empty(sum(sizes), dtype=np.uint8)
+    view, offset, problem = memoryview(buffer), 0, ""
+    for rel, size in zip(names, sizes, strict=True):
+        with open(os.path.join(store, rel), "rb", buffering=0) as f:  # straight into the buffer
+            got = f.readinto(view[offset:offset + size]) if size else 0
+            while got < size and (more := f.readinto(view[offset + got:offset + size])):
+                got += more
+        if got != size:
+            problem = problem or f"{rel}: changed while it was read"
+        offset += size
+    out = StoreFiles(names, sizes, buffer)
     if MANIFEST_FILE not in out:
         raise FileNotFoundError(f"{where} has no manifest")
-    problem = fetched_files_problem(json.loads(out[MANIFEST_FILE]), out, "stored")
+    problem = problem or fetched_files_problem(json.loads(bytes(out[MANIFEST_FILE])), out, "stored")
     if problem:
         remove_tree(store)
         raise ShardError(f"{where}: {problem}; removed it, so the shard is written again")
     return out
 
 
-def fetched_files_problem(manifest: dict, files: dict[str, bytes], what: str) -> str:
+def fetched_files_problem(manifest: dict, files: Mapping, what: str) -> str:
     """What is wrong with a shard store's files (`what`: stored, fetched) against its manifest's [size, crc32]
     list; "" if nothing."""
     listed = manifest.get("files")
@@ -267,9 +312,10 @@ class FetchedShardKeeper:
         self._thread = threading.Thread(target=self._put_in_place, name="shardmerge-keep-fetched", daemon=True)
         self._thread.start()
 
-    def keep(self, shard: ShardSpec, files: dict[str, bytes], on_kept: Callable[[dict], None]) -> None:
+    def keep(self, shard: ShardSpec, files: Mapping, on_kept: Callable[[dict], None]) -> None:
+        """`files`: {relative path: bytes-like}, a StoreFiles as fetched."""
         self._raise_error()
-        manifest = json.loads(files[MANIFEST_FILE])
+        manifest = json.loads(bytes(files[MANIFEST_FILE]))
         if not manifest_matches(manifest, shard):
             raise ShardError(f"{shard.name}: the fetched manifest is not this shard's (key {manifest.get('key')}); "
                              "rerun the same command")
@@ -280,11 +326,15 @@ class FetchedShardKeeper:
         with storage_errors(self.scratch):
             remove_tree(partial)
             try:
+                made: set[str] = set()
                 for rel, data in files.items():
                     if rel == MANIFEST_FILE:
                         continue
                     path = os.path.join(partial, rel)
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    folder = os.path.dirname(path)
+                    if folder not in made:  # a makedirs per file was a quarter of the writes' time
+                        os.makedirs(folder, exist_ok=True)
+                        made.add(folder)
                     with open(path, "wb") as f:
                         f.write(data)
             except BaseException:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import ClusterRequest
 from ..forkserver import WORKER_PRELOAD
-from .dask_backend import DaskExecutor, bounds
+from .dask_backend import DaskExecutor, bounds, own_cluster_client
 
 log = logging.getLogger("shardmerge")
 
@@ -18,7 +18,7 @@ log = logging.getLogger("shardmerge")
 @contextmanager
 def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     n = request.workers or os.cpu_count() or 1
     # The nanny's default MALLOC_TRIM_THRESHOLD_=65536 made zstd compression burn ~1.8x the CPU here.
@@ -33,7 +33,7 @@ def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
                           "distributed.worker.profile.enabled": False}):
         _preload_forkserver()
         cluster = LocalCluster(n_workers=n, env=dict(os.environ), **local_cluster_options())
-    with cluster, Client(cluster, set_as_default=False) as client:
+    with cluster, own_cluster_client(cluster) as client:
         log.info("started a local Dask cluster: %d worker processes on 127.0.0.1", n)
         yield DaskExecutor(client, local=True, info={"kind": "local"}, **bounds(request))
 

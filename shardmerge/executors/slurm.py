@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import ClusterRequest
 from ..errors import InputError
-from .dask_backend import DaskExecutor, bounds, wait_for_workers
+from .dask_backend import DaskExecutor, bounds, own_cluster_client, wait_for_workers
 
 log = logging.getLogger("shardmerge")
 
@@ -29,13 +29,12 @@ def slurm_cluster(request: ClusterRequest, log_dir: str | None) -> Iterator[tupl
     """A dask-jobqueue SLURMCluster scaled to `jobs` batch jobs. Leaving the block, normally, on an error
     or on Ctrl-C, closes it and cancels every job it submitted, also when closing itself fails (it can, for
     a job that sbatch refused)."""
-    from distributed import Client
 
     SLURMCluster = _import_slurm_cluster()
     kwargs = slurm_options(request, log_dir)
     cluster = SLURMCluster(**kwargs)
     try:
-        with Client(cluster, set_as_default=False) as client:
+        with own_cluster_client(cluster) as client:
             t0 = time.monotonic()
             cluster.scale(jobs=request.jobs)
             log.info("submitted %d SLURM job(s) of %s cores, %s; waiting for workers (at most %.0f s)",

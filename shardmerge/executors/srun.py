@@ -13,7 +13,7 @@ from typing import Any
 from ..config import ClusterRequest
 from ..errors import ClusterError
 from .base import NotTheRun
-from .dask_backend import DaskExecutor, bounds, wait_for_workers
+from .dask_backend import DaskExecutor, bounds, own_cluster_client, wait_for_workers
 
 log = logging.getLogger("shardmerge")
 
@@ -47,9 +47,8 @@ def runner_role(request: ClusterRequest) -> Iterator[Any]:
 
 @contextmanager
 def srun_executor(request: ClusterRequest, runner: Any) -> Iterator[DaskExecutor]:
-    from distributed import Client
 
-    with Client(runner, set_as_default=False) as client:
+    with own_cluster_client(runner) as client:
         t0 = time.monotonic()
         wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
         info = {"kind": "slurm-runner", "seconds_to_workers": round(time.monotonic() - t0, 2)}

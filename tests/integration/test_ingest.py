@@ -212,6 +212,7 @@ def test_default_local_cluster_from_a_real_process(tmp_path):
     assert r.exit_code == 0, r
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["workers"] == 2 and rep["scheduler"].startswith("tcp://127.0.0.1:")
+    assert rep["cluster"]["results_from"] == "workers"  # straight from each worker: no second hop, no copies
     assert_store_matches_sources(out)
 
 
@@ -235,6 +236,8 @@ def test_merge_copies_chunk_files_and_output_does_not_depend_on_workers(tmp_path
                  "--shard-rows", "16", "--report", tmp_path / "r2.json")
     assert r1.exit_code == 0 and r2.exit_code == 0, (r1, r2)
     merge = json.loads((tmp_path / "r2.json").read_text())["merge"]
+    # an existing scheduler may sit where its workers are not reachable from here: results go through it
+    assert json.loads((tmp_path / "r2.json").read_text())["cluster"]["results_from"] == "scheduler"
     assert merge["raw_chunks"] > 0 and merge["recoded_arrays"] == 0
     a, b = chunk_files(one), chunk_files(two)
     assert a.keys() == b.keys()

@@ -64,7 +64,7 @@ def test_ingest_on_slurm_jobs_equals_the_local_store(tmp_path, mixed_corpus, loc
                         "00:10:00", "--interface", "lo", "--worker-wait", "120", "--report", rep, env=JOBQUEUE_ENV)
     assert r.exit_code == 0, r
     cluster = json.loads(rep.read_text())["cluster"]
-    assert cluster["kind"] == "slurm" and cluster["jobs"] == 2
+    assert cluster["kind"] == "slurm" and cluster["jobs"] == 2 and cluster["results_from"] == "workers"
     assert 0 < cluster["seconds_to_first_worker"] <= cluster["seconds_to_workers"]
     assert "--lifetime 540s" in cluster["job_script"] and "#SBATCH -p debug" in cluster["job_script"]
     assert chunk_files(out) == chunk_files(local_store)

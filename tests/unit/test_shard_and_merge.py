@@ -385,3 +385,31 @@ def test_a_failed_run_does_not_wait_forever_for_a_stuck_merge(shards, tmp_path, 
         assert not tmp.exists()
     finally:
         release.set()
+
+
+def test_a_fetched_store_travels_out_of_band_as_one_buffer(shards, tmp_path, monkeypatch):
+    """What a fetch task returns pickles (protocol 5, as Dask sends a result straight from a worker) to a
+    few hundred bytes plus the store's bytes as one out-of-band buffer: no copy into or out of the pickle.
+    Unpickled, it is the same files, and the keeper keeps it like any store."""
+    import pickle
+    import shutil
+
+    from shardmerge.shardstore import FetchedShardKeeper, node_scratch, read_node_shard
+
+    plan, scratch, _ = shards
+    monkeypatch.setenv("SHARDMERGE_NODE_SCRATCH", str(tmp_path / "node"))
+    shard = plan.shards[0]
+    shutil.copytree(shard_path(str(scratch), shard), Path(node_scratch(str(scratch))) / shard.store_name)
+    fetched = read_node_shard(shard.store_name, str(scratch))
+    buffers: list = []
+    head = pickle.dumps(fetched, protocol=5, buffer_callback=buffers.append)
+    expected = _store_files(shard_path(str(scratch), shard))
+    assert len(head) < 2000 and [b.raw().nbytes for b in buffers] == [sum(map(len, expected.values()))]
+    arrived = pickle.loads(head, buffers=buffers)
+    assert {rel: bytes(data) for rel, data in arrived.items()} == expected
+    here = tmp_path / "here"
+    here.mkdir()
+    keeper, kept = FetchedShardKeeper(str(here)), []
+    keeper.keep(shard, arrived, kept.append)
+    keeper.close()
+    assert _store_files(shard_path(str(here), shard)) == expected
