@@ -230,10 +230,6 @@ class StoreFiles(Mapping):
     def __reduce__(self):
         return StoreFiles, (self.names, self.sizes, self.buffer)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(self.sizes)
-
 
 def read_node_shard(store_name: str, scratch: str) -> StoreFiles:
     """Dask task, pinned to the worker that wrote the shard on its node-local scratch: every file of the

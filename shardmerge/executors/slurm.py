@@ -29,7 +29,6 @@ def slurm_cluster(request: ClusterRequest, log_dir: str | None) -> Iterator[tupl
     """A dask-jobqueue SLURMCluster scaled to `jobs` batch jobs. Leaving the block, normally, on an error
     or on Ctrl-C, closes it and cancels every job it submitted, also when closing itself fails (it can, for
     a job that sbatch refused)."""
-
     SLURMCluster = _import_slurm_cluster()
     kwargs = slurm_options(request, log_dir)
     cluster = SLURMCluster(**kwargs)

@@ -47,7 +47,6 @@ def runner_role(request: ClusterRequest) -> Iterator[Any]:
 
 @contextmanager
 def srun_executor(request: ClusterRequest, runner: Any) -> Iterator[DaskExecutor]:
-
     with own_cluster_client(runner) as client:
         t0 = time.monotonic()
         wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
