@@ -27,11 +27,36 @@ def own_cluster_client(cluster: Any) -> Any:
     client outside the cluster) each result takes a second hop, pickled in-band at protocol 4: a copy on
     every side, which made a node-local fetch of 360 MB take 1.9 s instead of 1.1-1.4 s here. A worker
     this process cannot reach after all is still gathered through the scheduler (distributed falls
-    back). An existing scheduler (`--scheduler`) may sit where its workers are not reachable from here:
-    its clients keep the default."""
+    back, after distributed's connect timeout). An existing scheduler (`--scheduler`) may sit where its
+    workers are not reachable from here: its client gathers direct only when every worker answered a
+    probe (`unreachable_workers`)."""
     from distributed import Client
 
     return Client(cluster, set_as_default=False, direct_to_workers=True)
+
+
+def unreachable_workers(client: Any, timeout_s: float = 2.0) -> list[str]:
+    """The connected workers this process cannot open a TCP connection to within `timeout_s` (all probed
+    at once), or that do not listen on TCP at all (their results can only come through the scheduler)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import parse_address, parse_host_port
+
+    def unreachable(address: str) -> bool:
+        scheme, where = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return True
+        try:
+            socket.create_connection(parse_host_port(where), timeout=timeout_s).close()
+        except OSError:
+            return True
+        return False
+
+    workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+    if not workers:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(workers))) as pool:
+        return [w for w, bad in zip(workers, pool.map(unreachable, workers), strict=True) if bad]
 
 
 class DaskExecutor:

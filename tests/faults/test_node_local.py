@@ -124,7 +124,7 @@ def test_auto_finds_scratch_invisible_and_a_node_local_run_publishes_the_same_by
     log = _finish(_ingest(tmp_path, nodes, corpus, out))  # --scratch-kind auto
     assert "is not visible from worker(s)" in log
     report = report_of(tmp_path / "report.json")
-    assert report["scratch_kind"] == "node-local"
+    assert report["scratch_kind"] == "node-local" and report["cluster"]["results_from"] == "workers"
     assert report["counts"]["shards_fetched"] == report["counts"]["shards_total"] == 9
     assert report["bytes"]["fetched"] >= report["bytes"]["scratch"] > 0
     assert chunk_files(out) == chunk_files(clean_store)  # byte for byte what a shared-scratch run writes

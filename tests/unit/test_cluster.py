@@ -201,3 +201,35 @@ def test_a_cluster_close_that_fails_or_hangs_after_the_shards_costs_the_run_a_wa
     finally:
         release.set()
     assert "did not close within 0.2 s" in caplog.text
+
+
+def test_workers_this_process_cannot_reach_are_named_so_results_come_through_the_scheduler():
+    """An existing scheduler's workers are probed before its client gathers straight from them: one that
+    refuses a connection, or listens on no TCP address, keeps results on the scheduler's path."""
+    import socket
+
+    from shardmerge.executors.dask_backend import unreachable_workers
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the connection is refused at once
+    up = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
+    down = f"tcp://127.0.0.1:{closed_port}"
+
+    class Client:
+        def __init__(self, workers):
+            self.workers = workers
+
+        def scheduler_info(self, n_workers):
+            return {"workers": {w: {} for w in self.workers}}
+
+    try:
+        assert unreachable_workers(Client([up, down, "inproc://10.0.0.1/1/2"]), timeout_s=5) == [
+            "inproc://10.0.0.1/1/2", down]
+        assert unreachable_workers(Client([up])) == [] and unreachable_workers(Client([])) == []
+    finally:
+        listening.close()
