@@ -6,6 +6,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -15,6 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -215,9 +217,10 @@ class Merger:
             self.place(shard, path)
         self.add_rows(shard, path)
 
-    def place(self, shard: ShardSpec, path: str) -> None:
+    def place(self, shard: ShardSpec, path: str, prechecked: dict | None = None) -> None:
         """A shard's 2-D chunk files, in place in any order (each covers its own chunk rows): checked
-        against its manifest, then linked or copied. Its row-wise values wait for `add_rows`."""
+        against its manifest (with the sums in `prechecked` where a file is unchanged since: ShardPrecheck),
+        then linked or copied. Its row-wise values wait for `add_rows`."""
         t0 = time.perf_counter()
         manifest = load_manifest(path)
         if not manifest_matches(manifest, shard):
@@ -225,7 +228,7 @@ class Merger:
         stats = self.stats
         raw_before = stats["raw_chunks"]
         _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
-                 self.link, self.checksums, self.linked)
+                 self.link, self.checksums, self.linked, prechecked)
         if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
             for kind in self.flux_rows:
                 self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
@@ -288,6 +291,66 @@ class Merger:
             self.writer = None
 
 
+class ShardPrecheck:
+    """The crc32 of each written shard's files, read on helper threads as soon as the shard is written,
+    so that placing its chunk files costs the one merge thread a stat a file, not a read: the checksums
+    were 80 % of placement and a third of the merge thread's time with every shard written at once
+    (benchmarks/merge_writer.py). zlib's crc32 and the reads release the GIL. Each sum comes with the
+    file's stat key before and after it was read; `place` uses it only if the file's key is still the
+    same, else reads the file itself. A job that failed (the store is gone: the run is failing) is
+    simply not used."""
+
+    THREADS = 2  # one crc32 thread runs at ~2 GB/s, several times the chunk bytes one merge thread places
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="shardmerge-precheck")
+        self._jobs: dict[int, Future] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, k: int, path: str) -> None:
+        with self._lock:
+            if k not in self._jobs:
+                with contextlib.suppress(RuntimeError):  # closed: the run is over
+                    self._jobs[k] = self._pool.submit(_sums_ahead, path)
+
+    def take(self, k: int) -> dict[str, tuple[list[int], tuple]] | None:
+        """Shard k's sums (waiting for them if they are being read), or None."""
+        with self._lock:
+            job = self._jobs.pop(k, None)
+        if job is None:
+            return None
+        try:
+            return job.result()
+        except Exception:  # noqa: BLE001 - place reads every file itself, and says what is wrong
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _sums_ahead(path: str) -> dict[str, tuple[list[int], tuple]]:
+    """{rel: ([size, crc32], stat key)} of a shard store's files but its manifest and rows, each read
+    while its stat key stayed the same."""
+    manifest = load_manifest(path)
+    out = {}
+    for rel in (manifest or {}).get("files", {}):
+        if rel == ROWS_FILE:
+            continue
+        full = os.path.join(path, rel)
+        before = _stat_key(full)
+        sums = file_checksum(full)
+        if _stat_key(full) == before:
+            out[rel] = (sums, before)
+    return out
+
+
 ABANDON_WAIT_S = 30  # how long a failed run waits for the merge thread to stop before it goes on without it
 
 
@@ -311,12 +374,14 @@ class StreamedMerge:
         self._cond = threading.Condition()
         self._stopped = False
         self._merger: Merger | None = None
+        self._precheck = ShardPrecheck()
         self._thread = Background(self._run, name="shardmerge-merge")
 
     def shard_written(self, shard_index: int) -> None:
         """Shard `shard_index`'s store is final (written, or reused). Any thread."""
+        k = self._position[shard_index]
+        self._precheck.submit(k, self.paths[k])
         with self._cond:
-            k = self._position[shard_index]
             self._ready[k] = True
             heapq.heappush(self._written, k)
             self._cond.notify()
@@ -339,7 +404,7 @@ class StreamedMerge:
                         return
                     j = k if self._ready[k] else heapq.heappop(self._written)
                 if not placed[j]:
-                    merger.place(shards[j], self.paths[j])
+                    merger.place(shards[j], self.paths[j], self._precheck.take(j))
                     placed[j] = True
                 if j == k:
                     merger.add_rows(shards[k], self.paths[k])
@@ -356,6 +421,7 @@ class StreamedMerge:
         if not all(self._ready):
             raise ShardError(f"the merge was asked to finish with {self._ready.count(False)} shard(s) not written")
         self._thread.result()
+        self._precheck.close()
         assert self._merger is not None
         try:
             return self._merger.finish(provenance)
@@ -365,6 +431,7 @@ class StreamedMerge:
     def abandon(self) -> None:
         """Stop the merge (after the shard it is copying) and remove what it wrote: the run failed, or its
         plan changed (files left out as damaged)."""
+        self._precheck.close()
         with self._cond:
             self._stopped = True
             self._cond.notify()
@@ -397,7 +464,7 @@ def consolidate(store: str) -> None:
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
              stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
-             linked: dict[str, list[int]]) -> None:
+             linked: dict[str, list[int]], prechecked: dict | None = None) -> None:
     # Each shard array's zarr.json is read as JSON, not opened through zarr: that took ~14 ms a shard of
     # the merge thread, holding the GIL beside an in-process scheduler. zarr opens an array only where
     # it has no v3 zarr.json or is re-encoded. `dst_meta`: the final arrays' zarr.json, read once.
@@ -414,7 +481,8 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
         meta = metas[name]
         if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
             stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
-                                                     shard.row_start // outer, shard_sums, link, checksums, linked)
+                                                     shard.row_start // outer, shard_sums, link, checksums, linked,
+                                                     prechecked)
             continue
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
@@ -455,13 +523,16 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
 
 def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,
                       row_offset: int, shard_sums: dict[str, list[int]], link: bool,
-                      checksums: dict[str, list[int]], linked: dict[str, list[int]]) -> int:
+                      checksums: dict[str, list[int]], linked: dict[str, list[int]],
+                      prechecked: dict[str, tuple[list[int], tuple]] | None = None) -> int:
     """Put the compressed chunk files of shard array `name` (of `shape`) in place in the final array,
     shifted down by `row_offset` chunk rows. The two arrays encode alike (same_encoding), so `dst`'s key
     encoding and storage grid name the shard's files too. No decode, no encode, but each file's size and
     crc32 must equal the shard manifest's (a chunk damaged in scratch since its shard was written is
     caught here, not published). With `link`, hard-link where the filesystem allows: shard files are
-    never modified after their rename, and the caller deletes the scratch afterwards."""
+    never modified after their rename, and the caller deletes the scratch afterwards. `prechecked`:
+    {rel: ([size, crc32], stat key)} computed ahead by ShardPrecheck; a file whose stat key is unchanged
+    since is taken as read then, any other is read here."""
     grid = tuple(-(-n // c) for n, c in zip(shape, storage_grid_shape(dst), strict=True))
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made: set[str] = set()
@@ -476,7 +547,8 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
         rel = os.path.join(name, *key_src.split("/"))
         source = os.path.join(src_root, rel)
         try:
-            actual = file_checksum(source)
+            ahead = prechecked.get(rel) if prechecked else None
+            actual = ahead[0] if ahead and _stat_key(source) == ahead[1] else file_checksum(source)
         except FileNotFoundError as exc:
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:

@@ -231,7 +231,8 @@ def test_shards_written_out_of_row_order_merge_to_the_same_store(shards, tmp_pat
     in_order = materialize(plan, paths, str(tmp_path / "in_order.tmp"), provenance)
     steps: list[tuple[str, int]] = []
     place, add_rows = merge.Merger.place, merge.Merger.add_rows
-    monkeypatch.setattr(merge.Merger, "place", lambda self, s, p: steps.append(("place", s.index)) or place(self, s, p))
+    monkeypatch.setattr(merge.Merger, "place",
+                        lambda self, s, p, *rest: steps.append(("place", s.index)) or place(self, s, p, *rest))
     monkeypatch.setattr(merge.Merger, "add_rows",
                         lambda self, s, p: steps.append(("rows", s.index)) or add_rows(self, s, p))
     streamed = merge.StreamedMerge(plan, paths, str(tmp_path / "streamed.tmp"))
@@ -249,6 +250,33 @@ def test_shards_written_out_of_row_order_merge_to_the_same_store(shards, tmp_pat
     assert steps[n - 1:] == [("place", 0)] + [("rows", i) for i in range(n)]
     assert chunk_files(tmp_path / "streamed.tmp") == chunk_files(tmp_path / "in_order.tmp")
     assert result.checksums == in_order.checksums and result.flux_rows == in_order.flux_rows
+
+
+def test_chunk_sums_read_ahead_are_used_only_for_files_unchanged_since(shards, tmp_path, monkeypatch):
+    """The streamed merge's helper threads read each written shard's crc32s ahead: placing it then reads
+    nothing, unless a file changed after it was read ahead (here: its bytes and its mtime), which is read
+    again and refused."""
+    from shardmerge import merge
+
+    plan, scratch, _ = shards
+    paths = [shard_path(str(scratch), s) for s in plan.shards]
+    read_ahead = {k: merge._sums_ahead(p) for k, p in enumerate(paths)}
+    assert all(read_ahead[k] for k in read_ahead)
+    merger = merge.Merger(plan, str(tmp_path / "out.tmp"), link_chunks=True)
+    read_here: list[str] = []
+    checksum = merge.file_checksum
+    monkeypatch.setattr(merge, "file_checksum", lambda path: read_here.append(path) or checksum(path))
+    merger.place(plan.shards[0], paths[0], read_ahead[0])
+    assert read_here == [] and merger.stats["raw_chunks"] > 0
+    chunk = os.path.join(paths[1], "flux_raw", "c", "0", "0")
+    data = Path(chunk).read_bytes()
+    Path(chunk).write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
+    st = os.stat(chunk)
+    os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # changed, whatever the clock's resolution
+    with pytest.raises(ShardError, match="does not match its manifest checksum"):
+        merger.place(plan.shards[1], paths[1], read_ahead[1])
+    assert read_here == [chunk]
+    merger.close()
 
 
 def test_the_merge_refuses_a_damaged_shard_chunk_and_removes_that_shard(shards, tmp_path):
@@ -368,7 +396,7 @@ def test_a_failed_run_does_not_wait_forever_for_a_stuck_merge(shards, tmp_path, 
     plan, scratch, _ = shards
     reached, release = threading.Event(), threading.Event()
 
-    def stuck(self, shard, path):
+    def stuck(self, shard, path, prechecked=None):
         reached.set()
         release.wait(60)
 
