@@ -6,17 +6,16 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -298,36 +297,56 @@ class ShardPrecheck:
     (benchmarks/merge_writer.py). zlib's crc32 and the reads release the GIL. Each sum comes with the
     file's stat key before and after it was read; `place` uses it only if the file's key is still the
     same, else reads the file itself. A job that failed (the store is gone: the run is failing) is
-    simply not used."""
+    simply not used. Daemon threads, as the merge thread's: one stuck on a hung disk must not keep the
+    process from exiting, and `close` releases whoever waits in `take`."""
 
     THREADS = 2  # one crc32 thread runs at ~2 GB/s, several times the chunk bytes one merge thread places
 
     def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="shardmerge-precheck")
-        self._jobs: dict[int, Future] = {}
-        self._lock = threading.Lock()
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: dict[int, object] = {}  # k: its sums, or the exception that stopped them
+        self._submitted: set[int] = set()
+        self._closed = False
+        self._cond = threading.Condition()
+        for i in range(self.THREADS):
+            threading.Thread(target=self._work, name=f"shardmerge-precheck-{i}", daemon=True).start()
 
     def submit(self, k: int, path: str) -> None:
-        with self._lock:
-            if k not in self._jobs:
-                with contextlib.suppress(RuntimeError):  # closed: the run is over
-                    self._jobs[k] = self._pool.submit(_sums_ahead, path)
+        with self._cond:
+            if self._closed or k in self._submitted:
+                return
+            self._submitted.add(k)
+        self._todo.put((k, path))
 
     def take(self, k: int) -> dict[str, tuple[list[int], tuple]] | None:
         """Shard k's sums (waiting for them if they are being read), or None."""
-        with self._lock:
-            job = self._jobs.pop(k, None)
-        if job is None:
-            return None
-        try:
-            return job.result()
-        except Exception:  # noqa: BLE001 - place reads every file itself, and says what is wrong
-            return None
+        with self._cond:
+            if k not in self._submitted:
+                return None
+            self._cond.wait_for(lambda: k in self._done or self._closed)
+            self._submitted.discard(k)
+            result = self._done.pop(k, None)
+        return result if isinstance(result, dict) else None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for _ in range(self.THREADS):
+            self._todo.put(None)
+
+    def _work(self) -> None:
+        while (item := self._todo.get()) is not None:
+            k, path = item
+            if self._closed:
+                continue
+            try:
+                result: object = _sums_ahead(path)
+            except Exception as exc:  # noqa: BLE001 - place reads every file itself, and says what is wrong
+                result = exc
+            with self._cond:
+                self._done[k] = result
+                self._cond.notify_all()
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int]:

@@ -279,6 +279,30 @@ def test_chunk_sums_read_ahead_are_used_only_for_files_unchanged_since(shards, t
     merger.close()
 
 
+def test_a_read_ahead_stuck_on_a_hung_disk_holds_neither_the_merge_nor_the_exit(monkeypatch):
+    """`close` (the run is abandoned) releases a merge thread waiting for sums that never come, and the
+    helper threads are daemons, so a read that never returns cannot keep the process alive."""
+    import threading
+
+    from shardmerge import merge
+
+    hung = threading.Event()
+    monkeypatch.setattr(merge, "_sums_ahead", lambda path: hung.wait(60) and {})
+    precheck = merge.ShardPrecheck()
+    precheck.submit(0, "/nowhere")
+    got: list = []
+    taker = threading.Thread(target=lambda: got.append(precheck.take(0)))
+    taker.start()
+    precheck.close()
+    taker.join(30)
+    try:
+        assert not taker.is_alive() and got == [None]
+        assert all(t.daemon for t in threading.enumerate() if t.name.startswith("shardmerge-precheck"))
+        assert precheck.take(1) is None  # never submitted: nothing to wait for
+    finally:
+        hung.set()
+
+
 def test_the_merge_refuses_a_damaged_shard_chunk_and_removes_that_shard(shards, tmp_path):
     plan, scratch, _ = shards
     victim = shard_path(str(scratch), plan.shards[1])
