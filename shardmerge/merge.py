@@ -236,7 +236,7 @@ class Merger:
         self.placed.add(shard.index)
         self.seconds += time.perf_counter() - t0
 
-    def add_rows(self, shard: ShardSpec, path: str) -> None:
+    def add_rows(self, shard: ShardSpec, path: str, table: pa.Table | None = None) -> None:
         """The next shard in row order, placed already: its shared wavelength grid (one grid, written by
         shard 0), row-wise values and index rows."""
         t0 = time.perf_counter()
@@ -247,7 +247,8 @@ class Merger:
             raise ShardError(f"{path}: shard {shard.index}'s rows given before its chunks were placed")
         if self.plan.wavelength_shared:
             _check_shared_grid(shard, path, self.wave)
-        table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
+        if table is None:  # else read ahead (ShardPrecheck.submit_rows)
+            table = _read_rows(path)
         _check_rows(shard, path, table)
         self.rowwise.add(table)
         index = table.select(list(INDEX_COLUMNS))
@@ -291,14 +292,16 @@ class Merger:
 
 
 class ShardPrecheck:
-    """The crc32 of each written shard's files, read on helper threads as soon as the shard is written,
-    so that placing its chunk files costs the one merge thread a stat a file, not a read: the checksums
-    were 80 % of placement and a third of the merge thread's time with every shard written at once
-    (benchmarks/merge_writer.py). zlib's crc32 and the reads release the GIL. Each sum comes with the
-    file's stat key before and after it was read; `place` uses it only if the file's key is still the
-    same, else reads the file itself. A job that failed (the store is gone: the run is failing) is
-    simply not used. Daemon threads, as the merge thread's: one stuck on a hung disk must not keep the
-    process from exiting, and `close` releases whoever waits in `take`."""
+    """Reads ahead for the merge thread, on helper threads. The crc32 of each shard's files, as soon as
+    the shard is written, so that placing its chunk files costs the merge thread a stat a file, not a
+    read: the checksums were 80 % of placement and a third of the merge thread's time with every shard
+    written at once (benchmarks/merge_writer.py). Each sum comes with the file's stat key before and
+    after it was read; `place` uses it only if the file's key is still the same, else reads the file
+    itself. And the next shard's `rows.parquet` in row order, while the merge thread adds the current
+    one's rows. zlib's crc32, the reads and pyarrow's decoding release the GIL. A job that failed (the
+    store is gone: the run is failing) is simply not used. Daemon threads, as the merge thread's: one
+    stuck on a hung disk must not keep the process from exiting, and `close` releases whoever waits in
+    `take`."""
 
     THREADS = 2  # one crc32 thread runs at ~2 GB/s, several times the chunk bytes one merge thread places
 
@@ -312,21 +315,36 @@ class ShardPrecheck:
             threading.Thread(target=self._work, name=f"shardmerge-precheck-{i}", daemon=True).start()
 
     def submit(self, k: int, path: str) -> None:
-        with self._cond:
-            if self._closed or k in self._submitted:
-                return
-            self._submitted.add(k)
-        self._todo.put((k, path))
+        """Read shard k's sums ahead (its store is written)."""
+        self._submit(("sums", k), _sums_ahead, path)
+
+    def submit_rows(self, k: int, path: str) -> None:
+        """Read shard k's rows.parquet ahead: only the next shard in row order (one table held at most)."""
+        self._submit(("rows", k), _read_rows, path)
 
     def take(self, k: int) -> dict[str, tuple[list[int], tuple]] | None:
         """Shard k's sums (waiting for them if they are being read), or None."""
-        with self._cond:
-            if k not in self._submitted:
-                return None
-            self._cond.wait_for(lambda: k in self._done or self._closed)
-            self._submitted.discard(k)
-            result = self._done.pop(k, None)
+        result = self._take(("sums", k))
         return result if isinstance(result, dict) else None
+
+    def take_rows(self, k: int) -> pa.Table | None:
+        result = self._take(("rows", k))
+        return result if isinstance(result, pa.Table) else None
+
+    def _submit(self, key: tuple, fn: Callable, path: str) -> None:
+        with self._cond:
+            if self._closed or key in self._submitted:
+                return
+            self._submitted.add(key)
+        self._todo.put((key, fn, path))
+
+    def _take(self, key: tuple) -> object:
+        with self._cond:
+            if key not in self._submitted:
+                return None
+            self._cond.wait_for(lambda: key in self._done or self._closed)
+            self._submitted.discard(key)
+            return self._done.pop(key, None)
 
     def close(self) -> None:
         with self._cond:
@@ -337,16 +355,20 @@ class ShardPrecheck:
 
     def _work(self) -> None:
         while (item := self._todo.get()) is not None:
-            k, path = item
+            key, fn, path = item
             if self._closed:
                 continue
             try:
-                result: object = _sums_ahead(path)
-            except Exception as exc:  # noqa: BLE001 - place reads every file itself, and says what is wrong
+                result: object = fn(path)
+            except Exception as exc:  # noqa: BLE001 - the merge thread does it itself, and says what is wrong
                 result = exc
             with self._cond:
-                self._done[k] = result
+                self._done[key] = result
                 self._cond.notify_all()
+
+
+def _read_rows(path: str) -> pa.Table:
+    return pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int]:
@@ -426,7 +448,9 @@ class StreamedMerge:
                     merger.place(shards[j], self.paths[j], self._precheck.take(j))
                     placed[j] = True
                 if j == k:
-                    merger.add_rows(shards[k], self.paths[k])
+                    if k + 1 < n and self._ready[k + 1]:  # its rows read while these are added
+                        self._precheck.submit_rows(k + 1, self.paths[k + 1])
+                    merger.add_rows(shards[k], self.paths[k], self._precheck.take_rows(k))
                     k += 1
                     if self._progress:
                         self._progress(1)

@@ -234,7 +234,11 @@ def test_shards_written_out_of_row_order_merge_to_the_same_store(shards, tmp_pat
     monkeypatch.setattr(merge.Merger, "place",
                         lambda self, s, p, *rest: steps.append(("place", s.index)) or place(self, s, p, *rest))
     monkeypatch.setattr(merge.Merger, "add_rows",
-                        lambda self, s, p: steps.append(("rows", s.index)) or add_rows(self, s, p))
+                        lambda self, s, p, *rest: steps.append(("rows", s.index)) or add_rows(self, s, p, *rest))
+    readers: list[str] = []
+    read_rows = merge._read_rows
+    monkeypatch.setattr(merge, "_read_rows",
+                        lambda path: readers.append(threading.current_thread().name) or read_rows(path))
     streamed = merge.StreamedMerge(plan, paths, str(tmp_path / "streamed.tmp"))
     last = plan.shards[0].index
     for shard in reversed(plan.shards[1:]):  # every shard but the first, last first
@@ -248,6 +252,8 @@ def test_shards_written_out_of_row_order_merge_to_the_same_store(shards, tmp_pat
     streamed.shard_written(last)
     result = streamed.finish(provenance)
     assert steps[n - 1:] == [("place", 0)] + [("rows", i) for i in range(n)]
+    # every shard was written when its turn came: the next one's rows were read ahead, beside the merge
+    assert len(readers) == n and readers.count("shardmerge-merge") <= 1, readers
     assert chunk_files(tmp_path / "streamed.tmp") == chunk_files(tmp_path / "in_order.tmp")
     assert result.checksums == in_order.checksums and result.flux_rows == in_order.flux_rows
 
