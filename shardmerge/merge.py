@@ -7,6 +7,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -306,7 +307,9 @@ class ShardPrecheck:
     THREADS = 2  # one crc32 thread runs at ~2 GB/s, several times the chunk bytes one merge thread places
 
     def __init__(self) -> None:
-        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        # the next shard's rows go first: the merge thread waits for them now, and sums are needed later
+        self._todo: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._done: dict[int, object] = {}  # k: its sums, or the exception that stopped them
         self._submitted: set[int] = set()
         self._closed = False
@@ -316,11 +319,11 @@ class ShardPrecheck:
 
     def submit(self, k: int, path: str) -> None:
         """Read shard k's sums ahead (its store is written)."""
-        self._submit(("sums", k), _sums_ahead, path)
+        self._submit(("sums", k), _sums_ahead, path, priority=1)
 
     def submit_rows(self, k: int, path: str) -> None:
         """Read shard k's rows.parquet ahead: only the next shard in row order (one table held at most)."""
-        self._submit(("rows", k), _read_rows, path)
+        self._submit(("rows", k), _read_rows, path, priority=0)
 
     def take(self, k: int) -> dict[str, tuple[list[int], tuple]] | None:
         """Shard k's sums (waiting for them if they are being read), or None."""
@@ -331,12 +334,12 @@ class ShardPrecheck:
         result = self._take(("rows", k))
         return result if isinstance(result, pa.Table) else None
 
-    def _submit(self, key: tuple, fn: Callable, path: str) -> None:
+    def _submit(self, key: tuple, fn: Callable, path: str, priority: int) -> None:
         with self._cond:
             if self._closed or key in self._submitted:
                 return
             self._submitted.add(key)
-        self._todo.put((key, fn, path))
+        self._todo.put((priority, next(self._order), (key, fn, path)))
 
     def _take(self, key: tuple) -> object:
         with self._cond:
@@ -351,10 +354,10 @@ class ShardPrecheck:
             self._closed = True
             self._cond.notify_all()
         for _ in range(self.THREADS):
-            self._todo.put(None)
+            self._todo.put((-1, next(self._order), None))  # ahead of any job left
 
     def _work(self) -> None:
-        while (item := self._todo.get()) is not None:
+        while (item := self._todo.get()[2]) is not None:
             key, fn, path = item
             if self._closed:
                 continue
