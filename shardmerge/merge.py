@@ -310,8 +310,8 @@ class ShardPrecheck:
         # the next shard's rows go first: the merge thread waits for them now, and sums are needed later
         self._todo: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
-        self._done: dict[int, object] = {}  # k: its sums, or the exception that stopped them
-        self._submitted: set[int] = set()
+        self._done: dict[tuple, object] = {}  # (kind, k): what was read, or the exception that stopped it
+        self._submitted: set[tuple] = set()
         self._closed = False
         self._cond = threading.Condition()
         for i in range(self.THREADS):
