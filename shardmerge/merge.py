@@ -466,8 +466,10 @@ class StreamedMerge:
         """Every shard written: wait for the merge of the last ones, then write what needs them all."""
         if not all(self._ready):
             raise ShardError(f"the merge was asked to finish with {self._ready.count(False)} shard(s) not written")
-        self._thread.result()
-        self._precheck.close()
+        try:
+            self._thread.result()
+        finally:  # its helper threads end whether the merge succeeded or not
+            self._precheck.close()
         assert self._merger is not None
         try:
             return self._merger.finish(provenance)
