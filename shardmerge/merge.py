@@ -6,6 +6,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import json
@@ -28,6 +29,7 @@ from .durable import file_checksum, remove_tree, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec
+from .publish import claim_tmp, unmark_tmp
 from .schema import (
     ARRAY_BY_NAME,
     INDEX_COLUMNS,
@@ -199,7 +201,8 @@ class Merger:
         self.stats = {"raw_chunks": 0, "recoded_arrays": 0}
         self.added = 0  # shards whose rows are in (in row order)
         self.placed: set[int] = set()  # shards whose chunk files are in (any order)
-        root = zarr.open_group(tmp, mode="w-", zarr_format=plan.zarr_format)
+        claim_tmp(tmp)  # first: a crash from here on leaves a .tmp the next run knows as ours
+        root = zarr.open_group(tmp, mode="a", zarr_format=plan.zarr_format)  # (the folder holds our marker only)
         self.root = root
         self.data, self.wave, rows = create_layout(root, plan)
         self.dst_meta = {name: _array_json(os.path.join(tmp, *arr.path.split("/")))
@@ -271,6 +274,7 @@ class Merger:
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
         self.root.attrs.update(provenance)
+        unmark_tmp(self.tmp)  # the root attrs say whose it is now; the published store holds no marker
         consolidate(self.tmp)
         checksums = self.checksums
         for dirpath, _, names in os.walk(self.tmp):  # what was not copied from a shard: checksum it as written
@@ -494,7 +498,11 @@ class StreamedMerge:
                 log.warning("could not remove %s (%s); the next run removes it", self.tmp, exc)
             return
         if self._merger is not None:
-            self._merger.close()
+            try:
+                self._merger.close()
+            except OSError as exc:  # the footer of an index on a full disk: the run's own error matters more
+                log.warning("could not close %s (%s); it is removed with the store", self._merger.partial_index,
+                            exc.strerror or exc)
         if os.path.lexists(self.tmp):
             remove_tree(self.tmp)
 
@@ -611,8 +619,16 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
                 continue
             except OSError:
                 link = False  # another filesystem, or links not allowed: copy from now on
-        shutil.copyfile(source, target)  # in the kernel (copy_file_range/sendfile), from the page cache
+        try:
+            shutil.copyfile(source, target)  # in the kernel (copy_file_range/sendfile), from the page cache
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:  # the copy's error names its source; what is full is the store's disk
+                raise OSError(exc.errno, exc.strerror, target) from exc
+            raise
     return int(np.prod(grid))
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _corrupt_shard(path: str, what: str) -> ShardError:

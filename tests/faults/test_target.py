@@ -114,10 +114,12 @@ def test_unknown_format_and_wrong_format_flag(tmp_path, dask_scheduler):
 
 
 def test_leftover_tmp_is_swept_and_never_published(tmp_path, dask_scheduler):
+    from shardmerge.publish import claim_tmp
+
     _inputs(tmp_path / "in")
     out = tmp_path / "o.zarr"
     stale = tmp_path / "o.zarr.tmp"
-    stale.mkdir()
+    claim_tmp(str(stale))  # what the merge writer makes first: a crashed run's .tmp is known as ours
     (stale / "junk").write_text("half-written by a crashed run")
     r = run_cli("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler)
     assert r.exit_code == 0, r
