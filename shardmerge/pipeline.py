@@ -9,13 +9,13 @@ import hashlib
 import logging
 import os
 import resource
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
 
+from .beside import ReportPathError, check_report_not_input, check_report_path, check_scratch, scratch_root
 from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .discover import batches, discover_inputs
 from .durable import remove_tree, remove_trees, storage_errors, sync_tree
@@ -37,7 +37,7 @@ from .merge import StreamedMerge
 from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, needs_exact_grids
 from .progress import Progress, progress_mode
 from .provenance import provenance_attrs
-from .publish import TargetLock, check_target, publish, sweep_leftovers, tmp_path
+from .publish import TargetLock, check_target, publish, remove_own_tmp, sweep_leftovers, tmp_path
 from .readers.oddities import kind_of
 from .readers.splitsums import covers_file, judge_split_file
 from .report import RunReport
@@ -190,9 +190,7 @@ def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, choice: Format
 def scratch_dir(base: str | None, out: str) -> str:
     """Shards for OUT live in `<base>/<hash of OUT>`, so rerunning a crashed ingest finds them, and two
     ingests to different targets never share one. Folders are 0700: spectra can be proprietary."""
-    root = base or os.environ.get("SHARDMERGE_SCRATCH") or os.path.join(
-        tempfile.gettempdir(), f"shardmerge-{os.getuid()}")
-    root = os.path.abspath(root)
+    root = scratch_root(base)
     path = os.path.join(root, hashlib.sha256(os.path.abspath(out).encode()).hexdigest()[:16])
     for folder in (root, path):  # in a shared /tmp, another user could have planted either one
         private_folder(folder)
@@ -220,6 +218,9 @@ def ingest(opts: IngestOptions) -> RunReport:
     try:
         _ingest(opts, out, report)
         report.status = "published"
+    except ReportPathError:
+        is_the_run = False  # no report: where it would go is what is wrong
+        raise
     except ShardmergeError as exc:
         report.status, report.error = "failed", str(exc)
         raise
@@ -242,6 +243,9 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
     if opts.on_bad_file not in ("fail", "skip"):
         raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
     check_target(out, opts.overwrite)  # fail fast, before the lock and any work
+    scratch_base = scratch_root(opts.scratch)
+    check_report_path(opts.report_path, out, opts.inputs, scratch_base)
+    check_scratch(scratch_base, out, opts.inputs)
     rules = load_header_rules(opts.header_rules)
     with runner_role(opts.cluster) as runner:  # in an srun, only the client rank gets past this line
         _ingest_locked(opts, out, report, rules, runner)
@@ -249,6 +253,9 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
 
 def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: HeaderRules, runner: object) -> None:
     mode = progress_mode(opts.progress)
+    with report.phase("discover"):  # before the lock: a missing input fails the run before anything is touched
+        paths = discover_inputs(opts.inputs)
+    check_report_not_input(opts.report_path, paths)
     with TargetLock(out):
         for path in sweep_leftovers(out):  # first: it may put back a store an interrupted publish moved
             log.warning("removed %s left by an earlier run that did not finish", path)
@@ -257,8 +264,6 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
         if opts.restart:
             removed = sweep_scratch(scratch, keep=set())
             log.info("--restart: removed %d shard store(s) of earlier runs", len(removed))
-        with report.phase("discover"):
-            paths = discover_inputs(opts.inputs)
         tmp = tmp_path(out)
         merging: StreamedMerge | None = None  # set once every shard is written; the merge into tmp goes on
         closer: Background | None = None  # the cluster's close, beside the merge once every shard is written
@@ -301,8 +306,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
                 log.error("removed %s; nothing was published at %s", tmp, out)
                 log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
                           "them)", scratch)
-            if os.path.lexists(tmp):
-                remove_tree(tmp)
+            remove_own_tmp(tmp)  # (anything else there appeared since the sweep: not ours to delete)
             if closer is not None:
                 _cluster_closed(closer)
             raise

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,12 +67,33 @@ class RunReport:
         }
 
     def write(self, path: str) -> None:
-        """Written atomically: a reader never sees half a report."""
-        partial = f"{path}.partial"
-        with open(partial, "w", encoding="utf-8") as f:
-            json.dump(self.as_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(partial, path)
+        """Written atomically: a reader never sees half a report. The temp file beside it has a name of its
+        own, created exclusively (never through a link planted there, never over a file), then renamed
+        over `path` (a link at `path` is replaced, not followed)."""
+        folder, name = os.path.split(os.path.abspath(path))
+        fd, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # as open() would make it: mkstemp's 0600 would hide it from the group
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.as_dict(), f, indent=2)
+                f.write("\n")
+            os.replace(partial, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask sets it for every thread at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 _LATE_FIELDS = ("workers", "scheduler", "cluster", "scratch_kind", "merge", "gate_flux_rows", "checks",
