@@ -243,9 +243,6 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
     if opts.on_bad_file not in ("fail", "skip"):
         raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
     check_target(out, opts.overwrite)  # fail fast, before the lock and any work
-    scratch_base = scratch_root(opts.scratch)
-    check_report_path(opts.report_path, out, opts.inputs, scratch_base)
-    check_scratch(scratch_base, out, opts.inputs)
     rules = load_header_rules(opts.header_rules)
     with runner_role(opts.cluster) as runner:  # in an srun, only the client rank gets past this line
         _ingest_locked(opts, out, report, rules, runner)
@@ -253,6 +250,10 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
 
 def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: HeaderRules, runner: object) -> None:
     mode = progress_mode(opts.progress)
+    # here, not before runner_role: only the rank that runs the ingest writes a report and uses scratch
+    scratch_base = scratch_root(opts.scratch)
+    check_report_path(opts.report_path, out, opts.inputs, scratch_base)
+    check_scratch(scratch_base, out, opts.inputs)
     with report.phase("discover"):  # before the lock: a missing input fails the run before anything is touched
         paths = discover_inputs(opts.inputs)
     check_report_not_input(opts.report_path, paths)
