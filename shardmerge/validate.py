@@ -33,7 +33,7 @@ MAX_ROWS_NAMED = 20  # per check; the count says how many more
 # The most one chunk may decode to: shardmerge writes at most 32 MiB (a float64 2-D chunk), zarr's guidance is
 # ~1-100 MB. A store whose metadata claims more is refused before anything is allocated.
 MAX_CHUNK_DECODE_BYTES = 256 * 1024 * 1024
-# Check 16 decodes chunks concurrently up to this many decoded bytes at once (one chunk at least)
+# Checks 6, 12 and 16 decode chunks concurrently up to this many decoded bytes at once (one chunk at least)
 DECODE_BUDGET_BYTES = 512 * 1024 * 1024
 T = TypeVar("T")
 
@@ -297,7 +297,8 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
                 [r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero)], unreadable)
 
     bad_nan, bad_zero = [], []
-    for nan_rows, zero_rows, unreadable in _each_chunk_row(one, starts):
+    threads = _threads_for(cr * cp * flux.dtype.itemsize)  # a foreign store's chunks may be 256 MiB each
+    for nan_rows, zero_rows, unreadable in _each_chunk_row(one, starts, threads=threads):
         bad_nan.extend(nan_rows)
         bad_zero.extend(zero_rows)
         problems.extend(unreadable)
@@ -307,20 +308,25 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
 DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 
-def _each_chunk_row(fn: Callable[[int], T], starts: list[int], enough: Callable[[], bool] = lambda: False
-                    ) -> Iterator[T]:
+def _threads_for(task_bytes: int) -> int:
+    """Decode threads for tasks each holding `task_bytes` decoded: DECODE_BUDGET_BYTES in all, one at least."""
+    return max(1, min(DECODE_THREADS, DECODE_BUDGET_BYTES // max(1, task_bytes)))
+
+
+def _each_chunk_row(fn: Callable[[int], T], starts: list[int], enough: Callable[[], bool] = lambda: False,
+                    threads: int = DECODE_THREADS) -> Iterator[T]:
     """`fn(r)` for each chunk row start, in order, DECODE_THREADS at a time: Blosc and numpy release the
     GIL, so on many cores the gate's decoding (in the driver, once the workers are done) divides. Stops
     starting new ones once `enough()` says so (a store broken everywhere need not be decoded whole)."""
-    if DECODE_THREADS == 1 or len(starts) < 2:
+    if threads == 1 or len(starts) < 2:
         for r in starts:
             yield fn(r)
             if enough():
                 return
         return
-    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="shardmerge-gate") as pool:
-        for at in range(0, len(starts), DECODE_THREADS):
-            yield from pool.map(fn, starts[at : at + DECODE_THREADS])
+    with ThreadPoolExecutor(threads, thread_name_prefix="shardmerge-gate") as pool:
+        for at in range(0, len(starts), threads):
+            yield from pool.map(fn, starts[at : at + threads])
             if enough():
                 return
 
@@ -363,7 +369,9 @@ def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
         return found
 
     bad: dict[int, str] = {}
-    for found in _each_chunk_row(one, starts, enough=lambda: len(bad) > MAX_ROWS_NAMED):
+    slab = cr * cp * (flux.dtype.itemsize + (0 if shared is not None else wave.dtype.itemsize))
+    for found in _each_chunk_row(one, starts, enough=lambda: len(bad) > MAX_ROWS_NAMED,
+                                 threads=_threads_for(slab)):
         for row, why in found.items():
             bad.setdefault(row, why)
     for row in sorted(bad)[:MAX_ROWS_NAMED]:
@@ -603,7 +611,7 @@ def _decodes(c: _Checks, problems: list[str]) -> None:
             rel = _chunk_file(path, arr, tuple(k // p for k, p in zip(coords, per_file, strict=True)))
             if c.files.get(rel) and rel not in covered:
                 todo.append(coords)
-        threads = max(1, min(DECODE_THREADS, DECODE_BUDGET_BYTES // (math.prod(unit) * _item_bytes(arr))))
+        threads = _threads_for(math.prod(unit) * _item_bytes(arr))
 
         def one(coords: tuple[int, ...], arr: zarr.Array = arr, unit: tuple[int, ...] = unit) -> str | None:
             region = tuple(slice(k * u, min((k + 1) * u, n)) for k, u, n in zip(coords, unit, arr.shape,
