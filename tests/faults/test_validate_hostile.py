@@ -16,7 +16,7 @@ import pytest
 from numcodecs import Blosc
 
 from shardmerge.testing.spectra import make_wcs1d
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_cli_process
 
 LINKS = "FAIL 13 no link leaves the store, only files and folders: "
 SHAPES = "FAIL 14 shapes and chunks fit the chunk files present: "
@@ -271,3 +271,88 @@ def test_a_gigantic_chunk_shape_is_refused_without_allocating_it(copy):
     out = _validate(copy)
     assert f"{SHAPES}metadata/mjd: chunk shape ({2**40},) decodes to {2**43} bytes, more than validate decodes " \
            f"(268435456 bytes a chunk)" in out, out
+
+
+# ---- 5. readers during an overwrite -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_corpora(tmp_path_factory):
+    """Two corpora of the same layout (5 spectra x 256 pixels) and different values and source paths: a
+    store of one, overwritten by the other, keeps its shape and chunks, so a stale reader fails silently."""
+    d = tmp_path_factory.mktemp("overwrite")
+    for name, seed in (("a", 0), ("b", 100)):
+        for i in range(5):
+            make_wcs1d(d / name / f"{name}{i}.fits", i=i, n_pix=256, seed=seed + i)
+    return d / "a", d / "b"
+
+
+def _overwrite(corpus, out) -> None:
+    """A second, real ingest with --overwrite, as its own process."""
+    r = run_cli_process("ingest", corpus, "-o", out, "--overwrite", "--workers", "0", "--chunk-rows", "2")
+    assert r.exit_code == 0, r
+
+
+def _reader(between=lambda: None):
+    """Open the store as zarr and xarray do (consolidated metadata), read the index, then the flux;
+    `between` runs between the two reads, on the first call only."""
+    calls = []
+
+    def read(path):
+        import pyarrow.parquet as pq
+        import zarr
+
+        root = zarr.open_group(path, mode="r")
+        sources = pq.read_table(os.path.join(path, "index.parquet")).column("source_path").to_pylist()
+        if not calls:
+            between()
+        calls.append(path)
+        return sources, np.asarray(root["signal/flux_raw"][:])
+
+    return read, calls
+
+
+@pytest.mark.timeout(300)
+def test_a_reader_across_an_overwrite_mixes_stores_unless_it_reads_consistently(tmp_path, two_corpora,
+                                                                                dask_scheduler):
+    from shardmerge.store import read_consistent, store_identity
+
+    a, b = two_corpora
+    out = tmp_path / "out.zarr"
+    r = run_cli("ingest", a, "-o", out, "--scheduler", dask_scheduler, "--chunk-rows", "2")
+    assert r.exit_code == 0, r
+    a_sources, a_flux = _reader()[0](str(out))
+    assert all(s.startswith(str(a)) for s in a_sources)
+    first = store_identity(str(out))
+    assert first[2] is not None and len(first[2]) == 32  # the merge's per-publish uuid
+
+    naive, _ = _reader(lambda: _overwrite(b, out))
+    stale_sources, new_flux = naive(str(out))
+    b_sources, b_flux = _reader()[0](str(out))
+    assert store_identity(str(out))[2] != first[2]
+    # the naive reader: a's index, b's flux rows under it, and no error
+    assert stale_sources == a_sources and np.array_equal(new_flux, b_flux, equal_nan=True)
+    assert not np.array_equal(new_flux, a_flux, equal_nan=True)
+
+    careful, calls = _reader(lambda: _overwrite(a, out))
+    sources, flux = read_consistent(str(out), careful)
+    assert len(calls) == 2  # the first read saw the overwrite and was discarded
+    assert all(s.startswith(str(a)) for s in sources) and len(sources) == flux.shape[0] == 5
+    again_sources, again_flux = _reader()[0](str(out))
+    assert sources == again_sources and np.array_equal(flux, again_flux, equal_nan=True)
+
+
+def test_read_consistent_gives_up_naming_the_store_when_every_attempt_is_overwritten(copy, tmp_path):
+    """A byte-for-byte copy renamed onto the path (same store_id) is still another store: a new inode."""
+    from shardmerge.errors import StoreChangedError
+    from shardmerge.store import read_consistent
+
+    def swap():
+        spare = tmp_path / "spare.zarr"
+        shutil.copytree(copy, spare)
+        os.rename(copy, tmp_path / "gone.zarr")
+        os.rename(spare, copy)
+
+    read, calls = _reader(swap)
+    with pytest.raises(StoreChangedError, match=f"{copy} was overwritten during each of 1 attempts to read it"):
+        read_consistent(str(copy), read, attempts=1)
+    assert len(calls) == 1
