@@ -110,6 +110,10 @@ class DurabilityError(StorageError):
     """fsync failed: what the kernel held for this file may never reach the disk."""
 
 
+class StoreChangedError(ShardmergeError):
+    """A store was overwritten (published again) during every attempt of a read: see store.read_consistent."""
+
+
 class ClusterError(ShardmergeError):
     """The Dask cluster could not be started or used: no worker came, or scratch is not shared."""
 

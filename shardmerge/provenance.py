@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from .config import SCHEMA_VERSION
@@ -39,4 +40,6 @@ def provenance_attrs(*, n_inputs: int, input_bytes: int, command: list[str] | No
         "input_files": n_inputs,
         "input_bytes": input_bytes,
         "command_line": " ".join(command if command is not None else sys.argv),
+        # new at every publish, never reused: what store.read_consistent compares to see an overwrite
+        "store_id": uuid.uuid4().hex,
     }

@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import zarr
 
+from .errors import StoreChangedError
+
+T = TypeVar("T")
 
 def is_shardmerge_store(path: str) -> bool:
     """True when `path` is a zarr group whose provenance says shardmerge wrote it."""
@@ -25,6 +30,54 @@ def is_shardmerge_store(path: str) -> bool:
         if isinstance(pipeline, str) and pipeline.startswith("shardmerge"):
             return True
     return False
+
+
+def store_identity(path: str) -> tuple[int, int, str | None]:
+    """What changes whenever `path` names another published store: the folder's device and inode (an
+    overwrite renames a new folder onto the path) and the root attr `store_id` (a fresh uuid per publish,
+    absent from stores written before it; it also tells apart an inode the filesystem reuses)."""
+    st = os.stat(path)
+    store_id = None
+    for meta in ("zarr.json", ".zattrs"):
+        try:
+            with open(os.path.join(path, meta), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get("attributes", {}) if meta == "zarr.json" else doc
+        if isinstance(attrs, dict) and isinstance(attrs.get("store_id"), str):
+            store_id = attrs["store_id"]
+        break
+    return st.st_dev, st.st_ino, store_id
+
+
+def read_consistent(path: str, read: Callable[[str], T], attempts: int = 3) -> T:
+    """`read(path)`, all of whose reads come from one published store, even while `shardmerge ingest
+    --overwrite` replaces it. An overwrite exchanges the folders in one rename (the old one moves to
+    `OUT.tmp` and is deleted): a reader holding the old store open then reads files of the new one under
+    the old metadata and index (silently mixed), or meets files that vanished (zarr reads a missing chunk
+    as fill values; others raise). So the store's identity is taken before and after `read`; if it
+    changed, whatever `read` returned or raised is discarded and it runs again, on the new store. `read`
+    must open the store itself, from `path`, and keep nothing open across calls. Raises
+    StoreChangedError after `attempts` overwrites in a row."""
+    for _ in range(attempts):
+        before = store_identity(path)
+        try:
+            result = read(path)
+        except Exception:
+            if _identity_or_none(path) == before:
+                raise  # a fault of the store or of `read`, not an overwrite
+            continue
+        if _identity_or_none(path) == before:
+            return result
+    raise StoreChangedError(f"{path} was overwritten during each of {attempts} attempts to read it")
+
+
+def _identity_or_none(path: str) -> tuple[int, int, str | None] | None:
+    try:
+        return store_identity(path)
+    except FileNotFoundError:  # the two-step fallback publish: OUT absent for a moment
+        return None
 
 
 def members(group: zarr.Group) -> list[tuple[str, object]]:

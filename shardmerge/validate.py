@@ -3,7 +3,10 @@ other tools wrote). Every check records its result; a failure says what was expe
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +27,14 @@ from .schema import (
     SPECTRAL_2D,
 )
 from .store import all_arrays, members, row_data_flags
-from .zarrio import storage_grid
+from .zarrio import storage_grid, storage_grid_shape
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
+# The most one chunk may decode to: shardmerge writes at most 32 MiB (a float64 2-D chunk), zarr's guidance is
+# ~1-100 MB. A store whose metadata claims more is refused before anything is allocated.
+MAX_CHUNK_DECODE_BYTES = 256 * 1024 * 1024
+# Checks 6, 12 and 16 decode chunks concurrently up to this many decoded bytes at once (one chunk at least)
+DECODE_BUDGET_BYTES = 512 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -62,6 +70,9 @@ class _Checks:
         self.expect = expect
         self.results: list[CheckResult] = []
         self.root: zarr.Group | None = None
+        # {path relative to the store: size} of every file in it, found without following a link (check 13)
+        self.files: dict[str, int] = {}
+        self._arrays: list[tuple[str, zarr.Array]] | None = None
 
     def run(self, name: str, fn: Callable[[list[str]], None]) -> None:
         problems: list[str] = []
@@ -72,6 +83,12 @@ class _Checks:
         self.results.append(CheckResult(name, not problems, problems))
 
     # --- helpers
+    def arrays(self) -> list[tuple[str, zarr.Array]]:
+        """Every array of the store, listed once (a listing opens each array's metadata: ~10 ms here)."""
+        if self._arrays is None:
+            self._arrays = all_arrays(self.root)
+        return self._arrays
+
     def array(self, path: str) -> zarr.Array | None:
         try:
             node = self.root[path] if self.root is not None else None
@@ -87,17 +104,26 @@ class _Checks:
 
 
 def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResult]:
+    """Every check on `store`. Structure first: a link leaving the store (13) stops everything, as nothing
+    is opened through it; metadata claiming more than the chunk files hold (14) stops the checks that
+    would loop over or allocate what it claims. Nothing else reads a file before those pass."""
     c = _Checks(store, expect)
 
     def open_store(problems: list[str]) -> None:
-        if not os.path.isdir(store):
-            problems.append(f"{store} is not a folder")
-            return
         c.root = zarr.open_group(store, mode="r", use_consolidated=False)  # check what is really on disk
 
+    if not os.path.isdir(store):
+        c.results.append(CheckResult("store opens as a zarr group", False, [f"{store} is not a folder"]))
+        return c.results
+    c.run("13 no link leaves the store, only files and folders", lambda p: _walk(c, p))
+    if not c.results[-1].ok:
+        return _not_run(c, "the store has entries that checking would follow or block on (check 13)")
     c.run("store opens as a zarr group", open_store)
     if c.root is None:
         return c.results
+    c.run("14 shapes and chunks fit the chunk files present", lambda p: _plausible(c, p))
+    if not c.results[-1].ok:
+        return _not_run(c, "the metadata claims more than the store's files can hold (check 14)")
     c.run("1 required groups", lambda p: _groups(c, p))
     c.run("2 required arrays exist and align", lambda p: _arrays_align(c, p))
     c.run("3 signal/flux_raw is 2-D and non-empty", lambda p: _flux_shape(c, p))
@@ -111,6 +137,13 @@ def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResul
     if expect is not None and expect.checksums is not None:
         c.run("11 every file is what the merge wrote", lambda p: _checksums(c, expect.checksums, p))
     c.run("12 wavelength finite and increasing where there is flux", lambda p: _wavelength_grid(c, p))
+    c.run("15 consolidated metadata agrees with the arrays", lambda p: _consolidated(c, p))
+    c.run("16 every chunk decodes to its shape", lambda p: _decodes(c, p))
+    return c.results
+
+
+def _not_run(c: _Checks, why: str) -> list[CheckResult]:
+    c.results.append(CheckResult("the other checks", False, [f"not run: {why}"]))
     return c.results
 
 
@@ -264,7 +297,8 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
                 [r + int(i) for i in np.flatnonzero(any_finite & ~any_nonzero)], unreadable)
 
     bad_nan, bad_zero = [], []
-    for nan_rows, zero_rows, unreadable in _each_chunk_row(one, starts):
+    threads = _threads_for(cr * cp * flux.dtype.itemsize)  # a foreign store's chunks may be 256 MiB each
+    for nan_rows, zero_rows, unreadable in _each_chunk_row(one, starts, threads=threads):
         bad_nan.extend(nan_rows)
         bad_zero.extend(zero_rows)
         problems.extend(unreadable)
@@ -274,20 +308,25 @@ def _decode_flux_rows(flux: zarr.Array, starts: list[int], problems: list[str]) 
 DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 
-def _each_chunk_row(fn: Callable[[int], T], starts: list[int], enough: Callable[[], bool] = lambda: False
-                    ) -> Iterator[T]:
+def _threads_for(task_bytes: int) -> int:
+    """Decode threads for tasks each holding `task_bytes` decoded: DECODE_BUDGET_BYTES in all, one at least."""
+    return max(1, min(DECODE_THREADS, DECODE_BUDGET_BYTES // max(1, task_bytes)))
+
+
+def _each_chunk_row(fn: Callable[[int], T], starts: list[int], enough: Callable[[], bool] = lambda: False,
+                    threads: int = DECODE_THREADS) -> Iterator[T]:
     """`fn(r)` for each chunk row start, in order, DECODE_THREADS at a time: Blosc and numpy release the
     GIL, so on many cores the gate's decoding (in the driver, once the workers are done) divides. Stops
     starting new ones once `enough()` says so (a store broken everywhere need not be decoded whole)."""
-    if DECODE_THREADS == 1 or len(starts) < 2:
+    if threads == 1 or len(starts) < 2:
         for r in starts:
             yield fn(r)
             if enough():
                 return
         return
-    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="shardmerge-gate") as pool:
-        for at in range(0, len(starts), DECODE_THREADS):
-            yield from pool.map(fn, starts[at : at + DECODE_THREADS])
+    with ThreadPoolExecutor(threads, thread_name_prefix="shardmerge-gate") as pool:
+        for at in range(0, len(starts), threads):
+            yield from pool.map(fn, starts[at : at + threads])
             if enough():
                 return
 
@@ -330,7 +369,9 @@ def _wavelength_grid(c: _Checks, problems: list[str]) -> None:
         return found
 
     bad: dict[int, str] = {}
-    for found in _each_chunk_row(one, starts, enough=lambda: len(bad) > MAX_ROWS_NAMED):
+    slab = cr * cp * (flux.dtype.itemsize + (0 if shared is not None else wave.dtype.itemsize))
+    for found in _each_chunk_row(one, starts, enough=lambda: len(bad) > MAX_ROWS_NAMED,
+                                 threads=_threads_for(slab)):
         for row, why in found.items():
             bad.setdefault(row, why)
     for row in sorted(bad)[:MAX_ROWS_NAMED]:
@@ -384,20 +425,15 @@ def _index(c: _Checks, problems: list[str]) -> None:
 
 
 def _chunks_complete(c: _Checks, problems: list[str]) -> None:
-    """A missing chunk reads back as the fill value without any error, so look for every chunk file."""
-    for path, arr in all_arrays(c.root):
-        base = os.path.join(c.store, *path.split("/"))
+    """A missing chunk reads back as the fill value without any error, so look for every chunk file (in
+    check 13's listing: no stat per chunk, and check 14 bounded each grid by the files present)."""
+    for path, arr in c.arrays():
         grid = storage_grid(arr)
-        missing = []
-        for coords in np.ndindex(*grid):
-            key = _chunk_key(arr, coords)
-            f = os.path.join(base, *key.split("/"))
-            if not os.path.isfile(f) or os.path.getsize(f) == 0:
-                missing.append(coords)
+        missing = [coords for coords in np.ndindex(*grid) if not c.files.get(_chunk_file(path, arr, coords))]
         if missing:
             shown = ", ".join(str(m) for m in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            problems.append(f"{path}: chunk(s) {shown}{more} missing or empty (of {int(np.prod(grid))})")
+            problems.append(f"{path}: chunk(s) {shown}{more} missing or empty (of {math.prod(grid)})")
 
 
 def _checksums(c: _Checks, expected: dict[str, list[int]], problems: list[str]) -> None:
@@ -430,5 +466,170 @@ def _checksums(c: _Checks, expected: dict[str, list[int]], problems: list[str]) 
 
 def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
     return arr.metadata.encode_chunk_key(coords)
+
+
+def _chunk_file(path: str, arr: zarr.Array, coords: tuple[int, ...]) -> str:
+    """The storage file of chunk (or Zarr shard) `coords`, relative to the store, as check 13 lists it."""
+    return f"{path}/{_chunk_key(arr, coords)}"
+
+
+# ---- hostile stores: links, impossible shapes, lying consolidated metadata, undecodable chunks -------
+
+def _walk(c: _Checks, problems: list[str]) -> None:
+    """List every file of the store without following a link: a link whose target resolves outside the
+    store (or to a folder holding it: a cycle) would make the checks read, and vouch for, what is not in
+    the store; a FIFO or device would block or never end. Hard links cannot be told from files: allowed.
+    A link that stays inside the store is listed with its target's size."""
+    top = os.path.realpath(c.store)
+    bad: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(os.path.join(c.store, rel_dir)) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([top, target]) != top:
+                        bad.append(f"{rel} is a link to {target}, outside the store")
+                    elif os.path.isdir(target) and os.path.commonpath([target, os.path.realpath(
+                            os.path.dirname(entry.path))]) == target:
+                        bad.append(f"{rel} is a link to {target}, a folder that holds it (a cycle)")
+                    elif os.path.isfile(target):
+                        c.files[rel] = os.stat(target).st_size
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    stack.append(rel)
+                elif stat.S_ISREG(mode):
+                    c.files[rel] = entry.stat(follow_symlinks=False).st_size
+                else:
+                    bad.append(f"{rel} is not a file or folder (mode {stat.filemode(mode)})")
+    problems.extend(sorted(bad)[:MAX_ROWS_NAMED])
+    if len(bad) > MAX_ROWS_NAMED:
+        problems.append(f"{len(bad) - MAX_ROWS_NAMED} more entries like these")
+
+
+def _item_bytes(arr: zarr.Array) -> int:
+    """Bytes one element takes decoded (a variable-length string: its slot; the text comes on top)."""
+    return max(1, int(arr.dtype.itemsize))
+
+
+def _plausible(c: _Checks, problems: list[str]) -> None:
+    """In Python ints, before any check loops over a grid or decodes a chunk: a chunk grid needing more
+    storage files than the whole store holds (a shape of 2**34 over one chunk file) cannot be real, and a
+    chunk shape decoding to more than MAX_CHUNK_DECODE_BYTES is never allocated."""
+    n_files = len(c.files)
+    for path, arr in c.arrays():
+        shape, chunks, outer = tuple(arr.shape), tuple(arr.chunks), storage_grid_shape(arr)
+        if any(int(n) <= 0 for n in (*chunks, *outer)):
+            problems.append(f"{path}: chunk shape {chunks} (storage files of {outer}) has an empty dimension")
+            continue
+        needed = math.prod(-(-int(n) // int(s)) for n, s in zip(shape, outer, strict=True))
+        if needed > n_files:
+            problems.append(f"{path}: shape {shape} in storage files of {outer} needs {needed} chunk files, "
+                            f"the whole store holds {n_files} files")
+        decoded = math.prod(int(n) for n in chunks) * _item_bytes(arr)
+        if decoded > MAX_CHUNK_DECODE_BYTES:
+            problems.append(f"{path}: chunk shape {chunks} decodes to {decoded} bytes, more than validate "
+                            f"decodes ({MAX_CHUNK_DECODE_BYTES} bytes a chunk)")
+
+
+CONSOLIDATED_FIELDS = {"shape": "shape", "data_type": "dtype", "dtype": "dtype", "chunk_grid": "chunks",
+                       "chunks": "chunks", "attributes": "attrs"}
+
+
+def _consolidated(c: _Checks, problems: list[str]) -> None:
+    """A reader that opens the store through its consolidated metadata (zarr and xarray do by default)
+    sees only that: each node it lists must agree with the node's own metadata file, field by field, and
+    each node on disk must be listed. Zarr v2: `.zmetadata`; v3: `consolidated_metadata` in the root's
+    zarr.json. A store without consolidated metadata passes (readers then list the folders)."""
+    if c.root.metadata.zarr_format == 2:
+        if ".zmetadata" not in c.files:
+            return
+        with open(os.path.join(c.store, ".zmetadata"), encoding="utf-8") as f:
+            listed = json.load(f)["metadata"]
+        own_files = {rel for rel in c.files if os.path.basename(rel) in (".zarray", ".zgroup", ".zattrs")}
+        where = ".zmetadata"
+    else:
+        with open(os.path.join(c.store, "zarr.json"), encoding="utf-8") as f:
+            consolidated = json.load(f).get("consolidated_metadata")
+        if not consolidated:
+            return
+        listed = {f"{p}/zarr.json": doc for p, doc in consolidated["metadata"].items()}
+        own_files = {rel for rel in c.files if rel.endswith("/zarr.json")}
+        where = "the root's consolidated metadata"
+    for rel in sorted(listed):
+        if rel not in c.files:
+            problems.append(f"{where} lists {rel}, which the store does not have")
+            continue
+        with open(os.path.join(c.store, rel), encoding="utf-8") as f:
+            own = json.load(f)
+        said = listed[rel]
+        if isinstance(own, dict) and isinstance(said, dict):
+            if os.path.basename(rel) == ".zattrs":
+                own, said = {"attributes": own}, {"attributes": said}
+            for key in sorted(set(own) | set(said)):
+                if key == "consolidated_metadata" or own.get(key) == said.get(key):
+                    continue  # a group's own consolidated_metadata is zarr's placeholder
+                label = CONSOLIDATED_FIELDS.get(key, key)
+                if label == "attrs":
+                    o, s = own.get(key) or {}, said.get(key) or {}
+                    names = sorted(k for k in set(o) | set(s) if o.get(k) != s.get(k))
+                    problems.append(f"{rel}: {where} has attrs {names} as "
+                                    f"{[s.get(k) for k in names]}, the node's own metadata "
+                                    f"{[o.get(k) for k in names]}")
+                else:
+                    problems.append(f"{rel}: {where} has {label} {said.get(key)!r}, the node's own metadata "
+                                    f"{own.get(key)!r}")
+        elif own != said:
+            problems.append(f"{rel}: {where} has {said!r}, the file holds {own!r}")
+    for rel in sorted(own_files - set(listed)):
+        if rel.count("/") or c.root.metadata.zarr_format == 2:  # the root's own zarr.json holds the list
+            problems.append(f"{rel} is in the store but not in {where}")
+
+
+def _decodes(c: _Checks, problems: list[str]) -> None:
+    """Decode every chunk of every array, one storage file's region at a time (an inner chunk at a time
+    when a Zarr shard is larger than MAX_CHUNK_DECODE_BYTES), several at once up to DECODE_BUDGET_BYTES,
+    and name each that fails to decode or decodes to the wrong shape (zarr refuses a chunk whose decoded
+    size is not its shape's). Not decoded again: a file the gate's check 11 matched against the crc32 the
+    merge recorded as it wrote the file, and signal/flux_raw when check 6 decoded every chunk of it.
+    A missing chunk file is check 10's: zarr would return fill values for it."""
+    covered = set(c.expect.checksums) if c.expect is not None and c.expect.checksums is not None else set()
+    flux_done = c.expect is None or c.expect.flux_rows is None
+    bad: list[str] = []
+    for path, arr in c.arrays():
+        if path == "signal/flux_raw" and flux_done:
+            continue
+        outer = storage_grid_shape(arr)
+        unit = outer if math.prod(outer) * _item_bytes(arr) <= MAX_CHUNK_DECODE_BYTES else tuple(arr.chunks)
+        per_file = [o // u for o, u in zip(outer, unit, strict=True)]  # units in one storage file
+        grid = [-(-int(n) // u) for n, u in zip(arr.shape, unit, strict=True)]
+        todo = []
+        for coords in np.ndindex(*grid):
+            rel = _chunk_file(path, arr, tuple(k // p for k, p in zip(coords, per_file, strict=True)))
+            if c.files.get(rel) and rel not in covered:
+                todo.append(coords)
+        threads = _threads_for(math.prod(unit) * _item_bytes(arr))
+
+        def one(coords: tuple[int, ...], arr: zarr.Array = arr, unit: tuple[int, ...] = unit) -> str | None:
+            region = tuple(slice(k * u, min((k + 1) * u, n)) for k, u, n in zip(coords, unit, arr.shape,
+                                                                                   strict=True))
+            want = tuple(r.stop - r.start for r in region)
+            try:
+                got = np.shape(arr[region])
+            except Exception as exc:
+                return f"{arr.path} chunk {coords} does not decode: {type(exc).__name__}: {exc}"
+            return None if got == want else f"{arr.path} chunk {coords} decodes to shape {got}, expected {want}"
+
+        if threads == 1 or len(todo) < 2:
+            bad.extend(filter(None, map(one, todo)))
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="shardmerge-decode") as pool:
+                bad.extend(filter(None, pool.map(one, todo)))
+    problems.extend(bad[:MAX_ROWS_NAMED])
+    if len(bad) > MAX_ROWS_NAMED:
+        problems.append(f"{len(bad) - MAX_ROWS_NAMED} more chunks do not decode")
 
 

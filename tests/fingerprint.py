@@ -22,7 +22,7 @@ import numpy as np
 
 RECORDED = Path(__file__).parent / "data" / "store_fingerprints.json"
 # input_bytes: gzip'd synthetic inputs differ by a byte or two run to run (their headers hold a timestamp)
-VOLATILE_ATTRS = {"created_at", "git_commit", "command_line", "ingest_pipeline", "input_bytes"}
+VOLATILE_ATTRS = {"created_at", "git_commit", "command_line", "ingest_pipeline", "input_bytes", "store_id"}
 
 
 def codec_versions() -> dict[str, str]:
