@@ -278,3 +278,38 @@ def test_bombs_are_left_out_with_skip_and_the_rest_is_published(tmp_path):
     assert reasons["wrap.fits"].startswith("truncated")
     assert "--max-pixels" in reasons["long.fits"] and "--max-pixels" in reasons["honest.fits.gz"]
     assert rss < RSS_BOUND, rss
+
+
+# -- 4. memory per task ---------------------------------------------------------------------------------
+
+def _write_image(plain: Path, gz: Path, rows: int, n_pix: int) -> None:
+    """The same image2d of `rows` spectra, plain and gzip'd, written a block of rows at a time."""
+    head = image_header(n_pix, rows)
+    block = np.tile(np.linspace(1, 2, n_pix, dtype=">f4"), (256, 1)).tobytes()
+    deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    with open(plain, "wb") as p, open(gz, "wb") as g:
+        p.write(head)
+        g.write(deflate.compress(head))
+        for _ in range(rows // 256):
+            p.write(block)
+            g.write(deflate.compress(block))
+        pad = bytes(-(rows * n_pix * 4) % BLOCK)
+        p.write(pad)
+        g.write(deflate.compress(pad) + deflate.flush())
+
+
+@pytest.mark.timeout(300)
+def test_a_gzip_image_split_between_shards_costs_each_task_its_rows_not_the_file(tmp_path):
+    """A gzip'd image of 8192 spectra x 4096 px (128 MiB inflated) in 8 shards: each shard task inflated the
+    file whole (RSS of the inline run ~ the plain file's + 2x the image). Now each streams up to its rows'
+    end, keeping only its rows: the run's peak is the plain file's, within 64 MiB."""
+    plain, gz = tmp_path / "plain" / "img.fits", tmp_path / "gz" / "img.fits.gz"
+    plain.parent.mkdir()
+    gz.parent.mkdir()
+    _write_image(plain, gz, 8192, 4096)
+    peaks = {}
+    for name, path in (("plain", plain), ("gz", gz)):
+        r, peaks[name] = run_bounded("ingest", path, "-o", tmp_path / f"{name}.zarr", "--scratch", tmp_path / "s",
+                                     "--workers", "0", "--chunk-rows", "256", "--shard-rows", "1024")
+        assert r.exit_code == 0 and "8192 spectra x 4096 pixels" in r.output, r
+    assert peaks["gz"] < peaks["plain"] + 64 * 2**20, peaks
