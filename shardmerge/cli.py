@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .config import STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
+from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
 from .errors import ShardmergeError
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
@@ -102,6 +102,9 @@ _common = [
                  help="Skip auto-detection: read every input with this reader."),
     click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="TOML file naming the HDUs/columns of flux, wavelength, … (with --format mapping)."),
+    click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+                 help="Refuse, as a bad file, one whose headers announce a spectrum longer than this (an image's "
+                      "NAXIS1, a table's rows or array length), before anything of it is read."),
     click.option("--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                  help="What to do with an unreadable input: stop, or leave it out and list it."),
     click.option("--strict", "strict", multiple=True, type=click.Choice([*ODDITY_KINDS, "all"]),
@@ -139,15 +142,16 @@ def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
 
 
 def format_choice_of(options: dict) -> FormatChoice:
-    """--format and --mapping FILE as one choice; removes both from `options`."""
+    """--format, --mapping FILE and --max-pixels as one choice; removes them from `options`."""
     name, mapping = options.pop("format_name"), options.pop("mapping_file")
+    max_pixels = options.pop("max_pixels")
     if (name == "mapping") != (mapping is not None):
         raise click.UsageError("--format mapping and --mapping FILE go together")
     if not mapping:
-        return FormatChoice(name, ())
+        return FormatChoice(name, (), max_pixels)
     from .readers.mapping import mapping_ref
 
-    return FormatChoice(name, mapping_ref(mapping))
+    return FormatChoice(name, mapping_ref(mapping), max_pixels)
 
 
 def cluster_request(options: dict) -> ClusterRequest:

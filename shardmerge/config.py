@@ -31,6 +31,14 @@ TARGET_SHARD_BYTES = 16 * 1024 * 1024
 # wave. A fixed count, not the worker count: a rerun on another cluster must find the same shards.
 MIN_SHARDS = 64
 
+# The longest spectrum accepted by default (--max-pixels raises it): the scan refuses, from its headers, a
+# file that could hold a longer one. The longest real 1-D spectra are far shorter: an echelle's merged 1-D
+# product (ESPRESSO S1D ~4.4e5 pixels, X-shooter's ~3e5), a high-resolution model grid (~1e6). 2**24 is 38x
+# the longest; one row of it (float32 flux and uncertainty, a uint32 mask, a float64 wavelength: 20 bytes a
+# pixel) is 320 MiB in a shard task's block, and as much again read from the file. A header announcing
+# 2**30 pixels (20 GiB a row) is refused before anything is allocated.
+MAX_PIXELS = 2**24
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 
 
@@ -54,6 +62,7 @@ class FormatChoice:
 
     name: str | None = None
     mapping: tuple[str, str] = ()
+    max_pixels: int = MAX_PIXELS  # --max-pixels: longer spectra are refused by the scan, from their headers
 
 
 @dataclass(frozen=True)

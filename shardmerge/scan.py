@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import FormatChoice
+from .config import MAX_PIXELS, FormatChoice
 from .errors import BadFileError
 from .headers import HeaderRules
 from .plan import BadFile, FileScan
@@ -24,10 +24,12 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
               strict: frozenset[str] = frozenset(), exact_grids: bool = False) -> FileScan:
     """Format, counts, grids and header keys, from the header blocks alone (plus a data unit a reader needs
     to learn the grid: a WAVELENGTH image, a table's wavelength column unless the reader can describe it
-    from headers: `Reader.scan_layout`; `exact_grids` reads it all the same); a gzip'd file is decompressed
-    whole. The data units are read, and their CHECKSUM/DATASUM verified, once, by the shard task that
-    stores them (`open_verified`); here, a file must hold every byte its headers announce. What was odd but
-    accepted is in the scan's `notes`; `strict` names the kinds of oddity to refuse instead."""
+    from headers: `Reader.scan_layout`; `exact_grids` reads it all the same); a gzip'd file is inflated
+    as a stream (`inflate.GzipSource`). A header announcing a spectrum longer than `choice.max_pixels` is
+    refused before anything is allocated. The data units are read, and their CHECKSUM/DATASUM verified,
+    once, by the shard task that stores them (`open_verified`); here, a file must hold every byte its
+    headers announce. What was odd but accepted is in the scan's `notes`; `strict` names the kinds of
+    oddity to refuse instead."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -35,7 +37,8 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
     if st.st_size == 0:
         raise BadFileError(path, "file is empty")
     oddities = Oddities(path, strict)
-    with open_fits(path, oddities=oddities, headers_only=True) as hdul:
+    max_pixels = choice.max_pixels if choice else MAX_PIXELS  # before the reader allocates a grid
+    with open_fits(path, oddities=oddities, headers_only=True, max_pixels=max_pixels) as hdul:
         chosen = choice.name if choice else None
         reader = get_reader(chosen, choice.mapping) if chosen else detect(path, hdul)
         if chosen and not reader.identify(hdul):

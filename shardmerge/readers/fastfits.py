@@ -19,6 +19,7 @@ raises the precise error or reads what this does not."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -30,6 +31,10 @@ from ..errors import BadFileError
 from .checksum import add_sums, sum_at
 
 BLOCK = 2880
+# The most header bytes one file may hold, all its HDUs together. Real headers are kilobytes (an ESO SDP
+# product's ~100 KB, an IRAF multispec's WAT cards a few hundred KB); a header that never ends (a block of
+# blanks repeated, a few KB once gzip'd) would otherwise be parsed, and held, whole.
+MAX_HEADER_BYTES = 64 * 2**20
 _BITPIX = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _PRINTABLE = bytes(range(32, 127))
 
@@ -211,7 +216,7 @@ class FastImageHDU(_FastHDU):
     def read_rows(self, start: int, stop: int, shape: tuple) -> np.ndarray:
         """Rows [start, stop) of the data unit seen with `shape` (its own, or a reshape that keeps the
         last axis), by one read."""
-        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        per_row = math.prod(shape[1:])  # Python ints: a header's axes cannot wrap a byte count
         offset = self.dat_loc + start * per_row * np.dtype(self._dtype).itemsize
         return self._source.array(offset, (stop - start) * per_row, self._dtype).reshape((stop - start, *shape[1:]))
 
@@ -244,7 +249,7 @@ class RowsOnDemand:
     def reshape(self, *shape: int | tuple) -> np.ndarray | RowsOnDemand:
         want = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape)
         last = self.shape[-1]
-        rows = int(np.prod(self.shape[:-1], dtype=np.int64))
+        rows = math.prod(self.shape[:-1])
         if len(want) == 2 and want[1] == last and want[0] in (-1, rows):
             return RowsOnDemand(self._hdu, (rows, last))
         return self._all().reshape(want)
@@ -464,9 +469,82 @@ def parse_source(source: FileSource, rows_on_demand: bool = False) -> FastHDULis
     return hdul
 
 
+def data_bytes(header: FastHeader | fits.Header) -> int:
+    """The data unit's size in bytes, padding excluded, by the FITS standard's formula (|BITPIX|/8 x GCOUNT x
+    (PCOUNT + NAXIS1 x ... x NAXISn), NAXIS1 left out of random groups), in Python ints: no header can wrap it
+    (NAXIS1 = 4096, NAXIS2 = 2**52 is 2**66 bytes, not 0). Raises KeyError, TypeError or ValueError for a
+    header without the values."""
+    bitpix, naxis = int(header["BITPIX"]), int(header["NAXIS"])
+    if not 0 <= naxis <= 999 or abs(bitpix) not in (8, 16, 32, 64):
+        raise ValueError(f"BITPIX = {bitpix}, NAXIS = {naxis}")
+    if naxis == 0:
+        return 0
+    axes = [int(header[f"NAXIS{j}"]) for j in range(1, naxis + 1)]
+    if any(a < 0 for a in axes):
+        raise ValueError(f"a negative axis: {axes}")
+    if header.get("GROUPS") is True and axes[0] == 0:
+        axes = axes[1:]
+    return abs(bitpix) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + math.prod(axes))
+
+
+def check_pixels(path: str, index: int, header: FastHeader | fits.Header, max_pixels: int) -> None:
+    """Refuse, from its header alone, an HDU that could hold a spectrum longer than `max_pixels`: an image's
+    axis 1 (every image layout's dispersion axis), a table's rows (a pixel a row: table-1d, SDSS coadds)
+    or an array column's repeat count (a spectrum a row)."""
+    xtension = str(header.get("XTENSION", "")).strip().upper() if index else ""
+    lengths: list[tuple[int, str]] = []
+    try:
+        if xtension in ("BINTABLE", "TABLE"):
+            lengths.append((int(header.get("NAXIS2", 0)), "a table of {n} rows"))
+            for k in range(1, min(int(header.get("TFIELDS", 0)), 999) + 1):
+                m = re.match(r"\s*([0-9]+)", str(header.get(f"TFORM{k}", "")))
+                if m:
+                    lengths.append((int(m.group(1)), f"column {k} of {{n}} values a row"))
+        elif xtension in ("", "IMAGE") and int(header.get("NAXIS", 0)) >= 1:
+            lengths.append((int(header.get("NAXIS1", 0)), "an image {n} pixels wide (NAXIS1)"))
+    except (TypeError, ValueError):
+        return  # not numbers: the parsers say what is wrong
+    for n, what in lengths:
+        if n > max_pixels:
+            raise BadFileError(path, f"HDU {index} holds {what.format(n=n)}: spectra longer than {max_pixels} "
+                                     f"pixels are refused (--max-pixels N raises the limit)")
+
+
+def truncation(source: _Bytes | FileSource) -> str | None:
+    """Why the file is short of what its headers announce, from the headers alone (block by block, sizes in
+    Python ints), as `fitsio.check_complete` says it; None when it is not, or its headers cannot be read
+    this way. For files astropy cannot open (it says only "Empty or corrupt FITS file" of a header that
+    announces 2**66 bytes)."""
+    pos = header_bytes = index = 0
+    while pos < source.size:
+        cards: list[bytes] = []
+        ended = False
+        while not ended:
+            block = source.read(pos, BLOCK)
+            header_bytes += BLOCK
+            if len(block) < BLOCK or header_bytes > MAX_HEADER_BYTES:
+                return None
+            pos += BLOCK
+            for k in range(0, BLOCK, 80):
+                if block[k : k + 8] == b"END     " and not block[k + 3 : k + 80].strip():
+                    ended = True
+                    break
+                cards.append(block[k : k + 80])
+        try:
+            end = pos + -(-data_bytes(FastHeader(cards)) // BLOCK) * BLOCK
+        except Exception:  # noqa: BLE001 - any unreadable value: astropy's own verdict stands
+            return None
+        if end > source.size:
+            return f"truncated: HDU {index} ends at byte {end}, the file has {source.size}"
+        pos, index = end, index + 1
+        if pos >= source.size or not source.read(pos, 8).strip(b"\0 "):
+            break
+    return None
+
+
 def _parse(source: _Bytes | FileSource) -> FastHDUList | None:
     hdus: list[_FastHDU] = []
-    pos = 0
+    pos = header_bytes = 0
     size = source.size
     while pos < size:
         hdr_loc = pos
@@ -476,6 +554,9 @@ def _parse(source: _Bytes | FileSource) -> FastHDUList | None:
             block = source.read(pos, BLOCK)
             if len(block) < BLOCK or block.translate(None, _PRINTABLE):
                 return None  # short, or not printable ASCII: astropy says what is wrong
+            header_bytes += BLOCK
+            if header_bytes > MAX_HEADER_BYTES:  # open_fits names the file (and a missing END card)
+                raise ValueError(f"its headers run past {MAX_HEADER_BYTES} bytes")
             pos += BLOCK
             for k in range(0, BLOCK, 80):
                 card = block[k : k + 80]
@@ -502,8 +583,10 @@ def _parse(source: _Bytes | FileSource) -> FastHDUList | None:
             return None
         if bitpix not in _BITPIX or naxis < 0 or any(a < 0 for a in axes):
             return None
-        count = int(np.prod(axes)) if naxis else 0
-        span = count * abs(bitpix) // 8
+        try:
+            span = data_bytes(header)  # Python ints: checked against the file's size before anything is read
+        except ValueError:
+            return None
         padded = -(-span // BLOCK) * BLOCK
         if xtension == "BINTABLE":
             table = _table_layout(header) if bitpix == 8 and naxis == 2 else None

@@ -1,14 +1,14 @@
 """Reading FITS files strictly: one open that turns damage into a BadFileError naming the file (and benign
-astropy warnings into oddities), gzip'd inputs decompressed once, data units checked for completeness
-and their CHECKSUM/DATASUM verified by the policy of `checksum.py`, and HDU structure from headers."""
+astropy warnings into oddities), gzip'd inputs inflated as a stream capped at what their headers announce
+(`inflate.GzipSource`), data units checked for completeness against the file's size (header arithmetic in
+Python ints) before anything is read, spectra longer than a limit refused from the headers, and their
+CHECKSUM/DATASUM verified by the policy of `checksum.py`, and HDU structure from headers."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,9 +18,8 @@ from astropy.utils.exceptions import AstropyWarning
 from ..errors import BadFileError, ShardmergeError
 from . import fastfits
 from .checksum import verify_hdu
+from .inflate import GZIP_MAGIC, GzipSource
 from .oddities import FITS_WARNING, Oddities
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 # astropy warnings that mean the bytes are damaged, not merely unconventional: they stay fatal
 # (truncation; header bytes astropy would replace by "?"; a header that does not end on a block boundary)
@@ -29,7 +28,8 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 
 @contextmanager
 def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
-              headers_only: bool = False, rows_on_demand: bool = False) -> Iterator[fits.HDUList]:
+              headers_only: bool = False, rows_on_demand: bool = False,
+              max_pixels: int | None = None) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
     failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
     a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
@@ -40,7 +40,10 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
     astropy. With `headers_only` (the scan), an uncompressed file is read header block by header block and
     its data units only when a reader asks for one (a table's wavelength column): the shard task reads the
     data, and verifies it, once. With `rows_on_demand` as well, a plain image's data is read as it is
-    indexed (`fastfits.RowsOnDemand`)."""
+    indexed (`fastfits.RowsOnDemand`); a gzip'd file is then a `GzipSource`, inflated as it is read.
+    `max_pixels` (the scan's): an HDU whose header announces a longer spectrum is refused
+    (`fastfits.check_pixels`), a gzip'd one before its data is inflated."""
+    size = None  # the (inflated) file's size, that the headers' data units are checked against
     with warnings.catch_warnings():
         warned: list[str] = []
         _record_astropy_warnings(warned)
@@ -50,11 +53,14 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 # one open for the fast path and gzip detection; a segment's reads are kept for its sums
                 file = fastfits.FileSource(path, record=rows_on_demand)
                 try:
-                    if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # a gzip stream cannot be seeked past
-                        raw = gunzip(path, file.read(0, file.size))
-                    elif fast:
-                        # None: a table astropy must read, or damage
+                    if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # inflated forward, capped by its headers
+                        file.close()
+                        file = GzipSource(path, record=rows_on_demand, max_pixels=max_pixels)
+                    size = file.size
+                    if fast:  # None: a table astropy must read, or damage
                         hdul = fastfits.parse_source(file, rows_on_demand)
+                    if hdul is None:  # astropy reads bytes: of a gzip'd file, as far as its headers announce
+                        raw = file.read(0, file.size) if isinstance(file, GzipSource) else None
                 finally:
                     if hdul is None:
                         file.close()
@@ -68,12 +74,17 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
-            reason = _header_problem(path, raw) or f"not a readable FITS file ({_describe(exc)})"
+            reason = _header_problem(path, raw) or _truncation(path, raw) or \
+                f"not a readable FITS file ({_describe(exc)})"
             raise BadFileError(path, reason) from exc
         try:
             if headers_only:  # what the headers announce must be there, though the data is not read
                 load_hdus(path, hdul)
-                check_complete(path, hdul, len(raw) if raw is not None else os.path.getsize(path))
+                check_complete(path, hdul, size if size is not None else len(raw) if raw is not None
+                               else os.path.getsize(path))
+            if max_pixels is not None:
+                for i, hdu in enumerate(hdul):
+                    fastfits.check_pixels(path, i, hdu.header, max_pixels)
             yield hdul
             if oddities is not None:
                 for text in warned:
@@ -114,6 +125,8 @@ def _header_problem(path: str, raw: bytes | None) -> str | None:
                 raw = f.read(1 << 20)
         except OSError:
             return None
+        if raw.startswith(GZIP_MAGIC):
+            return None
     if not raw.startswith(b"SIMPLE  ="):
         return None
     for at in range(0, len(raw) - 79, 80):
@@ -126,6 +139,19 @@ def _header_problem(path: str, raw: bytes | None) -> str | None:
                 return f"header card {card[:8].decode().strip()!r} at {where} holds non-ASCII bytes"
             return f"the primary header has no END card: binary data begins at {where}"
     return "the primary header has no END card"
+
+
+def _truncation(path: str, raw: bytes | None) -> str | None:
+    """astropy's verdict on a header announcing more data than the file holds ("truncated"), which it
+    cannot always give itself (a byte count past 2**63), from the headers alone."""
+    try:
+        source = fastfits._Bytes(raw) if raw is not None else fastfits.FileSource(path)
+    except OSError:
+        return None
+    try:
+        return fastfits.truncation(source)
+    finally:
+        source.close()
 
 
 def _describe(exc: BaseException) -> str:
@@ -209,21 +235,20 @@ def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = Fals
 
 
 def read_bytes(path: str) -> bytes:
-    """The file's bytes, gunzipped if it is gzip'd: one open, one read."""
+    """The file's bytes, one open, one read; a gzip'd file's inflated as far as its headers announce (and a
+    bounded sample of what follows: `inflate.GzipSource`), never the whole stream."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            head = f.read(len(GZIP_MAGIC))
+            if head != GZIP_MAGIC:
+                return head + f.read()
     except OSError as exc:
         raise BadFileError(path, f"cannot read ({exc.strerror})") from exc
-    return gunzip(path, data) if data[: len(GZIP_MAGIC)] == GZIP_MAGIC else data
-
-
-def gunzip(path: str, data: bytes) -> bytes:
-    """A gzip'd file's decompressed bytes (astropy would decompress it whole anyway)."""
+    source = GzipSource(path)
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise BadFileError(path, f"not a readable gzip file ({type(exc).__name__}: {exc})") from exc
+        return source.read(0, source.size)
+    finally:
+        source.close()
 
 
 def load_hdus(path: str, hdul: fits.HDUList) -> int:

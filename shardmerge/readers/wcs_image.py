@@ -62,8 +62,10 @@ class WcsImageReader(Reader):
 def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int, hdu: int) -> None:
     """A 2-D image whose rows the header names as different quantities (popler's ARRAYn: flux, error,
     continuum, status, chi-squared) is not one spectrum per row: refused, naming the way to read it."""
-    labels = [str(header.get(f"ARRAY{k}", "")).strip() for k in range(1, n_rows + 1)]
-    named = [(k, x) for k, x in enumerate(labels, start=1) if x]
+    # the header's ARRAYn cards, not n_rows lookups: a header may announce 2**52 rows
+    found = {int(key[5:]): str(header.get(key, "")).strip() for key in header
+             if key.startswith("ARRAY") and key[5:].isdigit() and 1 <= int(key[5:]) <= n_rows}
+    named = [(k, x) for k, x in sorted(found.items()) if x]
     if len(named) >= 2 and len({x for _, x in named}) >= 2:
         shown = ", ".join(f"ARRAY{k} = {x!r}" for k, x in named[:4]) + (", ..." if len(named) > 4 else "")
         raise BadFileError(path, f"the image's rows are different quantities ({shown}), not one spectrum per "
