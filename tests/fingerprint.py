@@ -7,7 +7,11 @@ Chunk-file digests depend on the compressor's build as well as on shardmerge: th
 numcodecs and Blosc have the versions recorded with them. Decoded values are always compared.
 
 Record anew (only when a store change is intended, and say so in the commit):
-    python -m tests.fingerprint record"""
+    python -m tests.fingerprint record
+
+A store must not depend on the CPU that wrote it: the test ingests each corpus twice, once as it is and
+once in a child process with numpy's CPU dispatch limited to its baseline (`baseline_only_env`), and
+both must give the recorded fingerprint. The recording may be made on any machine."""
 
 from __future__ import annotations
 
@@ -75,10 +79,11 @@ def store_fingerprint(store: str | Path, root: str | Path) -> dict:
     return {"values": values, "chunks": chunks, "attrs": attrs}
 
 
-def compare(found: dict, recorded: dict) -> list[str]:
-    """What differs, as lines naming the array; chunk files only when the codec versions match."""
+def compare(found: dict, recorded: dict, codec: dict | None = None) -> list[str]:
+    """What differs, as lines naming the array; chunk files only when the codec versions the recording
+    was made with (`codec`, the recording's top-level "codec") match the ones installed."""
     out = []
-    for part in ("values", "attrs") + (("chunks",) if recorded.get("codec") == codec_versions() else ()):
+    for part in ("values", "attrs") + (("chunks",) if codec == codec_versions() else ()):
         a, b = found[part], recorded[part]
         for name in sorted(set(a) | set(b)):
             if a.get(name) != b.get(name):
@@ -124,6 +129,46 @@ def ingest(root: Path, out: Path) -> None:
                            catch_exceptions=False)
     if r.exit_code != 0:
         raise RuntimeError(r.output)
+
+
+def enabled_dispatch() -> list[str]:
+    """The CPU features numpy dispatches to beyond its baseline that are enabled in this process."""
+    from numpy._core import _multiarray_umath as umath
+
+    return sorted(f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f))
+
+
+def baseline_only_env() -> dict[str, str]:
+    """os.environ with numpy's CPU dispatch limited to its baseline: every dispatched feature this numpy
+    offers disabled (those the CPU lacks too, which numpy accepts; a baseline feature it would refuse).
+    Dask workers started by a process with it inherit it (executors/local.py passes the environment)."""
+    from numpy._core import _multiarray_umath as umath
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    return dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(umath.__cpu_dispatch__), PYTHONPATH=path)
+
+
+_CHILD = """import json, sys
+from pathlib import Path
+from tests.fingerprint import enabled_dispatch, ingest
+print(json.dumps(enabled_dispatch()))
+ingest(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def ingest_baseline_only(root: Path, out: Path, timeout: float = 240) -> list[str]:
+    """ingest() in a child process whose numpy dispatches to its baseline only; returns the dispatched
+    features the child had enabled (none, when the restriction took effect). numpy reports a name it
+    does not accept as an ImportWarning, made an error here."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-W", "error::ImportWarning", "-c", _CHILD, str(root), str(out)],
+                       env=baseline_only_env(), cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"baseline-only ingest failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return json.loads(r.stdout.splitlines()[0])
 
 
 def record() -> None:

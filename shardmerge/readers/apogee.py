@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image, is_table
 from .values import as_float32, as_mask, to_sigma
@@ -33,7 +34,7 @@ def _loglinear_grid(path: str, h: fits.Header, n_pix: int) -> np.ndarray:
     if crval is None or cdelt is None:
         raise BadFileError(path, "APOGEE spectrum HDU has no CRVAL1/CDELT1")
     crpix = float(h.get("CRPIX1", 1.0))
-    return 10.0 ** (float(crval) + (np.arange(1, n_pix + 1, dtype=np.float64) - crpix) * float(cdelt))
+    return exp10(float(crval) + (np.arange(1, n_pix + 1, dtype=np.float64) - crpix) * float(cdelt))
 
 
 def _apogee_id(hdul: fits.HDUList) -> str:

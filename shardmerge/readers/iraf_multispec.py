@@ -12,6 +12,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
@@ -120,5 +121,5 @@ def _dispersion(path: str, row: int, spec: list[float], n_pix: int) -> np.ndarra
     if not 0 < nw <= n_pix:
         raise BadFileError(path, f"spec{row} claims {nw} pixels, the image rows have {n_pix}")
     axis = w1 + dw * np.arange(nw, dtype=np.float64)
-    wave = 10.0**axis if dtype == 1 else axis
+    wave = exp10(axis) if dtype == 1 else axis
     return wave / (1.0 + z)

@@ -42,6 +42,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError, InputError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import is_table
@@ -177,7 +178,7 @@ class MappingReader(Reader):
         else:
             wave = np.asarray(self._values(path, hdul, "wavelength"), dtype=np.float64)
             if spec.get("log10"):
-                wave = 10.0**wave
+                wave = exp10(wave)
             unit = self._unit(hdul, "wavelength")
             factor = wavelength_factor(unit)
             if factor is None:

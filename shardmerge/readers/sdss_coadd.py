@@ -9,6 +9,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from .base import Layout, Reader, SpectraBlock, grid_hint, placeholder_grid
 from .fitsio import is_table
 from .values import as_float32, as_mask, to_sigma
@@ -61,7 +62,7 @@ class SdssCoaddReader(Reader):
         loglam = np.asarray(hdul[i].data[cols["loglam"]], dtype=np.float64)
         if loglam.ndim != 1 or loglam.size == 0:
             raise BadFileError(path, f"COADD loglam column has shape {loglam.shape}, expected (n_pix,)")
-        return self._layout(hdul, i, cols, 10.0**loglam)
+        return self._layout(hdul, i, cols, exp10(loglam))
 
     def scan_layout(self, path: str, hdul: fits.HDUList) -> Layout:
         """The grid described by the headers (COEFF0, COEFF1, the COADD row count) instead of read from the

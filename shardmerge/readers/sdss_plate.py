@@ -12,6 +12,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image, is_table
 from .values import as_float32, as_mask, to_sigma
@@ -20,7 +21,7 @@ from .values import as_float32, as_mask, to_sigma
 def _coeff_grid(path: str, h: fits.Header, n_pix: int) -> np.ndarray:
     if "COEFF0" not in h or "COEFF1" not in h:
         raise BadFileError(path, "no COEFF0/COEFF1 log-linear wavelength solution in the primary header")
-    return 10.0 ** (float(h["COEFF0"]) + float(h["COEFF1"]) * np.arange(n_pix, dtype=np.float64))
+    return exp10(float(h["COEFF0"]) + float(h["COEFF1"]) * np.arange(n_pix, dtype=np.float64))
 
 
 def _plugmap(hdul: fits.HDUList) -> int | None:

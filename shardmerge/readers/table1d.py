@@ -15,6 +15,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import is_table
@@ -100,7 +101,7 @@ class Table1DReader(Reader):
 
     def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
         if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
-            return 10.0 ** np.asarray(hdu.data[cols["loglam"]], dtype=np.float64)
+            return exp10(np.asarray(hdu.data[cols["loglam"]], dtype=np.float64))
         col = hdu.columns[cols["wave"]]
         unit = str(col.unit or "").strip()
         if not unit:

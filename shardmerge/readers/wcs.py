@@ -7,6 +7,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .fitsio import image_shape, is_image
 
@@ -46,7 +47,7 @@ def linear_wcs_wavelength(path: str, header: fits.Header, n_pix: int, *, log10: 
                       f"which is no spectrum's range; as log10(Angstrom) it would span {10**lo:.1f}-{10**hi:.1f} A, "
                       f"in micron {lo * 1e4:.1f}-{hi * 1e4:.1f} A. Say which with --format mapping and a mapping "
                       "file: [wavelength] wcs = true, log10 = true (or unit = \"um\")")
-    wave = 10.0**axis if log10 else axis
+    wave = exp10(axis) if log10 else axis
     if unit is not None:
         factor = wavelength_factor(unit)
         if factor is None:

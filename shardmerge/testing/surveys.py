@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..exactmath import exp10, log10_scalar  # generated inputs must not depend on the CPU either
 from .spectra import observing_header, synthetic_flux, write_fits
 
 Truth = list[dict]
@@ -117,7 +118,7 @@ def make_iraf_multispec(path: str | Path, *, n_ap: int = 3, n_pix: int = 1200, d
         z = 1e-4 * a
         if dtype == 1:
             w1, dw = 3.6 + 0.01 * a, 1e-4
-            wave = 10.0 ** (w1 + dw * np.arange(nw)) / (1 + z)
+            wave = exp10(w1 + dw * np.arange(nw)) / (1 + z)
         else:
             w1, dw = 4000.0 + 100.0 * a, 1.25
             wave = (w1 + dw * np.arange(nw)) / (1 + z)
@@ -142,7 +143,7 @@ def make_iraf_multispec(path: str | Path, *, n_ap: int = 3, n_pix: int = 1200, d
 def make_iraf_1d_loglinear(path: str | Path, *, n_pix: int = 2000, seed: int = 0) -> tuple[Path, Truth]:
     """IRAF 1-D: WCSDIM = 1, CTYPE1 = 'LINEAR', DC-FLAG = 1: CRVAL1/CDELT1 are log10(Angstrom)."""
     rng = _rng(seed)
-    wave = 10.0 ** (3.6 + 1e-4 * np.arange(n_pix))
+    wave = exp10(3.6 + 1e-4 * np.arange(n_pix))
     flux = synthetic_flux(rng, wave)
     hdr = observing_header(rng, seed)
     hdr["WCSDIM"] = 1
@@ -158,7 +159,7 @@ APOGEE_CRVAL, APOGEE_CDELT, APOGEE_NPIX = 4.179, 6e-6, 8575
 
 
 def _apogee_wave() -> np.ndarray:
-    return 10.0 ** (APOGEE_CRVAL + APOGEE_CDELT * np.arange(APOGEE_NPIX))
+    return exp10(APOGEE_CRVAL + APOGEE_CDELT * np.arange(APOGEE_NPIX))
 
 
 def make_apstar(path: str | Path, *, apogee_id: str = "2M00000000+0000000", n_visits: int = 2, seed: int = 0
@@ -213,7 +214,7 @@ def _lamost_header(rng: np.random.Generator, seed: int) -> fits.Header:
 
 
 def _lamost_arrays(rng: np.random.Generator, n_pix: int, w0: float, dw: float):
-    wave = 10.0 ** (np.log10(w0) + dw * np.arange(n_pix))
+    wave = exp10(log10_scalar(w0) + dw * np.arange(n_pix))
     flux = synthetic_flux(rng, wave)
     ivar = np.where(rng.random(n_pix) < 0.02, 0.0, 4.0).astype(np.float32)
     andmask = np.where(ivar == 0, 2**2, 0).astype(np.int32)
@@ -234,7 +235,7 @@ def make_lamost_lrs(path: str | Path, *, dr8: bool = True, n_pix: int = 3909, se
         hdul = fits.HDUList([fits.PrimaryHDU(header=hdr), fits.BinTableHDU.from_columns(cols, name="COADD")])
     else:
         data = np.stack([flux, ivar, wave.astype(np.float32), andmask, andmask]).astype(np.float32)
-        hdr["COEFF0"], hdr["COEFF1"] = np.log10(3690.0), 1e-4
+        hdr["COEFF0"], hdr["COEFF1"] = log10_scalar(3690.0), 1e-4
         hdul = fits.HDUList([fits.PrimaryHDU(data, header=hdr)])
         wave = data[2].astype(np.float64)  # the file holds float32 wavelengths
     out = write_fits(hdul, Path(path))
@@ -262,7 +263,7 @@ def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed
     """SDSS spPlate: primary flux [fibres × pixels] with COEFF0/COEFF1, HDU 1 ivar, HDU 2 and-mask,
     HDU 3 or-mask, HDU 4 dispersion, HDU 5 PLUGMAP (with guide and alignment holes, not in fibre order)."""
     rng = _rng(seed)
-    wave = 10.0 ** (3.5785 + 1e-4 * np.arange(n_pix))
+    wave = exp10(3.5785 + 1e-4 * np.arange(n_pix))
     flux = np.stack([synthetic_flux(rng, wave) for _ in range(n_fiber)])
     ivar = np.full_like(flux, 9.0)
     andmask = np.where(rng.random(flux.shape) < 0.01, 2**16, 0).astype(np.int32)
@@ -291,7 +292,7 @@ def make_spplate(path: str | Path, *, n_fiber: int = 12, n_pix: int = 3000, seed
 def make_spspec(path: str | Path, *, n_pix: int = 3850, seed: int = 0) -> tuple[Path, Truth]:
     """SDSS DR7 spSpec: primary image rows flux, continuum-subtracted flux, error, mask, (sky)."""
     rng = _rng(seed)
-    wave = 10.0 ** (3.5797 + 1e-4 * np.arange(n_pix))
+    wave = exp10(3.5797 + 1e-4 * np.arange(n_pix))
     flux = synthetic_flux(rng, wave)
     cont = np.full(n_pix, 10.0, dtype=np.float32)
     mask = np.where(rng.random(n_pix) < 0.02, 2**18, 0).astype(np.float32)
@@ -370,7 +371,7 @@ def make_iraf_equispec_bands(path: str | Path, *, n_ap: int = 2, n_pix: int = 15
     rng = _rng(seed)
     crval, cdelt = (3.6, 1e-4) if log else (4000.0, 1.5)
     axis = crval + cdelt * np.arange(n_pix)
-    wave = 10.0**axis if log else axis
+    wave = exp10(axis) if log else axis
     data = np.zeros((4, n_ap, n_pix), dtype=np.float32)
     truth: Truth = []
     for a in range(n_ap):
@@ -392,7 +393,7 @@ def make_iraf_equispec_bands(path: str | Path, *, n_ap: int = 2, n_pix: int = 15
 def make_undeclared_log_1d(path: str | Path, *, n_pix: int = 2000, seed: int = 0) -> Path:
     """A 1-D image whose header has only CRVAL1/CDELT1 holding log10(Angstrom): no DC-FLAG, CTYPE1 or CUNIT1."""
     rng = _rng(seed)
-    wave = 10.0 ** (3.7 + 1e-4 * np.arange(n_pix))
+    wave = exp10(3.7 + 1e-4 * np.arange(n_pix))
     hdr = observing_header(rng, seed)
     hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"] = 3.7, 1e-4, 1.0
     return write_fits(fits.HDUList([fits.PrimaryHDU(synthetic_flux(rng, wave), header=hdr)]), Path(path))
