@@ -34,6 +34,7 @@ Plan.mapping), so every worker reads the same mapping and a mapping edited mid-r
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tomllib
 from functools import lru_cache
@@ -50,7 +51,92 @@ from .values import as_float32, as_mask, to_sigma
 from .wcs import linear_wcs_wavelength
 
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
-_KEYS = {"hdu", "column", "row", "band", "unit", "log10", "wcs", "kind", "convention", "method"}
+_WHERE = ("hdu", "column", "row", "band")  # where a role's values are; wcs = true replaces them for [wavelength]
+
+
+def _index(v: object) -> bool:
+    return type(v) is int and v >= 0  # bool is an int in Python: `hdu = true` must not be HDU 1
+
+
+def _hdu_ref(v: object) -> bool:
+    return _index(v) or (type(v) is str and v.strip() != "")
+
+
+def _text(v: object) -> bool:
+    return type(v) is str and v.strip() != ""
+
+
+def _flag(v: object) -> bool:
+    return type(v) is bool
+
+
+# The mapping file's schema: per key, what its value must be (as said in errors) and the test of it, and
+# the tables it means something in. A key outside them would be silently ignored, so it is refused too.
+_SCHEMA: dict[str, tuple[str, object, tuple[str, ...]]] = {
+    "hdu": ("an HDU index (an integer >= 0) or an EXTNAME (a string)", _hdu_ref, _ROLES),
+    "column": ("a column name (a non-empty string)", _text, _ROLES),
+    "row": ("a row index (an integer >= 0)", _index, _ROLES),
+    "band": ("a plane index (an integer >= 0)", _index, _ROLES),
+    "unit": ("a unit (a non-empty string)", _text, ("flux", "wavelength")),
+    "log10": ("a boolean (true or false)", _flag, ("wavelength",)),
+    "wcs": ("a boolean (true or false)", _flag, ("wavelength",)),
+    "kind": ('one of the strings "sigma", "ivar", "var"', lambda v: type(v) is str and v in ("sigma", "ivar", "var"),
+             ("uncertainty",)),
+    "convention": ("a description (a non-empty string)", _text, ("mask",)),
+    "method": ("a description (a non-empty string)", _text, ("continuum",)),
+}
+_KEYS = set(_SCHEMA)
+
+
+def _shown(v: object) -> str:
+    """A TOML value as the error shows it: its TOML type, then the value (cargo: 'found string "false"')."""
+    if isinstance(v, bool):
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, int):
+        return f"integer {v}"
+    if isinstance(v, float):
+        return f"float {v!r}"
+    if isinstance(v, str):
+        return f"string {json.dumps(v)}"
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "an array"
+    return f"{type(v).__name__} {v}"  # TOML dates and times
+
+
+def check_mapping(path: str, doc: dict) -> None:
+    """Refuse (InputError, exit 2) a mapping that is not exactly what the schema says, naming the file, the
+    table, the key, what it needs and the value found: a mistyped value must never be read as another."""
+    for role in ("flux", "wavelength"):
+        if role not in doc:
+            raise InputError(f"mapping {path} needs a [{role}] table")
+    for role, spec in doc.items():
+        if role not in _ROLES:
+            raise InputError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
+        if not isinstance(spec, dict):
+            raise InputError(f"mapping {path}: {role} must be a table ([{role}]), found {_shown(spec)}")
+        for key, value in spec.items():
+            if key not in _SCHEMA:
+                raise InputError(f"mapping {path}: [{role}] has unknown key {key!r}; known: "
+                                 f"{', '.join(k for k, (_, _, roles) in _SCHEMA.items() if role in roles)}")
+            needs, valid, roles = _SCHEMA[key]
+            if role not in roles:
+                raise InputError(f"mapping {path}: [{role}] {key}: only "
+                                 f"{' and '.join(f'[{r}]' for r in roles)} may set it (it would be ignored here)")
+            if not valid(value):
+                raise InputError(f"mapping {path}: [{role}] {key}: expected {needs}, found {_shown(value)}")
+        if spec.get("wcs"):
+            ignored = [k for k in _WHERE if k in spec]
+            if ignored:
+                names = ", ".join(ignored)
+                raise InputError(f"mapping {path}: [{role}] wcs = true reads axis 1 of the flux image, so "
+                                 f"{names} would be ignored: remove {names}, or set wcs = false")
+        elif "hdu" not in spec:
+            raise InputError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
+        if "column" in spec and ("row" in spec or "band" in spec):
+            raise InputError(f"mapping {path}: [{role}] column names a table column, so row and band (image "
+                             "rows and planes) would be ignored: give one or the other")
 
 
 def mapping_ref(path: str) -> tuple[str, str]:
@@ -84,19 +170,7 @@ def _parse(path: str, raw: bytes) -> dict:
         doc = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"mapping {path} is not valid TOML: {exc}") from exc
-    for role in ("flux", "wavelength"):
-        if role not in doc:
-            raise InputError(f"mapping {path} needs a [{role}] table")
-    for role, spec in doc.items():
-        if role not in _ROLES or not isinstance(spec, dict):
-            raise InputError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
-        unknown = set(spec) - _KEYS
-        if unknown:
-            raise InputError(f"mapping {path}: [{role}] has unknown key(s) {', '.join(sorted(unknown))}")
-        if "hdu" not in spec and not spec.get("wcs"):
-            raise InputError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
-    if doc.get("uncertainty", {}).get("kind", "sigma") not in ("sigma", "ivar", "var"):
-        raise InputError(f"mapping {path}: [uncertainty] kind must be sigma, ivar or var")
+    check_mapping(path, doc)
     return doc
 
 
