@@ -28,12 +28,19 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     column = "CONT"
     method = "pipeline continuum fit"
 
+Every key has one type (`SCHEMA`: hdu an index >= 0 or a name, row and band indices >= 0, log10 and wcs
+booleans, kind one of three words, the rest strings), and each table has its own keys (log10 and wcs only
+in [wavelength], kind only in [uncertainty], ...). Anything else, `log10 = "false"` or `hdu = true`
+included, is refused before any work (MappingError, exit 2) naming the file, the table and key, the type
+it needs and the value given.
+
 The mapping reaches every worker as its path and a hash of its content (config.FormatChoice, then
 Plan.mapping), so every worker reads the same mapping and a mapping edited mid-run is refused."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tomllib
 from functools import lru_cache
@@ -41,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.io import fits
 
-from ..errors import BadFileError, InputError
+from ..errors import BadFileError, InputError, MappingError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import is_table
@@ -49,7 +56,61 @@ from .values import as_float32, as_mask, to_sigma
 from .wcs import linear_wcs_wavelength
 
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
-_KEYS = {"hdu", "column", "row", "band", "unit", "log10", "wcs", "kind", "convention", "method"}
+UNCERTAINTY_KINDS = ("sigma", "ivar", "var")
+
+
+def _found(value: object) -> str:
+    """A TOML value as cargo names it: its type, then the value ("string \"false\"", "boolean true")."""
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    kind = {str: "string", int: "integer", float: "float", list: "array", dict: "table"}.get(type(value))
+    shown = json.dumps(value, default=str) if kind else str(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{kind or type(value).__name__} {shown}"  # datetime, date, time: the TOML name is the Python one
+
+
+def _index(value: object) -> str | None:
+    """None if `value` is a 0-based index, else what was expected. bool is an int in Python: refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "expected an integer >= 0"
+    return None if value >= 0 else "expected an integer >= 0"
+
+
+def _hdu_ref(value: object) -> str | None:
+    if isinstance(value, str):
+        return None if value.strip() else "expected an HDU index >= 0 or a non-empty EXTNAME string"
+    return None if _index(value) is None else "expected an HDU index >= 0 or an EXTNAME string"
+
+
+def _boolean(value: object) -> str | None:
+    return None if isinstance(value, bool) else "expected a boolean (true or false, unquoted)"
+
+
+def _text(value: object) -> str | None:
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _name(value: object) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+
+
+def _kind(value: object) -> str | None:
+    if isinstance(value, str) and value in UNCERTAINTY_KINDS:
+        return None
+    return f"expected one of the strings {', '.join(map(repr, UNCERTAINTY_KINDS))}"
+
+
+# every key: a check returning None when the value has the key's one type, else what was expected
+_LOCATION = {"hdu": _hdu_ref, "column": _name, "row": _index, "band": _index, "unit": _text}
+# each table: its keys (a key another table has is as unknown here as a misspelt one)
+SCHEMA: dict[str, dict] = {
+    "flux": _LOCATION,
+    "wavelength": {**_LOCATION, "log10": _boolean, "wcs": _boolean},
+    "uncertainty": {**_LOCATION, "kind": _kind},
+    "mask": {**_LOCATION, "convention": _text},
+    "continuum": {**_LOCATION, "method": _text},
+}
 
 
 def mapping_ref(path: str) -> tuple[str, str]:
@@ -82,21 +143,33 @@ def _parse(path: str, raw: bytes) -> dict:
     try:
         doc = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"mapping {path} is not valid TOML: {exc}") from exc
+        raise MappingError(f"mapping {path} is not valid TOML: {exc}") from exc
+    check_mapping(path, doc)
+    return doc
+
+
+def check_mapping(path: str, doc: dict) -> None:
+    """Refuse a mapping that does not follow SCHEMA: unknown tables and keys, and any value of another
+    type than its key's, each named with the file, the table and key, and the value given."""
     for role in ("flux", "wavelength"):
         if role not in doc:
-            raise InputError(f"mapping {path} needs a [{role}] table")
+            raise MappingError(f"mapping {path} needs a [{role}] table")
     for role, spec in doc.items():
-        if role not in _ROLES or not isinstance(spec, dict):
-            raise InputError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
-        unknown = set(spec) - _KEYS
+        if role not in SCHEMA:
+            raise MappingError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
+        if not isinstance(spec, dict):
+            raise MappingError(f"mapping {path}: {role}: expected a table [{role}], found {_found(spec)}")
+        keys = SCHEMA[role]
+        unknown = set(spec) - set(keys)
         if unknown:
-            raise InputError(f"mapping {path}: [{role}] has unknown key(s) {', '.join(sorted(unknown))}")
+            raise MappingError(f"mapping {path}: [{role}] has unknown key(s) {', '.join(sorted(unknown))}; "
+                               f"known in [{role}]: {', '.join(keys)}")
+        for key, value in spec.items():
+            if (expected := keys[key](value)) is not None:
+                raise MappingError(f"mapping {path}: [{role}] {key}: {expected}, found {_found(value)}")
+    for role, spec in doc.items():
         if "hdu" not in spec and not spec.get("wcs"):
-            raise InputError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
-    if doc.get("uncertainty", {}).get("kind", "sigma") not in ("sigma", "ivar", "var"):
-        raise InputError(f"mapping {path}: [uncertainty] kind must be sigma, ivar or var")
-    return doc
+            raise MappingError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
 
 
 def mapping_reader(path: str, digest: str) -> MappingReader:

@@ -1,0 +1,143 @@
+"""Hostile and careless inputs beside the FITS data itself: a mistyped mapping file, file names a walk
+cannot take for granted (symlink loops, bytes that are not UTF-8), and an input rewritten between a failed
+run and its rerun so that only its ctime and inode tell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from shardmerge.errors import MappingError
+from shardmerge.readers.mapping import mapping_ref
+from tests.helpers import run_cli
+
+GOOD_MAPPING = {
+    "flux": {"hdu": 1, "column": "FLUX", "unit": "adu"},
+    "wavelength": {"hdu": "SPEC", "column": "WAVE", "unit": "nm", "log10": False},
+    "uncertainty": {"hdu": 1, "column": "IVAR", "kind": "ivar"},
+    "mask": {"hdu": 1, "column": "QUAL", "convention": "my bits"},
+    "continuum": {"hdu": 1, "column": "CONT", "method": "fit"},
+}
+
+
+class _Raw(str):
+    """A value written into the TOML as it is, unquoted (a wrong type the test spells in TOML)."""
+
+
+def _toml(doc: dict) -> str:
+    def value(v) -> str:
+        if isinstance(v, _Raw):
+            return str(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+    return "".join(f"[{t}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in keys.items()) for t, keys in doc.items())
+
+
+def _table_file(path, n_pix: int = 50) -> np.ndarray:
+    wave_nm = np.linspace(400.0, 700.0, n_pix)
+    cols = [fits.Column(name, "D", array=a) for name, a in
+            (("WAVE", wave_nm), ("FLUX", np.ones(n_pix)), ("IVAR", np.full(n_pix, 4.0)), ("CONT", np.ones(n_pix)))]
+    cols.append(fits.Column("QUAL", "J", array=np.zeros(n_pix, dtype=np.int32)))
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="SPEC")]).writeto(path)
+    return wave_nm
+
+
+def test_the_good_mapping_passes_the_schema(tmp_path):
+    m = tmp_path / "m.toml"
+    m.write_text(_toml(GOOD_MAPPING))
+    assert mapping_ref(str(m))[0] == str(m)
+
+
+# (table, key, a value of another type written as TOML, what the message must say of it)
+WRONG_TYPES = [
+    ("flux", "hdu", "true", 'expected an HDU index >= 0 or an EXTNAME string, found boolean true'),
+    ("flux", "hdu", "1.0", "found float 1.0"),
+    ("flux", "hdu", "-1", "found integer -1"),
+    ("flux", "hdu", '""', 'expected an HDU index >= 0 or a non-empty EXTNAME string, found string ""'),
+    ("flux", "hdu", "[1]", "found array [1]"),
+    ("flux", "column", "3", "expected a non-empty string, found integer 3"),
+    ("flux", "row", '"0"', 'expected an integer >= 0, found string "0"'),
+    ("flux", "row", "false", "expected an integer >= 0, found boolean false"),
+    ("flux", "band", "0.5", "expected an integer >= 0, found float 0.5"),
+    ("flux", "unit", "1", "expected a string, found integer 1"),
+    ("wavelength", "log10", '"false"', 'expected a boolean (true or false, unquoted), found string "false"'),
+    ("wavelength", "log10", "0", "expected a boolean (true or false, unquoted), found integer 0"),
+    ("wavelength", "wcs", '"yes"', 'expected a boolean (true or false, unquoted), found string "yes"'),
+    ("wavelength", "unit", "{ a = 1 }", 'expected a string, found table {"a": 1}'),
+    ("uncertainty", "kind", '"IVAR"', "expected one of the strings 'sigma', 'ivar', 'var', found string \"IVAR\""),
+    ("uncertainty", "kind", "2", "found integer 2"),
+    ("mask", "convention", "true", "expected a string, found boolean true"),
+    ("continuum", "method", "1979-05-27", "expected a string, found date 1979-05-27"),
+]
+
+
+@pytest.mark.parametrize(("table", "key", "raw", "said"), WRONG_TYPES, ids=lambda v: str(v)[:12])
+def test_every_key_of_a_mapping_with_a_wrong_type_is_refused_naming_it(tmp_path, table, key, raw, said):
+    doc = {t: dict(keys) for t, keys in GOOD_MAPPING.items()}
+    doc[table][key] = _Raw(raw)
+    m = tmp_path / "m.toml"
+    m.write_text(_toml(doc))
+    with pytest.raises(MappingError) as caught:
+        mapping_ref(str(m))
+    message = str(caught.value)  # the file, the table and key, the type needed and the value given
+    assert message.startswith(f"mapping {m}: [{table}] {key}: expected ") and message.endswith(said), message
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('[flux]\nhdu = 1\nlog10 = false\n[wavelength]\nhdu = 1\n', r"\[flux\] has unknown key\(s\) log10; known in "
+                                                                  r"\[flux\]: hdu, column, row, band, unit"),
+    ('[flux]\nhdu = 1\n[wavelength]\nhdu = 1\nkind = "ivar"\n', r"\[wavelength\] has unknown key\(s\) kind"),
+    ('[flux]\nhdu = 1\n[wavelength]\nhdu = 1\n[colour]\nhdu = 2\n', r"unknown table \[colour\]"),
+    ('flux = 1\n[wavelength]\nhdu = 1\n', r"flux: expected a table \[flux\], found integer 1"),
+    ('[flux]\nhdu = 1\n', r"needs a \[wavelength\] table"),
+    ('[flux]\ncolumn = "F"\n[wavelength]\nwcs = true\n', r"\[flux\] needs hdu = <index or EXTNAME>"),
+    ('[flux\nhdu = 1\n', "is not valid TOML"),
+])
+def test_unknown_tables_keys_and_shapes_of_a_mapping_are_refused(tmp_path, text, said):
+    m = tmp_path / "m.toml"
+    m.write_text(text)
+    with pytest.raises(MappingError, match=said):
+        mapping_ref(str(m))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("table", "key", "raw", "said"), [
+    ("wavelength", "log10", '"false"', 'found string "false"'),
+    ("flux", "hdu", "true", "found boolean true"),
+    ("flux", "row", '"0"', 'found string "0"'),
+])
+def test_a_mistyped_mapping_stops_the_ingest_before_any_work(tmp_path, table, key, raw, said):
+    """The three cases that were silently wrong or a raw TypeError: exit 2 from the option, nothing written."""
+    data = tmp_path / "in" / "s.fits"
+    data.parent.mkdir()
+    _table_file(data)
+    doc = {"flux": {"hdu": 1, "column": "FLUX"}, "wavelength": {"hdu": 1, "column": "WAVE", "unit": "nm"}}
+    doc[table][key] = _Raw(raw)
+    m = tmp_path / "m.toml"
+    m.write_text(_toml(doc))
+    out = tmp_path / "out.zarr"
+    r = run_cli("ingest", data.parent, "-o", out, "--workers", "0", "--format", "mapping", "--mapping", m)
+    assert r.exit_code == 2, r
+    assert f"mapping {m}: [{table}] {key}: expected" in r.output and said in r.output, r
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "m.toml"]  # no OUT, OUT.tmp, lock or scratch
+
+
+@pytest.mark.timeout(120)
+def test_log10_false_as_a_boolean_stores_the_wavelength_as_given(tmp_path):
+    """The well-typed form of the mapping that was misread: the store holds 4000-7000 A, not 10**x."""
+    import zarr
+
+    data = tmp_path / "in" / "s.fits"
+    data.parent.mkdir()
+    wave_nm = _table_file(data)
+    m = tmp_path / "m.toml"
+    m.write_text('[flux]\nhdu = 1\ncolumn = "FLUX"\n[wavelength]\nhdu = 1\ncolumn = "WAVE"\nunit = "nm"\n'
+                 'log10 = false\n')
+    out = tmp_path / "out.zarr"
+    r = run_cli("ingest", data.parent, "-o", out, "--workers", "0", "--format", "mapping", "--mapping", m,
+                "--scratch", tmp_path / "scratch")
+    assert r.exit_code == 0, r
+    w = zarr.open_group(out, mode="r")["signal/wavelength"][...]
+    np.testing.assert_allclose(np.ravel(w)[: wave_nm.size], wave_nm * 10, rtol=1e-12)
