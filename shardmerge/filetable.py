@@ -10,6 +10,7 @@ Pure Python (`array`, `bytearray`): the plan imports this, and the plan imports 
 
 from __future__ import annotations
 
+import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
@@ -183,9 +184,24 @@ class FileTableBuilder:
 
 
 def _unpack(folders, folder_of: array, names, ends: array, row: int) -> str:
-    """Path `row` of a packed list: its folder (ending in "/") and its utf-8 name."""
+    """Path `row` of a packed list: its folder (ending in "/") and its utf-8 name (a name that is not
+    UTF-8 comes back as the str os.scandir gave, its bytes as surrogate escapes)."""
     start = ends[row - 1] if row else 0
-    return folders[folder_of[row]] + names[start : ends[row]].decode()
+    return folders[folder_of[row]] + names[start : ends[row]].decode("utf-8", "surrogateescape")
+
+
+def printable_path(path: str) -> str:
+    """`path` as valid UTF-8 text: a name whose bytes are not UTF-8 (held as surrogate escapes, as os
+    gives it) shows them as \\xNN, so it can be named in a message, a JSON report or a Parquet string."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_path(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class PathList(Sequence):
@@ -214,7 +230,7 @@ class PathList(Sequence):
             fid = self._folder_ids[folder] = len(self.folders)
             self.folders.append(folder)
         self.folder_of.append(fid)
-        self.names += path[cut:].encode()
+        self.names += path[cut:].encode("utf-8", "surrogateescape")  # a non-UTF-8 name: the scan refuses it
         self.ends.append(len(self.names))
 
     def __len__(self) -> int:

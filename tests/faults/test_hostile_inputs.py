@@ -4,13 +4,17 @@ run and its rerun so that only its ctime and inode tell."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
+import zarr
 from astropy.io import fits
 
 from shardmerge.errors import MappingError
 from shardmerge.readers.mapping import mapping_ref
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_cli_process
 
 GOOD_MAPPING = {
     "flux": {"hdu": 1, "column": "FLUX", "unit": "adu"},
@@ -127,8 +131,6 @@ def test_a_mistyped_mapping_stops_the_ingest_before_any_work(tmp_path, table, ke
 @pytest.mark.timeout(120)
 def test_log10_false_as_a_boolean_stores_the_wavelength_as_given(tmp_path):
     """The well-typed form of the mapping that was misread: the store holds 4000-7000 A, not 10**x."""
-    import zarr
-
     data = tmp_path / "in" / "s.fits"
     data.parent.mkdir()
     wave_nm = _table_file(data)
@@ -141,3 +143,89 @@ def test_log10_false_as_a_boolean_stores_the_wavelength_as_given(tmp_path):
     assert r.exit_code == 0, r
     w = zarr.open_group(out, mode="r")["signal/wavelength"][...]
     np.testing.assert_allclose(np.ravel(w)[: wave_nm.size], wave_nm * 10, rtol=1e-12)
+
+
+# ---- file names a walk cannot take for granted ----
+
+def _good_folder(root) -> list:
+    from shardmerge.testing.spectra import make_wcs1d
+
+    return [make_wcs1d(root / f"spec_{k}.fits", i=k, n_pix=500, seed=k) for k in range(3)]
+
+
+def _symlink_loop(root) -> tuple:
+    a, b = root / "a.fits", root / "b.fits"
+    os.symlink("b.fits", a)
+    os.symlink("a.fits", b)
+    return a, b
+
+
+def _non_utf8_copy(root, good) -> bytes:
+    """A good FITS file under the name b"\\xff.fits" (a Latin-1 'ÿ' from an old tarball, say)."""
+    name = os.path.join(os.fsencode(root), b"\xff.fits")
+    with open(good, "rb") as src, open(name, "wb") as dst:
+        dst.write(src.read())
+    return name
+
+
+@pytest.mark.timeout(180)
+def test_a_symlink_loop_in_a_folder_is_a_bad_input_named_then_skipped(tmp_path):
+    folder = tmp_path / "in"
+    _good_folder(folder)
+    a, b = _symlink_loop(folder)
+    out, rep = tmp_path / "out.zarr", tmp_path / "report.json"
+    args = ("ingest", folder, "-o", out, "--workers", "0", "--scratch", tmp_path / "scratch")
+
+    r = run_cli_process(*args)
+    assert r.exit_code == 3, r  # an unreadable input, as any other: not the whole folder refused (exit 2)
+    for link in (a, b):
+        assert f"{link}: cannot stat (Too many levels of symbolic links)" in r.output, r
+    assert not out.exists()
+
+    r = run_cli_process(*args, "--on-bad-file", "skip", "--report", rep)
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert [s["path"] for s in report["skipped_files"]] == [str(a), str(b)]
+    assert report["counts"]["files_ingested"] == 3 and report["counts"]["files_bad"] == 2
+    assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape[0] == 3
+
+
+@pytest.mark.timeout(180)
+def test_a_file_name_that_is_not_utf8_is_refused_escaped_then_skipped(tmp_path):
+    """A good FITS file named b"\\xff.fits" is refused, not ingested: the store, its file table (Parquet
+    strings) and the JSON report hold paths as UTF-8 text, and an escaped name would be a path to no file.
+    It is named with its bytes escaped (\\xff), exit 3; with skip it is listed and the rest ingested."""
+    folder = tmp_path / "in"
+    good = _good_folder(folder)
+    _non_utf8_copy(folder, good[0])
+    shown = f"{folder}/\\xff.fits"
+    out, rep = tmp_path / "out.zarr", tmp_path / "report.json"
+    args = ("ingest", folder, "-o", out, "--workers", "0", "--scratch", tmp_path / "scratch")
+
+    r = run_cli_process(*args)
+    assert r.exit_code == 3, r
+    assert f"{shown}: the file name is not valid UTF-8" in r.output and "Traceback" not in r.output, r
+    assert not out.exists()
+
+    r = run_cli_process(*args, "--on-bad-file", "skip", "--report", rep)
+    assert r.exit_code == 0, r
+    report = json.loads(rep.read_text(encoding="utf-8"))  # strict UTF-8: no lone surrogate leaked into it
+    assert report["skipped_files"] == [{"path": shown, "reason": report["skipped_files"][0]["reason"]}]
+    assert "not valid UTF-8" in report["skipped_files"][0]["reason"]
+    assert report["counts"]["files_ingested"] == 3
+    g = zarr.open_group(out, mode="r")
+    assert g["signal/flux_raw"].shape[0] == 3
+    assert run_cli("validate", out).exit_code == 0
+
+
+def test_a_non_utf8_name_travels_through_discovery_and_the_path_list(tmp_path):
+    """Discovery keeps such a name as os gives it (surrogate escapes), so the scan can name it; a path
+    list packs and unpacks it unchanged."""
+    from shardmerge.discover import discover_inputs
+
+    folder = tmp_path / "in"
+    good = _good_folder(folder)
+    raw = _non_utf8_copy(folder, good[0])
+    found = list(discover_inputs([str(folder)]))
+    assert os.fsdecode(raw) in found and len(found) == 4
+    assert os.path.exists(found[-1]) and os.fsencode(found[-1]) == raw  # sorts last: 0xff after ASCII
