@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import FormatChoice
 from .errors import BadFileError
-from .filetable import is_utf8_path, printable_path
+from .filetable import is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
 from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
@@ -61,6 +61,7 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             path=path,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            stat_id=stat_id(st),
             format=reader.name,
             n_spectra=layout.n_spectra,
             n_pix_max=max(n_pix[g] for g in used),

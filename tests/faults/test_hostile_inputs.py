@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,17 @@ from astropy.io import fits
 
 from shardmerge.errors import MappingError
 from shardmerge.readers.mapping import mapping_ref
+from tests.faults.helpers import (
+    LAYOUT,
+    failpoint_dir,
+    kill_group,
+    report_of,
+    shard_stores,
+    start_ingest,
+    wait_for_failpoint,
+)
 from tests.helpers import run_cli, run_cli_process
+from tests.storecmp import chunk_files
 
 GOOD_MAPPING = {
     "flux": {"hdu": 1, "column": "FLUX", "unit": "adu"},
@@ -229,3 +240,93 @@ def test_a_non_utf8_name_travels_through_discovery_and_the_path_list(tmp_path):
     found = list(discover_inputs([str(folder)]))
     assert os.fsdecode(raw) in found and len(found) == 4
     assert os.path.exists(found[-1]) and os.fsencode(found[-1]) == raw  # sorts last: 0xff after ASCII
+
+
+# ---- an input rewritten with its size and mtime kept: what a resume and a shard task detect ----
+
+def _rewrite_in_place(path, make) -> None:
+    """Other data in the same file (same inode, same size), its mtime set back with utime: only the
+    ctime, which the kernel sets on the write and on the utime, tells. `make(p)` writes the new file."""
+    before = os.stat(path)
+    fresh = path.with_name(path.name + ".new")
+    make(fresh)
+    data = fresh.read_bytes()
+    fresh.unlink()
+    assert len(data) == before.st_size and data != path.read_bytes()  # really other data, of the same size
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def _wcs1d_0001(p) -> None:  # spec_0001.fits of make_mixed_corpus, with other flux (seed)
+    from shardmerge.testing.spectra import make_wcs1d
+
+    make_wcs1d(p, i=1, n_pix=3500, crval=3.6, cdelt=1e-4, log=True, uncertainty="err", seed=999)
+
+
+def test_stat_id_changes_when_a_file_is_rewritten_with_its_size_and_mtime_kept(tmp_path):
+    from shardmerge.filetable import stat_id
+
+    p, q = tmp_path / "a.bin", tmp_path / "b.bin"
+    p.write_bytes(b"x" * 100)
+    q.write_bytes(b"x" * 100)
+    st = os.stat(p)
+    assert stat_id(os.stat(q)) != stat_id(st)  # another inode
+    with open(p, "r+b") as f:
+        f.write(b"y" * 100)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = os.stat(p)
+    assert (again.st_size, again.st_mtime_ns, again.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert again.st_ctime_ns != st.st_ctime_ns and stat_id(again) != stat_id(st)
+    assert stat_id(os.stat(p)) == stat_id(again)  # a read changes nothing
+
+
+@pytest.mark.timeout(300)
+def test_a_file_rewritten_with_size_and_mtime_kept_between_a_failed_run_and_its_rerun_is_recomputed(
+        tmp_path, corpus):
+    """The run dies once every shard is written; one input then gets other data of the same size and
+    its old mtime back. The rerun recomputes the one shard that read it (its key covers inode and
+    ctime) instead of reusing the stale one, and writes the store a clean run of the new inputs writes."""
+    mine = tmp_path / "corpus"
+    shutil.copytree(corpus, mine)
+    out, scratch = tmp_path / "out.zarr", tmp_path / "scratch"
+    proc = start_ingest(tmp_path, mine, "-o", out, *LAYOUT, failpoints="gate-start=pause", workers=0)
+    wait_for_failpoint(tmp_path, "gate-start", proc)
+    kill_group(proc)
+    assert len(shard_stores(scratch)) == 9 and not out.exists()
+
+    _rewrite_in_place(mine / "wcs1d" / "spec_0001.fits", _wcs1d_0001)
+    rep = tmp_path / "report.json"
+    r = run_cli_process("ingest", mine, "-o", out, "--workers", "0", *LAYOUT, "--report", rep)
+    assert r.exit_code == 0, r
+    counts = report_of(rep)["counts"]
+    assert (counts["shards_total"], counts["shards_reused"]) == (9, 8), counts  # that one shard recomputed
+
+    clean = tmp_path / "clean.zarr"
+    r = run_cli_process("ingest", mine, "-o", clean, "--workers", "0", *LAYOUT,
+                        env={"SHARDMERGE_SCRATCH": str(tmp_path / "clean-scratch")})
+    assert r.exit_code == 0, r
+    assert chunk_files(out) == chunk_files(clean)
+    assert run_cli("validate", out).exit_code == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_split_file_rewritten_with_size_and_mtime_kept_during_the_run_is_refused(tmp_path, corpus):
+    """A plate split between shards, rewritten after the scan with its size and mtime kept: the shard
+    tasks' check before reading each part (the same identity as the shard key) refuses it, exit 3."""
+    from shardmerge.testing.spectra import make_image2d
+
+    mine = tmp_path / "corpus"
+    shutil.copytree(corpus, mine)
+    plate = mine / "plates" / "plate_000.fits"
+    out = tmp_path / "out.zarr"
+    proc = start_ingest(tmp_path, mine, "-o", out, *LAYOUT, failpoints="shard-start=wait", workers=0)
+    wait_for_failpoint(tmp_path, "shard-start", proc)  # scanned; no shard has read anything yet
+    _rewrite_in_place(plate, lambda p: make_image2d(p, i=100, n_rows=40, n_pix=4000, seed=555))
+    (failpoint_dir(tmp_path) / "shard-start.go").touch()
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 3, output
+    assert f"{plate}: changed after the scan" in output, output
+    assert not out.exists()
