@@ -97,7 +97,7 @@ def _walk_in_order(folder: str) -> Iterator[str]:
         with os.scandir(folder) as it:
             for e in it:
                 if _followed(e):
-                    entries.append((e.name + "/" if e.is_dir() else e.name, e.path))
+                    entries.append((e.name + "/" if _is_dir(e) else e.name, e.path))
     except OSError as exc:  # an unreadable folder is named, not silently left out of the survey
         raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
     entries.sort()
@@ -109,8 +109,17 @@ def _walk_in_order(folder: str) -> Iterator[str]:
 
 
 def _followed(entry: os.DirEntry) -> bool:
-    """A folder entry discovery goes into: a subfolder that is not a symlink, or a FITS-named file."""
-    return not entry.is_symlink() if entry.is_dir() else is_fits_name(entry.name)
+    """A folder entry discovery goes into: a subfolder that is not a symlink, or a FITS-named file. An
+    entry that cannot be stat'ed (a symlink loop, `a.fits -> b.fits -> a.fits`) counts as a file: the scan
+    names it as a bad input (`--on-bad-file` decides), as find and rsync report the entry and go on."""
+    return not entry.is_symlink() if _is_dir(entry) else is_fits_name(entry.name)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # ELOOP: a symlink loop is no folder
+        return False
 
 
 LIST_SORT_RUN = 1 << 18  # paths of an @LIST sorted in memory at once (~70 MB); a longer list spills sorted runs

@@ -15,6 +15,10 @@ class InputError(ShardmergeError):
     exit_code = 2
 
 
+class MappingError(InputError):
+    """A --mapping file is not valid TOML or does not follow the mapping schema (readers/mapping.py)."""
+
+
 class BadFileError(ShardmergeError):
     """A FITS file cannot be read or understood. Always names the file and the reason."""
 

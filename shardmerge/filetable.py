@@ -1,15 +1,17 @@
 """The scanned inputs as columns, not as one object per file: what lets the driver hold a survey.
 
 A FileScan costs ~500 bytes of Python objects; at 10^7 files that is gigabytes before the plan starts.
-Here a file costs ~72 bytes: its folder (an index into the distinct folders), its name (packed utf-8),
-size, mtime, counts, and its *profile*, the part of a FileScan that the files of a survey share (format,
-grid keys, unit, header keys, ...), interned once. What few files have (oddity notes, a companion's join
-key) is kept sparse, by row.
+Here a file costs ~80 bytes: its folder (an index into the distinct folders), its name (packed utf-8),
+size, mtime, a digest of its inode and ctime (`stat_id`), counts, and its *profile*, the part of a
+FileScan that the files of a survey share (format, grid keys, unit, header keys, ...), interned once.
+What few files have (oddity notes, a companion's join key) is kept sparse, by row.
 
 Pure Python (`array`, `bytearray`): the plan imports this, and the plan imports no numpy."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +23,7 @@ from .errors import PlanError
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """What a FileScan says besides the file's identity (path, size, mtime) and counts."""
+    """What a FileScan says besides the file's identity (path, size, mtime, stat_id) and counts."""
 
     format: str
     grid_keys: tuple[str, ...]
@@ -35,8 +37,8 @@ class Profile:
 
 
 # (column, array typecode): 8-byte where a value can pass 2^31 (bytes, ns, a file's spectra), else 4
-_COLUMNS = (("size", "q"), ("mtime_ns", "q"), ("n_spectra", "q"), ("n_pix_max", "i"), ("n_pix_min", "i"),
-            ("dropped", "i"), ("profile", "i"), ("folder_of", "i"), ("name_ends", "q"))
+_COLUMNS = (("size", "q"), ("mtime_ns", "q"), ("stat_id", "q"), ("n_spectra", "q"), ("n_pix_max", "i"),
+            ("n_pix_min", "i"), ("dropped", "i"), ("profile", "i"), ("folder_of", "i"), ("name_ends", "q"))
 _PATH_COLUMNS = ("folder_of", "name_ends")  # packed by a PathList
 
 
@@ -53,6 +55,7 @@ class FileTable:
     notes: dict[int, tuple[str, ...]]  # row -> oddities, for the files that have some
     size: array
     mtime_ns: array
+    stat_id: array
     n_spectra: array
     n_pix_max: array
     n_pix_min: array
@@ -104,7 +107,7 @@ class FileTable:
                         grid_keys=p.grid_keys, flux_unit=p.flux_unit, header_keys=p.header_keys,
                         param_keys=p.param_keys, mask_convention=p.mask_convention, metadata_keys=p.metadata_keys,
                         join_key=self.join_keys.get(row, ""), companion=p.companion, dropped=self.dropped[row],
-                        notes=self.notes.get(row, ()), provides=p.provides)
+                        notes=self.notes.get(row, ()), provides=p.provides, stat_id=self.stat_id[row])
 
     def select(self, keep: Iterable[bool]) -> FileTable:
         """The rows where `keep` is true, in order (one pass per column; names are repacked)."""
@@ -162,6 +165,7 @@ class FileTableBuilder:
         c["profile"].append(self._profile_ids.setdefault(profile, len(self._profile_ids)))
         c["size"].append(scan.size)
         c["mtime_ns"].append(scan.mtime_ns)
+        c["stat_id"].append(scan.stat_id)
         c["n_spectra"].append(scan.n_spectra)
         c["n_pix_max"].append(scan.n_pix_max)
         c["n_pix_min"].append(scan.n_pix_min)
@@ -183,9 +187,34 @@ class FileTableBuilder:
 
 
 def _unpack(folders, folder_of: array, names, ends: array, row: int) -> str:
-    """Path `row` of a packed list: its folder (ending in "/") and its utf-8 name."""
+    """Path `row` of a packed list: its folder (ending in "/") and its utf-8 name (a name that is not
+    UTF-8 comes back as the str os.scandir gave, its bytes as surrogate escapes)."""
     start = ends[row - 1] if row else 0
-    return folders[folder_of[row]] + names[start : ends[row]].decode()
+    return folders[folder_of[row]] + names[start : ends[row]].decode("utf-8", "surrogateescape")
+
+
+def stat_id(st: os.stat_result) -> int:
+    """What tells a file rewritten in place with its size and mtime kept (or set back with utime), as
+    git's index does: its inode and its ctime, which the kernel sets on every write, chmod, rename or new
+    hard link, and no utime can set back. One signed 64-bit digest: 8 bytes a file in the table. st_dev
+    is left out: nodes mounting one NFS export give it different device numbers, as a remount does, so a
+    shard task on another node would take every file for changed."""
+    digest = hashlib.blake2b(b"%d:%d" % (st.st_ino, st.st_ctime_ns), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def printable_path(path: str) -> str:
+    """`path` as valid UTF-8 text: a name whose bytes are not UTF-8 (held as surrogate escapes, as os
+    gives it) shows them as \\xNN, so it can be named in a message, a JSON report or a Parquet string."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_path(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class PathList(Sequence):
@@ -214,7 +243,7 @@ class PathList(Sequence):
             fid = self._folder_ids[folder] = len(self.folders)
             self.folders.append(folder)
         self.folder_of.append(fid)
-        self.names += path[cut:].encode()
+        self.names += path[cut:].encode("utf-8", "surrogateescape")  # a non-UTF-8 name: the scan refuses it
         self.ends.append(len(self.names))
 
     def __len__(self) -> int:

@@ -59,6 +59,7 @@ class FileScan:
     dropped: int = 0  # spectra the reader left out because they carry no data (ivar 0 everywhere)
     notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
     provides: tuple[str, ...] = ()  # capabilities (schema.ARRAYS) the file provides, sorted
+    stat_id: int = 0  # filetable.stat_id: its inode and ctime, what size and mtime do not tell
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Companion:
     format: str
     size: int
     mtime_ns: int
+    stat_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class FileSegment:
     mtime_ns: int
     companions: tuple[Companion, ...] = ()
     file_spectra: int = 0  # the file's spectra in the plan (0: not known); more than count: the file is split
+    stat_id: int = 0  # with size and mtime: the file as scanned (filetable.stat_id)
 
     @property
     def part_of_file(self) -> bool:
@@ -133,7 +136,7 @@ class ShardSpec:
     row_stop: int
     file_lo: int  # the files whose spectra fill it: rows [file_lo, file_hi) of the plan's PlacedFiles
     file_hi: int
-    key: str = ""  # hash of the layout and of this shard's files (path, size, mtime): its content's identity
+    key: str = ""  # hash of the layout and of this shard's files (path, size, mtime, inode, ctime): its identity
     # only where the task cannot read the plan's file table (node-local scratch): the segments themselves
     segments: tuple[FileSegment, ...] = ()
 
@@ -393,7 +396,7 @@ class PlacedFiles:
             count = min(b[i + 1], shard.row_stop) - row
             if count > 0:  # a file with no spectra has no segment
                 out.append(FileSegment(t.path(i), t.format(i), row - b[i], count, row, t.size[i], t.mtime_ns[i],
-                                       self.companions.get(i, ()), int(b[i + 1] - b[i])))
+                                       self.companions.get(i, ()), int(b[i + 1] - b[i]), t.stat_id[i]))
         return tuple(out)
 
 
@@ -419,7 +422,7 @@ def place_files(table: FileTable) -> PlacedFiles:
                                 f"object ({key!r}), but {what} among the inputs has that key; it has no raw flux of "
                                 "its own to ingest")
             found.setdefault(hosts[0], []).append(Companion(path, table.format(row), table.size[row],
-                                                            table.mtime_ns[row]))
+                                                            table.mtime_ns[row], table.stat_id[row]))
         for host, comps in found.items():
             if len(comps) > 1:
                 raise PlanError(f"{own.path(host)}: {len(comps)} companion files attach to it "
@@ -554,7 +557,7 @@ def _digest(doc: object) -> str:
 
 
 def _hash_files(h, table: FileTable, lo: int, hi: int) -> None:
-    """Feed the identity of files lo..hi (folder, name, size, mtime, format, counts) to a hash, column by
+    """Feed the identity of files lo..hi (folder, name, size, mtime, stat_id, format, counts) to a hash, column by
     column: nothing here depends on row numbers or interning order, only on the files themselves."""
     for folder, run in groupby(table.folder_of[lo:hi]):
         h.update(b"D%s\0%d\0" % (table.folders[folder].encode(), len(list(run))))
@@ -563,15 +566,16 @@ def _hash_files(h, table: FileTable, lo: int, hi: int) -> None:
     base = table.name_ends[lo - 1] if lo else 0
     h.update(table.names[base : table.name_ends[hi - 1] if hi > lo else base])
     h.update(array("q", (e - base for e in table.name_ends[lo:hi])).tobytes())
-    for column in (table.size, table.mtime_ns, table.n_spectra):
+    for column in (table.size, table.mtime_ns, table.stat_id, table.n_spectra):
         h.update(column[lo:hi].tobytes())
 
 
 def _with_fingerprint(plan: Plan, table: FileTable) -> Plan:
     """The plan's fingerprint hashes everything that decides the store's bytes: inputs (path, size,
-    mtime) and the layout. Each shard's key hashes the layout and only its own files, so after an
-    input changes, a rerun recomputes just the shards that read it (when the layout itself changed,
-    every key changes and nothing stale can be reused)."""
+    mtime, and inode and ctime as `stat_id`) and the layout. Each shard's key hashes the layout and only
+    its own files, so after an input changes, a rerun recomputes just the shards that read it (when the
+    layout itself changed, every key changes and nothing stale can be reused). A file rewritten with its
+    size and mtime kept has a new ctime (and, written anew and renamed over, a new inode)."""
     # what a shard's bytes depend on besides its own files (not N_spec: appending files keeps keys)
     layout = json.dumps({
         "schema": SCHEMA_VERSION,
@@ -590,7 +594,8 @@ def _with_fingerprint(plan: Plan, table: FileTable) -> Plan:
         _hash_files(h, placed.table, s.file_lo, s.file_hi)
         for row in range(s.file_lo, s.file_hi) if placed.companions else ():
             for c in placed.companions.get(row, ()):
-                h.update(b"C%d\0%s\0%d\0%d\0" % (row - s.file_lo, c.path.encode(), c.size, c.mtime_ns))
+                h.update(b"C%d\0%s\0%d\0%d\0%d\0" % (row - s.file_lo, c.path.encode(), c.size, c.mtime_ns,
+                                                          c.stat_id))
         shards.append(replace(s, key=h.hexdigest()[:16]))
     h = hashlib.sha256(layout)
     h.update(b"N%d:%d\0" % (plan.n_spec, plan.rowwise_chunk_rows))  # row-wise chunks: the merge's, not a shard's

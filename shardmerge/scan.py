@@ -13,6 +13,7 @@ import numpy as np
 
 from .config import MAX_PIXELS, FormatChoice
 from .errors import BadFileError
+from .filetable import is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
 from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
@@ -30,6 +31,9 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
     once, by the shard task that stores them (`open_verified`); here, a file must hold every byte its
     headers announce. What was odd but accepted is in the scan's `notes`; `strict` names the kinds of
     oddity to refuse instead."""
+    if not is_utf8_path(path):  # the store, the file table and the report hold paths as UTF-8 text
+        raise BadFileError(printable_path(path), "the file name is not valid UTF-8 (its bytes are shown as \\xNN); "
+                           "rename it to ingest it: the store records every source path as UTF-8 text")
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -60,6 +64,7 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             path=path,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            stat_id=stat_id(st),
             format=reader.name,
             n_spectra=layout.n_spectra,
             n_pix_max=max(n_pix[g] for g in used),

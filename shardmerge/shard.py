@@ -21,6 +21,7 @@ import zarr
 from .durable import fsync_path, fsync_tree, remove_tree, storage_errors
 from .errors import BadFileError, BadFilesError, ShardError
 from .failpoints import failpoint
+from .filetable import stat_id
 from .headers import HeaderRules
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
@@ -320,8 +321,9 @@ def _check_unchanged(f: FileSegment | Companion) -> None:
         st = os.stat(f.path)
     except OSError as exc:
         raise BadFileError(f.path, f"disappeared after the scan ({exc.strerror})") from exc
-    if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
-        raise BadFileError(f.path, "changed after the scan (size or modification time differ); rerun")
+    if (st.st_size, st.st_mtime_ns, stat_id(st)) != (f.size, f.mtime_ns, f.stat_id):
+        raise BadFileError(f.path, "changed after the scan (size, modification time, inode or change time differ; "
+                                   "a chmod or rename changes the change time too); rerun")
 
 
 def _check_block(seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:

@@ -73,7 +73,7 @@ def write_manifest(partial: str, manifest: dict) -> None:
 
 
 def write_file_table(plan: Plan, scratch: str) -> str:
-    """Write the plan's files (in row order: folder, name, format, size, mtime, spectra, first row, companion)
+    """Write the plan's files (in row order: folder, name, format, size, mtime, stat_id, first row, companion)
     to `<scratch>/files-<fingerprint>.arrow`, once, durably and atomically; return its path. Shard tasks
     carry only a range of its rows, not the files themselves: at 10^7 files the graph stays small. Arrow
     IPC, uncompressed, so a task memory-maps it and reads its ~1000 rows without reading the rest."""
@@ -92,9 +92,10 @@ def write_file_table(plan: Plan, scratch: str) -> str:
     offsets.extend(t.name_ends)
     comps = [(row, c) for row, cs in placed.companions.items() for c in cs]  # at most one each (the plan checks)
     comp_path: list = [None] * n if comps else []
-    comp_format, comp_size, comp_mtime = list(comp_path), list(comp_path), list(comp_path)
+    comp_format, comp_size, comp_mtime, comp_id = list(comp_path), list(comp_path), list(comp_path), list(comp_path)
     for row, c in comps:
         comp_path[row], comp_format[row], comp_size[row], comp_mtime[row] = c.path, c.format, c.size, c.mtime_ns
+        comp_id[row] = c.stat_id
     columns = {
         "folder": pa.DictionaryArray.from_arrays(ints(t.folder_of, pa.int32()), pa.array(t.folders, pa.string())),
         "name": pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(t.names)),
@@ -102,12 +103,14 @@ def write_file_table(plan: Plan, scratch: str) -> str:
                                                  pa.array([p.format for p in t.profiles], pa.string())),
         "size": ints(t.size),
         "mtime_ns": ints(t.mtime_ns),
+        "stat_id": ints(t.stat_id),
         "first_row": ints(placed.row_bounds[:-1]),
         "row_stop": ints(placed.row_bounds[1:]),
         "companion_path": pa.array(comp_path, pa.string()) if comps else pa.nulls(n, pa.string()),
         "companion_format": pa.array(comp_format, pa.string()) if comps else pa.nulls(n, pa.string()),
         "companion_size": pa.array(comp_size, pa.int64()) if comps else pa.nulls(n, pa.int64()),
         "companion_mtime_ns": pa.array(comp_mtime, pa.int64()) if comps else pa.nulls(n, pa.int64()),
+        "companion_stat_id": pa.array(comp_id, pa.int64()) if comps else pa.nulls(n, pa.int64()),
     }
     table = pa.table(columns).replace_schema_metadata({"rows_per_batch": str(FILE_TABLE_BATCH_ROWS)})
     final = os.path.join(scratch, f"{FILE_TABLE_PREFIX}{plan.fingerprint}.arrow")
@@ -149,9 +152,10 @@ def read_segments(plan: Plan, shard: ShardSpec) -> tuple[FileSegment, ...]:
             continue
         companions = () if cols["companion_path"][k] is None else (Companion(
             cols["companion_path"][k], cols["companion_format"][k], cols["companion_size"][k],
-            cols["companion_mtime_ns"][k]),)
+            cols["companion_mtime_ns"][k], cols["companion_stat_id"][k]),)
         out.append(FileSegment(cols["folder"][k] + cols["name"][k], cols["format"][k], row - first_row, count, row,
-                               cols["size"][k], cols["mtime_ns"][k], companions, row_stop - first_row))
+                               cols["size"][k], cols["mtime_ns"][k], companions, row_stop - first_row,
+                               cols["stat_id"][k]))
     return tuple(out)
 
 

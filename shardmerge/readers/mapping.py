@@ -42,7 +42,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.io import fits
 
-from ..errors import BadFileError, InputError
+from ..errors import BadFileError, InputError, MappingError
 from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
@@ -106,36 +106,36 @@ def _shown(v: object) -> str:
 
 
 def check_mapping(path: str, doc: dict) -> None:
-    """Refuse (InputError, exit 2) a mapping that is not exactly what the schema says, naming the file, the
+    """Refuse (MappingError, exit 2) a mapping that is not exactly what the schema says, naming the file, the
     table, the key, what it needs and the value found: a mistyped value must never be read as another."""
     for role in ("flux", "wavelength"):
         if role not in doc:
-            raise InputError(f"mapping {path} needs a [{role}] table")
+            raise MappingError(f"mapping {path} needs a [{role}] table")
     for role, spec in doc.items():
         if role not in _ROLES:
-            raise InputError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
+            raise MappingError(f"mapping {path}: unknown table [{role}]; known: {', '.join(_ROLES)}")
         if not isinstance(spec, dict):
-            raise InputError(f"mapping {path}: {role} must be a table ([{role}]), found {_shown(spec)}")
+            raise MappingError(f"mapping {path}: {role} must be a table ([{role}]), found {_shown(spec)}")
         for key, value in spec.items():
             if key not in _SCHEMA:
-                raise InputError(f"mapping {path}: [{role}] has unknown key {key!r}; known: "
+                raise MappingError(f"mapping {path}: [{role}] has unknown key {key!r}; known: "
                                  f"{', '.join(k for k, (_, _, roles) in _SCHEMA.items() if role in roles)}")
             needs, valid, roles = _SCHEMA[key]
             if role not in roles:
-                raise InputError(f"mapping {path}: [{role}] {key}: only "
+                raise MappingError(f"mapping {path}: [{role}] {key}: only "
                                  f"{' and '.join(f'[{r}]' for r in roles)} may set it (it would be ignored here)")
             if not valid(value):
-                raise InputError(f"mapping {path}: [{role}] {key}: expected {needs}, found {_shown(value)}")
+                raise MappingError(f"mapping {path}: [{role}] {key}: expected {needs}, found {_shown(value)}")
         if spec.get("wcs"):
             ignored = [k for k in _WHERE if k in spec]
             if ignored:
                 names = ", ".join(ignored)
-                raise InputError(f"mapping {path}: [{role}] wcs = true reads axis 1 of the flux image, so "
+                raise MappingError(f"mapping {path}: [{role}] wcs = true reads axis 1 of the flux image, so "
                                  f"{names} would be ignored: remove {names}, or set wcs = false")
         elif "hdu" not in spec:
-            raise InputError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
+            raise MappingError(f"mapping {path}: [{role}] needs hdu = <index or EXTNAME>")
         if "column" in spec and ("row" in spec or "band" in spec):
-            raise InputError(f"mapping {path}: [{role}] column names a table column, so row and band (image "
+            raise MappingError(f"mapping {path}: [{role}] column names a table column, so row and band (image "
                              "rows and planes) would be ignored: give one or the other")
 
 
@@ -169,7 +169,7 @@ def _parse(path: str, raw: bytes) -> dict:
     try:
         doc = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"mapping {path} is not valid TOML: {exc}") from exc
+        raise MappingError(f"mapping {path} is not valid TOML: {exc}") from exc
     check_mapping(path, doc)
     return doc
 

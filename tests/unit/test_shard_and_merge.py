@@ -72,6 +72,14 @@ def _split_plate(tmp_path, sums: bool, lead: int = 0, astropy_only: bool = False
     return path, plan, plan.context(write_file_table(plan, str(scratch))), scratch
 
 
+def _planned_again(tmp_path, scratch):
+    """(plan, context) of the corpus as it is now: bit rot changes no stat field, but flipping a bit here
+    sets the file's ctime, which the shard task's check compares. Planned after the flip, the damage is
+    the disk's, from before the scan: only the file's sums can tell."""
+    plan = _plan(tmp_path / "corpus")
+    return plan, plan.context(write_file_table(plan, str(scratch)))
+
+
 def _spy_reads(monkeypatch) -> tuple[list[int], list[str]]:
     """Bytes read at offsets (the headers-and-rows open) and paths read whole (the verifying open)."""
     partial: list[int] = []
@@ -83,7 +91,7 @@ def _spy_reads(monkeypatch) -> tuple[list[int], list[str]]:
 
 
 def _flip_bit(path: Path, at: int) -> None:
-    """One bit flipped, the size and modification time kept: the file as scanned, to every check but its sums."""
+    """One bit flipped, the size and modification time kept (the ctime is not: see `_planned_again`)."""
     raw = bytearray(path.read_bytes())
     raw[at] ^= 0x01
     mtime = os.stat(path).st_mtime_ns
@@ -129,6 +137,7 @@ def test_a_split_file_damaged_where_one_shard_reads_is_found_by_adding_the_shard
     if where == "header":  # a card's comment: the header still parses alike, only its sum changes
         assert path.read_bytes()[at] == ord(" ")
     _flip_bit(path, at)
+    plan, context = _planned_again(tmp_path, scratch)
     partial, whole = _spy_reads(monkeypatch)
     manifests = [write_shard(shard, context, str(scratch), RULES) for shard in plan.shards]
     # the file once, and each shard's two header blocks (and a few bytes peeked at)
@@ -150,6 +159,7 @@ def test_a_split_file_astropy_reads_is_verified_whole_by_the_shard_holding_most_
     path, plan, context, scratch = _split_plate(tmp_path, sums=True, lead=1, astropy_only=True)
     with fits.open(path) as h:
         _flip_bit(path, h.fileinfo(0)["datLoc"] + 36 * 500 * 4 + 8)  # flux row 36: shard 2
+    plan, context = _planned_again(tmp_path, scratch)
     partial, whole = _spy_reads(monkeypatch)
     manifests = [write_shard(plan.shards[k], context, str(scratch), RULES) for k in (2, 0)]
     assert str(path) not in whole and all(m["split_sums"] == {} for m in manifests)
