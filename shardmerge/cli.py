@@ -13,6 +13,7 @@ from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, 
 from .errors import ShardmergeError
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
+from .progress import setup_logging
 from .readers.oddities import KINDS as ODDITY_KINDS
 
 log = logging.getLogger("shardmerge")
@@ -37,11 +38,7 @@ class ReaderChoice(click.Choice):
 
 
 def _setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s shardmerge %(levelname)s %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
+    setup_logging(quiet)  # lines above the progress bars (shardmerge.progress)
 
 
 def _interrupt(signum: int, frame: object) -> None:

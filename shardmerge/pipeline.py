@@ -35,7 +35,7 @@ from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
 from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, needs_exact_grids
-from .progress import Progress, progress_mode
+from .progress import Progress, planned, progress_mode, run_display, stage
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, remove_own_tmp, sweep_leftovers, tmp_path
 from .readers.oddities import kind_of
@@ -244,8 +244,8 @@ def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
         raise InputError(f"--on-bad-file must be 'fail' or 'skip', not {opts.on_bad_file!r}")
     check_target(out, opts.overwrite)  # fail fast, before the lock and any work
     rules = load_header_rules(opts.header_rules)
-    with runner_role(opts.cluster) as runner:  # in an srun, only the client rank gets past this line
-        _ingest_locked(opts, out, report, rules, runner)
+    with runner_role(opts.cluster) as runner, run_display(progress_mode(opts.progress)):
+        _ingest_locked(opts, out, report, rules, runner)  # in an srun, only the client rank gets here
 
 
 def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: HeaderRules, runner: object) -> None:
@@ -283,6 +283,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
                     scans = scan_inputs(paths, opts.format, rules, ex, opts.on_bad_file, report, mode, opts.strict)
                 with report.phase("plan"):
                     plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
+                planned(plan.input_bytes, plan.estimated_bytes())  # the overall bar's split of what is left
                 with report.phase("shard"):  # the merge into tmp runs beside it, shard by shard
                     plan, scans, manifests, merging = write_shards(ex, plan, scans, scratch, rules, opts, report,
                                                                    node_local, tmp)
@@ -364,8 +365,7 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
         stale = sweep_scratch(scratch, keep={s.store_name for s in plan.shards})
         if stale and round_no == 0:
             log.info("removed %d stale or partial shard store(s) from %s", len(stale), scratch)
-        merge_progress = Progress("merge", len(plan.shards), "shards",  # log lines: a second bar would
-                                  "off" if mode == "off" else "log")  # overwrite the shard phase's
+        merge_progress = Progress("merge", len(plan.shards), "shards", mode)  # its bar once the shards' is done
         merging = StreamedMerge(plan, [shard_path(scratch, s) for s in plan.shards], tmp,
                                 link_chunks=not opts.keep_scratch, progress=merge_progress)
         # a disk error that outlived a task's retries, or one in this process's writes, is named (exit 6)
@@ -623,7 +623,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
     with report.phase("merge"):  # what is left of it once every shard is written
         merged = merging.finish(provenance)
         report.merge = merged.stats()
-    with report.phase("validate"):
+    with report.phase("validate"), stage("gate"):
         sync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
         results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows,
