@@ -25,7 +25,7 @@ from typing import Any, TextIO
 log = logging.getLogger("shardmerge")
 
 LOG_EVERY_S = 5.0  # batch logs: a line per phase at least this often (and always its start and end) ...
-LOG_EVERY_FRACTION = 0.1  # ... and one each time another tenth of the phase is done,
+LOG_PARTS = 10  # ... and one each time another tenth of the phase is done,
 LOG_MIN_S = 1.0  # but no two a phase closer than this (a fast phase is its start and end lines)
 LOG_FORMAT = "%(asctime)s shardmerge %(levelname)s %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
@@ -141,7 +141,7 @@ class Progress:
         self.done = 0
         self.t0 = self.last = clock()
         self.finished = False
-        self._next_fraction = LOG_EVERY_FRACTION
+        self._logged_step = 0
         self._own_bar: Any = None
         self.run = _current_run() if mode != "off" else None
         if mode == "log" and total:
@@ -193,11 +193,9 @@ class Progress:
         log.info("%s: %d/%d %s (%.1f s)", self.phase, self.done, self.total, self.unit, elapsed)
 
     def _log_due(self, now: float) -> bool:
-        if now - self.last >= LOG_EVERY_S:
-            self._next_fraction = self.fraction + LOG_EVERY_FRACTION
-            return True
-        if self.fraction >= self._next_fraction and now - self.last >= LOG_MIN_S:
-            self._next_fraction = self.fraction + LOG_EVERY_FRACTION
+        step = int(self.done * LOG_PARTS // self.total) if self.total else LOG_PARTS  # whole tenths done
+        if now - self.last >= LOG_EVERY_S or (step > self._logged_step and now - self.last >= LOG_MIN_S):
+            self._logged_step = step
             return True
         return False
 
