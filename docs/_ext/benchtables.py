@@ -131,10 +131,7 @@ class BenchTable(SphinxDirective):
         if not path.is_file():
             raise self.error(f"benchtable: {path} does not exist")
         self.env.note_dependency(str(path))
-        if path.suffix == ".json":
-            made = self._from_json(path)
-        else:
-            made = self._from_text(path)
+        made = self._from_json(path) if path.suffix == ".json" else self._from_text(path)
         source = nodes.paragraph(classes=["benchtable-source"])
         source += nodes.emphasis(text=f"Generated from benchmarks/results/{path.name}.")
         if "caption" in self.options:
