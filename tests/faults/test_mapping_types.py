@@ -78,7 +78,7 @@ def test_a_key_that_would_be_ignored_is_refused(tmp_path, text, says):
 
 
 def test_every_documented_layout_of_a_mapping_is_accepted(tmp_path):
-    """The schema refuses what is wrong, not what the module docstring and the README document."""
+    """The schema refuses what is wrong, not what the module docstring and docs/mapping.md document."""
     for i, text in enumerate([
         GOOD + '[uncertainty]\nhdu = 1\ncolumn = "IVAR"\nkind = "ivar"\n[mask]\nhdu = "DQ"\nconvention = "bits"\n'
                '[continuum]\nhdu = 1\nrow = 3\nmethod = "fit"\n',

@@ -60,7 +60,7 @@ def test_xarray_open_datatree_reads_every_group(store):
 
 
 def test_plain_zarr_in_a_fresh_interpreter(store):
-    """What the README shows: zarr alone, no shardmerge import."""
+    """What the docs show (docs/schema.md, "Reading a store back"): zarr alone, no shardmerge import."""
     code = (
         "import zarr, sys; g = zarr.open_group(sys.argv[1], mode='r'); f = g['signal/flux_raw']; "
         "print(f.shape, f.attrs['units'], g['signal/wavelength'].attrs['units'], "
