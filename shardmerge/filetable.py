@@ -28,6 +28,7 @@ class Profile:
     format: str
     grid_keys: tuple[str, ...]
     flux_unit: str
+    flux_unit_source: str
     header_keys: tuple[str, ...]
     param_keys: tuple[str, ...]
     mask_convention: str
@@ -104,7 +105,8 @@ class FileTable:
         p = self.profiles[self.profile[row]]
         return FileScan(path=self.path(row), size=self.size[row], mtime_ns=self.mtime_ns[row], format=p.format,
                         n_spectra=self.n_spectra[row], n_pix_max=self.n_pix_max[row], n_pix_min=self.n_pix_min[row],
-                        grid_keys=p.grid_keys, flux_unit=p.flux_unit, header_keys=p.header_keys,
+                        grid_keys=p.grid_keys, flux_unit=p.flux_unit, flux_unit_source=p.flux_unit_source,
+                        header_keys=p.header_keys,
                         param_keys=p.param_keys, mask_convention=p.mask_convention, metadata_keys=p.metadata_keys,
                         join_key=self.join_keys.get(row, ""), companion=p.companion, dropped=self.dropped[row],
                         notes=self.notes.get(row, ()), provides=p.provides, stat_id=self.stat_id[row])
@@ -159,8 +161,8 @@ class FileTableBuilder:
             raise PlanError(f"{scan.path} is listed twice among the inputs")
         row = len(self)
         self._paths.append(scan.path)  # refuses a path out of order
-        profile = Profile(scan.format, scan.grid_keys, scan.flux_unit, scan.header_keys, scan.param_keys,
-                          scan.mask_convention, scan.metadata_keys, scan.provides, scan.companion)
+        profile = Profile(scan.format, scan.grid_keys, scan.flux_unit, scan.flux_unit_source, scan.header_keys,
+                          scan.param_keys, scan.mask_convention, scan.metadata_keys, scan.provides, scan.companion)
         c = self._columns
         c["profile"].append(self._profile_ids.setdefault(profile, len(self._profile_ids)))
         c["size"].append(scan.size)

@@ -36,6 +36,7 @@ from .schema import (
     MASK_ARRAY,
     REQUIRED_GROUPS,
     arrays_for,
+    flux_unit_attrs,
     rowwise_arrays,
 )
 from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
@@ -53,12 +54,6 @@ from .zarrio import (
 INDEX_FILE = "index.parquet"
 
 log = logging.getLogger("shardmerge")
-
-
-def flux_units_attr(plan: Plan) -> str:
-    if len(plan.flux_units) == 1:
-        return plan.flux_units[0] or "unknown"
-    return "mixed: see metadata/flux_unit"
 
 
 class _RowWiseWriter:
@@ -112,11 +107,13 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     groups = create_groups(root, REQUIRED_GROUPS)
     fmt, codec = plan.zarr_format, plan.codec
     shape2d = (plan.n_spec, plan.n_pix)
-    unit = flux_units_attr(plan)
-    attrs_2d = {a.name: {"units": unit if a.units == "flux" else a.units, "description": a.description}
+    flux_attrs = flux_unit_attrs(plan.flux_units, plan.flux_unit_sources)
+    attrs_2d = {a.name: {**(flux_attrs if a.units == "flux" else {"units": a.units} if a.units else {}),
+                         "description": a.description}
                 for a in arrays_for(plan.capabilities)}
     if MASK_ARRAY in attrs_2d:
-        attrs_2d[MASK_ARRAY].update({"padding_bit": 31, "source_conventions": list(plan.mask_conventions)})
+        attrs_2d[MASK_ARRAY].update({"flags": "bitmask", "padding_bit": 31,
+                                     "source_conventions": list(plan.mask_conventions)})
     names_2d = shard_arrays(plan)
     specs = [array_spec(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
                         dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
@@ -131,7 +128,8 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
                                 dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
                                 shards=plan.zarr_shards_2d))
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
-    row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys)
+    row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys,
+                                plan.flux_unit_sources)
     specs += [array_spec(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
                          dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt, attrs=r.attrs)
               for r in row_arrays]

@@ -31,7 +31,7 @@ from .config import (
 )
 from .errors import PlanError
 from .filetable import FileTable
-from .schema import REQUIRED_GROUPS, arrays_for, rowwise_arrays
+from .schema import REQUIRED_GROUPS, UNITS_LAYOUT, arrays_for, rowwise_arrays
 
 FLUX_ITEMSIZE = 4  # float32
 
@@ -49,7 +49,7 @@ class FileScan:
     n_pix_max: int
     n_pix_min: int
     grid_keys: tuple[str, ...]  # distinct wavelength-grid fingerprints of the file's spectra
-    flux_unit: str
+    flux_unit: str  # normalised (units.normalise_flux_unit): parses with astropy.units; "" = unknown
     header_keys: tuple[str, ...] = ()  # projected h{hdu}_{kw} names this file provides
     param_keys: tuple[str, ...] = ()
     mask_convention: str = ""  # non-empty: the file gives pixel masks, and whose bits they are (reader's words)
@@ -60,6 +60,7 @@ class FileScan:
     notes: tuple[str, ...] = ()  # what was odd but accepted ("<kind>: <text>", see readers/oddities.py)
     provides: tuple[str, ...] = ()  # capabilities (schema.ARRAYS) the file provides, sorted
     stat_id: int = 0  # filetable.stat_id: its inode and ctime, what size and mtime do not tell
+    flux_unit_source: str = ""  # the flux unit as the file spells it
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class Plan:
     rowwise_chunk_rows: int
     shard_rows: int
     wavelength_shared: bool  # one 1-D grid for every spectrum, else a 2-D wavelength array
-    flux_units: tuple[str, ...]  # distinct, sorted; more than one means metadata/flux_unit is written
+    flux_units: tuple[str, ...]  # normalised, distinct, sorted; more than one: metadata/flux_unit is written
     header_keys: tuple[str, ...]
     param_keys: tuple[str, ...]
     mask_conventions: tuple[str, ...]  # distinct, sorted; empty: no input has a mask (no mask_raw array)
@@ -183,6 +184,7 @@ class Plan:
     store_files: int = 0  # files the store will hold (at most: zarr skips chunks that hold only fill values)
     max_store_files: int = 0  # the budget the layout was chosen for
     files: PlacedFiles | None = field(default=None, repr=False)  # the driver's; None in a task's context
+    flux_unit_sources: tuple[str, ...] = ()  # the sources' spellings, distinct, sorted (merge.flux_attrs)
     file_table: str = ""  # in a task's context: the file table on scratch its shard reads its files from
 
     @property
@@ -483,6 +485,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     shared = len(grid_keys) == 1 and not grid_keys_unsure(grid_keys) and min(own.n_pix_min) == n_pix
     keys = {
         "flux_units": tuple(sorted({p.flux_unit for p in used})),
+        "flux_unit_sources": tuple(sorted({p.flux_unit_source for p in used})),
         "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
         "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
         "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
@@ -584,6 +587,9 @@ def _with_fingerprint(plan: Plan, table: FileTable) -> Plan:
         "codec": asdict(plan.codec),
         "keys": [plan.header_keys, plan.param_keys, plan.flux_units, plan.provides, plan.mask_conventions,
                  plan.metadata_keys, *([plan.mapping[1]] if plan.mapping else [])],  # an edited mapping: new keys
+        # normalised flux units and their source spellings (rows.parquet's flux_unit, flux_unit_source): a
+        # shard written before units were normalised has neither and never matches
+        "units": [UNITS_LAYOUT, plan.flux_unit_sources],
     }, sort_keys=True).encode()
     placed = plan.files
     assert placed is not None
@@ -621,6 +627,7 @@ def describe(plan: Plan) -> dict:
         "max_store_files": plan.max_store_files,
         "rowwise_chunk_rows": plan.rowwise_chunk_rows,
         "flux_units": list(plan.flux_units),
+        "flux_unit_sources": list(plan.flux_unit_sources),
         "header_fields": len(plan.header_keys),
         "masks": list(plan.mask_conventions),
         "capabilities": list(plan.provides),

@@ -18,7 +18,8 @@ from .headers import HeaderRules
 from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
 from .readers.base import check_grid
-from .readers.oddities import Oddities
+from .readers.oddities import UNKNOWN_UNIT, Oddities
+from .units import normalise_flux_unit
 
 
 def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
@@ -50,6 +51,9 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
         layout = reader.layout(path, hdul) if exact_grids else reader.scan_layout(path, hdul)
         for kind, text in layout.notes:
             oddities.add(kind, text)
+        flux_unit, unit_oddity = normalise_flux_unit(layout.flux_unit)
+        if unit_oddity:
+            oddities.add(UNKNOWN_UNIT, unit_oddity)
         if layout.n_spectra <= 0:
             raise BadFileError(path, "holds no spectra")
         n_pix = [int(g.shape[0]) for g in layout.grids]
@@ -70,7 +74,8 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             n_pix_max=max(n_pix[g] for g in used),
             n_pix_min=min(n_pix[g] for g in used),
             grid_keys=tuple(sorted({layout.grid_key(g) for g in used})),
-            flux_unit=layout.flux_unit,
+            flux_unit=flux_unit,
+            flux_unit_source=layout.flux_unit,
             header_keys=header_keys,
             param_keys=layout.param_keys,
             mask_convention=layout.mask_convention,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .headers import CANONICAL_FLOAT_FIELDS, CANONICAL_STRING_FIELDS
+from .units import DIMENSIONLESS, UNKNOWN_UNIT
 
 REQUIRED_GROUPS = ("signal", "continuum", "representations", "params", "metadata")
 
@@ -24,7 +25,7 @@ class ArraySpec:
     name: str  # in its group, in shard stores and in SpectraBlock.arrays
     group: str
     dtype: str
-    units: str  # "flux": the sources' flux unit; else the literal units attr
+    units: str  # "flux": the sources' flux unit (flux_unit_attrs); "": no units attr (flags); else the units attr
     description: str
     capability: str = ""  # "" always written; else only when some input provides this capability
     pairs_with: str = ""  # written together with this array or not at all
@@ -56,11 +57,11 @@ ARRAYS = (
               companion=True),
     ArraySpec("continuum_uncertainty", "continuum", "float32", "flux", "continuum 1-sigma; NaN when absent",
               companion=True),
-    ArraySpec("normalized_flux", "representations", "float32", "dimensionless", "source-provided normalized flux",
+    ArraySpec("normalized_flux", "representations", "float32", DIMENSIONLESS, "source-provided normalized flux",
               capability="normalized", pairs_with="normalized_uncertainty", companion=True),
-    ArraySpec("normalized_uncertainty", "representations", "float32", "dimensionless", "its 1-sigma uncertainty",
+    ArraySpec("normalized_uncertainty", "representations", "float32", DIMENSIONLESS, "its 1-sigma uncertainty",
               capability="normalized", pairs_with="normalized_flux", companion=True),
-    ArraySpec(MASK_ARRAY, "signal", "uint32", "bitmask",
+    ArraySpec(MASK_ARRAY, "signal", "uint32", "",  # bit flags, not a quantity: attr flags = "bitmask", no units
               "pixel mask as the source gives it: 0 = good; bit 31 = padding past the spectrum's end; other bits "
               "follow the source's convention (see metadata/format); 0 where a source has no mask",
               capability="mask", padding=MASK_PADDING, absent=0),
@@ -84,6 +85,36 @@ REQUIRED_ARRAYS = (
     "continuum/continuum_uncertainty",
     "continuum/method",
 )
+
+# Flux units (units.normalise_flux_unit). Every `units` attr parses with astropy.units.Unit; the flux-like
+# arrays say their unit in one of three ways (flux_unit_attrs), and keep the sources' spellings beside it.
+FLUX_UNIT_COLUMN = "metadata/flux_unit"  # per spectrum, normalised (written when spectra's units differ)
+FLUX_UNIT_SOURCE_COLUMN = "metadata/flux_unit_source"  # per spectrum, as the source spells it
+UNITS_LAYOUT = "normalised-1"  # in every shard key: shards written before units were normalised never match
+
+
+def flux_unit_attrs(flux_units: tuple[str, ...], sources: tuple[str, ...]) -> dict:
+    """The unit attrs of every flux-like array (ArraySpec.units == "flux"), from the plan's distinct normalised
+    units and source spellings:
+    - one known unit: `units` (parses with astropy.units); `units_source`, the source's spelling, or, when
+      files spell it differently, `units_source_column` naming the per-spectrum spellings;
+    - one unit, unknown (units.UNKNOWN_UNIT): no `units`, `units_unknown = True`, and the spelling as above;
+    - units that differ between spectra: no `units`; `units_column` names the per-spectrum normalised units,
+      `units_source_column` their spellings; `units_unknown = True` when some spectrum's unit is unknown
+      (its value in the units column is then "", astropy's dimensionless_unscaled: no unit attached)."""
+    attrs: dict = {}
+    if len(flux_units) > 1:
+        attrs["units_column"] = FLUX_UNIT_COLUMN
+    elif flux_units and flux_units[0] != UNKNOWN_UNIT:
+        attrs["units"] = flux_units[0]
+    if UNKNOWN_UNIT in flux_units or not flux_units:
+        attrs["units_unknown"] = True
+    if len(flux_units) > 1 or len(sources) > 1:
+        attrs["units_source_column"] = FLUX_UNIT_SOURCE_COLUMN
+    else:
+        attrs["units_source"] = sources[0] if sources else ""
+    return attrs
+
 
 # Row-wise metadata: identity and provenance of each row, then canonical observing fields.
 METADATA_IDENTITY = {
@@ -116,7 +147,7 @@ class RowWise:
 
 
 def rowwise_arrays(flux_units: tuple[str, ...], metadata_keys: tuple[str, ...], header_keys: tuple[str, ...],
-                   param_keys: tuple[str, ...]) -> list[RowWise]:
+                   param_keys: tuple[str, ...], flux_unit_sources: tuple[str, ...] = ()) -> list[RowWise]:
     """Every row-wise array a store of these inputs holds: what the merge creates and the plan counts."""
     out = [RowWise("continuum", "method", "str", "continuum_method",
                    {"description": "how continuum_model was obtained, per spectrum ('none' when absent)"})]
@@ -125,7 +156,11 @@ def rowwise_arrays(flux_units: tuple[str, ...], metadata_keys: tuple[str, ...], 
                            {"units": METADATA_UNITS[name]} if name in METADATA_UNITS else None))
     if len(flux_units) > 1:
         out.append(RowWise("metadata", "flux_unit", "str", "flux_unit",
-                           {"description": "flux unit string of the source"}))
+                           {"description": "flux unit of the spectrum, normalised: astropy.units.Unit(value) reads "
+                                           "it; '' where the source's unit is unknown (see flux_unit_source)"}))
+    if len(flux_units) > 1 or len(flux_unit_sources) > 1:
+        out.append(RowWise("metadata", "flux_unit_source", "str", "flux_unit_source",
+                           {"description": "flux unit of the spectrum as its source file spells it"}))
     out += [RowWise("metadata", key, "str", META_PREFIX + key, {"description": "format-specific per-spectrum value"})
             for key in metadata_keys]
     out += [RowWise("metadata", key, "str", key, {"description": "projected FITS header card (string)"})

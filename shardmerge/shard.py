@@ -42,6 +42,7 @@ from .shardstore import (
     write_manifest,
 )
 from .store import flux_row_faults
+from .units import normalise_flux_unit
 from .zarrio import array_spec, create_arrays, write_slab
 
 
@@ -399,7 +400,8 @@ def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, me
     table.add("source_hdu", [layout.flux_hdu] * n)
     table.add("source_row", list(idx))
     table.add("format", [seg.format] * n)
-    table.add("flux_unit", [layout.flux_unit] * n)
+    table.add("flux_unit", [normalise_flux_unit(layout.flux_unit)[0]] * n)  # as the scan normalised it
+    table.add("flux_unit_source", [layout.flux_unit] * n)
     table.add("continuum_method", [values.continuum_method or "none"] * n)
     for name in METADATA_CANONICAL:
         table.add(name, [m[name] for m in meta])

@@ -27,6 +27,7 @@ from .schema import (
     SPECTRAL_2D,
 )
 from .store import all_arrays, members, row_data_flags
+from .units import parses_as_unit
 from .zarrio import storage_grid, storage_grid_shape
 
 MAX_ROWS_NAMED = 20  # per check; the count says how many more
@@ -391,14 +392,63 @@ def _not_increasing(w: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.nda
     return (finite[:, 1:] & ~(ext[:, 1:] > previous[:, :-1])).any(axis=1), previous[:, -1]
 
 
+_UNIT_FORM_ATTRS = ("units_source", "units_source_column", "units_column", "units_unknown")
+
+
 def _units(c: _Checks, problems: list[str]) -> None:
-    for path in ["signal/wavelength"] + [f"{g}/{n}" for n, g in SPECTRAL_2D.items()]:
+    """Every spectral array states its unit. A store that normalises its units (its flux says where its
+    sources' spellings are: schema.flux_unit_attrs) must do it in a form astropy.units reads: a `units`
+    attr that parses, a `units_column` naming an (N_spec,) string array whose values all parse, or
+    `units_unknown` with the source's spelling kept; and every other `units` attr in it must parse too.
+    A store without those attrs (an earlier release's, another tool's) needs only a non-empty `units`."""
+    flux = c.array("signal/flux_raw")
+    normalised = flux is not None and any(k in flux.attrs for k in _UNIT_FORM_ATTRS)
+    spectral = ["signal/wavelength"] + [f"{g}/{n}" for n, g in SPECTRAL_2D.items()]
+    for path in spectral:
         arr = c.array(path)
         if arr is None:
+            continue
+        if normalised:
+            _unit_form(c, path, arr.attrs, problems)
             continue
         units = arr.attrs.get("units")
         if not isinstance(units, str) or not units.strip():
             problems.append(f"{path} has no 'units' attr (expected a unit string, e.g. 'Angstrom')")
+    if normalised:
+        for path, arr in c.arrays():
+            units = arr.attrs.get("units")
+            if path not in spectral and units is not None and not parses_as_unit(units):
+                problems.append(f"{path}: units {units!r} does not parse with astropy.units")
+
+
+def _unit_form(c: _Checks, path: str, attrs, problems: list[str]) -> None:
+    units, column = attrs.get("units"), attrs.get("units_column")
+    if units is not None:
+        if not isinstance(units, str) or not units.strip() or not parses_as_unit(units):
+            problems.append(f"{path}: units {units!r} does not parse with astropy.units")
+    elif column is not None:
+        problems.extend(f"{path}: units_column {column!r} {why}" for why in _unit_column_problems(c, column))
+    elif attrs.get("units_unknown") is True:
+        if not isinstance(attrs.get("units_source"), str) and not isinstance(attrs.get("units_source_column"), str):
+            problems.append(f"{path}: units_unknown without the source's spelling (units_source or "
+                            "units_source_column)")
+    else:
+        problems.append(f"{path} has no 'units' attr, nor a 'units_column' or 'units_unknown' (expected a unit "
+                        "astropy.units reads, e.g. 'Angstrom')")
+
+
+def _unit_column_problems(c: _Checks, column: object) -> list[str]:
+    arr = c.array(column) if isinstance(column, str) else None
+    shape = c.n_spec_pix()
+    if arr is None:
+        return ["is not an array of the store"]
+    if arr.ndim != 1 or (shape is not None and arr.shape[0] != shape[0]) or arr.dtype.kind not in "OTU":
+        return [f"is not an (N_spec,) string array ({arr.shape}, {arr.dtype})"]
+    step = max(arr.chunks[0], 1)
+    bad: set[str] = set()
+    for start in range(0, arr.shape[0], step):  # a row-wise chunk at a time: distinct values are few
+        bad.update(str(v) for v in set(np.asarray(arr[start : start + step]).tolist()) if not parses_as_unit(v))
+    return [f"holds {v!r}, which does not parse with astropy.units" for v in sorted(bad)[:MAX_ROWS_NAMED]]
 
 
 def _provenance(c: _Checks, problems: list[str]) -> None:

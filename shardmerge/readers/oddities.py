@@ -10,12 +10,15 @@ from .checksum import PLACEHOLDER_DATASUM, STALE_CHECKSUM
 
 FITS_WARNING = "fits-warning"
 UNREAD_EXTENSION = "unread-extension"
+UNKNOWN_UNIT = "unknown-unit"
 
 KINDS = {
     PLACEHOLDER_DATASUM: "DATASUM = '0' on an HDU with data (ESO HARPS DRS products): the data unit is unverified",
     STALE_CHECKSUM: "CHECKSUM wrong but DATASUM right (header edited after checksumming, e.g. IRAF hedit)",
     FITS_WARNING: "astropy warned while parsing (e.g. BLANK on a float image, a non-standard card)",
     UNREAD_EXTENSION: "an image extension of the flux's shape that nothing names is not read",
+    UNKNOWN_UNIT: "the flux unit is missing or not a spelling astropy.units (or units.py) reads: stored as unknown, "
+                  "the source's spelling kept",
 }
 
 

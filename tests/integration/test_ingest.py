@@ -41,9 +41,11 @@ def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
     assert attrs["git_commit"] not in ("", "unknown") and attrs["input_files"] == n_files
     assert attrs["created_at"].endswith("Z")
     assert root["signal/wavelength"].attrs["units"] == "Angstrom"
-    assert root["signal/flux_raw"].attrs["units"] == "mixed: see metadata/flux_unit"
+    assert root["signal/flux_raw"].attrs["units_column"] == "metadata/flux_unit"
+    assert "units" not in root["signal/flux_raw"].attrs
     units = root["metadata/flux_unit"][:]
-    assert set(units) == {"erg/cm2/s/A", "1E-17 erg/cm^2/s/Ang"}
+    assert set(units) == {"erg / (Angstrom s cm2)", "1e-17 erg / (Angstrom s cm2)"}  # normalised (units.py)
+    assert set(root["metadata/flux_unit_source"][:]) == {"erg/cm2/s/A", "1E-17 erg/cm^2/s/Ang"}
     assert np.isnan(root["continuum/continuum_model"][:]).all()
     assert list(set(root["continuum/method"][:])) == ["none"]
     assert "normalized_flux" not in root["representations"]

@@ -81,7 +81,8 @@ def test_mixed_survey_folder_round_trips(tmp_path, survey_folder, dask_scheduler
     # ESO CONTNORM = T: FLUX is both the raw flux and the normalized representation
     r = paths.index(str(root / "eso" / "ADP.norm.fits"))
     np.testing.assert_array_equal(norm[r], g["signal/flux_raw"][r])
-    assert str(g["metadata/flux_unit"][r]) == "dimensionless (continuum-normalized)"
+    assert str(g["metadata/flux_unit"][r]) == "1"  # dimensionless, normalised (units.DIMENSIONLESS)
+    assert str(g["metadata/flux_unit_source"][r]) == "dimensionless (continuum-normalized)"
     # continuum from the source, and its method
     r = paths.index(str(root / "sdss" / "spSpec-51602-0266-031.fits"))
     assert str(g["continuum/method"][r]).startswith("source: spSpec")

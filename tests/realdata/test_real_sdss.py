@@ -39,7 +39,8 @@ def test_sdss_spectra_round_trip(tmp_path, real_files, dask_scheduler):
     root = zarr.open_group(out, mode="r")
     flux, unc, wave = root["signal/flux_raw"], root["signal/uncertainty_raw"], root["signal/wavelength"]
     assert flux.shape == (3, 3848) and wave.shape == (3, 3848)
-    assert flux.attrs["units"] == "1E-17 erg/cm^2/s/Ang"
+    assert flux.attrs["units"] == "1e-17 erg / (Angstrom s cm2)"
+    assert flux.attrs["units_source"] == "1E-17 erg/cm^2/s/Ang"
     for row, name in enumerate(sorted(SDSS)):
         assert os.path.basename(str(root["metadata/source_path"][row])) == name
         with fits.open(real_files[name]) as h:

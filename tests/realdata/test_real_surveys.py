@@ -57,7 +57,8 @@ def test_eso_sdp_legac(tmp_path, real, dask_scheduler):
     np.testing.assert_array_equal(g["signal/uncertainty_raw"][0, :n], err.astype(np.float32))
     np.testing.assert_array_equal(g["signal/mask_raw"][0, :n], qual)
     assert g["signal/mask_raw"].attrs["source_conventions"] == ["ESO SDP QUAL"]
-    assert g["signal/flux_raw"].attrs["units"] == "10**(-19).erg.cm**(-2).s**(-1).angstrom**(-1)"
+    assert g["signal/flux_raw"].attrs["units"] == "1e-19 erg / (Angstrom s cm2)"
+    assert g["signal/flux_raw"].attrs["units_source"] == "10**(-19).erg.cm**(-2).s**(-1).angstrom**(-1)"
 
 
 def test_apogee_apstar_and_apvisit(tmp_path, real, dask_scheduler):

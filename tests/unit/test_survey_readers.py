@@ -88,7 +88,8 @@ def test_detected_and_read_exactly(tmp_path, case):
 def test_harps_keeps_a_few_reusable_header_cards(tmp_path):
     path, _ = ss.make_harps_s1d(tmp_path / "HARPS.2019-03-01T00:00:00.000_s1d_A.fits")
     scan = scan_file(str(path), None, load_header_rules())
-    assert scan.n_pix_max == 313_000 and scan.flux_unit == "Relative Flux"
+    assert scan.n_pix_max == 313_000 and scan.flux_unit == "1"
+    assert scan.flux_unit_source == "Relative Flux"
     assert len(scan.header_keys) < 30, scan.header_keys  # of ~3050 cards
     assert not any("DRS_CAL" in k or "INS_TEMP" in k or "DET_CHIP" in k for k in scan.header_keys)
     assert make_plan([scan], LayoutRequest(chunk_rows=256)).chunks_2d == (256, 4096)  # high-resolution
