@@ -32,7 +32,8 @@ class RunReport:
     scratch_kind: str | None = None  # "shared" or "node-local"
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
-    checks: dict[str, str] | None = None  # check name → pass / fail
+    checks: dict[str, str] | None = None  # check name → pass / fail / skipped, every check of validate.CHECKS
+    checks_summary: str | None = None  # "17/17 checks passed": as `shardmerge validate` words it
     publish_method: str | None = None
     throughput: dict[str, float] | None = None
     driver_peak_rss_mib: float | None = None
@@ -97,7 +98,7 @@ def _umask() -> int:
 
 
 _LATE_FIELDS = ("workers", "scheduler", "cluster", "scratch_kind", "merge", "gate_flux_rows", "checks",
-                "publish_method", "throughput", "driver_peak_rss_mib")
+                "checks_summary", "publish_method", "throughput", "driver_peak_rss_mib")
 
 
 def store_bytes(path: str) -> tuple[int, int]:
