@@ -266,6 +266,8 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     click.echo(f"flux units      {', '.join(repr(u) for u in d['flux_units'])}")
     click.echo(f"header fields   {d['header_fields']}")
     click.echo(f"estimated size  {d['estimated_uncompressed_bytes'] / 2**20:.1f} MiB uncompressed")
+    for warning in d["warnings"]:
+        click.echo(f"WARNING         {warning}")
 
 
 @main.command("validate")

@@ -649,6 +649,10 @@ def _describe_plan(plan: Plan, report: RunReport) -> None:
     log.info("plan: %d spectra x %d pixels from %d files, %d shard(s) of %d rows, chunks %s",
              plan.n_spec, plan.n_pix, report.counts["files_ingested"], len(plan.shards), plan.shard_rows,
              plan.chunks_2d)
+    for warning in plan.warnings:  # each round plans again: say each warning once
+        if warning not in report.warnings:
+            log.warning("%s", warning)
+            report.warnings.append(warning)
     if plan.store_files > plan.max_store_files:
         log.warning("the store will hold %d files, more than --max-store-files %d: %s", plan.store_files,
                     plan.max_store_files, "Zarr v2 has no sharding (--zarr-format 3 has)" if plan.zarr_format == 2

@@ -25,6 +25,7 @@ class RunReport:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     odd_files: list[dict[str, Any]] = field(default_factory=list)  # accepted with oddities: path, notes
     plan: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the user should know (e.g. the plan's wide rows)
     error: str = ""
     workers: int | None = None
     scheduler: str | None = None  # its address; "inline" without a cluster
@@ -63,6 +64,7 @@ class RunReport:
             "skipped_files": self.skipped_files,
             "odd_files": self.odd_files,
             "plan": self.plan,
+            "warnings": self.warnings,
             "error": self.error,
             **{name: getattr(self, name) for name in _LATE_FIELDS if getattr(self, name) is not None},
         }
