@@ -234,6 +234,8 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_
         f"{report.counts['files_ingested']} files ({report.counts.get('files_bad', 0)} skipped), "
         f"{size / 2**20:.1f} MiB in {files} files, {sum(report.phases.values()):.1f} s"
     )
+    if report.cluster and report.cluster.get("job_logs"):
+        click.echo(f"SLURM job logs kept in {report.cluster['job_logs']}")
 
 
 @main.command("plan")

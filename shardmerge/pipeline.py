@@ -30,6 +30,7 @@ from .executors import (
     executor,
     runner_role,
 )
+from .executors.slurm import job_log_dir
 from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
@@ -272,7 +273,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             starting = time.perf_counter()
             with ExitStack() as cluster:  # closed here if anything fails before every shard is written
                 ex = cluster.enter_context(executor(choose_cluster(opts.cluster, paths), runner,
-                                                    log_dir=os.path.join(scratch, "job-logs")))
+                                                    log_dir=job_log_dir(opts.cluster.job_logs, out)))
                 report.phase_since("cluster_start", starting)
                 report.workers = ex.workers
                 report.scheduler = ex.address
@@ -320,6 +321,8 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
         remove_trees([shard_path(scratch, s) for s in plan.shards])
         remove_tree(scratch)
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
+    if report.cluster and report.cluster.get("job_logs"):
+        log.info("SLURM job logs kept in %s", report.cluster["job_logs"])
 
 
 CLUSTER_CLOSE_WAIT_S = 120  # a close that takes longer is left to the process's exit, with a warning
