@@ -231,6 +231,8 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_
         f"{report.counts['files_ingested']} files ({report.counts.get('files_bad', 0)} skipped), "
         f"{size / 2**20:.1f} MiB in {files} files, {sum(report.phases.values()):.1f} s"
     )
+    if report.cluster and report.cluster.get("job_logs"):
+        click.echo(f"SLURM job logs kept in {report.cluster['job_logs']}")
 
 
 @main.command("plan")
@@ -263,39 +265,60 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     click.echo(f"flux units      {', '.join(repr(u) for u in d['flux_units'])}")
     click.echo(f"header fields   {d['header_fields']}")
     click.echo(f"estimated size  {d['estimated_uncompressed_bytes'] / 2**20:.1f} MiB uncompressed")
+    for warning in d["warnings"]:
+        click.echo(f"WARNING         {warning}")
 
 
 @main.command("validate")
-@click.argument("store", type=click.Path())
+@click.argument("store", type=click.Path(), required=False)
 @click.option("--quiet", is_flag=True, help="Print failures only.")
-def validate_cmd(store, quiet):
-    """Run every check of the validation gate on STORE; exit 0 iff all pass."""
-    from .validate import failures, run_checks
+@click.option("--list-checks", is_flag=True, help="List every check (number, name, origin, what it checks) and exit.")
+def validate_cmd(store, quiet, list_checks):
+    """Run every check of the validation gate on STORE (the same list the ingest's gate runs, reported the
+    same way). Exit 0 when none fails; 4 (as a gate refusal) when one does; 2 when STORE is not a zarr group."""
+    from .errors import GateError
+    from .store import require_zarr_group
+    from .validate import checks_markdown, failures, run_checks, skipped_lines, summary_line
 
+    if list_checks:
+        click.echo(checks_markdown())
+        return
+    if store is None:
+        raise click.UsageError("missing argument STORE (or pass --list-checks)")
+    try:
+        require_zarr_group(store)
+    except ShardmergeError as exc:
+        _fail(exc)
     results = run_checks(store)
     failed = failures(results)
     for line in failed:
         click.echo(f"FAIL {line}")
+    if not quiet or failed:
+        for line in skipped_lines(results):
+            click.echo(f"SKIP {line}")
     if not quiet:
         for r in results:
-            if r.ok:
+            if r.status == "pass":
                 click.echo(f"ok   {r.name}")
-    passed = sum(r.ok for r in results)
-    click.echo(f"{store}: {passed}/{len(results)} checks passed")
-    sys.exit(0 if not failed else 1)
+    click.echo(f"{store}: {summary_line(results)}")
+    sys.exit(0 if not failed else GateError.exit_code)
 
 
 @main.command("inspect")
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG of a few spectra spread over the store.")
 @click.option("--plot-spectra", type=click.IntRange(1, 50), default=5, show_default=True)
 def inspect_cmd(store, as_json, plot_png, plot_spectra):
-    """Summarize a store: shape, chunks, codecs, sizes, provenance and source formats."""
+    """Summarize a store: shape, chunks, codecs, sizes, provenance and source formats. Exit 2, with one
+    line saying what STORE is, when it is not a store."""
     from .inspect import plot, render, summarize
 
-    summary = summarize(store)
+    try:
+        summary = summarize(store)
+    except ShardmergeError as exc:
+        _fail(exc)
     click.echo(json.dumps(summary, indent=2, default=str) if as_json else render(summary))
     if plot_png:
         try:

@@ -99,3 +99,6 @@ class ClusterRequest:
     worker_wait_s: float = 600.0  # longest wait for a first worker, and longest time without any during the run
     stall_s: float = 1800.0  # longest time with tasks in flight and none finishing (a hung filesystem)
     scheduler_file: str | None = None  # slurm-runner: on a filesystem every rank sees
+    # slurm: where batch jobs' logs go, a folder per run in it (default SHARDMERGE_JOB_LOGS, else
+    # ./shardmerge-logs; jobqueue's own log-directory, when set, wins): kept after the run
+    job_logs: str | None = None

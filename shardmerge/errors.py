@@ -19,6 +19,12 @@ class MappingError(InputError):
     """A --mapping file is not valid TOML or does not follow the mapping schema (readers/mapping.py)."""
 
 
+class NotAStoreError(InputError):
+    """A path given as a store (inspect, validate, reading one back) is not one: missing, a file, a folder
+    that is not a zarr group, a zarr group shardmerge did not write, or a store missing what is needed.
+    The message names the path and says which."""
+
+
 class BadFileError(ShardmergeError):
     """A FITS file cannot be read or understood. Always names the file and the reason."""
 

@@ -7,14 +7,28 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 import zarr
+from zarr.errors import BaseZarrError
 
-from .errors import InputError
+from .errors import InputError, NotAStoreError
 from .report import store_bytes
 from .schema import PROVENANCE_ATTRS
-from .store import all_arrays
+from .store import all_arrays, require_shardmerge_store, require_zarr_group
+
+MIXED_UNITS_POINTER = "mixed: see "  # the flux `units` attr of stores whose spectra differ, before `units_column`
 
 
 def summarize(store: str) -> dict:
+    """Shape, chunks, codecs and sizes of every array, provenance and the index's formats. Raises
+    NotAStoreError (one line, exit 2) for a path that is not a zarr group or cannot be read as one."""
+    require_zarr_group(store)
+    try:
+        return _summarize(store)
+    except (OSError, ValueError, KeyError, TypeError, BaseZarrError) as exc:
+        raise NotAStoreError(f"{store}: a damaged zarr group ({type(exc).__name__}: {exc}); "
+                             f"`shardmerge validate {store}` names what is wrong") from exc
+
+
+def _summarize(store: str) -> dict:
     root = zarr.open_group(store, mode="r")
     arrays = {}
     for path, arr in all_arrays(root):
@@ -70,9 +84,28 @@ def render(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(store: str, png: str, n: int = 5) -> list[int]:
-    """Write a PNG of `n` spectra spread evenly over the store (flux against wavelength, one panel each).
-    Reads only those rows. Returns the rows drawn."""
+def flux_units_of(root: zarr.Group, rows: list[int]) -> list[str]:
+    """The flux unit of each of `rows`: the flux array's `units` attr when the store has one unit, else each
+    row's value in the per-spectrum unit column the array points to: attr `units_column` (a path such as
+    "metadata/flux_unit"), or, in stores written before it, a `units` attr "mixed: see <column>"."""
+    flux = root["signal/flux_raw"]
+    column = flux.attrs.get("units_column")
+    units = flux.attrs.get("units", "")
+    if not column and isinstance(units, str) and units.startswith(MIXED_UNITS_POINTER):
+        column = units[len(MIXED_UNITS_POINTER):].strip()
+    if column:
+        try:
+            values = root[column]
+        except KeyError:
+            return [f"unknown (no {column})"] * len(rows)
+        return [str(values[r]) for r in rows]
+    return [str(units)] * len(rows)
+
+
+def plot_figure(store: str, n: int = 5):  # -> (matplotlib Figure, rows)
+    """The figure `plot` writes: `n` spectra spread evenly over the store, one panel each. Each panel's
+    y-axis names the flux unit; where the drawn spectra's units differ it says so and each spectrum's own
+    unit is in its legend."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -80,19 +113,33 @@ def plot(store: str, png: str, n: int = 5) -> list[int]:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    require_shardmerge_store(store, needs=("signal/flux_raw", "signal/wavelength"))
     root = zarr.open_group(store, mode="r")
     flux, wave = root["signal/flux_raw"], root["signal/wavelength"]
     n_spec = flux.shape[0]
     rows = sorted({int(round(i * (n_spec - 1) / max(n - 1, 1))) for i in range(min(n, n_spec))})
     ids = root["metadata/spec_id"] if "spec_id" in root["metadata"] else None
+    units = [u if u.strip() else "no unit stated" for u in flux_units_of(root, rows)]
+    one_unit = len(set(units)) == 1
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False, sharex=True)
-    for ax, row in zip(axes[:, 0], rows, strict=True):
+    for ax, row, unit in zip(axes[:, 0], rows, units, strict=True):
         w = wave[:] if wave.ndim == 1 else wave[row]
-        ax.plot(w, flux[row], lw=0.6)
+        ax.plot(w, flux[row], lw=0.6, label=f"flux [{unit}]")
         ax.set_title(f"row {row}: {str(ids[row]) if ids is not None else ''}", fontsize=8, loc="left")
-        ax.set_ylabel(flux.attrs.get("units", ""), fontsize=7)
+        ax.set_ylabel(f"flux [{unit}]" if one_unit else "flux (units differ per spectrum)", fontsize=7)
+        if not one_unit:
+            ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel(f"wavelength [{wave.attrs.get('units', '')}]")
     fig.tight_layout()
+    return fig, rows
+
+
+def plot(store: str, png: str, n: int = 5) -> list[int]:
+    """Write a PNG of `n` spectra spread evenly over the store (flux against wavelength, one panel each).
+    Reads only those rows. Returns the rows drawn."""
+    import matplotlib.pyplot as plt
+
+    fig, rows = plot_figure(store, n)
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return rows

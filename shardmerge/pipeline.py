@@ -30,6 +30,7 @@ from .executors import (
     executor,
     runner_role,
 )
+from .executors.slurm import job_log_dir
 from .failpoints import failpoint
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
@@ -54,7 +55,7 @@ from .shardstore import (
 )
 from .tasks import scan_batch, write_shard
 from .threads import Background
-from .validate import Expectation, failures, run_checks
+from .validate import Expectation, failures, run_checks, summary_line
 
 log = logging.getLogger("shardmerge")
 
@@ -272,7 +273,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             starting = time.perf_counter()
             with ExitStack() as cluster:  # closed here if anything fails before every shard is written
                 ex = cluster.enter_context(executor(choose_cluster(opts.cluster, paths), runner,
-                                                    log_dir=os.path.join(scratch, "job-logs")))
+                                                    log_dir=job_log_dir(opts.cluster.job_logs, out)))
                 report.phase_since("cluster_start", starting)
                 report.workers = ex.workers
                 report.scheduler = ex.address
@@ -321,6 +322,8 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
         remove_trees([shard_path(scratch, s) for s in plan.shards])
         remove_tree(scratch)
     log.info("published %s: %d spectra x %d pixels", out, plan.n_spec, plan.n_pix)
+    if report.cluster and report.cluster.get("job_logs"):
+        log.info("SLURM job logs kept in %s", report.cluster["job_logs"])
 
 
 CLUSTER_CLOSE_WAIT_S = 120  # a close that takes longer is left to the process's exit, with a warning
@@ -629,11 +632,12 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
         results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows,
                                                   merged.linked))
         report.gate_flux_rows = "shard statistics + sampled decode" if merged.flux_rows else "full decode"
-        report.checks = {r.name: ("pass" if r.ok else "fail") for r in results}
+        report.checks = {r.name: r.status for r in results}  # every check of validate.CHECKS, in number order
+        report.checks_summary = summary_line(results)
         failed = failures(results)
         if failed:
             raise GateError(tmp, failed)  # its message lists every failed check
-        log.info("gate: %d checks passed on %s", len(results), tmp)
+        log.info("gate: %s on %s", report.checks_summary, tmp)
     report.bytes["store"] = sum(size for size, _ in merged.checksums.values())  # the merge listed every file
     report.counts["store_files"] = len(merged.checksums)
     with report.phase("publish"):
@@ -648,6 +652,10 @@ def _describe_plan(plan: Plan, report: RunReport) -> None:
     log.info("plan: %d spectra x %d pixels from %d files, %d shard(s) of %d rows, chunks %s",
              plan.n_spec, plan.n_pix, report.counts["files_ingested"], len(plan.shards), plan.shard_rows,
              plan.chunks_2d)
+    for warning in plan.warnings:  # each round plans again: say each warning once
+        if warning not in report.warnings:
+            log.warning("%s", warning)
+            report.warnings.append(warning)
     if plan.store_files > plan.max_store_files:
         log.warning("the store will hold %d files, more than --max-store-files %d: %s", plan.store_files,
                     plan.max_store_files, "Zarr v2 has no sharding (--zarr-format 3 has)" if plan.zarr_format == 2

@@ -186,6 +186,12 @@ class Plan:
     files: PlacedFiles | None = field(default=None, repr=False)  # the driver's; None in a task's context
     flux_unit_sources: tuple[str, ...] = ()  # the sources' spellings, distinct, sorted (merge.flux_attrs)
     file_table: str = ""  # in a task's context: the file table on scratch its shard reads its files from
+    wide_rows: WideRows | None = None  # set when a few files far longer than the rest set N_pix
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know before ingesting this layout (`shardmerge plan` and the ingest say it)."""
+        return (self.wide_rows.message(),) if self.wide_rows else ()
 
     @property
     def write_rows(self) -> int:
@@ -242,6 +248,85 @@ class Plan:
         per_row = sum(a.itemsize for a in arrays_for(self.capabilities))
         wave = self.n_pix * 8 if self.wavelength_shared else self.n_spec * self.n_pix * 8
         return self.n_spec * self.n_pix * per_row + wave
+
+
+# A few very long spectra set N_pix for every row. Warn when N_pix is more than WIDE_ROW_FACTOR times the
+# length that TYPICAL_SHARE of the spectra fit in (their 99th percentile): then under 1% of the spectra make
+# the 2-D arrays at least ~74% padding (0.99 x 3/4), so the store is ~4x the size its other spectra need,
+# and leaving those few files out (or giving them a store of their own) costs the rest nothing. A padding
+# share alone would also fire on two genuine populations (half short, half long), where no file is odd.
+WIDE_ROW_FACTOR = 4
+TYPICAL_SHARE = 0.99
+WIDE_ROW_FILES_NAMED = 5
+
+
+@dataclass(frozen=True)
+class WideRows:
+    """N_pix is set by a few files far longer than the rest: which, and what that costs."""
+
+    n_pix: int
+    typical: int  # TYPICAL_SHARE of the spectra are at most this long (their file's longest, an upper bound)
+    n_spec: int
+    files: tuple[tuple[str, int, int], ...]  # (path, longest spectrum, spectra) longest first, at most a few
+    n_files: int  # files longer than `typical`, named or not
+    n_spectra: int  # their spectra
+    padding: float  # share of the 2-D arrays' cells that are padding, at least
+    estimated_bytes: int  # uncompressed, as planned
+    estimated_bytes_without: int  # uncompressed, without those files (N_pix = typical)
+
+    def message(self) -> str:
+        named = ", ".join(f"{path} ({n_pix} px{f', {n} spectra' if n > 1 else ''})" for path, n_pix, n in self.files)
+        more = f" and {self.n_files - len(self.files)} more" if self.n_files > len(self.files) else ""
+        return (f"wide rows: N_pix {self.n_pix} is set by {self.n_files} file(s) ({self.n_spectra} of "
+                f"{self.n_spec} spectra) far longer than the rest: {named}{more}. {TYPICAL_SHARE:.0%} of the "
+                f"spectra have at most {self.typical} px, so at least {self.padding:.0%} of every 2-D array is "
+                f"NaN padding: {_size(self.estimated_bytes)} uncompressed, {_size(self.estimated_bytes_without)} "
+                f"without those file(s). To proceed: ingest them into a store of their own (list the others in "
+                f"an @LIST file), or leave them out with --max-pixels {self.typical} --on-bad-file skip; or go on, "
+                f"if one width of {self.n_pix} for every row is what you want.")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _array_bytes(n_spec: int, n_pix: int, row_item_bytes: int, shared: bool) -> int:
+    """Uncompressed bytes of the 2-D arrays (`row_item_bytes` per pixel of a row, all of them) and wavelength."""
+    return n_spec * n_pix * row_item_bytes + (n_pix * 8 if shared else n_spec * n_pix * 8)
+
+
+def wide_rows(table: FileTable, n_pix: int, row_item_bytes: int, shared: bool) -> WideRows | None:
+    """Whether N_pix is set by few files far longer than the rest (see WIDE_ROW_FACTOR), from the files
+    that make rows (`table`). One pass over two columns when it is not (the common case)."""
+    n_spec = sum(table.n_spectra)
+    needed = -(-n_spec * round(TYPICAL_SHARE * 100) // 100)  # spectra the typical length must cover
+    short_max = (n_pix - 1) // WIDE_ROW_FACTOR  # n_pix > FACTOR x typical  <=>  typical <= short_max
+    short = sum(n for m, n in zip(table.n_pix_max, table.n_spectra, strict=True) if m <= short_max)
+    if n_spec == 0 or short < needed:
+        return None
+    lengths = Counter()
+    for m, n in zip(table.n_pix_max, table.n_spectra, strict=True):
+        lengths[m] += n
+    covered, typical = 0, 0
+    for length in sorted(lengths):
+        covered += lengths[length]
+        if covered >= needed:
+            typical = length
+            break
+    long_rows = [i for i, m in enumerate(table.n_pix_max) if m > typical and table.n_spectra[i]]
+    long_rows.sort(key=lambda i: (-table.n_pix_max[i], i))
+    long_spectra = sum(table.n_spectra[i] for i in long_rows)
+    used = sum(m * n for m, n in zip(table.n_pix_max, table.n_spectra, strict=True))
+    return WideRows(
+        n_pix=n_pix, typical=typical, n_spec=n_spec,
+        files=tuple((table.path(i), table.n_pix_max[i], table.n_spectra[i]) for i in long_rows[:WIDE_ROW_FILES_NAMED]),
+        n_files=len(long_rows), n_spectra=long_spectra, padding=1 - used / (n_spec * n_pix),
+        estimated_bytes=_array_bytes(n_spec, n_pix, row_item_bytes, shared),
+        estimated_bytes_without=_array_bytes(n_spec - long_spectra, typical, row_item_bytes, shared),
+    )
 
 
 def choose_chunks(n_pix: int, requested_rows: int | None) -> tuple[int, int]:
@@ -526,6 +611,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         files=placed,
         store_files=shape.files(zarr_shard_rows, rowwise_chunk_rows),
         max_store_files=request.max_store_files,
+        wide_rows=wide_rows(own, n_pix, sum(a.itemsize for a in arrays_2d), shared),
     )
     return _with_fingerprint(plan, table)
 
@@ -636,4 +722,6 @@ def describe(plan: Plan) -> dict:
         "codec": asdict(plan.codec),
         "zarr_format": plan.zarr_format,
         "plan_fingerprint": plan.fingerprint,
+        "warnings": list(plan.warnings),
+        **({"wide_rows": asdict(plan.wide_rows)} if plan.wide_rows else {}),
     }

@@ -25,6 +25,7 @@ class RunReport:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     odd_files: list[dict[str, Any]] = field(default_factory=list)  # accepted with oddities: path, notes
     plan: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the user should know (e.g. the plan's wide rows)
     error: str = ""
     workers: int | None = None
     scheduler: str | None = None  # its address; "inline" without a cluster
@@ -32,7 +33,8 @@ class RunReport:
     scratch_kind: str | None = None  # "shared" or "node-local"
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
-    checks: dict[str, str] | None = None  # check name → pass / fail
+    checks: dict[str, str] | None = None  # check name → pass / fail / skipped, every check of validate.CHECKS
+    checks_summary: str | None = None  # "17/17 checks passed": as `shardmerge validate` words it
     publish_method: str | None = None
     throughput: dict[str, float] | None = None
     driver_peak_rss_mib: float | None = None
@@ -62,6 +64,7 @@ class RunReport:
             "skipped_files": self.skipped_files,
             "odd_files": self.odd_files,
             "plan": self.plan,
+            "warnings": self.warnings,
             "error": self.error,
             **{name: getattr(self, name) for name in _LATE_FIELDS if getattr(self, name) is not None},
         }
@@ -97,7 +100,7 @@ def _umask() -> int:
 
 
 _LATE_FIELDS = ("workers", "scheduler", "cluster", "scratch_kind", "merge", "gate_flux_rows", "checks",
-                "publish_method", "throughput", "driver_peak_rss_mib")
+                "checks_summary", "publish_method", "throughput", "driver_peak_rss_mib")
 
 
 def store_bytes(path: str) -> tuple[int, int]:

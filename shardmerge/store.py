@@ -113,3 +113,49 @@ def flux_row_faults(block: np.ndarray, kind: str) -> np.ndarray:
     if kind == "all_nan":
         return np.flatnonzero(~any_finite)
     return np.flatnonzero(any_finite & ~any_nonzero)
+
+
+def _root_metadata(path: str) -> tuple[str, object] | None:
+    """(file name, parsed JSON or None when it does not parse) of a store's root metadata, or None."""
+    for meta in ("zarr.json", ".zgroup", ".zarray"):
+        full = os.path.join(path, meta)
+        if os.path.isfile(full):
+            try:
+                with open(full, encoding="utf-8") as f:
+                    return meta, json.load(f)
+            except (OSError, ValueError):
+                return meta, None
+    return None
+
+
+def require_zarr_group(path: str, what: str = "a store") -> None:
+    """Raise NotAStoreError, one line naming `path` and what it is, unless it is a folder whose root is a
+    zarr group (v3 zarr.json with node_type group, or v2 .zgroup). A root metadata file that exists but does
+    not parse is let through: that is a damaged store, for `validate`'s checks (17) to name."""
+    from .errors import NotAStoreError
+
+    if not os.path.lexists(path):
+        raise NotAStoreError(f"{path}: no such file or folder (expected {what}, a folder OUT.zarr)")
+    if not os.path.isdir(path):
+        raise NotAStoreError(f"{path}: a file, not {what} (a store is a folder)")
+    found = _root_metadata(path)
+    if found is None:
+        raise NotAStoreError(f"{path}: not a zarr group (a folder without zarr.json or .zgroup), not {what}")
+    meta, doc = found
+    if meta == ".zarray" or (meta == "zarr.json" and isinstance(doc, dict) and doc.get("node_type") == "array"):
+        raise NotAStoreError(f"{path}: a zarr array, not {what} (a store is a zarr group)")
+
+
+def require_shardmerge_store(path: str, needs: tuple[str, ...] = ("signal/flux_raw",)) -> None:
+    """As require_zarr_group, and the group must hold the arrays in `needs` (relative paths): else one line
+    saying whether it is a zarr group shardmerge did not write or a shardmerge store missing them."""
+    from .errors import NotAStoreError
+
+    require_zarr_group(path)
+    missing = [a for a in needs if _root_metadata(os.path.join(path, *a.split("/"))) is None]
+    if not missing:
+        return
+    if not is_shardmerge_store(path):
+        raise NotAStoreError(f"{path}: a zarr group shardmerge did not write (no ingest_pipeline attr "
+                             f"'shardmerge…', no {', '.join(missing)})")
+    raise NotAStoreError(f"{path}: a shardmerge store missing {', '.join(missing)}")

@@ -1,5 +1,7 @@
-"""Stage 5: the validation gate. The spec's nine checks plus chunk completeness, on any store (also ones
-other tools wrote). Every check records its result; a failure says what was expected and where."""
+"""Stage 5: the validation gate. The spec's nine checks plus shardmerge's own (CHECKS lists every one, by
+number), on any store (also ones other tools wrote). The ingest's gate and `shardmerge validate` run the
+same list and report it alike (`summary_line`): every check has a result, passed, failed or skipped with a
+reason (check 11 needs what only the merge knows). A failure says what was expected and where."""
 
 from __future__ import annotations
 
@@ -39,14 +41,103 @@ DECODE_BUDGET_BYTES = 512 * 1024 * 1024
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Check:
+    """One named check of the gate. `origin`: "spec" (ZARR_WRITE_SPEC.md's numbered checks 1-9, same
+    numbers) or "shardmerge" (its own, 10 on). `needs`: what the check needs beyond the store, if anything."""
+
+    number: int
+    title: str
+    origin: str
+    what: str
+    needs: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.number} {self.title}"
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(1, "required groups", "spec", "groups signal, continuum, representations, params and metadata exist"),
+    Check(2, "required arrays exist and align", "spec",
+          "the required arrays exist, every 2-D array has flux_raw's shape, paired arrays come together"),
+    Check(3, "signal/flux_raw is 2-D and non-empty", "spec", "flux_raw is (N_spec, N_pix) with both non-zero"),
+    Check(4, "signal/wavelength is (N_pix,) or (N_spec, N_pix)", "spec", "one shared grid or one per spectrum"),
+    Check(5, "params/* and metadata/* are (N_spec,)", "spec", "every row-wise array has one value per spectrum"),
+    Check(6, "no all-NaN or all-zero flux rows", "spec",
+          "every flux row carries data (every chunk decoded; the gate: shard statistics and a decoded sample)"),
+    Check(7, "units attrs on spectral arrays", "spec", "wavelength and every 2-D float array state their units"),
+    Check(8, "provenance attrs", "spec", "schema_version, ingest_pipeline, created_at, git_commit are set"),
+    Check(9, "index.parquet has N_spec rows", "spec", "index.parquet exists, has N_spec rows and its columns"),
+    Check(10, "every chunk exists", "shardmerge",
+          "no chunk file is missing (zarr would read a missing chunk as fill values without an error)"),
+    Check(11, "every file is what the merge wrote", "shardmerge",
+          "every file's size and crc32 equal what the merge recorded as it wrote it",
+          needs="the checksums the merge recorded: only the ingest's gate has them; `validate` skips it"),
+    Check(12, "wavelength finite and increasing where there is flux", "shardmerge",
+          "no NaN wavelength under finite flux, and each grid increases strictly"),
+    Check(13, "no link leaves the store, only files and folders", "shardmerge",
+          "no symlink out of the store or into a cycle, no FIFO or device (run first)"),
+    Check(14, "shapes and chunks fit the chunk files present", "shardmerge",
+          "no metadata claims more chunks than the store has files, or a chunk too large to decode"),
+    Check(15, "consolidated metadata agrees with the arrays", "shardmerge",
+          "what a reader opening the consolidated metadata sees is each node's own metadata"),
+    Check(16, "every chunk decodes to its shape", "shardmerge", "every chunk of every array decodes, to its shape"),
+    Check(17, "store opens as a zarr group", "shardmerge", "the root's zarr.json (or .zgroup) opens as a group"),
+)
+CHECK_BY_NUMBER = {c.number: c for c in CHECKS}
+
+
+def list_checks() -> tuple[Check, ...]:
+    """Every check the gate and `shardmerge validate` run, in number order: the one list docs are made from."""
+    return CHECKS
+
+
+def checks_markdown() -> str:
+    """The check list as a Markdown table (for the docs; `shardmerge validate --list-checks` prints it)."""
+    rows = ["| # | check | from | what it makes sure of |", "|---|---|---|---|"]
+    for c in CHECKS:
+        needs = f" ({c.needs})" if c.needs else ""
+        rows.append(f"| {c.number} | {c.title} | {'the spec' if c.origin == 'spec' else 'shardmerge'} | "
+                    f"{c.what}{needs} |")
+    return "\n".join(rows)
+
+
 @dataclass
 class CheckResult:
     name: str
-    ok: bool
+    ok: bool  # no problem found (also true for a skipped check: see `skipped`)
     problems: list[str] = field(default_factory=list)
+    skipped: str = ""  # why the check did not run (nothing to check it against, or an earlier check failed)
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("pass" if self.ok else "fail")
 
     def lines(self) -> list[str]:
         return [f"{self.name}: {p}" for p in self.problems]
+
+
+def summary_line(results: list[CheckResult]) -> str:
+    """How many of the checks passed: the gate's log line and `validate`'s last line say it alike."""
+    passed = sum(r.status == "pass" for r in results)
+    failed = sum(r.status == "fail" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    text = f"{passed}/{len(results)} checks passed"
+    if failed:
+        text += f", {failed} failed"
+    if skipped:
+        text += f", {skipped} skipped"
+    return text
+
+
+def skipped_lines(results: list[CheckResult]) -> list[str]:
+    """One line per reason for skipping, naming the checks it skipped."""
+    by_reason: dict[str, list[str]] = {}
+    for r in results:
+        if r.skipped:
+            by_reason.setdefault(r.skipped, []).append(r.name.split(" ", 1)[0])
+    return [f"{len(nums)} check(s) not run: {why} (check(s) {', '.join(nums)})" for why, nums in by_reason.items()]
 
 
 @dataclass
@@ -75,7 +166,8 @@ class _Checks:
         self.files: dict[str, int] = {}
         self._arrays: list[tuple[str, zarr.Array]] | None = None
 
-    def run(self, name: str, fn: Callable[[list[str]], None]) -> None:
+    def run(self, number: int, fn: Callable[[list[str]], None]) -> None:
+        name = CHECK_BY_NUMBER[number].name
         problems: list[str] = []
         try:
             fn(problems)
@@ -105,47 +197,48 @@ class _Checks:
 
 
 def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResult]:
-    """Every check on `store`. Structure first: a link leaving the store (13) stops everything, as nothing
-    is opened through it; metadata claiming more than the chunk files hold (14) stops the checks that
-    would loop over or allocate what it claims. Nothing else reads a file before those pass."""
+    """Every check of CHECKS on `store`, one result each, in number order. Structure first: a link leaving
+    the store (13) stops everything, as nothing is opened through it; metadata claiming more than the chunk
+    files hold (14) stops the checks that would loop over or allocate what it claims (those are skipped,
+    saying why). Nothing else reads a file before those pass."""
     c = _Checks(store, expect)
 
     def open_store(problems: list[str]) -> None:
         c.root = zarr.open_group(store, mode="r", use_consolidated=False)  # check what is really on disk
 
+    def finish(skip: str) -> list[CheckResult]:
+        done = {r.name for r in c.results}
+        return sorted(c.results + [CheckResult(k.name, True, skipped=skip) for k in CHECKS if k.name not in done],
+                      key=lambda r: int(r.name.split(" ", 1)[0]))
+
     if not os.path.isdir(store):
-        c.results.append(CheckResult("store opens as a zarr group", False, [f"{store} is not a folder"]))
-        return c.results
-    c.run("13 no link leaves the store, only files and folders", lambda p: _walk(c, p))
+        c.results.append(CheckResult(CHECK_BY_NUMBER[17].name, False, [f"{store} is not a folder"]))
+        return finish("the store is not a folder")
+    c.run(13, lambda p: _walk(c, p))
     if not c.results[-1].ok:
-        return _not_run(c, "the store has entries that checking would follow or block on (check 13)")
-    c.run("store opens as a zarr group", open_store)
+        return finish("the store has entries that checking would follow or block on (check 13)")
+    c.run(17, open_store)
     if c.root is None:
-        return c.results
-    c.run("14 shapes and chunks fit the chunk files present", lambda p: _plausible(c, p))
+        return finish("the store does not open as a zarr group (check 17)")
+    c.run(14, lambda p: _plausible(c, p))
     if not c.results[-1].ok:
-        return _not_run(c, "the metadata claims more than the store's files can hold (check 14)")
-    c.run("1 required groups", lambda p: _groups(c, p))
-    c.run("2 required arrays exist and align", lambda p: _arrays_align(c, p))
-    c.run("3 signal/flux_raw is 2-D and non-empty", lambda p: _flux_shape(c, p))
-    c.run("4 signal/wavelength is (N_pix,) or (N_spec, N_pix)", lambda p: _wavelength(c, p))
-    c.run("5 params/* and metadata/* are (N_spec,)", lambda p: _rowwise(c, p))
-    c.run("6 no all-NaN or all-zero flux rows", lambda p: _flux_rows(c, p))
-    c.run("7 units attrs on spectral arrays", lambda p: _units(c, p))
-    c.run("8 provenance attrs", lambda p: _provenance(c, p))
-    c.run("9 index.parquet has N_spec rows", lambda p: _index(c, p))
-    c.run("10 every chunk exists", lambda p: _chunks_complete(c, p))
+        return finish("the metadata claims more than the store's files can hold (check 14)")
+    c.run(1, lambda p: _groups(c, p))
+    c.run(2, lambda p: _arrays_align(c, p))
+    c.run(3, lambda p: _flux_shape(c, p))
+    c.run(4, lambda p: _wavelength(c, p))
+    c.run(5, lambda p: _rowwise(c, p))
+    c.run(6, lambda p: _flux_rows(c, p))
+    c.run(7, lambda p: _units(c, p))
+    c.run(8, lambda p: _provenance(c, p))
+    c.run(9, lambda p: _index(c, p))
+    c.run(10, lambda p: _chunks_complete(c, p))
     if expect is not None and expect.checksums is not None:
-        c.run("11 every file is what the merge wrote", lambda p: _checksums(c, expect.checksums, p))
-    c.run("12 wavelength finite and increasing where there is flux", lambda p: _wavelength_grid(c, p))
-    c.run("15 consolidated metadata agrees with the arrays", lambda p: _consolidated(c, p))
-    c.run("16 every chunk decodes to its shape", lambda p: _decodes(c, p))
-    return c.results
-
-
-def _not_run(c: _Checks, why: str) -> list[CheckResult]:
-    c.results.append(CheckResult("the other checks", False, [f"not run: {why}"]))
-    return c.results
+        c.run(11, lambda p: _checksums(c, expect.checksums, p))
+    c.run(12, lambda p: _wavelength_grid(c, p))
+    c.run(15, lambda p: _consolidated(c, p))
+    c.run(16, lambda p: _decodes(c, p))
+    return finish("it needs the checksums the merge recorded, which only the ingest's gate has")
 
 
 def failures(results: list[CheckResult]) -> list[str]:

@@ -26,6 +26,7 @@ def dask_scheduler():
 def _scratch(tmp_path, monkeypatch):
     """Every test gets its own scratch root, so shard stores never leak between tests."""
     monkeypatch.setenv("SHARDMERGE_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("SHARDMERGE_JOB_LOGS", str(tmp_path / "job-logs"))  # not ./shardmerge-logs in the repo
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ jobqueue's own config with the CLI's overrides on top; the job script is testabl
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import subprocess
 import time
@@ -47,7 +49,8 @@ def slurm_cluster(request: ClusterRequest, log_dir: str | None) -> Iterator[tupl
             with suppress(TimeoutError):  # the rest may join later, the run goes on without them
                 client.wait_for_workers(request.jobs * per_job, timeout=min(60.0, request.worker_wait_s))
             info = {"kind": "slurm", "jobs": request.jobs, "seconds_to_first_worker": round(first, 2),
-                    "seconds_to_workers": round(time.monotonic() - t0, 2), "job_script": cluster.job_script()}
+                    "seconds_to_workers": round(time.monotonic() - t0, 2), "job_script": cluster.job_script(),
+                    "job_logs": os.path.abspath(kwargs.get("log_directory") or os.getcwd())}
             log.info("SLURM: first worker after %.1f s, %d worker(s) after %.1f s", first,
                      len(client.scheduler_info(n_workers=-1)["workers"]), info["seconds_to_workers"])
             yield client, info
@@ -113,11 +116,29 @@ def slurm_options(request: ClusterRequest, log_dir: str | None) -> dict:
     kw["job_script_prologue"] = [*(cfg.get("job-script-prologue") or []),
                                  "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{}'",
                                  "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"]
-    if not cfg.get("log-directory") and log_dir:
-        kw["log_directory"] = log_dir  # job logs (slurm-*.out) go beside the shards, not into the cwd
+    if cfg.get("log-directory"):  # the user's own jobqueue setting
+        kw["log_directory"] = os.path.abspath(os.path.expanduser(str(cfg["log-directory"])))
+    elif log_dir:
+        kw["log_directory"] = log_dir  # job logs (slurm-*.out): a folder of the run's own, kept (job_log_dir)
     kw.setdefault("scheduler_options", {"dashboard": False, **({"interface": request.interface}
                                                                if request.interface else {})})
     return kw
+
+
+DEFAULT_JOB_LOGS = "shardmerge-logs"
+
+
+def job_log_dir(base: str | None, out: str, now: float | None = None) -> str:
+    """The folder a run's SLURM job logs go to, kept after the run: `<base>/<UTC time>-<OUT's name>-<pid>`,
+    `base` being --job-logs / ClusterRequest.job_logs, else SHARDMERGE_JOB_LOGS, else ./shardmerge-logs. The
+    current folder by default because that is where sbatch itself writes slurm-*.out, where SLURM users
+    look, and it is on a filesystem the compute nodes mount (the jobs write there). Not scratch (removed
+    after a successful run, possibly node-local), and not beside OUT (every name there is shardmerge's
+    fixed set, see beside.py). Only the path: dask-jobqueue creates it when it submits the jobs."""
+    root = base or os.environ.get("SHARDMERGE_JOB_LOGS") or DEFAULT_JOB_LOGS
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(os.path.normpath(out)))[:80] or "store"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), f"{stamp}-{name}-{os.getpid()}")
 
 
 def walltime_seconds(walltime: str) -> int:

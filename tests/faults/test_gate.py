@@ -70,7 +70,7 @@ def test_shard_statistics_that_disagree_with_the_data_fail_the_gate(published):
 
 def test_published_store_passes(published):
     r = run_cli("validate", published)
-    assert r.exit_code == 0 and "16/16 checks passed" in r.output
+    assert r.exit_code == 0 and "16/17 checks passed, 1 skipped" in r.output
 
 
 def test_missing_units_attr_fails(published, tmp_path):
@@ -80,7 +80,7 @@ def test_missing_units_attr_fails(published, tmp_path):
     del doc["attributes"]["units"]
     meta.write_text(json.dumps(doc))
     r = run_cli("validate", store)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     assert "FAIL 7 units attrs on spectral arrays: signal/uncertainty_raw has no 'units' attr" in r.output
 
 
@@ -89,7 +89,7 @@ def test_short_index_fails(published, tmp_path):
     table = pq.read_table(store / "index.parquet")
     pq.write_table(table.slice(0, table.num_rows - 1), store / "index.parquet")
     r = run_cli("validate", store)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     assert "FAIL 9 index.parquet has N_spec rows: index.parquet has 4 rows, N_spec is 5" in r.output
 
 
@@ -97,7 +97,7 @@ def test_missing_chunk_fails(published, tmp_path):
     store = _copy(published, tmp_path)
     os.unlink(store / "signal" / "flux_raw" / "c" / "1" / "0")
     r = run_cli("validate", store)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     assert "FAIL 10 every chunk exists: signal/flux_raw: chunk(s) (1, 0) missing or empty (of 3)" in r.output
     # the lost rows read back as fill value (NaN) without any error: the row check sees them too
     assert "signal/flux_raw row 2 is all-NaN" in r.output
@@ -111,14 +111,14 @@ def test_missing_provenance_and_group_fail(published, tmp_path):
     meta.write_text(json.dumps(doc))
     shutil.rmtree(store / "params")
     r = run_cli("validate", store)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     assert "root attr 'git_commit' is missing or empty" in r.output
     assert "group 'params' is missing" in r.output
 
 
 def test_validate_on_a_non_store(tmp_path):
     r = run_cli("validate", tmp_path / "nothing.zarr")
-    assert r.exit_code == 1 and "is not a folder" in r.output
+    assert r.exit_code == 2 and "no such file or folder" in r.output
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -137,7 +137,7 @@ def test_a_wavelength_that_is_not_a_grid_fails(published, tmp_path, edit, messag
     values[10] = values[9] if edit == "repeat" else np.nan
     wave[:] = values
     r = run_cli("validate", store)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     assert f"FAIL 12 wavelength finite and increasing where there is flux: {message}" in r.output, r.output
 
 
