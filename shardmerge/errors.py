@@ -130,10 +130,5 @@ class ClusterError(ShardmergeError):
     exit_code = 7
 
 
-class NotAStoreError(InputError):
-    """A path given to read a store (open_store, inspect) is missing, not a folder, or not a store shardmerge
-    wrote (its root attrs say who wrote it)."""
-
-
 class UnknownColumnError(InputError):
     """A selection names a column the store does not have; the message lists the ones it has."""

@@ -30,7 +30,7 @@ import zarr
 
 from .errors import NotAStoreError, StoreChangedError, UnknownColumnError
 from .schema import MASK_ARRAY, MASK_PADDING
-from .store import all_arrays, is_shardmerge_store, read_consistent, store_identity
+from .store import all_arrays, is_shardmerge_store, read_consistent, require_zarr_group, store_identity
 
 if TYPE_CHECKING:
     import astropy.units as u
@@ -466,12 +466,11 @@ class Store:
 
 
 def _refuse_non_store(path: str) -> None:
-    if not os.path.exists(path):
-        raise NotAStoreError(f"{path}: no such store (no such file or folder)")
-    if not os.path.isdir(path):
-        raise NotAStoreError(f"{path}: not a shardmerge store (a file, not a folder)")
+    """One line naming `path` and what it is, unless it is a zarr group shardmerge wrote (its provenance)."""
+    require_zarr_group(path, what="a shardmerge store")
     if not is_shardmerge_store(path):
-        raise NotAStoreError(f"{path}: not a shardmerge store (no zarr.json whose attrs say shardmerge wrote it)")
+        raise NotAStoreError(f"{path}: a zarr group shardmerge did not write (no ingest_pipeline attr "
+                             "'shardmerge…'), not a shardmerge store")
 
 
 def _open_group(path: str) -> tuple[tuple[int, int, str | None], zarr.Group, dict[str, zarr.Array]]:

@@ -259,8 +259,8 @@ def test_not_a_store_is_a_clear_error(tmp_path):
     zarr.open_group(plain, mode="w").attrs["ingest_pipeline"] = "someone else"
     afile = tmp_path / "a.fits"
     afile.write_bytes(b"SIMPLE")
-    cases = {tmp_path / "missing": "no such store", empty: "not a shardmerge store",
-             plain: "not a shardmerge store", afile: "a file, not a folder"}
+    cases = {tmp_path / "missing": "no such file or folder", empty: "not a zarr group",
+             plain: "shardmerge did not write", afile: "a file, not a shardmerge store"}
     for path, words in cases.items():
         with pytest.raises(NotAStoreError, match=words) as err:
             open_store(path)
