@@ -655,6 +655,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
                 report.status = "published"
             raise
         report.status = "published"
+        failpoint("published")
 
 
 def _is_in_place(out: str, new_store: os.stat_result) -> bool:
