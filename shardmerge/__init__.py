@@ -1,9 +1,70 @@
-"""shardmerge: FITS spectra → one validated, atomically published Zarr store."""
+"""shardmerge: FITS spectra → one validated, atomically published Zarr store.
 
-__all__ = ["__version__"]
+The public API, imported on first use (``import shardmerge`` stays cheap: no dask, zarr or astropy):
+
+- `ingest` (shardmerge.api.ingest): the ``shardmerge ingest`` command, from Python;
+- `RunReport`: what a run returns;
+- `ShardmergeError` and its subclasses: every error raised on purpose, each with an ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import ingest
+    from .errors import (
+        ArgumentError,
+        BadFileError,
+        BadFilesError,
+        ClusterError,
+        DurabilityError,
+        GateError,
+        InputError,
+        LockHeldError,
+        MainGuardError,
+        MappingError,
+        PlanError,
+        ShardError,
+        ShardmergeError,
+        StorageError,
+        TargetError,
+        UnknownFormatError,
+    )
+    from .report import RunReport
+
+__all__ = [
+    "ArgumentError",
+    "BadFileError",
+    "BadFilesError",
+    "ClusterError",
+    "DurabilityError",
+    "GateError",
+    "InputError",
+    "LockHeldError",
+    "MainGuardError",
+    "MappingError",
+    "PlanError",
+    "RunReport",
+    "ShardError",
+    "ShardmergeError",
+    "StorageError",
+    "TargetError",
+    "UnknownFormatError",
+    "__version__",
+    "ingest",
+]
+_WHERE = {"ingest": "api", "RunReport": "report",
+          **{name: "errors" for name in __all__ if name.endswith("Error")}}
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:  # the API's modules, imported on first use
+        import importlib
+
+        found = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = found
+        return found
     # looked up on first use: importlib.metadata costs ~0.06 s of every command's start
     if name != "__version__":
         raise AttributeError(f"module 'shardmerge' has no attribute {name!r}")
@@ -15,3 +76,7 @@ def __getattr__(name: str) -> str:
         found = "0.1.0"
     globals()["__version__"] = found
     return found
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

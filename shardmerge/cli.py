@@ -10,7 +10,7 @@ import sys
 import click
 
 from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
-from .errors import ShardmergeError
+from .errors import ArgumentError, ShardmergeError
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
 from .progress import setup_logging
@@ -37,14 +37,6 @@ class ReaderChoice(click.Choice):
         pass
 
 
-def _setup_logging(quiet: bool) -> None:
-    setup_logging(quiet)  # lines above the progress bars (shardmerge.progress)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds every `with`: the cluster and its jobs close, `.tmp` is removed
-
-
 def _fail(exc: ShardmergeError) -> None:
     click.echo(f"shardmerge: error: {exc}", err=True)
     sys.exit(exc.exit_code)
@@ -57,7 +49,7 @@ _common = [
                       "most 200 files and 32 MiB; 0 runs tasks in this process)."),
     click.option("--scheduler", metavar="ADDRESS", default=None,
                  help="Use an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster."),
-    click.option("--cluster", "cluster_kind", type=click.Choice(["local", "slurm", "slurm-runner"]),
+    click.option("--cluster", "cluster", type=click.Choice(["local", "slurm", "slurm-runner"]),
                  default="local", show_default=True,
                  help="slurm: submit --jobs batch jobs (dask-jobqueue); slurm-runner: run inside an srun "
                       "allocation (rank 0 scheduler, rank 1 ingest, the rest workers)."),
@@ -95,9 +87,9 @@ _common = [
                       "store would pass --max-store-files; 0: never."),
     click.option("--max-store-files", type=click.IntRange(min=1), default=STORE_FILE_BUDGET, show_default=True,
                  help="File budget of the store: past it, longer row-wise chunks, then Zarr v3 sharding."),
-    click.option("--format", "format_name", type=ReaderChoice(), default=None,
+    click.option("--format", "format", type=ReaderChoice(), default=None,
                  help="Skip auto-detection: read every input with this reader."),
-    click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), default=None,
+    click.option("--mapping", "mapping", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="TOML file naming the HDUs/columns of flux, wavelength, … (with --format mapping)."),
     click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
                  help="Refuse, as a bad file, one whose headers announce a spectrum longer than this (an image's "
@@ -119,7 +111,7 @@ def common_options(fn):
     return fn
 
 
-_CLUSTER_KEYS = ("workers", "scheduler", "cluster_kind", "jobs", "queue", "account", "walltime", "job_cores",
+_CLUSTER_KEYS = ("workers", "scheduler", "cluster", "jobs", "queue", "account", "walltime", "job_cores",
                  "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
 
 
@@ -140,7 +132,7 @@ def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
 
 def format_choice_of(options: dict) -> FormatChoice:
     """--format, --mapping FILE and --max-pixels as one choice; removes them from `options`."""
-    name, mapping = options.pop("format_name"), options.pop("mapping_file")
+    name, mapping = options.pop("format"), options.pop("mapping")
     max_pixels = options.pop("max_pixels")
     if (name == "mapping") != (mapping is not None):
         raise click.UsageError("--format mapping and --mapping FILE go together")
@@ -154,7 +146,7 @@ def format_choice_of(options: dict) -> FormatChoice:
 def cluster_request(options: dict) -> ClusterRequest:
     """The cluster options of a command, removed from `options`, as one ClusterRequest."""
     o = {k: options.pop(k) for k in _CLUSTER_KEYS}
-    kind = o["cluster_kind"]
+    kind = o["cluster"]
     if o["scheduler"]:
         if kind != "local":
             raise click.UsageError("--scheduler and --cluster are alternatives: pass one")
@@ -191,39 +183,31 @@ def main() -> None:
                    "node mounts). node-local: each worker writes to its own disk (SHARDMERGE_NODE_SCRATCH, else "
                    "TMPDIR) and the shards are fetched through Dask. auto: shared when every worker sees --scratch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store written by shardmerge.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--report", "report", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON run report here.")
 @click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
-def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_kind, overwrite, report_path,
-               keep_scratch, restart, quiet, **options):
+def ingest_cmd(inputs, out, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
-    _setup_logging(quiet)
-    try:
-        choice = format_choice_of(options)
-    except ShardmergeError as exc:
-        _fail(exc)
-    request = cluster_request(options)
-    if early_start_wanted(request, inputs):
+    setup_logging(options["quiet"])
+    if not options["scheduler"] and options["cluster"] == "local" and early_start_wanted(
+            ClusterRequest(workers=options["workers"]), inputs):
         start_early()  # its imports run beside the pipeline's, which come next
-    from .pipeline import IngestOptions, ingest
+    from .api import ingest, invoked_as
 
-    opts = IngestOptions(
-        inputs=tuple(inputs), out=out, cluster=request, scratch=scratch, scratch_kind=scratch_kind,
-        layout=layout_request(options), overwrite=overwrite, format=choice,
-        on_bad_file=on_bad_file, strict=strict_kinds(strict), report_path=report_path, header_rules=header_rules,
-        keep_scratch=keep_scratch, restart=restart, command=tuple(sys.argv), progress=not quiet,
-    )
-    signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C
+    # every option is the API's keyword of the same name (tests/integration/test_api.py holds them equal)
+    signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C, from the first moment
     try:
-        report = ingest(opts)
+        with invoked_as(sys.argv):
+            report = ingest(inputs, out, **options)
+    except ArgumentError as exc:  # what click cannot check alone (pairs of options), in the flags' terms
+        raise click.UsageError(exc.cli) from None
     except ShardmergeError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        click.echo("shardmerge: interrupted: nothing was published; batch jobs were cancelled and finished "
-                   "shards kept (rerun the same command to resume)", err=True)
+    except KeyboardInterrupt as exc:  # api.Interrupted: one line, what was kept and how to resume
+        click.echo(f"shardmerge: {exc or 'interrupted'}", err=True)
         sys.exit(130)
     size, files = report.bytes["store"], report.counts["store_files"]  # from the merge: no walk of the store
     click.echo(
@@ -235,6 +219,10 @@ def ingest_cmd(inputs, out, on_bad_file, strict, header_rules, scratch, scratch_
         click.echo(f"SLURM job logs kept in {report.cluster['job_logs']}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds every `with`: the cluster and its jobs close, `.tmp` is removed
+
+
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -243,7 +231,7 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     from .pipeline import plan_inputs
     from .plan import describe
 
-    _setup_logging(quiet=True)
+    setup_logging(quiet=True)
     try:
         plan = plan_inputs(inputs, request=layout_request(options),
                            choice=format_choice_of(options), rules=load_header_rules(header_rules),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 SCHEMA_VERSION = "2.0"
 
@@ -81,6 +82,7 @@ class LayoutRequest:
 @dataclass(frozen=True)
 class ClusterRequest:
     """Where tasks run. `kind`: "local" (a LocalCluster of `workers` processes; 0 runs tasks inline),
+    "client" (the caller's live `distributed.Client`, `client`, never closed by shardmerge),
     "scheduler" (an existing one at `address`), "slurm" (dask-jobqueue SLURMCluster of `jobs` jobs) or
     "slurm-runner" (inside one allocation: rank 0 scheduler, rank 1 this code, the rest workers).
     SLURM resources left as None come from dask-jobqueue's own config (`jobqueue.slurm.*`)."""
@@ -102,3 +104,6 @@ class ClusterRequest:
     # slurm: where batch jobs' logs go, a folder per run in it (default SHARDMERGE_JOB_LOGS, else
     # ./shardmerge-logs; jobqueue's own log-directory, when set, wins): kept after the run
     job_logs: str | None = None
+    # kind "client": the caller's Client, the one live object here; it stays in this process (never hashed,
+    # compared or sent to a task)
+    client: Any = field(default=None, compare=False, repr=False)

@@ -15,6 +15,26 @@ class InputError(ShardmergeError):
     exit_code = 2
 
 
+class ArgumentError(InputError):
+    """An argument of `shardmerge.ingest` is of the wrong type, out of range, or conflicts with another.
+    The message names the Python argument (`chunk_rows=`); `cli` says the same in the CLI's flags
+    (`--chunk-rows`), for the command line to show instead."""
+
+    def __init__(self, message: str, cli: str | None = None):
+        self.cli = cli or message
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.cli))
+
+
+class MainGuardError(ShardmergeError):
+    """`shardmerge.ingest` was called while a worker process re-ran the user's script as it started (the
+    script calls it at module level, without an `if __name__ == "__main__":` guard)."""
+
+    exit_code = 2
+
+
 class MappingError(InputError):
     """A --mapping file is not valid TOML or does not follow the mapping schema (readers/mapping.py)."""
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from .config import ClusterRequest
 
 # what the tasks run; pandas hidden first, or pyarrow would import it on a task's first array (0.7 s)
-WORKER_PRELOAD = ["shardmerge.nopandas", "distributed", "shardmerge.scan", "shardmerge.shard"]
+# shardmerge.workerinit: every worker ignores the terminal's Ctrl-C (the driver closes them)
+WORKER_PRELOAD = ["shardmerge.workerinit", "shardmerge.nopandas", "distributed", "shardmerge.scan", "shardmerge.shard"]
 
 
 def early_start_wanted(request: ClusterRequest, inputs: Sequence[str]) -> bool:

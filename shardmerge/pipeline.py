@@ -212,9 +212,12 @@ def sweep_scratch(scratch: str, keep: set[str]) -> list[str]:
     return removed
 
 
-def ingest(opts: IngestOptions) -> RunReport:
+def ingest(opts: IngestOptions, report: RunReport | None = None) -> RunReport:
+    """Run one ingest. `report`: filled in as the run goes, for a caller that must know, when the run is
+    interrupted, how far it got (status "published" once OUT is the new store, even if interrupted after)."""
     out = os.path.abspath(opts.out)
-    report = RunReport(command=" ".join(opts.command), output=out)
+    report = report or RunReport()
+    report.command, report.output = " ".join(opts.command), out
     is_the_run = True
     try:
         _ingest(opts, out, report)
@@ -223,13 +226,13 @@ def ingest(opts: IngestOptions) -> RunReport:
         is_the_run = False  # no report: where it would go is what is wrong
         raise
     except ShardmergeError as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = _failed(report), str(exc)
         raise
     except NotTheRun:
         is_the_run = False  # a process that served the cluster (an srun rank): the report is the run's
         raise
     except BaseException as exc:
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        report.status, report.error = _failed(report), f"{type(exc).__name__}: {exc}"
         raise
     finally:
         if opts.report_path and is_the_run:
@@ -238,6 +241,11 @@ def ingest(opts: IngestOptions) -> RunReport:
             except OSError as exc:  # never let the report hide the run's own outcome
                 log.warning("could not write the run report %s: %s", opts.report_path, exc.strerror)
     return report
+
+
+def _failed(report: RunReport) -> str:
+    """A run that stops once its store is published (Ctrl-C while scratch is removed) still published it."""
+    return "published" if report.status == "published" else "failed"
 
 
 def _ingest(opts: IngestOptions, out: str, report: RunReport) -> None:
@@ -303,9 +311,11 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             report.phase_since("cluster_close", waiting)  # what the close added to the run: its wait here
             if isinstance(ex, DaskExecutor):  # (in this process there was nothing to close)
                 report.cluster["close_s"] = close_s
-        except BaseException:
+        except BaseException as exc:
             if merging is not None:  # (write_shards drops its own merge when it fails)
                 merging.abandon()
+            # (an interrupt: the caller says what was kept, in one line)
+            if merging is not None and report.status != "published" and not isinstance(exc, KeyboardInterrupt):
                 log.error("removed %s; nothing was published at %s", tmp, out)
                 log.error("shard stores kept in %s: rerunning the same command reuses them (--restart discards "
                           "them)", scratch)
@@ -641,7 +651,24 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
     report.bytes["store"] = sum(size for size, _ in merged.checksums.values())  # the merge listed every file
     report.counts["store_files"] = len(merged.checksums)
     with report.phase("publish"):
-        report.publish_method = publish(tmp, out)
+        new_store = os.stat(tmp)
+        try:
+            report.publish_method = publish(tmp, out)
+        except BaseException:
+            if _is_in_place(out, new_store):  # stopped after the rename that made it OUT: it is published
+                report.status = "published"
+            raise
+        report.status = "published"
+        failpoint("published")
+
+
+def _is_in_place(out: str, new_store: os.stat_result) -> bool:
+    """OUT is the folder that was `tmp` (a rename keeps the inode)."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (new_store.st_dev, new_store.st_ino)
 
 
 def _describe_plan(plan: Plan, report: RunReport) -> None:

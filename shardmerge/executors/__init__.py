@@ -77,16 +77,21 @@ def _small_input(paths: Sequence[str]) -> bool:
 @contextmanager
 def executor(request: ClusterRequest | None = None, runner: Any = None,
              log_dir: str | None = None) -> Iterator[Executor]:
-    """Tasks run in this process (local, 0 workers), on an existing scheduler, on SLURM batch jobs, inside
-    a SLURM allocation (`runner` from runner_role), or on a LocalCluster on 127.0.0.1 (the default)."""
+    """Tasks run in this process (local, 0 workers), on the caller's own Client (never closed here), on an
+    existing scheduler, on SLURM batch jobs, inside a SLURM allocation (`runner` from runner_role), or on a
+    LocalCluster on 127.0.0.1 (the default)."""
     request = request or ClusterRequest()
     if request.kind == "local" and request.workers == 0:
         yield InlineExecutor()
         return
-    if request.kind == "scheduler":
-        from .scheduler import scheduler_executor as backend
+    if request.kind == "client":
+        from .client import client_executor as backend
 
         args: tuple = (request,)
+    elif request.kind == "scheduler":
+        from .scheduler import scheduler_executor as backend
+
+        args = (request,)
     elif request.kind == "slurm-runner":
         from .srun import srun_executor as backend
 

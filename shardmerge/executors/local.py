@@ -20,6 +20,9 @@ def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
     import dask
     from distributed import LocalCluster
 
+    from ..mainguard import check_main_guarded
+
+    check_main_guarded()  # before any worker process re-runs an unguarded script
     n = request.workers or os.cpu_count() or 1
     # The nanny's default MALLOC_TRIM_THRESHOLD_=65536 made zstd compression burn ~1.8x the CPU here.
     # Workers are forked from one forkserver that imported what tasks run, instead of each spawned
