@@ -65,6 +65,7 @@ def ingest(
     worker_wait: float = 600,
     stall_timeout: float = 1800,
     scheduler_file: str | os.PathLike[str] | None = None,
+    job_logs: str | os.PathLike[str] | None = None,
     chunk_rows: int | None = None,
     shard_rows: int | None = None,
     zarr_format: int = 3,
@@ -131,6 +132,10 @@ def ingest(
         Seconds (at least 1) with tasks in flight and none finishing before the run stops.
     scheduler_file : str or os.PathLike, optional
         ``slurm-runner``: the scheduler file, on a filesystem every rank shares.
+    job_logs : str or os.PathLike, optional
+        ``slurm``: keep the batch jobs' logs in a folder per run under this one (default: the environment's
+        ``SHARDMERGE_JOB_LOGS``, else ``./shardmerge-logs``; dask-jobqueue's own ``log-directory`` wins when
+        set). The run report's ``cluster.job_logs`` names the folder.
     chunk_rows, shard_rows : int, optional
         Rows per chunk (default 1024, fewer for long spectra) and per shard (a multiple of the chunk rows).
     zarr_format : {3, 2}
@@ -306,6 +311,7 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
     _seconds(args, "worker_wait")
     _seconds(args, "stall_timeout")
     scheduler_file = _path(args, "scheduler_file", folder=False)
+    job_logs = _path(args, "job_logs", file=False)
     _int(args, "chunk_rows", low=1, optional=True)
     _int(args, "shard_rows", low=1, optional=True)
     zarr_format = args["zarr_format"]
@@ -365,7 +371,7 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
                              queue=args["queue"], account=args["account"], walltime=args["walltime"],
                              job_cores=args["job_cores"], job_memory=args["job_memory"], job_extra=job_extra,
                              interface=args["interface"], worker_wait_s=float(args["worker_wait"]),
-                             stall_s=float(args["stall_timeout"]), scheduler_file=scheduler_file,
+                             stall_s=float(args["stall_timeout"]), scheduler_file=scheduler_file, job_logs=job_logs,
                              client=client if kind == "client" else None)
     layout = LayoutRequest(chunk_rows=args["chunk_rows"], shard_rows=args["shard_rows"],
                            codec=CodecConfig(clevel=args["clevel"]), zarr_format=int(zarr_format),

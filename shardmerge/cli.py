@@ -74,6 +74,9 @@ _common = [
     click.option("--scheduler-file", type=click.Path(dir_okay=False), default=None,
                  help="slurm-runner: scheduler file on a filesystem all ranks share "
                       "(default: ./shardmerge-scheduler-<job id>.json)."),
+    click.option("--job-logs", type=click.Path(file_okay=False), default=None,
+                 help="--cluster slurm: keep the batch jobs' logs in a folder per run under this one (default: "
+                      "SHARDMERGE_JOB_LOGS, else ./shardmerge-logs; jobqueue.slurm.log-directory wins when set)."),
     click.option("--chunk-rows", type=int, default=None,
                  help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB or the store holds "
                       "fewer spectra)."),
@@ -112,7 +115,7 @@ def common_options(fn):
 
 
 _CLUSTER_KEYS = ("workers", "scheduler", "cluster", "jobs", "queue", "account", "walltime", "job_cores",
-                 "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file")
+                 "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file", "job_logs")
 
 
 _LAYOUT_KEYS = ("chunk_rows", "shard_rows", "zarr_format", "clevel", "zarr_shard_rows", "max_store_files")
@@ -155,7 +158,7 @@ def cluster_request(options: dict) -> ClusterRequest:
                           account=o["account"], walltime=o["walltime"], job_cores=o["job_cores"],
                           job_memory=o["job_memory"], job_extra=tuple(o["job_extra"]), interface=o["interface"],
                           worker_wait_s=o["worker_wait"], stall_s=o["stall_timeout"],
-                          scheduler_file=o["scheduler_file"])
+                          scheduler_file=o["scheduler_file"], job_logs=o["job_logs"])
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

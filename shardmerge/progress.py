@@ -68,15 +68,6 @@ def _has_widgets() -> bool:
     return True
 
 
-def setup_logging(quiet: bool) -> None:
-    """shardmerge's log lines to stderr, with a time stamp: INFO and up, or only warnings with `quiet`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s shardmerge %(levelname)s %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-
-
 def progress_mode(enabled: bool, stream: TextIO | None = None) -> str:
     """"bar" on a terminal or in a Jupyter kernel, "log" elsewhere (batch logs), "off" when not `enabled`."""
     if not enabled:
