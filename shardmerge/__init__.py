@@ -4,6 +4,8 @@ The public API, imported on first use (``import shardmerge`` stays cheap: no das
 
 - `ingest` (shardmerge.api.ingest): the ``shardmerge ingest`` command, from Python;
 - `RunReport`: what a run returns;
+- `open_store` (shardmerge.reading.open_store) and `Store`: a published store, read back into pandas,
+  xarray and specutils;
 - `ShardmergeError` and its subclasses: every error raised on purpose, each with an ``exit_code``.
 """
 
@@ -24,13 +26,17 @@ if TYPE_CHECKING:
         LockHeldError,
         MainGuardError,
         MappingError,
+        NotAStoreError,
         PlanError,
         ShardError,
         ShardmergeError,
         StorageError,
+        StoreChangedError,
         TargetError,
+        UnknownColumnError,
         UnknownFormatError,
     )
+    from .reading import Store, open_store
     from .report import RunReport
 
 __all__ = [
@@ -44,17 +50,22 @@ __all__ = [
     "LockHeldError",
     "MainGuardError",
     "MappingError",
+    "NotAStoreError",
     "PlanError",
     "RunReport",
     "ShardError",
     "ShardmergeError",
     "StorageError",
+    "Store",
+    "StoreChangedError",
     "TargetError",
+    "UnknownColumnError",
     "UnknownFormatError",
     "__version__",
     "ingest",
+    "open_store",
 ]
-_WHERE = {"ingest": "api", "RunReport": "report",
+_WHERE = {"ingest": "api", "RunReport": "report", "open_store": "reading", "Store": "reading",
           **{name: "errors" for name in __all__ if name.endswith("Error")}}
 
 
