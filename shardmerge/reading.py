@@ -428,8 +428,26 @@ class Store:
         if column:
             if column not in self._arrays:
                 raise NotAStoreError(f"{self.path}: {path} takes its units from {column}, which the store lacks")
-            return parse_unit(str(_python_value(self._row(column, i))))
+            text = str(_python_value(self._row(column, i)))
+            if not text.strip() and (attrs.get("units_unknown") or attrs.get("units_source_column")):
+                return self._unknown_unit(attrs, i)
+            return parse_unit(text)
+        if attrs.get("units_unknown"):
+            return self._unknown_unit(attrs, i)
         return parse_unit(units if isinstance(units, str) else None)
+
+    def _unknown_unit(self, attrs: Any, i: int) -> u.UnitBase:
+        """A unit the ingest could not understand (or the source never stated): an UnrecognizedUnit named by
+        the source's own spelling, or "unknown" where it stated none; never dimensionless, which would make
+        it look like a relative flux."""
+        import astropy.units as u
+
+        source = attrs.get("units_source")
+        column = attrs.get("units_source_column")
+        if column in self._arrays:
+            source = _python_value(self._row(column, i))
+        text = str(source).strip() if isinstance(source, str) else ""
+        return u.UnrecognizedUnit(text or "unknown")
 
     def _index(self):  # -> pyarrow.Table
         if self._index_table is None:

@@ -126,7 +126,9 @@ def normalise_flux_unit(source: str | None) -> tuple[str, str | None]:
     """(normalised unit, oddity text or None) for a flux unit as a source spells it. The unit is written
     by astropy.units in its "generic" format (DIMENSIONLESS for relative and normalised flux) and
     `astropy.units.Unit(unit)` parses it; a spelling not understood gives (UNKNOWN_UNIT, why), never an
-    exception: the caller reports the oddity (kind `unknown-unit`) and keeps the spelling as the source's."""
+    exception: the caller reports the oddity (kind `unknown-unit`) and keeps the spelling as the source's.
+    No unit at all (blank, absent) is (UNKNOWN_UNIT, None): the store records it unknown, but a file that
+    states nothing bent no convention, so it is no oddity."""
     text = "" if source is None else " ".join(str(source).split())
     return _normalise_flux_unit(text)
 
@@ -134,8 +136,10 @@ def normalise_flux_unit(source: str | None) -> tuple[str, str | None]:
 @lru_cache(maxsize=1024)
 def _normalise_flux_unit(text: str) -> tuple[str, str | None]:
     key = text.lower()
+    if not key:  # no unit stated is not a bent convention: the store says units_unknown, the report nothing
+        return UNKNOWN_UNIT, None
     if key in _UNKNOWN_WORDS:
-        return UNKNOWN_UNIT, "the file gives no flux unit" if not text else f"the file says its flux unit is {text!r}"
+        return UNKNOWN_UNIT, f"the file says its flux unit is {text!r}"
     if key in _DIMENSIONLESS_WORDS:
         return DIMENSIONLESS, None
     label = _LABEL.match(text)

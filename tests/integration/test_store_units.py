@@ -81,7 +81,7 @@ def test_a_corpus_of_every_spelling_stores_each_spectrum_s_unit_and_its_spelling
     inputs = _corpus(tmp_path / "in", sorted(SPELLINGS))
     r, report = _ingest(inputs, tmp_path / "m.zarr", dask_scheduler)
     assert r.exit_code == 0, r
-    assert "unknown-unit: 2" in r.output
+    assert "unknown-unit: 1" in r.output  # furlong/fortnight; no BUNIT at all is no oddity
     assert_units_parse(tmp_path / "m.zarr")
     g = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
     flux = g["signal/flux_raw"].attrs.asdict()
@@ -98,8 +98,19 @@ def test_a_corpus_of_every_spelling_stores_each_spectrum_s_unit_and_its_spelling
         else:
             assert unit and u.Unit(unit, parse_strict="raise") == meant
     odd = {Path(f["path"]).stem: f["notes"] for f in json.loads(report.read_text())["odd_files"]}
-    assert set(odd) == {"h_odd", "i_blank"}
+    assert set(odd) == {"h_odd"}  # a file with no BUNIT states nothing odd: it is unknown, not bent
     assert any(n.startswith("unknown-unit:") and "furlong/fortnight" in n for n in odd["h_odd"])
+
+    # read back: a unit not understood (or never stated) is an UnrecognizedUnit, never dimensionless
+    from shardmerge import open_store
+
+    store = open_store(tmp_path / "m.zarr")
+    by_stem = {Path(p).stem: i for i, p in enumerate(paths)}
+    assert store.flux_unit(by_stem["g_relative"]) == u.dimensionless_unscaled
+    furlong, blank = store.flux_unit(by_stem["h_odd"]), store.flux_unit(by_stem["i_blank"])
+    assert isinstance(furlong, u.UnrecognizedUnit) and furlong.name == "furlong/fortnight"
+    assert isinstance(blank, u.UnrecognizedUnit) and blank.name == "unknown"
+    assert store.flux_unit(by_stem["a_sdss"]) == SDSS
 
 
 @pytest.mark.timeout(300)
