@@ -1,0 +1,88 @@
+"""The adversarial pass over issue 24's guarantees: what a hostile or careless user found still broken or
+weak, each case a row here. Headers whose mandatory values no parser should act on (TFIELDS = 2**31 drove
+astropy to a MemoryError at ~4 GB), a --report aimed at a FIFO or a device (`/dev/stdout`: the rename
+replaced it with a regular file), an @LIST or a mapping that never ends (`/dev/zero`: unbounded memory),
+and a planted publish intent of 100 MB (read whole). Every input is generated small on disk; runs that
+could exhaust memory are bounded (`run_bounded`: an address-space and CPU limit, peak RSS measured)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shardmerge.testing.spectra import make_wcs1d
+from tests.faults.test_exhaustion import BLOCK, RSS_BOUND, card, header, image_header, run_bounded
+
+
+def _bintable(tfields: int, tforms: list[tuple[str, str]], row_bytes: int = 8) -> bytes:
+    """A primary HDU then a one-row binary table whose TFIELDS and TFORMn say what the test wants."""
+    cards = [("XTENSION", "BINTABLE"), ("BITPIX", 8), ("NAXIS", 2), ("NAXIS1", row_bytes), ("NAXIS2", 1),
+             ("PCOUNT", 0), ("GCOUNT", 1), ("TFIELDS", tfields)]
+    for i, (name, form) in enumerate(tforms, 1):
+        cards += [(f"TTYPE{i}", name), (f"TFORM{i}", form)]
+    cards.append(("TUNIT1", "Angstrom"))
+    body = b"".join(card(k, v) for k, v in cards) + b"END".ljust(80)
+    table = body.ljust(-(-len(body) // BLOCK) * BLOCK, b" ")
+    return header(("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)) + table + bytes(BLOCK)
+
+
+# -- headers whose mandatory values break the standard ---------------------------------------------------
+
+HEADERS = {
+    "tfields-2**31": (lambda: _bintable(2**31, [("WAVELENGTH", "E"), ("FLUX", "E")]),
+                      "HDU 1: TFIELDS = 2147483648 is not a column count of 0 to 999"),
+    "tfields-negative": (lambda: _bintable(-1, [("WAVELENGTH", "E"), ("FLUX", "E")]),
+                         "HDU 1: TFIELDS = -1 is not a column count of 0 to 999"),
+    "tform-repeat-overflow": (lambda: _bintable(2, [("WAVELENGTH", "99999999999999999999E"), ("FLUX", "E")]),
+                              "HDU 1: TFORM1 = '99999999999999999999E' is 399999999999999999996 bytes a row, "
+                              "more than the row's 8 (NAXIS1)"),
+    "tform-wider-than-row": (lambda: _bintable(2, [("WAVELENGTH", "1073741824E"), ("FLUX", "E")]),
+                             "HDU 1: TFORM1 = '1073741824E' is 4294967296 bytes a row"),
+    "bitpix-16": (lambda: image_header(100, bitpix=-16) + bytes(BLOCK),
+                  "HDU 0: BITPIX = -16 is not a FITS value (8, 16, 32, 64, -32, -64)"),
+    "bitpix-12": (lambda: image_header(100, bitpix=12) + bytes(BLOCK), "HDU 0: BITPIX = 12 is not a FITS value"),
+    "naxis-999": (lambda: header(("BITPIX", -32), ("NAXIS", 999)), "HDU 0: NAXIS = 999 but NAXIS1 is missing"),
+    "naxis1-negative": (lambda: image_header(-5), "HDU 0: NAXIS = 1 but NAXIS1 is -5, not a length >= 0"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(HEADERS))
+def test_a_header_breaking_the_standards_mandatory_values_is_named_within_bounds(tmp_path, name):
+    """TFIELDS = 2**31 made astropy build a 2**31-entry list (MemoryError at ~4 GB, 12 s); an odd BITPIX or
+    NAXIS ended in `KeyError: -16`, `KeyError: 'NAXIS1'`, `IndexError`. Each is refused from the headers,
+    naming the HDU, the keyword, the value and what the standard allows, before astropy acts on it."""
+    make, said = HEADERS[name]
+    bad = tmp_path / f"{name}.fits"
+    bad.write_bytes(make())
+    r, rss = run_bounded("plan", bad, "--workers", "0")
+    assert r.exit_code == 3, r
+    assert f"{bad}: {said}" in r.output, r
+    assert rss < RSS_BOUND, rss
+
+
+@pytest.mark.timeout(120)
+def test_a_header_breaking_the_standard_is_left_out_with_skip_and_the_rest_published(tmp_path):
+    folder = tmp_path / "in"
+    make_wcs1d(folder / "good.fits", n_pix=100)
+    (folder / "tfields.fits").write_bytes(_bintable(2**31, [("WAVELENGTH", "E"), ("FLUX", "E")]))
+    r, rss = run_bounded("ingest", folder, "-o", tmp_path / "out.zarr", "--scratch", tmp_path / "s", "--workers", "0",
+                         "--on-bad-file", "skip")
+    assert r.exit_code == 0 and "1 spectra x 100 pixels" in r.output, r
+    assert rss < RSS_BOUND, rss
+
+
+def test_the_header_check_passes_the_files_the_readers_write():
+    """No false alarm: a real table (P descriptors, X bits, A strings) and images pass header_problem."""
+    import numpy as np
+    from astropy.io import fits
+
+    from shardmerge.readers import fastfits
+
+    cols = [fits.Column("WAVE", "PD()", array=np.array([np.arange(5.0), np.arange(3.0)], dtype=object)),
+            fits.Column("FLAGS", "11X", array=np.zeros((2, 11), dtype=bool)), fits.Column("NAME", "20A",
+                                                                                           array=["a", "b"])]
+    hdul = fits.HDUList([fits.PrimaryHDU(np.ones((3, 4), dtype="f4")), fits.BinTableHDU.from_columns(cols)])
+    for i, hdu in enumerate(hdul):
+        raw = hdu.header.tostring().encode()
+        cards = [raw[k : k + 80] for k in range(0, len(raw), 80) if not raw[k : k + 80].startswith(b"END ")]
+        assert fastfits.header_problem(fastfits.FastHeader(cards), i) is None, hdu.header
