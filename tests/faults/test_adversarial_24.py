@@ -7,10 +7,15 @@ could exhaust memory are bounded (`run_bounded`: an address-space and CPU limit,
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
 from shardmerge.testing.spectra import make_wcs1d
 from tests.faults.test_exhaustion import BLOCK, RSS_BOUND, card, header, image_header, run_bounded
+from tests.helpers import run_cli, run_cli_process
 
 
 def _bintable(tfields: int, tforms: list[tuple[str, str]], row_bytes: int = 8) -> bytes:
@@ -86,3 +91,60 @@ def test_the_header_check_passes_the_files_the_readers_write():
         raw = hdu.header.tostring().encode()
         cards = [raw[k : k + 80] for k in range(0, len(raw), 80) if not raw[k : k + 80].startswith(b"END ")]
         assert fastfits.header_problem(fastfits.FastHeader(cards), i) is None, hdu.header
+
+
+# -- --report aimed at what a rename must not replace -----------------------------------------------------
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    for i in range(2):
+        make_wcs1d(folder / f"s{i}.fits", i=i, n_pix=100, seed=i)
+    return folder
+
+
+def _fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "report.fifo"
+    os.mkfifo(path)
+    return path
+
+
+def _stdout_like(tmp_path: Path) -> Path:
+    """What /dev/stdout is (a link to this process's fd 1), in a folder of the test's: the real one must not
+    be put at risk (the unfixed ingest, run as root, replaced /dev/stdout with a regular file)."""
+    (tmp_path / "dev").mkdir()
+    path = tmp_path / "dev" / "stdout"
+    path.symlink_to("/proc/self/fd/1")
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("make", "said"), [(_fifo, "is a FIFO (a pipe)"),
+                                            (_stdout_like, "through the link")], ids=["fifo", "dev-stdout"])
+def test_a_report_path_that_is_a_fifo_or_a_device_is_refused_untouched(tmp_path, inputs, make, said):
+    """`--report /dev/stdout` (or a FIFO a reader waits on) was renamed over: the FIFO, the link became a
+    regular file (for root, /dev/stdout of every process). Refused before any work, exit 2, untouched."""
+    report = make(tmp_path)
+    before = os.lstat(report)
+    out = tmp_path / "out.zarr"
+    # its own process: fd 1 is then a pipe, as in a shell pipeline (pytest's capture makes it a regular file)
+    r = run_cli_process("ingest", inputs, "-o", out, "--workers", "0", "--scratch", tmp_path / "s", "--report",
+                        report, timeout=60)
+    assert r.exit_code == 2, r
+    assert f"--report {report}: " in r.output and said in r.output and "regular file" in r.output, r
+    after = os.lstat(report)
+    assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode), before.st_ino)
+    assert not out.exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_report_through_a_link_to_a_regular_file_is_still_written(tmp_path, inputs):
+    """No false alarm: a link to a regular file is replaced by the report, as the README says."""
+    (tmp_path / "old.json").write_text("{}")
+    report = tmp_path / "r.json"
+    report.symlink_to(tmp_path / "old.json")
+    r = run_cli("ingest", inputs, "-o", tmp_path / "out.zarr", "--workers", "0", "--scratch", tmp_path / "s",
+                "--report", report)
+    assert r.exit_code == 0, r
+    assert not report.is_symlink() and '"status": "published"' in report.read_text()
+    assert (tmp_path / "old.json").read_text() == "{}"
