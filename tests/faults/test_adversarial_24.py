@@ -148,3 +148,42 @@ def test_a_report_through_a_link_to_a_regular_file_is_still_written(tmp_path, in
     assert r.exit_code == 0, r
     assert not report.is_symlink() and '"status": "published"' in report.read_text()
     assert (tmp_path / "old.json").read_text() == "{}"
+
+
+# -- an @LIST that never ends a line ----------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_an_at_list_without_newlines_is_refused_after_one_bounded_line(tmp_path):
+    """`plan @/dev/zero` read one endless line (MemoryError at 2.7 GB, a traceback, exit 1); a 300 MB line
+    without a newline cost 2.4 GB and was echoed whole in the error. Refused at MAX_LIST_LINE, exit 2."""
+    from shardmerge.discover import MAX_LIST_LINE
+
+    r, rss = run_bounded("plan", "@/dev/zero", "--workers", "0")
+    assert r.exit_code == 2, r
+    assert f"@/dev/zero: line 1 is longer than {MAX_LIST_LINE} characters" in r.output, r
+    assert rss < RSS_BOUND, rss
+    make_wcs1d(tmp_path / "in" / "s.fits", n_pix=50)
+    listed = tmp_path / "list.txt"
+    listed.write_text("in/s.fits\n" + "a" * (MAX_LIST_LINE + 10))
+    r = run_cli("plan", f"@{listed}", "--workers", "0")
+    assert r.exit_code == 2 and f"@{listed}: line 2 is longer" in r.output and "a" * 100 not in r.output, r
+
+
+@pytest.mark.timeout(60)
+def test_an_at_list_read_from_a_pipe_resolves_relative_paths_against_the_current_folder(tmp_path, monkeypatch):
+    """`printf 'in/s0.fits\\n' | shardmerge plan @/dev/stdin` looked for /dev/in/s0.fits (the list's folder
+    of a pipe is /dev, or /proc/self/fd): a piped list's relative paths are the current folder's."""
+    from shardmerge.discover import discover_inputs
+
+    make_wcs1d(tmp_path / "in" / "s0.fits", n_pix=50)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "list.txt").write_text("../in/s0.fits\n")
+    monkeypatch.chdir(tmp_path)
+    assert list(discover_inputs([f"@{tmp_path / 'sub' / 'list.txt'}"])) == [str(tmp_path / "in" / "s0.fits")]
+    read, write = os.pipe()
+    try:
+        os.write(write, b"in/s0.fits\n")
+        os.close(write)
+        assert list(discover_inputs([f"@/dev/fd/{read}"])) == [str(tmp_path / "in" / "s0.fits")]
+    finally:
+        os.close(read)
