@@ -187,3 +187,33 @@ def test_an_at_list_read_from_a_pipe_resolves_relative_paths_against_the_current
         assert list(discover_inputs([f"@/dev/fd/{read}"])) == [str(tmp_path / "in" / "s0.fits")]
     finally:
         os.close(read)
+
+
+# -- a mapping file that is no small file -----------------------------------------------------------------
+
+_MAPPING = '[flux]\nhdu = 0\nrow = 0\n[wavelength]\nwcs = true\n'
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["dev-zero", "too-big", "deep-nesting"])
+def test_a_mapping_that_is_no_small_toml_file_is_refused_within_bounds(tmp_path, kind):
+    """`--mapping /dev/zero` was read whole, forever (killed at 40 s, RSS growing); `x = [[[...]]]` 10**5 deep
+    ended in a RecursionError traceback, exit 1. Both refused, exit 2, naming the file, before any work."""
+    data = make_wcs1d(tmp_path / "in" / "s.fits", n_pix=50)
+    if kind == "dev-zero":
+        mapping, said = Path("/dev/zero"), "not a regular file"
+    else:
+        mapping = tmp_path / "m.toml"
+        if kind == "too-big":
+            mapping.write_text(_MAPPING + "# " + "x" * (1 << 20) + "\n")
+            said = "larger than 1048576 bytes"
+        else:
+            mapping.write_text(_MAPPING.replace("hdu = 0\n", "hdu = 0\nx = " + "[" * 100_000 + "]" * 100_000 + "\n"))
+            said = "nested too deep"
+    out = tmp_path / "out.zarr"
+    r, rss = run_bounded("ingest", data, "-o", out, "--scratch", tmp_path / "s", "--workers", "0", "--format",
+                         "mapping", "--mapping", mapping)
+    assert r.exit_code == 2, r
+    assert f"{mapping}: " in r.output and said in r.output and "Traceback" not in r.output, r
+    assert rss < RSS_BOUND, rss
+    assert not out.exists()
