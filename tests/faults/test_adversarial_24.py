@@ -217,3 +217,23 @@ def test_a_mapping_that_is_no_small_toml_file_is_refused_within_bounds(tmp_path,
     assert f"{mapping}: " in r.output and said in r.output and "Traceback" not in r.output, r
     assert rss < RSS_BOUND, rss
     assert not out.exists()
+
+
+# -- a planted publish intent of GiB ----------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_a_huge_planted_publish_intent_is_refused_without_being_read(tmp_path, inputs):
+    """A planted OUT.publish-intent is never acted on unless it names what a publish of ours names; it was
+    also read whole first (100 MB: 316 MB RSS; a sparse 8 GiB one, more than a node has). Now at most
+    MAX_INTENT_BYTES are read: refused, exit 5, untouched, in bounded memory."""
+    from shardmerge.publish import MAX_INTENT_BYTES
+
+    intent = tmp_path / "out.zarr.publish-intent"
+    with open(intent, "wb") as f:
+        f.write(b'{"out": "' + b" " * 100)
+        f.truncate(8 * 2**30)  # a hole: nothing on disk
+    r, rss = run_bounded("ingest", inputs, "-o", tmp_path / "out.zarr", "--scratch", tmp_path / "s", "--workers", "0")
+    assert r.exit_code == 5, r
+    assert f"{intent} is not an intent file written by shardmerge (over {MAX_INTENT_BYTES} bytes" in r.output, r
+    assert rss < RSS_BOUND, rss
+    assert intent.stat().st_size == 8 * 2**30 and not (tmp_path / "out.zarr").exists()
