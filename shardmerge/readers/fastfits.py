@@ -497,9 +497,13 @@ def check_pixels(path: str, index: int, header: FastHeader | fits.Header, max_pi
         if xtension in ("BINTABLE", "TABLE"):
             lengths.append((int(header.get("NAXIS2", 0)), "a table of {n} rows"))
             for k in range(1, min(int(header.get("TFIELDS", 0)), 999) + 1):
-                m = re.match(r"\s*([0-9]+)", str(header.get(f"TFORM{k}", "")))
+                form = str(header.get(f"TFORM{k}", ""))
+                m = re.match(r"\s*([0-9]+)", form)
                 if m:
                     lengths.append((int(m.group(1)), f"column {k} of {{n}} values a row"))
+                m = re.match(r"\s*[0-9]*[PQ][A-Z]\(\s*([0-9]+)", form)  # an array column's longest array (emax)
+                if m:
+                    lengths.append((int(m.group(1)), f"column {k} of arrays up to {{n}} values long (TFORM{k})"))
         elif xtension in ("", "IMAGE") and int(header.get("NAXIS", 0)) >= 1:
             lengths.append((int(header.get("NAXIS1", 0)), "an image {n} pixels wide (NAXIS1)"))
     except (TypeError, ValueError):

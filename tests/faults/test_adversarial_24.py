@@ -237,3 +237,28 @@ def test_a_huge_planted_publish_intent_is_refused_without_being_read(tmp_path, i
     assert f"{intent} is not an intent file written by shardmerge (over {MAX_INTENT_BYTES} bytes" in r.output, r
     assert rss < RSS_BOUND, rss
     assert intent.stat().st_size == 8 * 2**30 and not (tmp_path / "out.zarr").exists()
+
+
+# -- an array column announcing arrays past --max-pixels --------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_an_array_column_announcing_arrays_past_max_pixels_is_refused_from_its_header(tmp_path):
+    """TFORM1 = '1PD(1073741824)': a heap of 2**30 doubles in a sparse 8 GiB file; astropy allocated the
+    8 GiB data unit (MemoryError under a 6 GB limit). The array length its TFORM announces is a spectrum's
+    length like any other: refused from the header, naming the option."""
+    import struct
+
+    n = 2**30
+    cards = [("XTENSION", "BINTABLE"), ("BITPIX", 8), ("NAXIS", 2), ("NAXIS1", 16), ("NAXIS2", 1), ("PCOUNT", 8 * n),
+             ("GCOUNT", 1), ("TFIELDS", 2), ("TTYPE1", "WAVELENGTH"), ("TFORM1", f"1PD({n})"), ("TTYPE2", "FLUX"),
+             ("TFORM2", f"1PE({n})"), ("TUNIT1", "Angstrom")]
+    body = b"".join(card(k, v) for k, v in cards) + b"END".ljust(80)
+    head = header(("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)) + body.ljust(-(-len(body) // BLOCK) * BLOCK, b" ")
+    bomb = tmp_path / "heap.fits"
+    with open(bomb, "wb") as f:
+        f.write(head + struct.pack(">iiii", n, 0, n, 0))
+        f.truncate(len(head) + -(-(16 + 8 * n) // BLOCK) * BLOCK)
+    r, rss = run_bounded("plan", bomb, "--workers", "0")
+    assert r.exit_code == 3, r
+    assert f"{bomb}: HDU 1 holds column 1 of arrays up to {n} values long (TFORM1)" in r.output, r
+    assert "--max-pixels" in r.output and rss < RSS_BOUND, rss
