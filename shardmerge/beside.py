@@ -60,6 +60,11 @@ def check_report_path(report: str | None, out: str, inputs: Sequence[str], scrat
     file), land on or inside OUT or a name beside it that shardmerge keeps, or inside scratch (deleted)."""
     if not report:
         return
+    special = _special_kind(report)
+    if special:
+        raise ReportPathError(f"--report {report}: is {special}; the report is written to a file of its own and "
+                              "renamed over the path, which would replace it (as root, a /dev entry for every "
+                              "process): give the path of a regular file")
     where = _landing(report)
     for path, what in beside_out(out):
         if any(_within(where, p) for p in _forms(path)):
@@ -72,6 +77,22 @@ def check_report_path(report: str | None, out: str, inputs: Sequence[str], scrat
         if where in _forms(item) or os.path.abspath(os.path.expanduser(report)) in _forms(item):
             raise ReportPathError(f"--report {report}: is the input {item}; writing the report would replace "
                                   "it: write the report elsewhere")
+
+
+def _special_kind(path: str) -> str | None:
+    """What `path` is, followed through links, when it is no regular file a rename may replace: a FIFO, a
+    device (`/dev/stdout` is a link to this process's fd 1: a tty, a pipe), a socket, a folder. None for a
+    regular file, a dangling link and a path that does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (a pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    kind = next((what for test, what in kinds if test(mode)), None)
+    if kind and os.path.islink(path):
+        kind += f" through the link {path} -> {os.readlink(path)}"
+    return kind
 
 
 def check_report_not_input(report: str | None, paths: Sequence[str]) -> None:

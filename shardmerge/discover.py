@@ -155,12 +155,26 @@ def _spilled_paths(f: IO[bytes]) -> Iterator[str]:
         yield f.read(int.from_bytes(head, "little")).decode("utf-8", "surrogateescape")
 
 
+# The longest line an @LIST may hold: a path is at most PATH_MAX (4096) bytes; a "list" with longer lines
+# (`@/dev/zero`, a binary file without newlines) is refused when the line passes this, never held whole.
+MAX_LIST_LINE = 1 << 16
+
+
 def _expand_list(list_path: Path) -> Iterable[str]:
-    """The paths an @LIST names, read line by line (a list of 10^7 paths is never held whole)."""
-    base = str(list_path.parent)
+    """The paths an @LIST names, read line by line (a list of 10^7 paths is never held whole, nor a line
+    longer than MAX_LIST_LINE). Relative paths are resolved against the list's folder; for a list that is
+    a pipe (`@/dev/stdin`, `@<(find ...)`, whose "folder" is /dev or /proc/self/fd) against the current one."""
+    try:
+        regular = stat.S_ISREG(os.stat(list_path).st_mode)
+    except OSError:
+        regular = True  # the open below names what is wrong
+    base = str(list_path.parent) if regular else os.getcwd()
     try:
         with open(list_path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
+            for number, line in enumerate(iter(lambda: lines.readline(MAX_LIST_LINE + 1), ""), start=1):
+                if len(line) > MAX_LIST_LINE:
+                    raise InputError(f"@{list_path}: line {number} is longer than {MAX_LIST_LINE} characters "
+                                     "(a path is at most 4096 bytes): not a list of paths, one a line")
                 entry = line.strip()
                 if entry and not entry.startswith("#"):
                     yield from _expand(os.path.join(base, entry), origin=f"{list_path} line {number}")

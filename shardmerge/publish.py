@@ -359,6 +359,7 @@ def _settle_now(out: str) -> None:
 
 
 _OLD_NAME = re.compile(r"\.old-[0-9a-f]{8}")
+MAX_INTENT_BYTES = 1 << 16  # an intent names three paths: a few hundred bytes (PATH_MAX is 4096)
 
 
 def _read_intent(path: str) -> dict | None:
@@ -374,8 +375,12 @@ def _read_intent(path: str) -> dict | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise TargetError(f"{path} is not an intent file written by shardmerge ({_kind_of(path)}); "
                               "refusing to act on it (nothing was moved or deleted): move it away")
-        with os.fdopen(os.dup(fd), encoding="utf-8") as f:
-            doc = json.load(f)
+        raw = os.pread(fd, MAX_INTENT_BYTES + 1, 0)  # never the whole of a planted 10 GB file
+        if len(raw) > MAX_INTENT_BYTES:
+            raise TargetError(f"{path} is not an intent file written by shardmerge (over {MAX_INTENT_BYTES} "
+                              "bytes; ours are a few hundred); refusing to act on it (nothing was moved or "
+                              "deleted): move it away")
+        doc = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise TargetError(f"{path} is unreadable ({exc}); if an earlier publish was interrupted, check that "
                           "OUT or an OUT.old-* folder beside it holds a store, then remove the intent "

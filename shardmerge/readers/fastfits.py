@@ -349,8 +349,8 @@ def _table_layout(header: FastHeader) -> tuple[FastColumns, np.dtype] | None:
         if not m:
             return None
         repeat, code = int(m.group(1) or 1), m.group(2)
-        if repeat == 0:
-            return None  # a zero-width column: astropy
+        if repeat == 0 or repeat > row_bytes:
+            return None  # a zero-width column, or one wider than the row (structure_problem names it): astropy
         dtype = f"S{repeat}" if code == "A" else _COLUMN_DTYPE[code]
         fields.append((f"f{k - 1}", dtype, (repeat,)) if repeat != 1 and code != "A" else (f"f{k - 1}", dtype))
         unit = header.get(f"TUNIT{k}")
@@ -497,9 +497,13 @@ def check_pixels(path: str, index: int, header: FastHeader | fits.Header, max_pi
         if xtension in ("BINTABLE", "TABLE"):
             lengths.append((int(header.get("NAXIS2", 0)), "a table of {n} rows"))
             for k in range(1, min(int(header.get("TFIELDS", 0)), 999) + 1):
-                m = re.match(r"\s*([0-9]+)", str(header.get(f"TFORM{k}", "")))
+                form = str(header.get(f"TFORM{k}", ""))
+                m = re.match(r"\s*([0-9]+)", form)
                 if m:
                     lengths.append((int(m.group(1)), f"column {k} of {{n}} values a row"))
+                m = re.match(r"\s*[0-9]*[PQ][A-Z]\(\s*([0-9]+)", form)  # an array column's longest array (emax)
+                if m:
+                    lengths.append((int(m.group(1)), f"column {k} of arrays up to {{n}} values long (TFORM{k})"))
         elif xtension in ("", "IMAGE") and int(header.get("NAXIS", 0)) >= 1:
             lengths.append((int(header.get("NAXIS1", 0)), "an image {n} pixels wide (NAXIS1)"))
     except (TypeError, ValueError):
@@ -508,6 +512,92 @@ def check_pixels(path: str, index: int, header: FastHeader | fits.Header, max_pi
         if n > max_pixels:
             raise BadFileError(path, f"HDU {index} holds {what.format(n=n)}: spectra longer than {max_pixels} "
                                      f"pixels are refused (--max-pixels N raises the limit)")
+
+
+# A binary table column's bytes per repeat, by TFORM code (X: bits, counted apart); P and Q: descriptors
+_BINTABLE_WIDTH = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
+_ANY_TFORM = re.compile(r"\s*([0-9]*)([LXBIJKAEDCMPQ])")
+_BITPIX_VALUES = tuple(_BITPIX)
+
+
+def header_problem(header: FastHeader, index: int) -> str | None:
+    """Why `header` breaks the FITS standard's mandatory keywords in a way a parser would act on (astropy
+    makes a list of TFIELDS entries before it looks at one: TFIELDS = 2**31 is a MemoryError at ~4 GB, and
+    a KeyError, IndexError or TypeError names nothing for an odd BITPIX or NAXIS): BITPIX one of the six
+    values, NAXIS 0..999 with every NAXISn an integer >= 0, TFIELDS 0..999, and no binary table column
+    wider than the row (NAXIS1; a repeat count of 10**20 overflows numpy's shapes). Only values present
+    are judged; None when nothing is wrong."""
+    where = f"HDU {index}"
+    try:
+        values = {k: header[k] for k in ("BITPIX", "NAXIS") if k in header}
+        if "BITPIX" in values and (type(values["BITPIX"]) is not int or values["BITPIX"] not in _BITPIX_VALUES):
+            return (f"{where}: BITPIX = {values['BITPIX']!r} is not a FITS value "
+                    f"({', '.join(map(str, _BITPIX_VALUES))})")
+        naxis = values.get("NAXIS")
+        if naxis is None:
+            return None
+        if type(naxis) is not int or not 0 <= naxis <= 999:
+            return f"{where}: NAXIS = {naxis!r} is not an axis count of 0 to 999"
+        axes = []
+        for j in range(1, naxis + 1):
+            n = header.get(f"NAXIS{j}")
+            if type(n) is not int or n < 0:
+                said = "missing" if n is None else f"{n!r}, not a length >= 0"
+                return f"{where}: NAXIS = {naxis} but NAXIS{j} is {said}"
+            axes.append(n)
+        xtension = str(header.get("XTENSION", "")).strip().upper() if index else ""
+        if xtension not in ("BINTABLE", "TABLE", "A3DTABLE") or "TFIELDS" not in header:
+            return None
+        fields = header["TFIELDS"]
+        if type(fields) is not int or not 0 <= fields <= 999:
+            return f"{where}: TFIELDS = {fields!r} is not a column count of 0 to 999"
+        if xtension == "TABLE" or not axes:
+            return None
+        for k in range(1, fields + 1):
+            m = _ANY_TFORM.match(str(header.get(f"TFORM{k}", "")))
+            if m:
+                repeat = int(m.group(1) or 1)
+                width = -(-repeat // 8) if m.group(2) == "X" else repeat * _BINTABLE_WIDTH[m.group(2)]
+                if width > axes[0]:
+                    return (f"{where}: TFORM{k} = {str(header[f'TFORM{k}']).strip()!r} is {width} bytes a row, "
+                            f"more than the row's {axes[0]} (NAXIS1)")
+    except Exception:  # noqa: BLE001 - a card no parser reads: astropy's own verdict stands
+        return None
+    return None
+
+
+def structure_problem(source: _Bytes | FileSource) -> str | None:
+    """The first `header_problem` of the file's headers, read block by block (at most MAX_HEADER_BYTES) and
+    stepped over their data units by `data_bytes` (Python ints); None when there is none or the headers
+    cannot be walked this way (astropy then says what is wrong). For files the fast parser hands to astropy,
+    before astropy acts on a header's word."""
+    pos = header_bytes = index = 0
+    while pos < source.size:
+        cards: list[bytes] = []
+        ended = False
+        while not ended:
+            block = source.read(pos, BLOCK)
+            header_bytes += BLOCK
+            if len(block) < BLOCK or header_bytes > MAX_HEADER_BYTES or block.translate(None, _PRINTABLE):
+                return None
+            if not cards and not block.startswith(b"XTENSION" if index else b"SIMPLE"):
+                return None
+            pos += BLOCK
+            for k in range(0, BLOCK, 80):
+                if block[k : k + 8] == b"END     " and not block[k + 3 : k + 80].strip():
+                    ended = True
+                    break
+                cards.append(block[k : k + 80])
+        header = FastHeader(cards)
+        problem = header_problem(header, index)
+        if problem:
+            return problem
+        try:
+            pos += -(-data_bytes(header) // BLOCK) * BLOCK
+        except Exception:  # noqa: BLE001 - any unreadable value: astropy's own verdict stands
+            return None
+        index += 1
+    return None
 
 
 def truncation(source: _Bytes | FileSource) -> str | None:

@@ -69,6 +69,9 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
             if hdul is None and fast and raw is not None:
                 hdul = fastfits.parse(raw)
             if hdul is None:
+                problem = _structure(path, raw)  # before astropy acts on a header's word (TFIELDS = 2**31)
+                if problem:
+                    raise BadFileError(path, problem)
                 source = io.BytesIO(raw) if raw is not None else path
                 hdul = fits.open(source, memmap=False, lazy_load_hdus=True)
         except ShardmergeError:
@@ -150,6 +153,18 @@ def _truncation(path: str, raw: bytes | None) -> str | None:
         return None
     try:
         return fastfits.truncation(source)
+    finally:
+        source.close()
+
+
+def _structure(path: str, raw: bytes | None) -> str | None:
+    """`fastfits.structure_problem` of the file's headers (of `raw` when given), or None."""
+    try:
+        source = fastfits._Bytes(raw) if raw is not None else fastfits.FileSource(path)
+    except OSError:
+        return None  # astropy's open names what is wrong
+    try:
+        return fastfits.structure_problem(source)
     finally:
         source.close()
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tomllib
 from functools import lru_cache
 
@@ -139,14 +140,30 @@ def check_mapping(path: str, doc: dict) -> None:
                              "rows and planes) would be ignored: give one or the other")
 
 
+# A mapping file is a few hundred bytes; one past this is not one (`--mapping /dev/zero` was read forever)
+MAX_MAPPING_BYTES = 1 << 20
+
+
+def _read_mapping(path: str, said: str) -> bytes:
+    """The mapping file's bytes: a regular file (each task rereads it, so a pipe's once-only content would
+    not do; a device may never end) of at most MAX_MAPPING_BYTES, else MappingError (exit 2)."""
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise MappingError(f"{said} {path}: not a regular file (a pipe or a device); each task rereads "
+                                   "the mapping: give the path of a file")
+            raw = f.read(MAX_MAPPING_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{said} {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_MAPPING_BYTES:
+        raise MappingError(f"{said} {path}: larger than {MAX_MAPPING_BYTES} bytes: not a mapping file")
+    return raw
+
+
 def mapping_ref(path: str) -> tuple[str, str]:
     """(absolute path, sha256 prefix of its content) of a mapping file, refused before any work if bad."""
     path = os.path.abspath(path)
-    try:
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    except OSError as exc:
-        raise InputError(f"--mapping {path}: {exc.strerror}") from exc
+    digest = hashlib.sha256(_read_mapping(path, "--mapping")).hexdigest()[:12]
     load_mapping(path, digest)  # refuse a bad mapping before any work
     return path, digest
 
@@ -154,11 +171,7 @@ def mapping_ref(path: str) -> tuple[str, str]:
 def load_mapping(path: str, digest: str) -> dict:
     """The mapping's content, refused if it no longer has the hash the run started with (every call
     rereads the small file; parsing is cached)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise InputError(f"mapping {path}: {exc.strerror}") from exc
+    raw = _read_mapping(path, "mapping")
     if hashlib.sha256(raw).hexdigest()[:12] != digest:
         raise InputError(f"mapping {path} changed during the run; rerun")
     return _parse(path, raw)
@@ -170,6 +183,8 @@ def _parse(path: str, raw: bytes) -> dict:
         doc = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MappingError(f"mapping {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # `x = [[[[...]]]]` 10**5 deep: tomllib recurses once a level
+        raise MappingError(f"mapping {path}: arrays or tables nested too deep to parse: not a mapping file") from None
     check_mapping(path, doc)
     return doc
 
