@@ -159,8 +159,8 @@ def test_docs_build_strict(tmp_path):
     assert "--on-bad-file" in cli and "--max-pixels" in cli  # sphinx-click read the real command
     api = (out / "api.html").read_text()
     assert "GateError" in api and "StorageError" in api  # the generated error table
-    for name in ("shardmerge.ingest", "shardmerge.open_store", "shardmerge.Store.spectrum", "shardmerge.Store.to_xarray",
-                 "shardmerge.RunReport", "shardmerge.errors.NotAStoreError"):
+    for name in ("shardmerge.ingest", "shardmerge.open_store", "shardmerge.Store.spectrum",
+                 "shardmerge.Store.to_xarray", "shardmerge.RunReport", "shardmerge.errors.NotAStoreError"):
         assert f'id="{name}"' in api, name  # autodoc documented the public name
     from shardmerge.validate import CHECKS
 
