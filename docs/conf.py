@@ -7,8 +7,9 @@ CLI reference from the click definitions themselves, so it always matches ``--he
 be Markdown, which also reads on GitHub. furo is a maintained, accessible theme that needs no
 configuration. mkdocs-material was the alternative; it has no numpydoc or click support of its own.
 
-Generated, never copied: the performance page's tables come from ``benchmarks/results/`` and the error
-table from ``shardmerge.errors``, through ``docs/_ext/benchtables.py``, at every build.
+Generated, never copied: the performance page's tables come from ``benchmarks/results/``, the error
+table from ``shardmerge.errors`` and the gate's check list from ``shardmerge.validate.checks_markdown()``,
+through ``docs/_ext/benchtables.py``, at every build.
 
 Build strict (as CI and tests/docs/test_docs.py do)::
 
@@ -56,6 +57,7 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # [text](page.md#a-heading) links to headings, as on GitHub
 smartquotes = False  # keep `--option` as typed in prose and generated tables
 
+nitpicky = True  # a cross-reference to a name that is not documented fails the strict build
 autodoc_typehints = "none"  # numpydoc's Parameters section says the types
 autodoc_member_order = "bysource"
 numpydoc_show_class_members = False

@@ -1,6 +1,6 @@
 """Tables generated at build time, so that no number or exit code on a docs page is copied by hand.
 
-Two directives:
+Three directives:
 
 ``benchtable``
     A table from one of ``benchmarks/results/*.json`` (or the header-and-rows text table of a ``*.txt``)::
@@ -18,6 +18,10 @@ Two directives:
 
 ``error-tree``
     The classes of :mod:`shardmerge.errors` with their parents, exit codes and first docstring line.
+
+``gate-checks``
+    The validation gate's checks, as ``shardmerge.validate.checks_markdown()`` writes them (the table
+    ``shardmerge validate --list-checks`` prints): the one list the gate and ``validate`` both run.
 
 A result file that is missing or lacks a named column is an error of the docs build (and so a failure
 under ``-W``), never a silently empty table.
@@ -89,7 +93,7 @@ def parse_columns(spec: str) -> list[tuple[str, str]]:
     return columns
 
 
-def table_node(headers: list[str], body: list[list[str]]) -> nodes.table:
+def table_node(headers: list[str], body: list[list[str | nodes.Node]]) -> nodes.table:
     table = nodes.table(classes=["benchtable"])
     group = nodes.tgroup(cols=len(headers))
     table += group
@@ -105,11 +109,11 @@ def table_node(headers: list[str], body: list[list[str]]) -> nodes.table:
     return table
 
 
-def _row(cells: list[str]) -> nodes.row:
+def _row(cells: list[str | nodes.Node]) -> nodes.row:
     row = nodes.row()
-    for text in cells:
+    for cell in cells:
         entry = nodes.entry()
-        entry += nodes.paragraph(text=text)
+        entry += cell if isinstance(cell, nodes.Node) else nodes.paragraph(text=cell)
         row += entry
     return row
 
@@ -192,11 +196,48 @@ class ErrorTree(SphinxDirective):
             first = " ".join(doc.split("\n\n")[0].split())
             name = "\u2003" * depth(cls) + cls.__name__
             parent = cls.__mro__[1].__name__ if cls is not errors.ShardmergeError else "Exception"
-            body.append([name, parent, str(cls.exit_code), first])
+            body.append([name, parent, str(cls.exit_code), _cell(first)])
         return [table_node(["exception", "parent", "exit code", "meaning"], body)]
+
+
+def _cell(text: str) -> nodes.paragraph:
+    """One Markdown table cell: plain text with `inline code` spans."""
+    cell = nodes.paragraph()
+    for i, part in enumerate(text.split("`")):
+        if part:
+            cell += nodes.literal(part, part) if i % 2 else nodes.Text(part)
+    return cell
+
+
+def markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of a simple Markdown table (no `|` inside cells), its separator line dropped."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    if len(rows) < 2 or not all(set(c) <= set("-: ") for c in rows[1]):
+        raise ValueError("not a Markdown table: no header separator on its second line")
+    if any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("a row of the Markdown table has a different number of cells than its header")
+    return rows[0], rows[2:]
+
+
+class GateChecks(SphinxDirective):
+    """Every check of shardmerge.validate.CHECKS, from checks_markdown(): never a hand-kept copy."""
+
+    def run(self) -> list[nodes.Node]:
+        from shardmerge import validate
+
+        self.env.note_dependency(validate.__file__)
+        try:
+            headers, body = markdown_table(validate.checks_markdown())
+        except ValueError as exc:
+            raise self.error(f"gate-checks: validate.checks_markdown(): {exc}") from None
+        table = table_node(headers, [[_cell(text) for text in row] for row in body])
+        table["classes"].append("gate-checks")
+        return [table]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("benchtable", BenchTable)
     app.add_directive("error-tree", ErrorTree)
+    app.add_directive("gate-checks", GateChecks)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -8,6 +8,7 @@ The strict build and the notebook need the public API (shardmerge.api, shardmerg
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -93,6 +94,33 @@ def test_the_link_checker_finds_a_broken_link(tmp_path):
     assert [b.split(":")[0] for b in broken_links(page)] == ["missing.md", "there.md#nope", "pic.png"]
 
 
+def test_check_counts_in_the_docs_are_the_code_s():
+    """Every "N checks" and "N/N checks passed" the pages and the changelog state is the length of
+    validate.CHECKS: the count is prose, the list itself is generated (the gate-checks directive)."""
+    from shardmerge.validate import CHECKS
+
+    said = []
+    for path in markdown_files():
+        text = path.read_text()
+        said += [(path.name, int(n)) for n in re.findall(r"\b(\d+) (?:named )?checks\b", text)]
+        said += [(path.name, int(n)) for n in re.findall(r"\b\d+/(\d+) checks", text)]
+    assert said, "no check count found: the pattern no longer matches the docs"
+    assert [s for s in said if s[1] != len(CHECKS)] == []
+
+
+def test_markdown_table_parser_of_the_docs_extension():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from benchtables import markdown_table
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    assert markdown_table("| a | b |\n|---|---|\n| 1 | `x` |\n") == (["a", "b"], [["1", "`x`"]])
+    with pytest.raises(ValueError):
+        markdown_table("| a | b |\n| 1 | 2 |\n")
+    with pytest.raises(ValueError):
+        markdown_table("| a | b |\n|---|---|\n| 1 |\n")
+
+
 def test_the_partial_switch_is_off_by_default(monkeypatch):
     """docs/conf.py suppresses autodoc import failures only when SHARDMERGE_DOCS_PARTIAL=1 is set."""
     monkeypatch.delenv("SHARDMERGE_DOCS_PARTIAL", raising=False)
@@ -131,6 +159,15 @@ def test_docs_build_strict(tmp_path):
     assert "--on-bad-file" in cli and "--max-pixels" in cli  # sphinx-click read the real command
     api = (out / "api.html").read_text()
     assert "GateError" in api and "StorageError" in api  # the generated error table
+    for name in ("shardmerge.ingest", "shardmerge.open_store", "shardmerge.Store.spectrum",
+                 "shardmerge.Store.to_xarray", "shardmerge.RunReport", "shardmerge.errors.NotAStoreError"):
+        assert f'id="{name}"' in api, name  # autodoc documented the public name
+    from shardmerge.validate import CHECKS
+
+    guide = (out / "user-guide.html").read_text()
+    assert "gate-checks" in guide
+    for check in CHECKS:  # the generated check list holds every check of the code
+        assert f"<p>{html.escape(check.title, quote=False)}</p>" in guide, check.title
 
 
 @pytest.mark.slow
