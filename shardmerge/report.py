@@ -10,6 +10,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from .readers.oddities import unread_entries
+
 
 @dataclass
 class RunReport:
@@ -63,6 +65,9 @@ class RunReport:
             "bytes": self.bytes,
             "skipped_files": self.skipped_files,
             "odd_files": self.odd_files,
+            # data the inputs hold that is not stored: one entry per HDU (path, hdu, extname, extver, what, why),
+            # from the files' unread-extension oddities
+            "unread": [e for f in self.odd_files for e in unread_entries(f["path"], f.get("notes", []))],
             "plan": self.plan,
             "warnings": self.warnings,
             "error": self.error,

@@ -17,8 +17,9 @@ from .filetable import is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
 from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
-from .readers.base import check_grid
-from .readers.oddities import UNKNOWN_UNIT, Oddities
+from .readers.base import Layout, check_grid
+from .readers.fitsio import data_summary, hdu_label
+from .readers.oddities import UNKNOWN_UNIT, UNREAD_EXTENSION, Oddities, parse_unread, unread_note
 from .units import normalise_flux_unit
 
 
@@ -54,6 +55,8 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
         flux_unit, unit_oddity = normalise_flux_unit(layout.flux_unit)
         if unit_oddity:
             oddities.add(UNKNOWN_UNIT, unit_oddity)
+        for text in unread_hdus(hdul, layout):
+            oddities.add(UNREAD_EXTENSION, text)
         if layout.n_spectra <= 0:
             raise BadFileError(path, "holds no spectra")
         n_pix = [int(g.shape[0]) for g in layout.grids]
@@ -86,6 +89,23 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             provides=tuple(sorted(layout.provides)),
         )
     return replace(scan, notes=tuple(oddities.notes)) if oddities.notes else scan  # warnings: known on close
+
+
+def unread_hdus(hdul: object, layout: Layout) -> list[str]:
+    """The `unread-extension` texts of the HDUs with data (an image with pixels, a table with rows) that the
+    reader neither read (`Layout.consumed`: the spectra's HDUs, those read beside them, those it documents
+    as not stored) nor already said it leaves unread (its own notes): data a file holds is never dropped
+    without a word in the run report, and `--strict unread-extension` refuses such a file."""
+    said = {e["hdu"] for kind, text in layout.notes if kind == UNREAD_EXTENSION and (e := parse_unread(text))}
+    consumed = layout.consumed()
+    out = []
+    for i, hdu in enumerate(hdul):
+        if i in consumed or i in said or not (what := data_summary(hdu.header)):
+            continue
+        extname, extver = hdu_label(hdu)
+        out.append(unread_note(i, extname, extver, what, "holds data no reader of this layout reads: not stored "
+                               "(to store it, describe the file with --format mapping)"))
+    return out
 
 
 def scan_batch(paths: Sequence[str], choice: FormatChoice | None, rules: HeaderRules,

@@ -397,7 +397,7 @@ def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, me
     prefix = spec_id(plan.common_root, seg.path, 0)[:-1]  # "relative/path#": one relpath per segment
     table.add("spec_id", [f"{prefix}{i}" for i in idx])
     table.add("source_path", [seg.path] * n)
-    table.add("source_hdu", [layout.flux_hdu] * n)
+    table.add("source_hdu", [layout.hdu_of(i) for i in range(seg.first, seg.first + n)])  # per row: several HDUs
     table.add("source_row", list(idx))
     table.add("format", [seg.format] * n)
     table.add("flux_unit", [normalise_flux_unit(layout.flux_unit)[0]] * n)  # as the scan normalised it

@@ -9,6 +9,10 @@
 - `aspcapStar`: HDU 1 is the continuum-normalized spectrum, HDU 2 its error, on the apStar grid. It has
   no raw flux: it is a companion that gives `representations/normalized_*` to the combined row of the
   apStar of the same star (`APOGEE_ID`) among the inputs, and is refused alone.
+
+Not stored, by design (not "unread data" in the run report): the HDUs after the bitmask of apStar (sky,
+sky error, telluric, telluric error, LSF coefficients, the RV and visit tables) and apVisit (the same, and
+the wavelength and LSF coefficients), and aspcapStar's best-fit model and ASPCAP table.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ class ApStarReader(Reader):
         return Layout(kept.size, [_loglinear_grid(path, h, n_pix)], np.zeros(kept.size, dtype=np.int64), _unit(h),
                       (1,), 1, mask_convention=MASK_CONVENTION, metadata_keys=("apogee_id", "apogee_row"),
                       join_key=_apogee_id(hdul), companion_rows=(0,) if kept.size and kept[0] == 0 else (),
-                      source_index=kept, dropped=int(n_rows - kept.size))
+                      source_index=kept, dropped=int(n_rows - kept.size), aux_hdus=(2, 3),
+                      ignored_hdus=tuple(range(4, len(hdul))))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         rows = layout.source_index[first : first + count]
@@ -112,7 +117,8 @@ class ApVisitReader(Reader):
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         wave, _ = self._order(path, hdul)
         return Layout(1, [wave], np.zeros(1, dtype=np.int64), _unit(hdul[1].header), (1,), 1,
-                      mask_convention=MASK_CONVENTION, metadata_keys=("apogee_id", "apogee_row"))
+                      mask_convention=MASK_CONVENTION, metadata_keys=("apogee_id", "apogee_row"), aux_hdus=(2, 3, 4),
+                      ignored_hdus=tuple(range(5, len(hdul))))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):
@@ -151,7 +157,7 @@ class AspcapStarReader(Reader):
         (n_pix,) = image_shape(hdul[1].header)
         return Layout(1, [_loglinear_grid(path, hdul[1].header, n_pix)], np.zeros(1, dtype=np.int64),
                       "dimensionless (continuum-normalized)", (1,), 1, provides=frozenset({"normalized"}),
-                      join_key=_apogee_id(hdul), companion=True)
+                      join_key=_apogee_id(hdul), companion=True, aux_hdus=(2,), ignored_hdus=tuple(range(3, len(hdul))))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         norm = as_float32(hdul[1].data)[np.newaxis, :]

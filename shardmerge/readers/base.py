@@ -20,6 +20,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..headers import HeaderRules, canonical_fields, project_header
 from ..plan import GRID_HINT
+from .fitsio import hdu_label
 
 
 @dataclass
@@ -55,9 +56,44 @@ class Layout:
     # prefix), when the grid itself is in a data unit the scan did not read; `grids` are then NaN
     # placeholders of the right lengths
     grid_hints: tuple[str, ...] = ()
+    # a file whose spectra come from several HDUs (repeated exposures as EXTVER 1..n of one EXTNAME, the
+    # tables of a LAMOST MRS file, DESI's arms): per spectrum, the HDU it comes from (`metadata/source_hdu`)
+    # and its row within that HDU (`metadata/source_hdu_row`); None: every spectrum is flux_hdu's, and its
+    # row there is its index in the file. Spanning several HDUs adds metadata/source_extname, _extver and
+    # _hdu_row (SOURCE_KEYS), from each row's own HDU
+    source_hdus: np.ndarray | None = None
+    source_rows: np.ndarray | None = None
+    # HDUs with data that the reader reads beside the spectra's own (an uncertainty, a mask, a wavelength
+    # image, a catalogue row), and those it knows hold no spectrum and documents as not stored (calibration
+    # and fit tables): neither is "unread data" to the scan (`unread_hdus`)
+    aux_hdus: tuple[int, ...] = ()
+    ignored_hdus: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.provides = frozenset(self.provides) | ({"mask"} if self.mask_convention else set())
+        if self.source_hdus is not None:
+            self.source_hdus = np.asarray(self.source_hdus, dtype=np.int64)
+            self.source_rows = np.asarray(self.source_rows if self.source_rows is not None
+                                          else np.zeros(self.n_spectra), dtype=np.int64)
+            if self.source_hdus.shape != (self.n_spectra,) or self.source_rows.shape != (self.n_spectra,):
+                raise ValueError(f"source_hdus/source_rows have shapes {self.source_hdus.shape}/"
+                                 f"{self.source_rows.shape}, expected ({self.n_spectra},)")
+            if self.spans_hdus:
+                self.metadata_keys = (*self.metadata_keys, *(k for k in SOURCE_KEYS if k not in self.metadata_keys))
+
+    @property
+    def spans_hdus(self) -> bool:
+        """Whether the spectra come from more than one HDU."""
+        return self.source_hdus is not None and np.unique(self.source_hdus).size > 1
+
+    def hdu_of(self, i: int) -> int:
+        """The HDU spectrum i comes from."""
+        return int(self.source_hdus[i]) if self.source_hdus is not None else self.flux_hdu
+
+    def consumed(self) -> set[int]:
+        """Every HDU the reader accounts for: the spectra's, those read beside them, those it ignores."""
+        spectra = set() if self.source_hdus is None else {int(h) for h in np.unique(self.source_hdus)}
+        return {*self.hdus, self.flux_hdu, *spectra, *self.aux_hdus, *self.ignored_hdus}
 
     def n_pix(self, i: int) -> int:
         return int(self.grids[int(self.grid_of[i])].shape[0])
@@ -99,6 +135,10 @@ class SpectraBlock:
 _BLOCK_FIELDS = {"flux_raw": "flux", "uncertainty_raw": "uncertainty", "continuum_model": "continuum",
                  "continuum_uncertainty": "continuum_uncertainty", "normalized_flux": "normalized_flux",
                  "normalized_uncertainty": "normalized_uncertainty", "mask_raw": "mask"}
+
+
+# metadata of a layout spanning several HDUs: each row's HDU's EXTNAME and EXTVER, and its row within that HDU
+SOURCE_KEYS = ("source_extname", "source_extver", "source_hdu_row")
 
 
 def grid_fingerprint(wavelength: np.ndarray) -> str:
@@ -154,9 +194,22 @@ class Reader:
         raise NotImplementedError
 
     # Shared by all formats: canonical fields from the primary header then the data HDU's.
+    # A layout spanning several HDUs: each row's from the primary and its own HDU's header, and which HDU
+    # (EXTNAME, EXTVER) and row of it the spectrum is.
     def row_metadata(self, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> list[dict]:
-        row = canonical_fields(HeaderChain([hdul[i].header for i in (0, *layout.hdus)]))
-        return [dict(row) for _ in range(count)]
+        if not layout.spans_hdus:
+            row = canonical_fields(HeaderChain([hdul[i].header for i in (0, *layout.hdus)]))
+            return [dict(row) for _ in range(count)]
+        per_hdu: dict[int, dict] = {}
+        out = []
+        for i in range(first, first + count):
+            h = layout.hdu_of(i)
+            if h not in per_hdu:
+                name, ver = hdu_label(hdul[h])
+                per_hdu[h] = {**canonical_fields(HeaderChain([hdul[0].header, hdul[h].header])),
+                              "source_extname": name, "source_extver": str(ver)}
+            out.append({**per_hdu[h], "source_hdu_row": str(int(layout.source_rows[i]))})
+        return out
 
     def projected_headers(self, hdul: fits.HDUList, layout: Layout, rules: HeaderRules) -> dict[str, str]:
         out: dict[str, str] = {}

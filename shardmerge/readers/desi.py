@@ -4,7 +4,9 @@ files), then for each arm B, R, Z the images `{arm}_WAVELENGTH [n_pix]`, `{arm}_
 is its own row, target by target, arms in B, R, Z order; `metadata/arm` says which. Scalar FIBERMAP
 columns go to `metadata/fibermap_<column>` as text (TARGETID exceeds float64's exact integers).
 A (target, arm) whose inverse variance is 0 at every pixel carries no data and is left out (counted in
-the run report); `source_row` keeps the index target × n_arms + arm either way."""
+the run report); `source_row` keeps the index target × n_arms + arm either way. A row's `source_hdu` is its
+arm's `{arm}_FLUX` image and `metadata/source_hdu_row` its target's row there. Not stored, by design:
+EXP_FIBERMAP, SCORES, REDSHIFTS and the `{arm}_RESOLUTION` matrices."""
 
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ from .base import Layout, Reader, SpectraBlock
 from .values import as_float32, as_mask, to_sigma
 
 ARMS = ("B", "R", "Z")
+# HDUs of DESI files that hold no spectrum and are not stored: per-exposure fibre maps, redrock's scores
+# and redshifts, and each arm's resolution matrix (`{arm}_RESOLUTION`, diagonals: no flux)
+_IGNORED = ("EXP_FIBERMAP", "SCORES", "REDSHIFTS", "REDSHIFT", "ZCATALOG")
+_IGNORED_SUFFIXES = ("_RESOLUTION",)
 
 
 def _extensions(hdul: fits.HDUList) -> dict[str, int]:
@@ -78,10 +84,16 @@ class DesiReader(Reader):
         unit = str(hdul[ext[f"{arms[0]}_FLUX"]].header.get("BUNIT", "")).strip()
         columns = _fibermap_columns(hdul, ext)
         keys = ("arm", *(f"fibermap_{c.lower()}" for c in columns))
+        target, arm = np.divmod(kept, len(arms))
+        flux_hdus = np.array([ext[f"{a}_FLUX"] for a in arms], dtype=np.int64)
+        read = [ext[f"{a}_{kind}"] for a in arms for kind in ("WAVELENGTH", "IVAR", "MASK") if f"{a}_{kind}" in ext]
+        ignored = [i for name, i in ext.items() if name in _IGNORED or name.endswith(_IGNORED_SUFFIXES)]
         return Layout(kept.size, grids, grid_of, unit, (ext[f"{arms[0]}_FLUX"],),
                       ext[f"{arms[0]}_FLUX"], mask_convention="DESI specmask" if has_mask else "",
                       metadata_keys=keys, source_index=kept, dropped=int(alive.size - kept.size),
-                      state={"ext": ext, "arms": arms, "fibermap_columns": columns})
+                      state={"ext": ext, "arms": arms, "fibermap_columns": columns},
+                      source_hdus=flux_hdus[arm], source_rows=target, aux_hdus=(ext["FIBERMAP"], *read),
+                      ignored_hdus=tuple(ignored))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         ext, arms = layout.state["ext"], layout.state["arms"]

@@ -288,3 +288,29 @@ def is_table(hdu: object) -> bool:
 def is_image(hdu: object) -> bool:
     """An image HDU, from astropy or from the fast path (fastfits.FastImageHDU)."""
     return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) or getattr(hdu, "is_image", False)
+
+
+def data_summary(header: fits.Header) -> str:
+    """What an HDU's data unit holds, from its header: "image 4 x 1024" (numpy order), "table of 40 rows",
+    or "" when it holds nothing (NAXIS = 0, an axis of length 0, a table without rows)."""
+    xtension = str(header.get("XTENSION", "")).strip().upper()
+    if xtension in ("BINTABLE", "TABLE") and not header.get("ZIMAGE", False):
+        rows = int(header.get("NAXIS2", 0) or 0)
+        return f"table of {rows} row{'s' if rows != 1 else ''}" if rows > 0 and int(header.get("NAXIS1", 0)) else ""
+    shape = tuple(int(header.get(f"ZNAXIS{k}", 0)) for k in range(int(header.get("ZNAXIS", 0)), 0, -1)) \
+        if header.get("ZIMAGE", False) else image_shape(header)
+    if not shape or 0 in shape:
+        return ""
+    return "image " + " x ".join(map(str, shape))
+
+
+def hdu_label(hdu: object) -> tuple[str, int]:
+    """(EXTNAME, EXTVER) of an HDU as FITS defines them: EXTNAME stripped ("" when absent), EXTVER 1 when
+    absent."""
+    h = hdu.header
+    name = str(h.get("EXTNAME", "")).strip()
+    try:
+        ver = int(h.get("EXTVER", 1))
+    except (TypeError, ValueError):
+        ver = 1
+    return name, ver

@@ -62,8 +62,11 @@ class ImageArraysReader(Reader):
         else:
             grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
         unit = str(hdul[f].header.get("BUNIT", "")).strip() or self._units_card(hdul).get("flux", "")
-        has_continuum = _named(hdul, _CONT_NAMES) is not None
-        return Layout(n_spec, grids, grid_of, unit, (f,), f, provides=frozenset({"continuum"} if has_continuum else ()))
+        cont = _named(hdul, _CONT_NAMES)
+        unc = find_uncertainty_hdu(hdul, shape)
+        read = (w, *([unc[0]] if unc else []), *([cont] if cont is not None else []))
+        return Layout(n_spec, grids, grid_of, unit, (f,), f, aux_hdus=read,
+                      provides=frozenset({"continuum"} if cont is not None else ()))
 
     def _units_card(self, hdul: fits.HDUList) -> dict:
         """linetools writes UNITS = '{"wave": "Angstrom", "flux": "..."}' in the primary header."""

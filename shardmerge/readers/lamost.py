@@ -56,7 +56,8 @@ class LamostReader(Reader):
         if tables:
             grids = [np.asarray(_col(hdul[i], "WAVELENGTH"), dtype=np.float64) for i in tables]
             return Layout(len(tables), grids, np.arange(len(tables), dtype=np.int64), unit, tuple(tables), tables[0],
-                          mask_convention=MASK_CONVENTION, metadata_keys=("lamost_hdu",), state={"tables": tables})
+                          mask_convention=MASK_CONVENTION, metadata_keys=("lamost_hdu",), state={"tables": tables},
+                          source_hdus=np.array(tables), source_rows=np.zeros(len(tables)))
         if not self.identify(hdul):
             raise BadFileError(path, "not a LAMOST spectrum (5-row primary image or FLUX/IVAR/WAVELENGTH table)")
         wave = np.asarray(hdul[0].data[2], dtype=np.float64)

@@ -5,6 +5,9 @@ scan into the run report (per file) and the store's provenance (counts and examp
 
 from __future__ import annotations
 
+import json
+import re
+
 from ..errors import BadFileError
 from .checksum import PLACEHOLDER_DATASUM, STALE_CHECKSUM
 
@@ -16,8 +19,8 @@ KINDS = {
     PLACEHOLDER_DATASUM: "DATASUM = '0' on an HDU with data (ESO HARPS DRS products): the data unit is unverified",
     STALE_CHECKSUM: "CHECKSUM wrong but DATASUM right (header edited after checksumming, e.g. IRAF hedit)",
     FITS_WARNING: "astropy warned while parsing (e.g. BLANK on a float image, a non-standard card)",
-    UNREAD_EXTENSION: "an image extension of the flux's shape that nothing names is not read",
-    UNKNOWN_UNIT: "the flux unit is missing or not a spelling astropy.units (or units.py) reads: stored as unknown, "
+    UNREAD_EXTENSION: "an HDU with data (an image, or a table with rows) that no reader consumed: not stored",
+    UNKNOWN_UNIT: "the flux unit is not a spelling astropy.units (or units.py) reads: stored as unknown, "
                   "the source's spelling kept",
 }
 
@@ -40,3 +43,36 @@ class Oddities:
 
 def kind_of(note: str) -> str:
     return note.partition(":")[0]
+
+
+def unread_note(hdu: int, extname: str, extver: int, what: str, why: str) -> str:
+    """The text of an `unread-extension` oddity: which HDU (index, EXTNAME, EXTVER), what it holds (`what`:
+    "image 4 x 1024", "table of 40 rows"; no parentheses) and why it was not read. `parse_unread` reads it
+    back for the run report's `unread` list, so the two are kept together here."""
+    name = f"EXTNAME {json.dumps(extname)}" if extname else "no EXTNAME"
+    return f"HDU {hdu} ({name}, EXTVER {extver}; {what.replace('(', '[').replace(')', ']')}) {why}"
+
+
+_UNREAD = re.compile(r'HDU (\d+) \((?:EXTNAME ("(?:[^"\\]|\\.)*")|no EXTNAME), EXTVER (-?\d+); ([^)]*)\)')
+
+
+def parse_unread(text: str) -> dict | None:
+    """{hdu, extname, extver, what, why} of an `unread-extension` oddity's text (the note without its kind), or
+    None when the text does not name an HDU that way."""
+    m = _UNREAD.match(text)
+    if m is None:
+        return None
+    return {"hdu": int(m.group(1)), "extname": json.loads(m.group(2)) if m.group(2) else "",
+            "extver": int(m.group(3)), "what": m.group(4), "why": text[m.end():].strip()}
+
+
+def unread_entries(path: str, notes: list[str] | tuple[str, ...]) -> list[dict]:
+    """The run report's `unread` entries of one file: one per HDU its notes say was left unread."""
+    out = []
+    for note in notes:
+        if kind_of(note) != UNREAD_EXTENSION:
+            continue
+        entry = parse_unread(note.partition(": ")[2])
+        if entry is not None:
+            out.append({"path": path, **entry})
+    return out

@@ -29,6 +29,10 @@ def _coadd_hdu(hdul: fits.HDUList) -> int | None:
 # the spectro-pipeline's catalogue row (HDU 2: SPALL in BOSS files, SPECOBJ in DR9+ files)
 _PARAMS = ("Z", "Z_ERR", "ZWARNING", "VDISP", "VDISP_ERR", "SN_MEDIAN_ALL", "RCHI2")
 _META = ("CLASS", "SUBCLASS")
+# the pipeline's fits, not spectra: not stored, and not "unread data" in the run report. The per-exposure
+# tables (`B1-…`, `R1-…`) of a full spec file are spectra the coadd combines: they are not stored either,
+# and the run report says so (`unread-extension`)
+_FITS_TABLES = ("SPZLINE", "SPZALL", "SPZBEST", "ZLINE", "ZALL", "ZBEST")
 
 
 def _catalog(hdul: fits.HDUList) -> int | None:
@@ -96,7 +100,9 @@ class SdssCoaddReader(Reader):
         meta = tuple(k.lower() for k in _META if catalog is not None and k in _columns_upper(hdul[catalog]))
         return Layout(1, [grid], np.zeros(1, dtype=np.int64), unit, (i,), i, param_keys=params, metadata_keys=meta,
                       mask_convention="SDSS and_mask" if "and_mask" in cols else "", state={"catalog": catalog},
-                      grid_hints=(hint,) if hint else ())
+                      grid_hints=(hint,) if hint else (), aux_hdus=(catalog,) if catalog is not None else (),
+                      ignored_hdus=tuple(k for k, x in enumerate(hdul) if is_table(x)
+                                         and str(x.header.get("EXTNAME", "")).strip().upper() in _FITS_TABLES))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):

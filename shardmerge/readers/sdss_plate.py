@@ -4,6 +4,9 @@
   PLUGMAP table whose object holes (FIBERID ≥ 1, by fibre) give per-fibre RA, DEC and OBJTYPE.
 - `spSpec` (DR7 and earlier): a primary image of rows flux, continuum-subtracted flux, 1-sigma error,
   mask (and sky); the continuum is flux minus the continuum-subtracted flux.
+
+Not stored, by design (not "unread data" in the run report): spPlate's per-fibre images after the and-mask
+(or-mask, wavelength dispersion, sky) and spSpec's tables (the pipeline's line and redshift fits).
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ class SdssPlateReader(Reader):
         fibres = self._fibres(path, hdul, n_rows)  # checked here, reused by row_metadata
         return Layout(n_rows, [_coeff_grid(path, hdul[0].header, n_pix)], np.zeros(n_rows, dtype=np.int64),
                       str(hdul[0].header.get("BUNIT", "")).strip(), (0,), 0, mask_convention="SDSS and_mask",
-                      metadata_keys=("objtype", "fiberid"), state={"fibres": fibres})
+                      metadata_keys=("objtype", "fiberid"), state={"fibres": fibres}, aux_hdus=(1, 2, _plugmap(hdul)),
+                      ignored_hdus=tuple(k for k, x in enumerate(hdul) if k > 2 and is_image(x)
+                                         and image_shape(x.header)[:1] == (n_rows,)))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         rows = slice(first, first + count)
@@ -104,7 +109,8 @@ class SdssSpSpecReader(Reader):
         n_pix = image_shape(hdul[0].header)[1]
         return Layout(1, [_coeff_grid(path, hdul[0].header, n_pix)], np.zeros(1, dtype=np.int64),
                       str(hdul[0].header.get("BUNIT", "")).strip() or "1E-17 erg/cm^2/s/Ang", (0,), 0,
-                      provides=frozenset({"continuum"}), mask_convention="SDSS DR7 spSpec mask")
+                      provides=frozenset({"continuum"}), mask_convention="SDSS DR7 spSpec mask",
+                      ignored_hdus=tuple(k for k, x in enumerate(hdul) if is_table(x)))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if (first, count) != (0, 1):

@@ -7,7 +7,12 @@ is log10 Angstrom), flux (`FLUX`, `FLAM`, `F_LAMBDA`, … or `phot.flux*`/`phot.
 uncertainty (`ERROR`, `FLUX_ERROR`, `STATERROR`, … as 1-sigma; `IVAR`; `VAR`; or `stat.error`). A
 wavelength column without a unit is refused: a table has no convention to fall back on (917-1005 is
 far-UV Angstrom or near-IR nm). Detection runs before the image readers, so that an extracted 1-D spectrum
-wins over the 2-D image it was extracted from in the same file."""
+wins over the 2-D image it was extracted from in the same file.
+
+Every table of the first one's kind (its EXTNAME) is read: a file of repeated exposures, one table each
+(EXTVER 1..n, as HST STIS/COS `x1d` products carry them), stores every table's spectra, each row saying its
+HDU (`metadata/source_hdu`, `source_extname`, `source_extver`) and its row there (`source_hdu_row`). A table
+of another EXTNAME is not read and is said in the run report (`unread-extension`)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from ..errors import BadFileError
 from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
-from .fitsio import is_table
+from .fitsio import hdu_label, is_table
 from .values import as_float32, to_sigma
 
 _WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
@@ -72,32 +77,60 @@ class Table1DReader(Reader):
     priority = 50
     description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
 
-    def _table(self, hdul: fits.HDUList) -> tuple[int, dict[str, str]] | None:
-        """The first table with wavelength and flux columns, and its columns by role."""
+    def _tables(self, hdul: fits.HDUList) -> list[tuple[int, dict[str, str]]]:
+        """Every table with wavelength and flux columns of the first such table's kind (its EXTNAME: the
+        EXTVER 1..n of repeated exposures, e.g. HST x1d `SCI` tables), with its columns by role."""
+        found: list[tuple[int, dict[str, str]]] = []
+        kind = None
         for i, hdu in enumerate(hdul):
+            if kind is not None and hdu_label(hdu)[0].upper() != kind:
+                continue
             if (cols := _columns(hdu)) is not None:
-                return i, cols
-        return None
+                found.append((i, cols))
+                kind = hdu_label(hdu)[0].upper()
+        return found
 
     def identify(self, hdul: fits.HDUList) -> bool:
-        return self._table(hdul) is not None
+        return any(_columns(hdu) is not None for hdu in hdul)
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        found = self._table(hdul)
-        if found is None:
+        found = self._tables(hdul)
+        if not found:
             raise BadFileError(path, "no table with wavelength and flux columns of one shape")
-        i, cols = found
-        hdu = hdul[i]
-        per_row = hdu.columns[cols["flux"]].format.repeat > 1  # array columns: a spectrum per table row
-        n_spec = int(hdu.header["NAXIS2"]) if per_row else 1
-        wave = self._wavelength(path, hdu, cols)
-        wave = wave.reshape(n_spec, -1) if per_row else wave.reshape(1, -1)
-        if np.all(wave == wave[0]):
-            grids, grid_of = [wave[0]], np.zeros(n_spec, dtype=np.int64)
-        else:
-            grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
-        flux_unit = str(hdu.columns[cols["flux"]].unit or hdul[0].header.get("BUNIT", "")).strip()
-        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i, state={"columns": cols})
+        grids: list[np.ndarray] = []
+        grid_of: list[np.ndarray] = []
+        source_hdus: list[np.ndarray] = []
+        source_rows: list[np.ndarray] = []
+        units: dict[str, list[int]] = {}
+        parts = []  # (hdu, columns, array columns?, index of its first spectrum in the file, its spectra)
+        n_total = 0
+        for i, cols in found:
+            hdu = hdul[i]
+            per_row = hdu.columns[cols["flux"]].format.repeat > 1  # array columns: a spectrum per table row
+            n_spec = int(hdu.header["NAXIS2"]) if per_row else 1
+            wave = self._wavelength(path, hdu, cols)
+            wave = wave.reshape(n_spec, -1) if per_row else wave.reshape(1, -1)
+            if np.all(wave == wave[0]):
+                grid_of.append(np.full(n_spec, len(grids), dtype=np.int64))
+                grids.append(wave[0])
+            else:
+                grid_of.append(np.arange(len(grids), len(grids) + n_spec, dtype=np.int64))
+                grids.extend(wave)
+            unit = str(hdu.columns[cols["flux"]].unit or hdul[0].header.get("BUNIT", "")).strip()
+            units.setdefault(unit, []).append(i)
+            source_hdus.append(np.full(n_spec, i, dtype=np.int64))
+            source_rows.append(np.arange(n_spec, dtype=np.int64))
+            parts.append((i, cols, per_row, n_total, n_spec))
+            n_total += n_spec
+        if len(units) > 1:
+            said = "; ".join(f"{u or '(none)'!r} in HDU {', '.join(map(str, hdus))}" for u, hdus in units.items())
+            raise BadFileError(path, f"its {len(found)} spectrum tables give their flux in different units ({said}): "
+                                     "one file's spectra share one unit in the store; split the file, or describe "
+                                     "one table with --format mapping ([flux] hdu = N)")
+        first_hdu = found[0][0]
+        return Layout(n_total, grids, np.concatenate(grid_of), next(iter(units)), tuple(i for i, _ in found),
+                      first_hdu, state={"parts": parts}, source_hdus=np.concatenate(source_hdus),
+                      source_rows=np.concatenate(source_rows))
 
     def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
         if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
@@ -119,15 +152,24 @@ class Table1DReader(Reader):
         return np.asarray(hdu.data[col.name], dtype=np.float64) * factor
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
-        hdu = hdul[layout.flux_hdu]
-        cols = layout.state["columns"]
-        rows = slice(first, first + count)
-
-        def values(name: str) -> np.ndarray:
-            v = np.asarray(hdu.data[name])
-            return v.reshape(v.shape[0], -1)[rows] if v.ndim > 1 else v.reshape(1, -1)[rows]
-
-        flux = as_float32(values(cols["flux"]))
-        kind = next((k for k in ("sigma", "ivar", "var") if k in cols), None)
-        unc = to_sigma(values(cols[kind]), kind) if kind else np.full_like(flux, np.nan)
+        width = max(layout.n_pix(i) for i in range(first, first + count))
+        flux = np.full((count, width), np.nan, dtype=np.float32)
+        unc = np.full((count, width), np.nan, dtype=np.float32)
+        for hdu_index, cols, per_row, start, n_spec in layout.state["parts"]:
+            lo, hi = max(first, start), min(first + count, start + n_spec)
+            if lo >= hi:
+                continue
+            data, rows = hdul[hdu_index].data, slice(lo - start, hi - start)  # rows of this table
+            f = as_float32(_spectra(data, cols["flux"], per_row, rows))
+            out = slice(lo - first, hi - first)
+            flux[out, : f.shape[1]] = f
+            kind = next((k for k in ("sigma", "ivar", "var") if k in cols), None)
+            if kind:
+                unc[out, : f.shape[1]] = to_sigma(_spectra(data, cols[kind], per_row, rows), kind)
         return SpectraBlock(flux=flux, uncertainty=unc)
+
+
+def _spectra(data: object, column: str, per_row: bool, rows: slice) -> np.ndarray:
+    """The `rows` spectra of a column: a table row each (array columns), or the whole column as one."""
+    v = np.asarray(data[column])
+    return v.reshape(v.shape[0], -1)[rows] if per_row else v.reshape(1, -1)[rows]

@@ -9,7 +9,8 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
-from .fitsio import image_shape, is_image
+from .fitsio import data_summary, hdu_label, image_shape, is_image
+from .oddities import unread_note
 
 _LOG_CTYPES = ("LOGLIN", "LOG-LINEAR", "LOGLAM")  # spellings that declare a log10 axis (popler, some IRAF tasks)
 _GENERIC_CTYPES = ("", "LINEAR", "WAVE", "WAVELENGTH", "AWAV", "LAMBDA", "PIXEL", *_LOG_CTYPES)
@@ -131,10 +132,9 @@ def unread_same_shape_hdus(hdul: fits.HDUList, shape: tuple[int, ...], read: set
     for i, hdu in enumerate(hdul):
         if i in read or not is_image(hdu) or image_shape(hdu.header) != shape:
             continue
-        name = str(hdu.header.get("EXTNAME", "")).strip()
-        if name.upper() in _NOT_UNCERTAINTY:
+        if str(hdu.header.get("EXTNAME", "")).strip().upper() in _NOT_UNCERTAINTY:
             continue
-        label = f"HDU {i} ({'EXTNAME ' + repr(name) if name else 'no EXTNAME'})"
-        out.append(f"{label} has the flux's shape but nothing says what it holds: not read (if it is an "
-                   "uncertainty or a wavelength, describe the file with --format mapping)")
+        out.append(unread_note(i, *hdu_label(hdu), data_summary(hdu.header),
+                               "has the flux's shape but nothing says what it holds: not read (if it is an "
+                               "uncertainty or a wavelength, describe the file with --format mapping)"))
     return out

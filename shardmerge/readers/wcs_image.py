@@ -43,7 +43,7 @@ class WcsImageReader(Reader):
         found = find_uncertainty_hdu(hdul, shape)
         unread = unread_same_shape_hdus(hdul, shape, {i, *([found[0]] if found else [])})
         return Layout(n_rows, [wave], np.zeros(n_rows, dtype=np.int64), unit, (i,), i,
-                      notes=tuple((UNREAD_EXTENSION, text) for text in unread))
+                      notes=tuple((UNREAD_EXTENSION, text) for text in unread), aux_hdus=(found[0],) if found else ())
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if first < 0 or count <= 0 or first + count > layout.n_spectra:

@@ -35,6 +35,7 @@ _LT = "linetools/spectra/tests/files/"
 MPDAF = "mpdaf==3.6"
 SYNPHOT = "synphot==1.8.0"
 STSYNPHOT = "stsynphot==1.6.0"
+STISBLAZEFIX = "stisblazefix==1.2.0"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -122,6 +123,13 @@ FILES = {
     "ngc1068_template.fits": RealFile(
         STSYNPHOT, False, "stsynphot/commissioning/tests/data/ngc1068_template.fits",
         "bc62157b3815cbe40f20cde6502770b8b8f678e0989da8817d531a1346ce96ea"),
+    # HST STIS echelle x1d: one SCI table per exposure (EXTVER 1..n), a row per order
+    "ocb6f1020_x1d.fits": RealFile(
+        STISBLAZEFIX, True, "stisblazefix-1.2.0/testdata/ocb6f1020_x1d.fits",
+        "5b5c07849b554641477b3bc16e73dba20b1f6ae471e49935e4070fcffb5e2b3a"),
+    "o3zx02070_x1d.fits": RealFile(
+        STISBLAZEFIX, True, "stisblazefix-1.2.0/testdata/o3zx02070_x1d.fits",
+        "6264eef30c00c483e20218a19e12fa5620483e851dce5773ae2df9d2aa626b64"),
 }
 
 

@@ -148,7 +148,8 @@ def test_unnamed_extensions_are_said_then_mapped(tmp_path, real):
     path = real["SDSSJ220248.31+123656.3.fits"]
     g, report = _ingest(tmp_path, path)
     notes = report["odd_files"][0]["notes"]
-    assert [n.split(" has ")[0] for n in notes] == [f"unread-extension: HDU {k} (no EXTNAME)" for k in (1, 2, 3)]
+    assert [n.split(" has ")[0] for n in notes] == [f"unread-extension: HDU {k} (no EXTNAME, EXTVER 1; image 4646)"
+                                                      for k in (1, 2, 3)]
     assert g.attrs["input_oddities"]["unread-extension"]["files"] == 1
     with fits.open(path) as h:
         flux, sig, logw = h[0].data, h[1].data, h[2].data.astype(np.float64)

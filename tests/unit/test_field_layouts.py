@@ -117,9 +117,11 @@ def test_an_unnamed_extension_of_the_flux_shape_is_said_not_dropped_silently(tmp
                   fits.ImageHDU(np.full(100, 0.1, dtype=np.float32)),
                   fits.ImageHDU(np.zeros(100, dtype=np.int16), name="MASK")]).writeto(p)
     scan = scan_file(str(p), None, RULES)
-    assert scan.notes == ("unread-extension: HDU 1 (no EXTNAME) has the flux's shape but nothing says what it "
-                          "holds: not read (if it is an uncertainty or a wavelength, describe the file with "
-                          "--format mapping)",)
+    assert scan.notes == ("unread-extension: HDU 1 (no EXTNAME, EXTVER 1; image 100) has the flux's shape but nothing "
+                          "says what it holds: not read (if it is an uncertainty or a wavelength, describe the file "
+                          "with --format mapping)",
+                          'unread-extension: HDU 2 (EXTNAME "MASK", EXTVER 1; image 100) holds data no reader of '
+                          "this layout reads: not stored (to store it, describe the file with --format mapping)")
     with pytest.raises(BadFileError, match="--strict unread-extension"):
         scan_file(str(p), None, RULES, frozenset({"unread-extension"}))
 
