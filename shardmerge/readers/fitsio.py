@@ -20,6 +20,7 @@ from . import fastfits
 from .checksum import verify_hdu
 from .inflate import GZIP_MAGIC, GzipSource
 from .oddities import FITS_WARNING, Oddities
+from .values import numeric_scaling
 
 # astropy warnings that mean the bytes are damaged, not merely unconventional: they stay fatal
 # (truncation; header bytes astropy would replace by "?"; a header that does not end on a block boundary)
@@ -88,6 +89,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
             if max_pixels is not None:
                 for i, hdu in enumerate(hdul):
                     fastfits.check_pixels(path, i, hdu.header, max_pixels)
+            if isinstance(hdul, fits.HDUList):  # the fast path leaves scaled images (BSCALE/BZERO) to astropy
+                numeric_scaling(path, hdul, oddities)
             yield hdul
             if oddities is not None:
                 for text in warned:

@@ -13,7 +13,7 @@ from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
 from .values import as_float32, to_sigma
-from .wcs import linear_wcs_wavelength
+from .wcs import wcs_axis
 
 
 def band_ids(header: fits.Header) -> list[str]:
@@ -65,9 +65,10 @@ class IrafEquispecReader(Reader):
         if bands and _band(bands, "spectrum") is None and n_bands > 1:
             raise BadFileError(path, f"no band of {n_bands} says it is the spectrum (BANDIDn: {bands}); "
                                      "describe the file with --format mapping")
-        wave = linear_wcs_wavelength(path, header, n_pix)
+        axis = wcs_axis(path, header, n_pix)
         unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
-        return Layout(n_ap, [wave], np.zeros(n_ap, dtype=np.int64), unit, (i,), i)
+        return Layout(n_ap, [axis.wavelength], np.zeros(n_ap, dtype=np.int64), unit, (i,), i, notes=axis.notes,
+                      state={"axis": axis})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         hdu = hdul[layout.flux_hdu]
@@ -77,6 +78,8 @@ class IrafEquispecReader(Reader):
         spectrum = _band(bands, "spectrum") if bands else 0
         sigma = _band(bands, "sigma")
         rows = slice(first, first + count)
-        flux = as_float32(data[spectrum or 0, rows])
-        unc = to_sigma(data[sigma, rows], "sigma") if sigma is not None else np.full_like(flux, np.nan)
+        axis = layout.state.get("axis") or wcs_axis(path, hdu.header, n_pix)
+        flux = axis.in_store_order(as_float32(data[spectrum or 0, rows]))
+        unc = axis.in_store_order(to_sigma(data[sigma, rows], "sigma")) if sigma is not None else \
+            np.full_like(flux, np.nan)
         return SpectraBlock(flux=flux, uncertainty=unc)

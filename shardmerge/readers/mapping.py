@@ -11,7 +11,9 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     [wavelength]                # required: column/row like flux, or wcs = true (axis 1 of the flux image)
     hdu = 1
     column = "WAVE"
-    unit = "nm"                 # needed unless TUNITn, BUNIT or CUNIT1 says it
+    unit = "nm"                 # needed unless TUNITn, BUNIT or CUNIT1 says it; a frequency unit ("GHz",
+                                #   "MHz", "Hz") says the values are frequencies: stored as wavelength in
+                                #   Angstrom (c/nu), pixels reversed where needed so that it increases
     log10 = false               # values (or, with wcs = true, the axis) are log10(wavelength); with wcs,
                                 #   log10 and unit replace the header's DC-FLAG and CUNIT1
     [uncertainty]               # optional
@@ -48,8 +50,9 @@ from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import is_table
+from .oddities import FREQUENCY_AXIS
 from .values import as_float32, as_mask, to_sigma
-from .wcs import linear_wcs_wavelength
+from .wcs import C_ANGSTROM_PER_S, frequency_factor, wcs_axis
 
 _ROLES = ("flux", "wavelength", "uncertainty", "mask", "continuum")
 _WHERE = ("hdu", "column", "row", "band")  # where a role's values are; wcs = true replaces them for [wavelength]
@@ -259,21 +262,27 @@ class MappingReader(Reader):
         flux = self._values(path, hdul, "flux")
         n_spec, n_pix = flux.shape
         spec = self.doc["wavelength"]
+        notes: tuple[tuple[str, str], ...] = ()
+        reverse = False
         if spec.get("wcs"):
             # the mapping's log10 and unit replace the header's DC-FLAG and CUNIT1 (they never compound)
             header = hdul[_hdu(hdul, self.doc["flux"])].header
-            wave = linear_wcs_wavelength(path, header, n_pix, log10=spec.get("log10"),
-                                         unit=str(spec["unit"]) if "unit" in spec else None)[np.newaxis, :]
+            axis = wcs_axis(path, header, n_pix, log10=spec.get("log10"),
+                            unit=str(spec["unit"]) if "unit" in spec else None)
+            wave, reverse, notes = axis.wavelength[np.newaxis, :], axis.reversed, axis.notes
         else:
             wave = np.asarray(self._values(path, hdul, "wavelength"), dtype=np.float64)
             if spec.get("log10"):
                 wave = exp10(wave)
             unit = self._unit(hdul, "wavelength")
             factor = wavelength_factor(unit)
-            if factor is None:
+            if factor is None and (hz := frequency_factor(unit)) is not None:
+                wave, reverse, notes = _frequencies_as_wavelength(path, wave, hz, unit)
+            elif factor is None:
                 raise BadFileError(path, f"mapping: wavelength unit {unit!r} is not recognised (set unit = ... "
-                                         "in [wavelength])")
-            wave = wave * factor
+                                         "in [wavelength]: a length, or a frequency unit for a frequency axis)")
+            else:
+                wave = wave * factor
         if wave.shape[1] != n_pix or wave.shape[0] not in (1, n_spec):
             raise BadFileError(path, f"mapping: wavelength has shape {wave.shape}, flux {flux.shape}")
         if wave.shape[0] == 1:
@@ -284,20 +293,45 @@ class MappingReader(Reader):
         return Layout(n_spec, grids, grid_of, self._unit(hdul, "flux"), hdus, _hdu(hdul, self.doc["flux"]),
                       provides=frozenset({"continuum"} if "continuum" in self.doc else ()),
                       mask_convention=str(self.doc.get("mask", {}).get("convention", "mapping mask"))
-                      if "mask" in self.doc else "")
+                      if "mask" in self.doc else "", notes=notes, state={"reversed": reverse})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         rows = slice(first, first + count)
-        flux = as_float32(self._values(path, hdul, "flux")[rows])
+        reverse = layout.state["reversed"] if "reversed" in layout.state else \
+            self.layout(path, hdul).state["reversed"]
+
+        def ordered(values: np.ndarray) -> np.ndarray:  # a frequency axis: pixels reversed with the wavelength
+            return np.ascontiguousarray(values[..., ::-1]) if reverse else values
+
+        flux = ordered(as_float32(self._values(path, hdul, "flux")[rows]))
         unc = self._values(path, hdul, "uncertainty")
         block = SpectraBlock(flux=flux, uncertainty=np.full_like(flux, np.nan) if unc is None else
-                             to_sigma(unc[rows], self.doc["uncertainty"].get("kind", "sigma")))
+                             ordered(to_sigma(unc[rows], self.doc["uncertainty"].get("kind", "sigma"))))
         if (mask := self._values(path, hdul, "mask")) is not None:
-            block.mask = as_mask(path, mask[rows])
+            block.mask = ordered(as_mask(path, mask[rows]))
         if (cont := self._values(path, hdul, "continuum")) is not None:
-            block.continuum = as_float32(cont[rows])
+            block.continuum = ordered(as_float32(cont[rows]))
             block.continuum_method = str(self.doc["continuum"].get("method", "source (mapping)"))
         return block
+
+
+def _frequencies_as_wavelength(path: str, nu: np.ndarray, hz: float, unit: str
+                               ) -> tuple[np.ndarray, bool, tuple[tuple[str, str], ...]]:
+    """(wavelength in Angstrom, reversed, notes) from frequencies in `unit` (`hz` Hz each): lambda = c/nu, two
+    correctly rounded IEEE operations (the same bits on every CPU), every row's pixels reversed when the
+    frequencies increase, so that wavelength does."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wave = C_ANGSTROM_PER_S / (nu * hz)
+    if not np.all(np.isfinite(wave)) or not np.all(wave > 0):
+        raise BadFileError(path, f"mapping: the [wavelength] values in {unit} include a non-positive frequency")
+    down = wave[:, 0] > wave[:, -1]
+    if down.any() and not down.all():
+        raise BadFileError(path, "mapping: the frequencies increase in some rows and decrease in others")
+    reverse = bool(down.all()) and wave.shape[1] > 1
+    text = (f"the mapping's [wavelength] is a frequency ({unit}): converted to wavelength in Angstrom (lambda = "
+            f"c/nu); {'pixels reversed so that wavelength increases' if reverse else 'pixel order kept'}; flux kept "
+            "as in the source (per unit frequency if its unit is)")
+    return (np.ascontiguousarray(wave[:, ::-1]) if reverse else wave), reverse, ((FREQUENCY_AXIS, text),)
 
 
 def _hdu(hdul: fits.HDUList, spec: dict) -> int:

@@ -14,6 +14,10 @@ from .checksum import PLACEHOLDER_DATASUM, STALE_CHECKSUM
 FITS_WARNING = "fits-warning"
 UNREAD_EXTENSION = "unread-extension"
 UNKNOWN_UNIT = "unknown-unit"
+FREQUENCY_AXIS = "frequency-axis"
+WAVE_LOG10 = "wave-log10"
+STALE_AXIS_UNIT = "stale-axis-unit"
+STRING_SCALING = "string-scaling"
 
 KINDS = {
     PLACEHOLDER_DATASUM: "DATASUM = '0' on an HDU with data (ESO HARPS DRS products): the data unit is unverified",
@@ -22,6 +26,14 @@ KINDS = {
     UNREAD_EXTENSION: "an HDU with data (an image, or a table with rows) that no reader consumed: not stored",
     UNKNOWN_UNIT: "the flux unit is not a spelling astropy.units (or units.py) reads: stored as unknown, "
                   "the source's spelling kept",
+    FREQUENCY_AXIS: "a frequency axis (CTYPE1 FREQ, or VRAD/VOPT with a rest frequency) converted to wavelength, "
+                    "lambda = c/nu in Angstrom, its pixels reversed where needed so that wavelength increases; the "
+                    "flux is kept as in the source (per unit frequency when BUNIT says so)",
+    WAVE_LOG10: "CTYPE1 = 'WAVE-LOG' whose CRVAL1 is a log10(Angstrom) value (the MaNGA/MaStar convention): read as "
+                "log10(wavelength), not as the FITS standard's logarithmic axis",
+    STALE_AXIS_UNIT: "CUNIT1 is no wavelength unit ('deg', '-999') but IRAF's WAT1_001 states one: the WAT unit is "
+                     "used",
+    STRING_SCALING: "BSCALE or BZERO written as a string ('1', '32768'): read as the number it spells",
 }
 
 

