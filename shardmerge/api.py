@@ -4,6 +4,7 @@ option is a keyword of the same name and default, checked here once, up front.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -46,6 +47,31 @@ def invoked_as(argv: Iterable[str]) -> Iterator[None]:
         _invoked_as.reset(token)
 
 
+def _config_defaults(fn: Any) -> Any:
+    """`fn` taking, for each keyword its caller did not pass, the dask config's `shardmerge.*` value where one
+    is set (daskconfig.defaults_for): a keyword passed wins, even at its default. The signature shown
+    (inspect, help, the docs) stays `fn`'s, with its plain defaults."""
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        passed = signature.bind(*args, **kwargs).arguments  # a wrong call fails here as it would on fn
+        from .mainguard import check_not_bootstrapping
+
+        check_not_bootstrapping()  # first: a worker re-running the user's script must not read config either
+        from .daskconfig import defaults_for
+
+        chose_nothing = not passed.keys() & {"client", "scheduler", "workers", "cluster"}
+        configured = defaults_for(passed, signature.parameters,
+                                  default_client=chose_nothing and _default_client() is not None)
+        return fn(*args, **kwargs, **configured)
+
+    return call
+
+
+@_config_defaults
 def ingest(
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -90,7 +116,9 @@ def ingest(
     """Ingest FITS spectra into one validated Zarr store, published atomically at `out`.
 
     Every keyword is the option of ``shardmerge ingest`` of the same name (``--chunk-rows`` is
-    ``chunk_rows=``), with the same default. All arguments are checked before anything is read or written.
+    ``chunk_rows=``), with the same default. A keyword not passed takes the dask config value
+    ``shardmerge.<option>`` where one is set (``shardmerge config`` lists them and where each comes from); a
+    keyword passed wins, even at its default value. All arguments are checked before anything is read or written.
     A run that fails or is interrupted leaves `out` as it was, and keeps the shards it finished in its
     scratch folder: calling again with the same arguments resumes from them.
 

@@ -10,6 +10,7 @@ import sys
 import click
 
 from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
+from .daskconfig import PARAMS as CONFIG_PARAMS
 from .errors import ArgumentError, ShardmergeError
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
@@ -161,6 +162,29 @@ def cluster_request(options: dict) -> ClusterRequest:
                           scheduler_file=o["scheduler_file"], job_logs=o["job_logs"])
 
 
+def _given(ctx: click.Context, options: dict) -> dict:
+    """The options given on the command line (not left at their defaults)."""
+    from click.core import ParameterSource
+
+    return {name: value for name, value in options.items()
+            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+
+
+def _with_config(ctx: click.Context, options: dict) -> dict:
+    """`options` with each one left at its default replaced by its dask config value, where one is set."""
+    from .daskconfig import defaults_for
+
+    return {**options, **defaults_for(_given(ctx, options), options)}
+
+
+def _say_config_applies(command: click.Command) -> click.Command:
+    """Each option a dask config key defaults says so in --help (the default shown stays the built-in one)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name in CONFIG_PARAMS:
+            param.help = f"{param.help or ''} (dask config: shardmerge.{CONFIG_PARAMS[param.name]})".lstrip()
+    return command
+
+
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         from . import __version__
@@ -176,6 +200,7 @@ def main() -> None:
     """Turn many FITS spectra into one validated Zarr store, published atomically."""
 
 
+@_say_config_applies
 @main.command("ingest")
 @common_options
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="The store to publish (OUT.zarr).")
@@ -200,7 +225,9 @@ def ingest_cmd(inputs, out, **options):
         start_early()  # its imports run beside the pipeline's, which come next
     from .api import ingest, invoked_as
 
-    # every option is the API's keyword of the same name (tests/integration/test_api.py holds them equal)
+    # every option is the API's keyword of the same name (tests/integration/test_api.py holds them equal); only
+    # those given on the command line are passed, so that the API fills the rest from dask config, else defaults
+    options = _given(click.get_current_context(), options)
     signal.signal(signal.SIGTERM, _interrupt)  # scancel, kill: clean up as for Ctrl-C, from the first moment
     try:
         with invoked_as(sys.argv):
@@ -226,16 +253,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds every `with`: the cluster and its jobs close, `.tmp` is removed
 
 
+@_say_config_applies
 @main.command("plan")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
+def plan_cmd(inputs, as_json, **options):
     """Scan INPUT... and print the layout an ingest would write. Writes nothing."""
     from .pipeline import plan_inputs
     from .plan import describe
 
     setup_logging(quiet=True)
     try:
+        options = _with_config(click.get_current_context(), options)  # as ingest takes them: plan previews it
+        on_bad_file, strict, header_rules = options.pop("on_bad_file"), options.pop("strict"), \
+            options.pop("header_rules")
         plan = plan_inputs(inputs, request=layout_request(options),
                            choice=format_choice_of(options), rules=load_header_rules(header_rules),
                            cluster=cluster_request(options), on_bad_file=on_bad_file,
@@ -258,6 +289,30 @@ def plan_cmd(inputs, on_bad_file, strict, header_rules, as_json, **options):
     click.echo(f"estimated size  {d['estimated_uncompressed_bytes'] / 2**20:.1f} MiB uncompressed")
     for warning in d["warnings"]:
         click.echo(f"WARNING         {warning}")
+
+
+@main.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
+def config_cmd(as_json):
+    """Print shardmerge's defaults from dask config (the `shardmerge:` namespace of ~/.config/dask/*.yaml,
+    $DASK_CONFIG, DASK_SHARDMERGE__KEY variables): each key's effective value and where it came from. An
+    option given on the command line wins over it. Exit 2 when a value is unusable."""
+    from .daskconfig import describe
+
+    d = describe()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        width = max(map(len, d["settings"]))
+        for key, row in d["settings"].items():
+            click.echo(f"{key:<{width}}  {json.dumps(row['value']):<10}  {row['source']}")
+            if row["problem"]:
+                click.echo(f"{'':<{width}}  ERROR: {row['problem']}")
+        for key, why in d["unknown"].items():
+            click.echo(f"{key:<{width}}  ignored: {why}")
+        click.echo(f"YAML files are read from {', '.join(d['paths'])}; variables: {d['env_prefix']}KEY")
+    if any(row["problem"] for row in d["settings"].values()):
+        sys.exit(2)
 
 
 @main.command("validate")
