@@ -63,6 +63,11 @@ class JobQueueScheduler:
         del cores
         return [*(cfg.get("job-extra-directives") or []), *request.job_extra]
 
+    def log_directives(self, folder: str) -> list[str]:
+        """Directives that send the job's logs to `folder`, where the cluster class's log_directory does not."""
+        del folder
+        return []
+
     def check(self, request: ClusterRequest) -> str | None:
         """What is wrong with `request` for this scheduler beyond the job size (in words that suit the CLI
         and the API alike); None: nothing."""
@@ -154,6 +159,9 @@ def job_options(scheduler: JobQueueScheduler, request: ClusterRequest, log_dir: 
         kw["log_directory"] = os.path.abspath(os.path.expanduser(str(cfg["log-directory"])))
     elif log_dir:
         kw["log_directory"] = log_dir  # a folder of the run's own, kept (job_log_dir)
+    if kw.get("log_directory") and scheduler.log_directives(kw["log_directory"]):
+        kw["job_extra_directives"] = [*(kw.get("job_extra_directives") or cfg.get("job-extra-directives") or []),
+                                      *scheduler.log_directives(kw["log_directory"])]
     kw.setdefault("scheduler_options", {"dashboard": False, **({"interface": request.interface}
                                                                if request.interface else {})})
     return kw

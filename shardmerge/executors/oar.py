@@ -1,5 +1,5 @@
 """OAR batch jobs through dask-jobqueue's OARCluster (`--cluster oar`): the account is OAR's `--project`,
-the walltime part of its `-l` resource line. OAR asks for memory through a resource property a site names:
+the walltime part of its `-l` resource line, the job logs `-O`/`-E` directives. OAR asks for memory through a resource property a site names:
 set jobqueue.oar.memory-per-core-property-name (else no memory is requested, as jobqueue then warns)."""
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ class OAR(JobQueueScheduler):
         log.info("OAR: no memory is requested (set jobqueue.oar.memory-per-core-property-name to your site's "
                  "memory property)")
         return {"memory_per_core_property_name": "not_applicable"}
+
+    def log_directives(self, folder: str) -> list[str]:
+        # OARCluster leaves its log_directory out of the script (OAR.<id>.stdout in the submit folder)
+        return [f"-O {folder}/dask-worker-%jobid%.out", f"-E {folder}/dask-worker-%jobid%.err"]
 
 
 SCHEDULER = OAR()
