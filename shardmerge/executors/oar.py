@@ -1,6 +1,7 @@
 """OAR batch jobs through dask-jobqueue's OARCluster (`--cluster oar`): the account is OAR's `--project`,
-the walltime part of its `-l` resource line, the job logs `-O`/`-E` directives. OAR asks for memory through a resource property a site names:
-set jobqueue.oar.memory-per-core-property-name (else no memory is requested, as jobqueue then warns)."""
+the walltime part of its `-l` resource line, the job logs `-O`/`-E` directives. OAR asks for memory through
+a resource property a site names: set jobqueue.oar.memory-per-core-property-name (else no memory is
+requested, as jobqueue then warns)."""
 
 from __future__ import annotations
 
