@@ -95,7 +95,7 @@ def process_role(request: ClusterRequest) -> Iterator[Any]:
         yield got
 
 
-runner_role = process_role  # the former name (SLURM's runner was the first role)
+runner_role = process_role  # the former name, kept for callers of it
 
 
 @contextmanager
