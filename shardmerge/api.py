@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shardmerge")
 
-CLUSTER_KINDS = ("local", "slurm", "slurm-runner")
 SCRATCH_KINDS = ("auto", "shared", "node-local")
 ON_BAD_FILE = ("fail", "skip")
 
@@ -87,6 +86,7 @@ def ingest(
     job_cores: int | None = None,
     job_memory: str | None = None,
     job_extra: Iterable[str] = (),
+    job_scratch: str | None = None,
     interface: str | None = None,
     worker_wait: float = 600,
     stall_timeout: float = 1800,
@@ -139,18 +139,24 @@ def ingest(
         200 files and 32 MiB); 0 runs the tasks in this process.
     scheduler : str, optional
         Address of an existing Dask scheduler (``tcp://HOST:PORT``) to use instead of a local cluster.
-    cluster : {"local", "slurm", "slurm-runner"}
-        ``slurm``: submit `jobs` batch jobs (dask-jobqueue); ``slurm-runner``: run inside an srun
-        allocation (rank 0 scheduler, rank 1 ingest, the rest workers).
+    cluster : str
+        ``"local"``, or a batch scheduler: `jobs` batch jobs through its dask-jobqueue cluster class
+        (``"slurm"``, ``"pbs"``, ``"lsf"``, ``"sge"``, ``"htcondor"``, ``"oar"``, ``"moab"``; the table is
+        ``shardmerge.executors.registry.BACKENDS``), or ``"slurm-runner"``: run inside an srun allocation
+        (rank 0 scheduler, rank 1 ingest, the rest workers).
     jobs : int
-        SLURM jobs to start (``cluster="slurm"``), at least 1.
+        Batch jobs to start (a job-queue `cluster`), at least 1.
     queue, account, walltime, job_memory : str, optional
-        SLURM partition, account, job time limit (``01:00:00``) and memory per job (``16GB``); by
-        default dask-jobqueue's ``jobqueue.slurm.*`` configuration.
+        Queue (partition), account (project), job time limit (``01:00:00``) and memory per job (``16GB``);
+        by default dask-jobqueue's ``jobqueue.<cluster>.*`` configuration. Each scheduler's module maps
+        them onto its cluster class's own keywords.
     job_cores : int, optional
-        Cores per SLURM job, one worker process each.
+        Cores per job, one worker process each.
     job_extra : iterable of str
-        Extra ``#SBATCH`` directives, e.g. ``("--constraint=ssd",)``.
+        Extra job directives in the scheduler's syntax, e.g. ``("--constraint=ssd",)``.
+    job_scratch : str, optional
+        Per-job local scratch on the compute nodes: each job's workers keep node-local shards and spill in
+        a folder of their own job under this one (``"/local"``, ``"$TMPDIR"``: expanded in the job).
     interface : str, optional
         Network interface the scheduler and workers bind to (``ib0``; ``lo`` on one machine).
     worker_wait : float
@@ -161,7 +167,7 @@ def ingest(
     scheduler_file : str or os.PathLike, optional
         ``slurm-runner``: the scheduler file, on a filesystem every rank shares.
     job_logs : str or os.PathLike, optional
-        ``slurm``: keep the batch jobs' logs in a folder per run under this one (default: the environment's
+        A job-queue `cluster`: keep the batch jobs' logs in a folder per run under this one (default: the environment's
         ``SHARDMERGE_JOB_LOGS``, else ``./shardmerge-logs``; dask-jobqueue's own ``log-directory`` wins when
         set). The run report's ``cluster.job_logs`` names the folder.
     chunk_rows, shard_rows : int, optional
@@ -328,14 +334,16 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
         raise _bad("client", f"expected a distributed.Client, got {client!r}")
     _int(args, "workers", low=0, optional=True)
     _text(args, "scheduler")
-    _choice(args, "cluster", CLUSTER_KINDS)
+    from .executors.registry import cluster_kinds
+
+    _choice(args, "cluster", cluster_kinds())
     _int(args, "jobs", low=1)
-    for name in ("queue", "account", "walltime", "job_memory", "interface"):
+    for name in ("queue", "account", "walltime", "job_memory", "job_scratch", "interface"):
         _text(args, name)
     _int(args, "job_cores", low=1, optional=True)
     job_extra = _strings(args, "job_extra")
     if not all(isinstance(j, str) for j in job_extra):
-        raise _bad("job_extra", f"expected #SBATCH directives as str, got {job_extra!r}")
+        raise _bad("job_extra", f"expected job directives as str, got {job_extra!r}")
     _seconds(args, "worker_wait")
     _seconds(args, "stall_timeout")
     scheduler_file = _path(args, "scheduler_file", folder=False)
@@ -398,9 +406,11 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
     request = ClusterRequest(kind=kind, workers=args["workers"], address=args["scheduler"], jobs=args["jobs"],
                              queue=args["queue"], account=args["account"], walltime=args["walltime"],
                              job_cores=args["job_cores"], job_memory=args["job_memory"], job_extra=job_extra,
-                             interface=args["interface"], worker_wait_s=float(args["worker_wait"]),
-                             stall_s=float(args["stall_timeout"]), scheduler_file=scheduler_file, job_logs=job_logs,
+                             job_scratch=args["job_scratch"], interface=args["interface"],
+                             worker_wait_s=float(args["worker_wait"]), stall_s=float(args["stall_timeout"]),
+                             scheduler_file=scheduler_file, job_logs=job_logs,
                              client=client if kind == "client" else None)
+    _check_batch_jobs(request)
     layout = LayoutRequest(chunk_rows=args["chunk_rows"], shard_rows=args["shard_rows"],
                            codec=CodecConfig(clevel=args["clevel"]), zarr_format=int(zarr_format),
                            zarr_shard_rows=args["zarr_shard_rows"], max_store_files=args["max_store_files"])
@@ -413,6 +423,28 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
         command=_invoked_as.get() or (_python_call(args),),
     )
     return opts, (args["quiet"], cli)
+
+
+def _check_batch_jobs(request: ClusterRequest) -> None:
+    """A job-queue cluster's request, checked before anything is touched: a job size given (or in
+    jobqueue's config), and nothing its scheduler cannot do (HTCondor has no queues)."""
+    from .executors.registry import backend
+
+    row = backend(request.kind)
+    if not row.jobqueue:
+        return
+    from .errors import InputError
+
+    scheduler = row.load()
+    problem = scheduler.check(request)
+    if problem:
+        raise ArgumentError(f"cluster=: {problem}", f"--cluster {request.kind}: {problem}")
+    try:
+        scheduler.size(request, scheduler.config())
+    except InputError:
+        raise ArgumentError(f"cluster=: {scheduler.size_problem('job_cores=', 'job_memory=')}",
+                            f"--cluster {request.kind}: {scheduler.size_problem('--job-cores', '--job-memory')}"
+                            ) from None
 
 
 def _default_client() -> Any:
@@ -498,7 +530,10 @@ def interrupt_message(opts: Any, report: RunReport, argv: tuple[str, ...] | None
     again = ("rerun the same command to resume: " + _shell_command(argv)) if argv is not None else \
         "call shardmerge.ingest again with the same arguments to resume"
     kept = f"{shards} finished shard(s) kept in {folder}" if shards else f"no finished shard yet (scratch {folder})"
-    jobs = "; SLURM batch jobs were cancelled" if opts.cluster.kind == "slurm" else ""
+    from .executors.registry import backend
+
+    label = backend(opts.cluster.kind).load().label if backend(opts.cluster.kind).jobqueue else ""
+    jobs = f"; {label} batch jobs were cancelled" if label else ""
     return f"interrupted: nothing was published at {out}; {kept}{jobs}; {again}"
 
 

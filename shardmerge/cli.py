@@ -12,6 +12,7 @@ import click
 from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
 from .daskconfig import PARAMS as CONFIG_PARAMS
 from .errors import ArgumentError, ShardmergeError
+from .executors.registry import Option, backend_options, cluster_help, cluster_kinds
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
 from .progress import setup_logging
@@ -38,10 +39,24 @@ class ReaderChoice(click.Choice):
         pass
 
 
+def _backend_option(option: Option):
+    """A click option from a backend's declaration (executors.registry.OPTIONS)."""
+    kinds = {"int": {"type": click.IntRange(min=1), "default": 1 if option.name == "jobs" else None,
+                     "show_default": option.name == "jobs"},
+             "text": {"default": None}, "texts": {"multiple": True},
+             "folder": {"type": click.Path(file_okay=False), "default": None},
+             "file": {"type": click.Path(dir_okay=False), "default": None}}
+    return click.option(option.flag, option.name, metavar=option.metavar, help=option.help, **kinds[option.kind])
+
+
 def _fail(exc: ShardmergeError) -> None:
     click.echo(f"shardmerge: error: {exc}", err=True)
     sys.exit(exc.exit_code)
 
+
+# the cluster options: these three, the two bounds, and what the backends declare (executors.registry)
+_CLUSTER_KEYS = ("workers", "scheduler", "cluster", "worker_wait", "stall_timeout",
+                 *(o.name for o in backend_options()))
 
 _common = [
     click.argument("inputs", nargs=-1, required=True),
@@ -50,34 +65,15 @@ _common = [
                       "most 200 files and 32 MiB; 0 runs tasks in this process)."),
     click.option("--scheduler", metavar="ADDRESS", default=None,
                  help="Use an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster."),
-    click.option("--cluster", "cluster", type=click.Choice(["local", "slurm", "slurm-runner"]),
-                 default="local", show_default=True,
-                 help="slurm: submit --jobs batch jobs (dask-jobqueue); slurm-runner: run inside an srun "
-                      "allocation (rank 0 scheduler, rank 1 ingest, the rest workers)."),
-    click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="SLURM jobs to start (--cluster slurm)."),
-    click.option("--queue", default=None, help="SLURM partition (default: jobqueue.slurm.queue)."),
-    click.option("--account", default=None, help="SLURM account (default: jobqueue.slurm.account)."),
-    click.option("--walltime", default=None,
-                 help="SLURM job time limit, e.g. 01:00:00; workers retire a margin before it."),
-    click.option("--job-cores", type=click.IntRange(min=1), default=None,
-                 help="Cores per SLURM job, one worker process each (default: jobqueue.slurm.cores)."),
-    click.option("--job-memory", default=None,
-                 help="Memory per SLURM job, e.g. 16GB (default: jobqueue.slurm.memory)."),
-    click.option("--job-extra", multiple=True, help="Extra #SBATCH directive, e.g. '--constraint=ssd' (repeatable)."),
-    click.option("--interface", default=None,
-                 help="Network interface the scheduler and workers bind to (e.g. ib0; lo on one machine)."),
+    click.option("--cluster", "cluster", type=click.Choice(list(cluster_kinds())), default="local",
+                 show_default=True, help=cluster_help()),
+    *(_backend_option(o) for o in backend_options()),  # each backend's own, declared in its registry row
     click.option("--worker-wait", type=click.FloatRange(min=1), default=600, show_default=True,
                  help="Seconds to wait for a first worker, and the longest time the run may go on with no worker "
-                      "connected (workers died, jobs ended) before it stops with exit 7 (SLURM jobs are cancelled)."),
+                      "connected (workers died, jobs ended) before it stops with exit 7 (batch jobs are "
+                      "cancelled)."),
     click.option("--stall-timeout", type=click.FloatRange(min=1), default=1800, show_default=True,
                  help="Seconds with tasks in flight and none finishing before the run stops with exit 7."),
-    click.option("--scheduler-file", type=click.Path(dir_okay=False), default=None,
-                 help="slurm-runner: scheduler file on a filesystem all ranks share "
-                      "(default: ./shardmerge-scheduler-<job id>.json)."),
-    click.option("--job-logs", type=click.Path(file_okay=False), default=None,
-                 help="--cluster slurm: keep the batch jobs' logs in a folder per run under this one (default: "
-                      "SHARDMERGE_JOB_LOGS, else ./shardmerge-logs; jobqueue.slurm.log-directory wins when set)."),
     click.option("--chunk-rows", type=int, default=None,
                  help="Rows per chunk (default 1024, fewer when a flux chunk would exceed 16 MiB or the store holds "
                       "fewer spectra)."),
@@ -113,10 +109,6 @@ def common_options(fn):
     for deco in reversed(_common):
         fn = deco(fn)
     return fn
-
-
-_CLUSTER_KEYS = ("workers", "scheduler", "cluster", "jobs", "queue", "account", "walltime", "job_cores",
-                 "job_memory", "job_extra", "interface", "worker_wait", "stall_timeout", "scheduler_file", "job_logs")
 
 
 _LAYOUT_KEYS = ("chunk_rows", "shard_rows", "zarr_format", "clevel", "zarr_shard_rows", "max_store_files")
@@ -155,11 +147,11 @@ def cluster_request(options: dict) -> ClusterRequest:
         if kind != "local":
             raise click.UsageError("--scheduler and --cluster are alternatives: pass one")
         kind = "scheduler"
-    return ClusterRequest(kind=kind, workers=o["workers"], address=o["scheduler"], jobs=o["jobs"], queue=o["queue"],
-                          account=o["account"], walltime=o["walltime"], job_cores=o["job_cores"],
-                          job_memory=o["job_memory"], job_extra=tuple(o["job_extra"]), interface=o["interface"],
-                          worker_wait_s=o["worker_wait"], stall_s=o["stall_timeout"],
-                          scheduler_file=o["scheduler_file"], job_logs=o["job_logs"])
+    declared = {name: (tuple(value) if isinstance(value, list | tuple) else value)
+                for name, value in o.items() if name not in ("workers", "scheduler", "cluster", "worker_wait",
+                                                             "stall_timeout")}
+    return ClusterRequest(kind=kind, workers=o["workers"], address=o["scheduler"], worker_wait_s=o["worker_wait"],
+                          stall_s=o["stall_timeout"], **declared)
 
 
 def _given(ctx: click.Context, options: dict) -> dict:
@@ -246,7 +238,7 @@ def ingest_cmd(inputs, out, **options):
         f"{size / 2**20:.1f} MiB in {files} files, {sum(report.phases.values()):.1f} s"
     )
     if report.cluster and report.cluster.get("job_logs"):
-        click.echo(f"SLURM job logs kept in {report.cluster['job_logs']}")
+        click.echo(f"{report.cluster.get('batch_system', 'batch')} job logs kept in {report.cluster['job_logs']}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -81,11 +81,11 @@ class LayoutRequest:
 
 @dataclass(frozen=True)
 class ClusterRequest:
-    """Where tasks run. `kind`: "local" (a LocalCluster of `workers` processes; 0 runs tasks inline),
-    "client" (the caller's live `distributed.Client`, `client`, never closed by shardmerge),
-    "scheduler" (an existing one at `address`), "slurm" (dask-jobqueue SLURMCluster of `jobs` jobs) or
-    "slurm-runner" (inside one allocation: rank 0 scheduler, rank 1 this code, the rest workers).
-    SLURM resources left as None come from dask-jobqueue's own config (`jobqueue.slurm.*`)."""
+    """Where tasks run. `kind`: a row of executors.registry.BACKENDS: "local" (a LocalCluster of `workers`
+    processes; 0 runs tasks inline), "client" (the caller's live `distributed.Client`, `client`, never closed
+    by shardmerge), "scheduler" (an existing one at `address`), a dask-jobqueue scheduler (`jobs` batch jobs
+    sized by the job fields), or an in-allocation runner. Job fields left as None come from dask-jobqueue's
+    own config (`jobqueue.<kind>.*`)."""
 
     kind: str = "local"
     workers: int | None = None
@@ -97,11 +97,12 @@ class ClusterRequest:
     job_cores: int | None = None
     job_memory: str | None = None
     job_extra: tuple[str, ...] = ()
+    job_scratch: str | None = None  # per-job local scratch on the compute node: a folder per job under it
     interface: str | None = None
     worker_wait_s: float = 600.0  # longest wait for a first worker, and longest time without any during the run
     stall_s: float = 1800.0  # longest time with tasks in flight and none finishing (a hung filesystem)
-    scheduler_file: str | None = None  # slurm-runner: on a filesystem every rank sees
-    # slurm: where batch jobs' logs go, a folder per run in it (default SHARDMERGE_JOB_LOGS, else
+    scheduler_file: str | None = None  # an in-allocation runner's: on a filesystem every rank sees
+    # batch jobs: where their logs go, a folder per run in it (default SHARDMERGE_JOB_LOGS, else
     # ./shardmerge-logs; jobqueue's own log-directory, when set, wins): kept after the run
     job_logs: str | None = None
     # kind "client": the caller's Client, the one live object here; it stays in this process (never hashed,

@@ -1,9 +1,10 @@
-"""Where tasks run: one module per backend behind one interface (base.Executor). Stages hand an executor
-plain functions and plain arguments; which backend runs them, and when a run needs no cluster at all, is
-decided here (choose_cluster, executor) and nowhere else.
+"""Where tasks run: backends behind one interface (base.Executor), listed in one table (registry.BACKENDS).
+Stages hand an executor plain functions and plain arguments; which backend runs them, and when a run needs no
+cluster at all, is decided here (choose_cluster, process_role, executor) and nowhere else.
 
-Backends: inline (this process), local (a LocalCluster), scheduler (an existing Dask scheduler), slurm
-(dask-jobqueue batch jobs), srun (a SLURMRunner inside one allocation)."""
+Backends: inline (this process), local (a LocalCluster), scheduler (an existing Dask scheduler), client (the
+caller's), every dask-jobqueue batch scheduler (jobqueue.py, one small module each), and an in-allocation
+runner (srun.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ from typing import Any
 
 from ..config import TARGET_SHARD_BYTES, ClusterRequest
 from ..errors import ClusterError
-from .base import Executor, NotTheRun, should_retry
+from .base import Executor, NotTheRun, ServedTheCluster, should_retry
 from .dask_backend import DaskExecutor, Feed, blind_workers, check_shared_scratch
 from .inline import InlineExecutor
+from .jobqueue import job_log_dir
 from .local import local_cluster_options
-from .srun import runner_role
+from .registry import backend
 
 __all__ = ["ONE_SHARD_FILE_BYTES", "DaskExecutor", "Executor", "Feed", "InlineExecutor", "NotTheRun",
-           "blind_workers", "check_shared_scratch", "choose_cluster", "executor", "local_cluster_options",
-           "one_small_file", "runner_role", "should_retry"]
+           "ServedTheCluster", "blind_workers", "check_shared_scratch", "choose_cluster", "executor",
+           "job_log_dir", "local_cluster_options", "one_small_file", "process_role", "runner_role",
+           "should_retry"]
 
 log = logging.getLogger("shardmerge")
 
@@ -75,36 +78,46 @@ def _small_input(paths: Sequence[str]) -> bool:
 
 
 @contextmanager
+def process_role(request: ClusterRequest) -> Iterator[Any]:
+    """What this process is in the run, entered before anything else (the report, scratch, the lock). For
+    most backends nothing: it yields None and this process runs the ingest. A backend whose row names a
+    `role` (an in-allocation runner: every rank runs the same command) makes this the place where the
+    scheduler and worker processes serve the cluster and leave by ServedTheCluster (NotTheRun), never
+    getting past it; the one process that goes on gets the role's object, to hand to `executor`."""
+    try:
+        role = backend(request.kind).load_role()
+    except KeyError:
+        role = None  # an unknown kind: `executor` names it
+    if role is None:
+        yield None
+        return
+    with role(request) as got:
+        yield got
+
+
+runner_role = process_role  # the former name, kept for callers of it
+
+
+@contextmanager
 def executor(request: ClusterRequest | None = None, runner: Any = None,
              log_dir: str | None = None) -> Iterator[Executor]:
-    """Tasks run in this process (local, 0 workers), on the caller's own Client (never closed here), on an
-    existing scheduler, on SLURM batch jobs, inside a SLURM allocation (`runner` from runner_role), or on a
-    LocalCluster on 127.0.0.1 (the default)."""
+    """Tasks run in this process (local, 0 workers), or on the backend of `request.kind`'s row in
+    registry.BACKENDS: the caller's own Client (never closed here), an existing scheduler, batch jobs of a
+    dask-jobqueue scheduler (their logs under `log_dir`), inside an allocation (`runner`, from
+    process_role), or a LocalCluster on 127.0.0.1 (the default)."""
     request = request or ClusterRequest()
     if request.kind == "local" and request.workers == 0:
         yield InlineExecutor()
         return
-    if request.kind == "client":
-        from .client import client_executor as backend
+    try:
+        row = backend(request.kind)
+    except KeyError as exc:
+        raise ClusterError(f"unknown cluster kind {request.kind!r}") from exc
+    if row.jobqueue:
+        from .jobqueue import jobqueue_executor
 
-        args: tuple = (request,)
-    elif request.kind == "scheduler":
-        from .scheduler import scheduler_executor as backend
-
-        args = (request,)
-    elif request.kind == "slurm-runner":
-        from .srun import srun_executor as backend
-
-        args = (request, runner)
-    elif request.kind == "slurm":
-        from .slurm import slurm_executor as backend
-
-        args = (request, log_dir)
-    elif request.kind == "local":
-        from .local import local_executor as backend
-
-        args = (request,)
+        context = jobqueue_executor(row.load(), request, log_dir)
     else:
-        raise ClusterError(f"unknown cluster kind {request.kind!r}")
-    with backend(*args) as ex:
+        context = row.load()(request, role=runner, log_dir=log_dir)
+    with context as ex:
         yield ex

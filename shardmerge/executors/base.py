@@ -16,6 +16,14 @@ class Executor(Protocol):
     local: bool  # every worker on this machine (a LocalCluster, or none)
     info: dict
 
+    @property
+    def runs_on_workers(self) -> bool:
+        """True when tasks run in worker processes, possibly on other hosts (a Dask cluster of any kind),
+        False when they run in this process. With workers, what a task writes is on the worker's disk
+        (scratch may need checking, or fetching), and there is a cluster whose close the report times;
+        without, this process writes the shards itself and there is nothing to close. The pipeline asks
+        this instead of which backend it has."""
+
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
@@ -35,4 +43,8 @@ def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:
 
 class NotTheRun(SystemExit):
     """Leaving a process that served the cluster rather than ran the ingest (the scheduler and worker ranks
-    of an srun allocation): the run's outcome, and its report, are another process's."""
+    of an in-allocation runner, see executors.process_role): the run's outcome, and its report, are another
+    process's."""
+
+
+ServedTheCluster = NotTheRun  # the name the pipeline may use: nothing in it is particular to one scheduler

@@ -15,7 +15,7 @@ log = logging.getLogger("shardmerge")
 
 
 @contextmanager
-def client_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
+def client_executor(request: ClusterRequest, **_context: object) -> Iterator[DaskExecutor]:
     client = request.client
     # never closed, and none of its settings changed (direct_to_workers included): it is the caller's
     wait_for_workers(client, 1, request.worker_wait_s, f"the Dask client's scheduler at {client.scheduler.address}")

@@ -21,7 +21,7 @@ log = logging.getLogger("shardmerge")
 
 
 def own_cluster_client(cluster: Any) -> Any:
-    """The client of a cluster this run started (a LocalCluster, SLURM jobs, an srun allocation): its
+    """The client of a cluster this run started (a LocalCluster, batch jobs, an in-allocation runner): its
     scheduler reaches every worker from this host or allocation, so this process can too, and results
     come straight from the worker that holds them. Through the scheduler (distributed's default for a
     client outside the cluster) each result takes a second hop, pickled in-band at protocol 4: a copy on
@@ -68,6 +68,8 @@ class DaskExecutor:
         self.info = {**(info or {}), "results_from": "workers" if client.direct_to_workers else "scheduler"}
         self.worker_wait_s = worker_wait_s  # longest time the run may go on with no worker connected
         self.stall_s = stall_s  # longest time without any task finishing while tasks are in flight
+
+    runs_on_workers = True  # (see base.Executor.runs_on_workers)
 
     @property
     def workers(self) -> int:
@@ -374,7 +376,7 @@ def check_shared_scratch(ex: Any, scratch: str) -> None:
     """--scratch-kind shared: shards are written by workers and read by this process, so on a cluster beyond
     this machine scratch must be a filesystem every worker shares with it. Refuse before any work when a
     worker cannot see it."""
-    if not isinstance(ex, DaskExecutor) or ex.local:
+    if not ex.runs_on_workers or ex.local:
         return
     blind = blind_workers(ex, scratch)
     if blind:

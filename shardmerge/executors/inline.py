@@ -18,6 +18,7 @@ class InlineExecutor:
     address = "inline"
     local = True
     info = {"kind": "inline"}
+    runs_on_workers = False  # (see base.Executor.runs_on_workers)
 
     def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
             on_result: Callable[[Any], None] | None = None,

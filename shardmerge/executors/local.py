@@ -16,7 +16,7 @@ log = logging.getLogger("shardmerge")
 
 
 @contextmanager
-def local_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
+def local_executor(request: ClusterRequest, **_context: Any) -> Iterator[DaskExecutor]:
     import dask
     from distributed import LocalCluster
 

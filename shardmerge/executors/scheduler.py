@@ -13,7 +13,7 @@ log = logging.getLogger("shardmerge")
 
 
 @contextmanager
-def scheduler_executor(request: ClusterRequest) -> Iterator[DaskExecutor]:
+def scheduler_executor(request: ClusterRequest, **_context: object) -> Iterator[DaskExecutor]:
     from distributed import Client
 
     with Client(request.address, timeout="30s", set_as_default=False) as client:

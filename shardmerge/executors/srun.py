@@ -20,12 +20,10 @@ log = logging.getLogger("shardmerge")
 
 @contextmanager
 def runner_role(request: ClusterRequest) -> Iterator[Any]:
-    """For "slurm-runner", enter dask-jobqueue's SLURMRunner: every rank of the `srun` runs this command;
-    rank 0 becomes the scheduler and rank 2+ workers, and those never get past this point (they exit when
-    the client is done). Rank 1 goes on and runs the ingest. Other kinds: nothing to do."""
-    if request.kind != "slurm-runner":
-        yield None
-        return
+    """The role of "slurm-runner" (registry row; entered by executors.process_role): dask-jobqueue's
+    SLURMRunner. Every rank of the `srun` runs this command; rank 0 becomes the scheduler and rank 2+
+    workers, and those never get past this point (they exit when the client is done). Rank 1 goes on and
+    runs the ingest."""
     from dask_jobqueue.slurm import SLURMRunner
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # every rank writes to the same batch log
@@ -46,7 +44,8 @@ def runner_role(request: ClusterRequest) -> Iterator[Any]:
 
 
 @contextmanager
-def srun_executor(request: ClusterRequest, runner: Any) -> Iterator[DaskExecutor]:
+def srun_executor(request: ClusterRequest, *, role: Any, **_context: Any) -> Iterator[DaskExecutor]:
+    runner = role
     with own_cluster_client(runner) as client:
         t0 = time.monotonic()
         wait_for_workers(client, runner.n_workers, request.worker_wait_s, "the allocation's worker ranks")
