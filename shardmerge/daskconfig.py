@@ -52,6 +52,7 @@ KEYS: dict[str, str] = {
     "worker-wait": "worker_wait",
     "stall-timeout": "stall_timeout",
     "job-logs": "job_logs",
+    "job-scratch": "job_scratch",
 }
 PARAMS: dict[str, str] = {param: key for key, param in KEYS.items()}
 
@@ -73,7 +74,7 @@ NOT_KEYS: dict[str, str] = {
 # (an explicit --scheduler with a configured `cluster: slurm` would otherwise be refused as a conflict)
 _PLACE_CLUSTER = frozenset({"client", "scheduler", "workers", "cluster"})
 _PLACE_WORKERS = frozenset({"client", "scheduler", "workers"})
-_PATH_KEYS = frozenset({"scratch", "header-rules", "job-logs"})
+_PATH_KEYS = frozenset({"scratch", "header-rules", "job-logs"})  # job-scratch: for the nodes, kept literal
 
 BUILT_IN = "built-in default"
 SET_IN_PROCESS = "dask.config.set (in this process)"
@@ -195,6 +196,7 @@ def unknown_keys() -> dict[str, str]:
 
 def _checks() -> dict[str, Callable[[dict, str], Any]]:
     from . import api
+    from .executors.registry import cluster_kinds
 
     def path(file: bool = True, folder: bool = True) -> Callable[[dict, str], Any]:
         return lambda a, n: api._path(a, n, file=file, folder=folder)
@@ -220,11 +222,12 @@ def _checks() -> dict[str, Callable[[dict, str], Any]]:
         "chunk_rows": integer(1, optional=True), "shard_rows": integer(1, optional=True),
         "zarr_format": zarr_format, "clevel": integer(1, 9), "zarr_shard_rows": integer(0, optional=True),
         "max_store_files": integer(1), "max_pixels": integer(1), "on_bad_file": choice(api.ON_BAD_FILE),
-        "header_rules": path(folder=False), "cluster": choice(api.CLUSTER_KINDS),
+        "header_rules": path(folder=False), "cluster": choice(cluster_kinds()),
         "workers": integer(0, optional=True), "jobs": integer(1),
         **{n: api._text for n in ("queue", "account", "walltime", "job_memory", "interface")},
         "job_cores": integer(1, optional=True), "job_extra": job_extra,
         "worker_wait": api._seconds, "stall_timeout": api._seconds, "job_logs": path(file=False),
+        "job_scratch": api._text,  # a path on the compute nodes: it need not exist here
     }
 
 

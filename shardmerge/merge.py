@@ -35,6 +35,7 @@ from .schema import (
     INDEX_COLUMNS,
     MASK_ARRAY,
     REQUIRED_GROUPS,
+    WAVELENGTH_UNITS,
     arrays_for,
     flux_unit_attrs,
     rowwise_arrays,
@@ -119,7 +120,7 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
                         dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
                         shards=plan.zarr_shards_2d)
              for name in names_2d]
-    wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
+    wave_attrs = {"units": WAVELENGTH_UNITS, "description": "wavelength (converted to Angstrom from the source unit)"}
     if plan.wavelength_shared:
         specs.append(array_spec(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
                                 dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))

@@ -640,7 +640,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
         sync_tree(tmp)  # the gate's verdict must hold for what is on disk, not in the page cache
         failpoint("gate-start")
         results = run_checks(tmp, Expectation(plan.n_spec, plan.n_pix, merged.checksums, merged.flux_rows,
-                                                  merged.linked))
+                                              merged.linked, units_read=frozenset(plan.flux_units)))
         report.gate_flux_rows = "shard statistics + sampled decode" if merged.flux_rows else "full decode"
         report.checks = {r.name: r.status for r in results}  # every check of validate.CHECKS, in number order
         report.checks_summary = summary_line(results)

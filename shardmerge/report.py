@@ -10,8 +10,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from .readers.oddities import unread_entries
-
 
 @dataclass
 class RunReport:
@@ -67,12 +65,18 @@ class RunReport:
             "odd_files": self.odd_files,
             # data the inputs hold that is not stored: one entry per HDU (path, hdu, extname, extver, what, why),
             # from the files' unread-extension oddities
-            "unread": [e for f in self.odd_files for e in unread_entries(f["path"], f.get("notes", []))],
+            "unread": self._unread(),
             "plan": self.plan,
             "warnings": self.warnings,
             "error": self.error,
             **{name: getattr(self, name) for name in _LATE_FIELDS if getattr(self, name) is not None},
         }
+
+    def _unread(self) -> list[dict[str, Any]]:
+        """Data no reader consumed, one entry per HDU, from the files' unread-extension oddities."""
+        from .readers.oddities import unread_entries  # here: `import shardmerge` must not pull in numpy
+
+        return [e for f in self.odd_files for e in unread_entries(f["path"], f.get("notes", []))]
 
     def write(self, path: str) -> None:
         """Written atomically: a reader never sees half a report. The temp file beside it has a name of its

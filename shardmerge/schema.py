@@ -126,6 +126,11 @@ METADATA_IDENTITY = {
 }
 METADATA_CANONICAL = {**{k: "str" for k in CANONICAL_STRING_FIELDS}, **{k: "float64" for k in CANONICAL_FLOAT_FIELDS}}
 METADATA_UNITS = {"ra": "deg", "dec": "deg", "mjd": "d", "exptime": "s"}
+WAVELENGTH_UNITS = "Angstrom"  # signal/wavelength, whatever the sources' unit
+# every literal `units` attr the schema writes (flux-like arrays take the sources'): each parses with
+# astropy.units (a unit test says so), so the gate need not import astropy to check them
+SCHEMA_UNITS = frozenset({WAVELENGTH_UNITS, *METADATA_UNITS.values(),
+                          *(a.units for a in ARRAYS if a.units not in ("flux", ""))})
 
 INDEX_COLUMNS = ("row", "spec_id", "source_path", "source_hdu", "source_row", "format", "shard",
                  "ra", "dec", "object")

@@ -26,6 +26,7 @@ from .schema import (
     PROVENANCE_ATTRS,
     REQUIRED_ARRAYS,
     REQUIRED_GROUPS,
+    SCHEMA_UNITS,
     SPECTRAL_2D,
 )
 from .store import all_arrays, members, row_data_flags
@@ -154,6 +155,9 @@ class Expectation:
     # {path: [inode, size, ctime_ns]} of chunk files the merge hard-linked after checking their crc32: the
     # same inode, size and ctime (set by the kernel on any write, never by utime) prove them unwritten since
     linked: dict[str, list[int]] | None = None
+    # unit texts the scan produced with astropy.units (the plan's normalised flux units): check 7 takes
+    # these, and the literal units the schema writes, as read, so the driver never imports astropy
+    units_read: frozenset[str] = frozenset()
 
 
 class _Checks:
@@ -165,6 +169,12 @@ class _Checks:
         # {path relative to the store: size} of every file in it, found without following a link (check 13)
         self.files: dict[str, int] = {}
         self._arrays: list[tuple[str, zarr.Array]] | None = None
+        self._units_known = SCHEMA_UNITS | (expect.units_read if expect else frozenset())
+
+    def parses(self, text: object) -> bool:
+        """Whether astropy.units reads `text`: a unit the schema writes or the scan produced, else astropy's
+        own verdict (imported only then)."""
+        return (isinstance(text, str) and text in self._units_known) or parses_as_unit(text)
 
     def run(self, number: int, fn: Callable[[list[str]], None]) -> None:
         name = CHECK_BY_NUMBER[number].name
@@ -510,14 +520,14 @@ def _units(c: _Checks, problems: list[str]) -> None:
     if normalised:
         for path, arr in c.arrays():
             units = arr.attrs.get("units")
-            if path not in spectral and units is not None and not parses_as_unit(units):
+            if path not in spectral and units is not None and not c.parses(units):
                 problems.append(f"{path}: units {units!r} does not parse with astropy.units")
 
 
 def _unit_form(c: _Checks, path: str, attrs, problems: list[str]) -> None:
     units, column = attrs.get("units"), attrs.get("units_column")
     if units is not None:
-        if not isinstance(units, str) or not units.strip() or not parses_as_unit(units):
+        if not isinstance(units, str) or not units.strip() or not c.parses(units):
             problems.append(f"{path}: units {units!r} does not parse with astropy.units")
     elif column is not None:
         problems.extend(f"{path}: units_column {column!r} {why}" for why in _unit_column_problems(c, column))
@@ -540,7 +550,7 @@ def _unit_column_problems(c: _Checks, column: object) -> list[str]:
     step = max(arr.chunks[0], 1)
     bad: set[str] = set()
     for start in range(0, arr.shape[0], step):  # a row-wise chunk at a time: distinct values are few
-        bad.update(str(v) for v in set(np.asarray(arr[start : start + step]).tolist()) if not parses_as_unit(v))
+        bad.update(str(v) for v in set(np.asarray(arr[start : start + step]).tolist()) if not c.parses(v))
     return [f"holds {v!r}, which does not parse with astropy.units" for v in sorted(bad)[:MAX_ROWS_NAMED]]
 
 

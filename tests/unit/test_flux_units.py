@@ -136,3 +136,12 @@ def test_a_shard_written_before_units_were_normalised_never_matches(monkeypatch)
 
     respelled = [replace(s, flux_unit_source="jansky") for s in scans]  # same unit, another spelling
     assert not set(keys) & {s.key for s in make_plan(respelled).shards}  # flux_unit_source column differs
+
+
+def test_every_literal_unit_the_schema_writes_parses_with_astropy():
+    """The gate takes these as read without importing astropy (schema.SCHEMA_UNITS): they must parse."""
+    from shardmerge.schema import SCHEMA_UNITS
+
+    assert {"Angstrom", "deg", "d", "s", DIMENSIONLESS} <= SCHEMA_UNITS
+    for text in SCHEMA_UNITS:
+        u.Unit(text, parse_strict="raise")
