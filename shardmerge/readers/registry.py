@@ -21,6 +21,7 @@ from .lamost import LamostReader
 from .mapping import mapping_reader
 from .sdss_coadd import SdssCoaddReader
 from .sdss_plate import SdssPlateReader, SdssSpSpecReader
+from .spextool import SpextoolReader
 from .table1d import Table1DReader
 from .wcs1d import WcsImage1DReader
 
@@ -39,7 +40,8 @@ def _registry(*readers: Reader) -> tuple[Reader, ...]:
 
 READERS: tuple[Reader, ...] = _registry(
     EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
-    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), Table1DReader(),
+    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), SpextoolReader(),
+    Table1DReader(),
     ImageArraysReader(), IrafMultispecReader(), IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),
 )
 _BY_NAME = {r.name: r for r in READERS}
