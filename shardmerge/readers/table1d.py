@@ -2,9 +2,11 @@
 spectral templates (one table row per pixel, scalar columns), of JWST extracted spectra (`EXTRACT1D`,
 msaexp `SPEC1D`) and of many hand-made files (array columns, one spectrum per table row).
 
-Columns are found by name, then by UCD: wavelength (`WAVE`, `WAVELENGTH`, `LAMBDA`, … or `em.wl`; `LOGLAM`
-is log10 Angstrom), flux (`FLUX`, `FLAM`, `F_LAMBDA`, … or `phot.flux*`/`phot.fluDens*`), and an optional
-uncertainty (`ERROR`, `FLUX_ERROR`, `STATERROR`, … as 1-sigma; `IVAR`; `VAR`; or `stat.error`). A
+Columns are found by unit and UCD first, by name second (`columns.find_roles`): wavelength (`em.wl`, a
+length unit, or `WAVE`, `WAVELENGTH`, `LAMBDA`, …; `LOGLAM` is log10 Angstrom), flux (a spectral flux
+density unit or `phot.flux*`/`phot.fluDens*`, or `FLUX`, `FLAM`, `SIGNAL`, …), an optional uncertainty
+(in the flux's unit, squared or inverse squared; or `ERROR`, `FLUX_ERROR`, … as 1-sigma, `IVAR`, `VAR`) and
+an optional integer `MASK` column, the pixel mask. A
 wavelength column without a unit is refused: a table has no convention to fall back on (917-1005 is
 far-UV Angstrom or near-IR nm). Detection runs before the image readers, so that an extracted 1-D spectrum
 wins over the 2-D image it was extracted from in the same file."""
@@ -18,59 +20,25 @@ from ..errors import BadFileError
 from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .columns import find_roles
 from .fitsio import is_table
-from .values import as_float32, to_sigma
-
-_WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
-_LOG_WAVE = ("LOGLAM", "LOGLAMBDA", "LOG_WAVE", "LOGWAVE")
-_FLUX = ("FLUX", "FLAM", "F_LAMBDA", "FLUX_DENSITY", "FLUXDENSITY", "FNU", "F_NU", "SPEC", "SPECTRUM")
-_SIGMA = ("ERROR", "ERR", "FLUX_ERROR", "FLUX_ERR", "ERR_FLUX", "ERROR_FLUX", "SIGMA", "SIG", "UNCERTAINTY",
-          "UNC", "STATERROR", "STAT_ERROR", "NOISE", "E_FLUX")
-_IVAR = ("IVAR", "INVVAR", "FLUX_IVAR", "IVAR_FLUX")
-_VAR = ("VAR", "VARIANCE", "FLUX_VAR", "VAR_FLUX")
-
-
-def _find(hdu: fits.BinTableHDU, names: tuple[str, ...], ucd: tuple[str, ...] = ()) -> str | None:
-    by_name = {str(c.name).upper(): str(c.name) for c in hdu.columns}
-    for n in names:
-        if n in by_name:
-            return by_name[n]
-    for k, c in enumerate(hdu.columns, start=1):
-        u = str(hdu.header.get(f"TUCD{k}", "")).strip().lower()
-        if ucd and u.split(";")[0].startswith(ucd):
-            return str(c.name)
-    return None
+from .values import as_float32, as_mask, to_sigma
 
 
 def _columns(hdu: object) -> dict[str, str] | None:
-    """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var" when present} → column names, for a table
-    whose wavelength and flux columns have the same shape; else None."""
+    """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var", "mask" when present} → column names, for a
+    table whose wavelength and flux columns have the same shape (`columns.find_roles`: by unit and UCD
+    first, by name second); else None."""
     if not is_table(hdu) or not hdu.header.get("NAXIS2"):
         return None
-    cols: dict[str, str] = {}
-    wave = _find(hdu, _WAVE, ("em.wl",))
-    if wave is not None:
-        cols["wave"] = wave
-    elif (log := _find(hdu, _LOG_WAVE)) is not None:
-        cols["loglam"] = log
-    else:
-        return None
-    flux = _find(hdu, _FLUX, ("phot.flux", "phot.fludens"))
-    if flux is None:
-        return None
-    cols["flux"] = flux
-    for kind, names, ucd in (("sigma", _SIGMA, ("stat.error",)), ("ivar", _IVAR, ()), ("var", _VAR, ())):
-        if (c := _find(hdu, names, ucd)) is not None:
-            cols[kind] = c
-            break
-    repeats = {hdu.columns[c].format.repeat for c in cols.values()}
-    return cols if len(repeats) == 1 else None
+    return find_roles(hdu)
 
 
 class Table1DReader(Reader):
     name = "table-1d"
     priority = 50
-    description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
+    description = ("binary table: wavelength, flux, uncertainty, mask columns found by unit, UCD or name (row per "
+                   "pixel, or array columns)")
 
     def _table(self, hdul: fits.HDUList) -> tuple[int, dict[str, str]] | None:
         """The first table with wavelength and flux columns, and its columns by role."""
@@ -97,7 +65,8 @@ class Table1DReader(Reader):
         else:
             grids, grid_of = list(wave), np.arange(n_spec, dtype=np.int64)
         flux_unit = str(hdu.columns[cols["flux"]].unit or hdul[0].header.get("BUNIT", "")).strip()
-        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i, state={"columns": cols})
+        mask = f"{cols['mask']} column" if "mask" in cols else ""
+        return Layout(n_spec, grids, grid_of, flux_unit, (i,), i, mask_convention=mask, state={"columns": cols})
 
     def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
         if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
@@ -130,4 +99,5 @@ class Table1DReader(Reader):
         flux = as_float32(values(cols["flux"]))
         kind = next((k for k in ("sigma", "ivar", "var") if k in cols), None)
         unc = to_sigma(values(cols[kind]), kind) if kind else np.full_like(flux, np.nan)
-        return SpectraBlock(flux=flux, uncertainty=unc)
+        mask = as_mask(path, values(cols["mask"])) if "mask" in cols else None
+        return SpectraBlock(flux=flux, uncertainty=unc, mask=mask)
