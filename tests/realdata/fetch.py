@@ -35,6 +35,9 @@ _LT = "linetools/spectra/tests/files/"
 MPDAF = "mpdaf==3.6"
 SYNPHOT = "synphot==1.8.0"
 STSYNPHOT = "stsynphot==1.6.0"
+SPLAT = "splat==1.14"
+_SPLAT = "splat/resources/Spectra/Public/SPEX-PRISM/"
+PYSPEXTOOL = "pyspextool==2.1"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -122,6 +125,23 @@ FILES = {
     "ngc1068_template.fits": RealFile(
         STSYNPHOT, False, "stsynphot/commissioning/tests/data/ngc1068_template.fits",
         "bc62157b3815cbe40f20cde6502770b8b8f678e0989da8817d531a1346ce96ea"),
+    # IRTF Spextool images: SpeX prism spectra (XUNITS/YUNITS, HISTORY; one with no header at all), a
+    # pySpextool multi-order arc (6 orders x 4 rows x 1014 pixels, NaN-padded), an ATRAN transmission model
+    "10001_10443.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10001_10443.fits.gz",
+        "11259d99e88457392bc2132a89d7dd45630f5b7317f261f9a47b3adb7df23e3b"),
+    "10032_10787.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10032_10787.fits.gz",
+        "909b21e2129702d31d15111d173330d3436b2b9ea93176a38f10823982fca15e"),
+    "10002_10782.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10002_10782.fits.gz",
+        "35511bfcf5f4e79de42d5ea657aa8855c63271b638c778d83f085902a2dca3ea"),
+    "ShortXD_wavecalinfo.fits": RealFile(
+        PYSPEXTOOL, False, "pyspextool/instruments/spex/ShortXD_wavecalinfo.fits",
+        "c522626f047aa38ff3d28a101b8362733a09bdc87e492a97c1ae3be9ab7f391b"),
+    "atran100.fits": RealFile(
+        PYSPEXTOOL, False, "pyspextool/data/atran100.fits",
+        "22ccf474308db52a45adfc2349a8a1c8c93e07036ac14d6815cc16e2b93b6309"),
 }
 
 
