@@ -11,6 +11,7 @@ from .base import Layout, Reader, SpectraBlock
 from .desi import DesiReader
 from .eso_sdp import EsoSdpReader
 from .espresso_s1d import EspressoS1DReader
+from .euclid_sir import EuclidSirReader
 from .fitsio import open_fits
 from .harps_e2ds import HarpsE2dsReader
 from .image2d import Image2DReader
@@ -21,6 +22,7 @@ from .lamost import LamostReader
 from .mapping import mapping_reader
 from .sdss_coadd import SdssCoaddReader
 from .sdss_plate import SdssPlateReader, SdssSpSpecReader
+from .spextool import SpextoolReader
 from .table1d import Table1DReader
 from .wcs1d import WcsImage1DReader
 
@@ -39,7 +41,8 @@ def _registry(*readers: Reader) -> tuple[Reader, ...]:
 
 READERS: tuple[Reader, ...] = _registry(
     EsoSdpReader(), EspressoS1DReader(), DesiReader(), ApStarReader(), ApVisitReader(), AspcapStarReader(),
-    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), Table1DReader(),
+    LamostReader(), SdssPlateReader(), SdssSpSpecReader(), SdssCoaddReader(), HarpsE2dsReader(), SpextoolReader(),
+    EuclidSirReader(), Table1DReader(),
     ImageArraysReader(), IrafMultispecReader(), IrafEquispecReader(), Image2DReader(), WcsImage1DReader(),
 )
 _BY_NAME = {r.name: r for r in READERS}

@@ -2,9 +2,11 @@
 spectral templates (one table row per pixel, scalar columns), of JWST extracted spectra (`EXTRACT1D`,
 msaexp `SPEC1D`) and of many hand-made files (array columns, one spectrum per table row).
 
-Columns are found by name, then by UCD: wavelength (`WAVE`, `WAVELENGTH`, `LAMBDA`, … or `em.wl`; `LOGLAM`
-is log10 Angstrom), flux (`FLUX`, `FLAM`, `F_LAMBDA`, … or `phot.flux*`/`phot.fluDens*`), and an optional
-uncertainty (`ERROR`, `FLUX_ERROR`, `STATERROR`, … as 1-sigma; `IVAR`; `VAR`; or `stat.error`). A
+Columns are found by unit and UCD first, by name second (`columns.find_roles`): wavelength (`em.wl`, a
+length unit, or `WAVE`, `WAVELENGTH`, `LAMBDA`, …; `LOGLAM` is log10 Angstrom), flux (a spectral flux
+density unit or `phot.flux*`/`phot.fluDens*`, or `FLUX`, `FLAM`, `SIGNAL`, …), an optional uncertainty
+(in the flux's unit, squared or inverse squared; or `ERROR`, `FLUX_ERROR`, … as 1-sigma, `IVAR`, `VAR`) and
+an optional integer `MASK` column, the pixel mask. A
 wavelength column without a unit is refused: a table has no convention to fall back on (917-1005 is
 far-UV Angstrom or near-IR nm). Detection runs before the image readers, so that an extracted 1-D spectrum
 wins over the 2-D image it was extracted from in the same file.
@@ -23,59 +25,25 @@ from ..errors import BadFileError
 from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
+from .columns import find_roles
 from .fitsio import hdu_label, is_table
-from .values import as_float32, to_sigma
-
-_WAVE = ("WAVELENGTH", "WAVE", "LAMBDA", "LAM", "WAVELEN", "WL", "WAVE_VAC", "WAVELENGTH_VAC")
-_LOG_WAVE = ("LOGLAM", "LOGLAMBDA", "LOG_WAVE", "LOGWAVE")
-_FLUX = ("FLUX", "FLAM", "F_LAMBDA", "FLUX_DENSITY", "FLUXDENSITY", "FNU", "F_NU", "SPEC", "SPECTRUM")
-_SIGMA = ("ERROR", "ERR", "FLUX_ERROR", "FLUX_ERR", "ERR_FLUX", "ERROR_FLUX", "SIGMA", "SIG", "UNCERTAINTY",
-          "UNC", "STATERROR", "STAT_ERROR", "NOISE", "E_FLUX")
-_IVAR = ("IVAR", "INVVAR", "FLUX_IVAR", "IVAR_FLUX")
-_VAR = ("VAR", "VARIANCE", "FLUX_VAR", "VAR_FLUX")
-
-
-def _find(hdu: fits.BinTableHDU, names: tuple[str, ...], ucd: tuple[str, ...] = ()) -> str | None:
-    by_name = {str(c.name).upper(): str(c.name) for c in hdu.columns}
-    for n in names:
-        if n in by_name:
-            return by_name[n]
-    for k, c in enumerate(hdu.columns, start=1):
-        u = str(hdu.header.get(f"TUCD{k}", "")).strip().lower()
-        if ucd and u.split(";")[0].startswith(ucd):
-            return str(c.name)
-    return None
+from .values import as_float32, as_mask, to_sigma
 
 
 def _columns(hdu: object) -> dict[str, str] | None:
-    """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var" when present} → column names, for a table
-    whose wavelength and flux columns have the same shape; else None."""
+    """{"wave" | "loglam", "flux", and "sigma" | "ivar" | "var", "mask" when present} → column names, for a
+    table whose wavelength and flux columns have the same shape (`columns.find_roles`: by unit and UCD
+    first, by name second); else None."""
     if not is_table(hdu) or not hdu.header.get("NAXIS2"):
         return None
-    cols: dict[str, str] = {}
-    wave = _find(hdu, _WAVE, ("em.wl",))
-    if wave is not None:
-        cols["wave"] = wave
-    elif (log := _find(hdu, _LOG_WAVE)) is not None:
-        cols["loglam"] = log
-    else:
-        return None
-    flux = _find(hdu, _FLUX, ("phot.flux", "phot.fludens"))
-    if flux is None:
-        return None
-    cols["flux"] = flux
-    for kind, names, ucd in (("sigma", _SIGMA, ("stat.error",)), ("ivar", _IVAR, ()), ("var", _VAR, ())):
-        if (c := _find(hdu, names, ucd)) is not None:
-            cols[kind] = c
-            break
-    repeats = {hdu.columns[c].format.repeat for c in cols.values()}
-    return cols if len(repeats) == 1 else None
+    return find_roles(hdu)
 
 
 class Table1DReader(Reader):
     name = "table-1d"
     priority = 50
-    description = "binary table: wavelength and flux columns found by name or UCD (row per pixel, or array columns)"
+    description = ("binary table: wavelength, flux, uncertainty, mask columns found by unit, UCD or name (row per "
+                   "pixel, or array columns)")
 
     def _tables(self, hdul: fits.HDUList) -> list[tuple[int, dict[str, str]]]:
         """Every table with wavelength and flux columns of the first such table's kind (its EXTNAME: the
@@ -127,10 +95,14 @@ class Table1DReader(Reader):
             raise BadFileError(path, f"its {len(found)} spectrum tables give their flux in different units ({said}): "
                                      "one file's spectra share one unit in the store; split the file, or describe "
                                      "one table with --format mapping ([flux] hdu = N)")
+        masks = {f"{cols['mask']} column" for _, cols in found if "mask" in cols}
+        if len(masks) > 1:
+            raise BadFileError(path, f"its {len(found)} spectrum tables name their mask columns differently "
+                                     f"({', '.join(sorted(masks))}): one file's spectra share one mask convention")
         first_hdu = found[0][0]
         return Layout(n_total, grids, np.concatenate(grid_of), next(iter(units)), tuple(i for i, _ in found),
-                      first_hdu, state={"parts": parts}, source_hdus=np.concatenate(source_hdus),
-                      source_rows=np.concatenate(source_rows))
+                      first_hdu, mask_convention=next(iter(masks), ""), state={"parts": parts},
+                      source_hdus=np.concatenate(source_hdus), source_rows=np.concatenate(source_rows))
 
     def _wavelength(self, path: str, hdu: fits.BinTableHDU, cols: dict[str, str]) -> np.ndarray:
         if "loglam" in cols:  # SDSS's convention: log10 of vacuum Angstrom
@@ -155,6 +127,7 @@ class Table1DReader(Reader):
         width = max(layout.n_pix(i) for i in range(first, first + count))
         flux = np.full((count, width), np.nan, dtype=np.float32)
         unc = np.full((count, width), np.nan, dtype=np.float32)
+        mask = np.zeros((count, width), dtype=np.uint32) if layout.mask_convention else None
         for hdu_index, cols, per_row, start, n_spec in layout.state["parts"]:
             lo, hi = max(first, start), min(first + count, start + n_spec)
             if lo >= hi:
@@ -166,7 +139,9 @@ class Table1DReader(Reader):
             kind = next((k for k in ("sigma", "ivar", "var") if k in cols), None)
             if kind:
                 unc[out, : f.shape[1]] = to_sigma(_spectra(data, cols[kind], per_row, rows), kind)
-        return SpectraBlock(flux=flux, uncertainty=unc)
+            if mask is not None and "mask" in cols:
+                mask[out, : f.shape[1]] = as_mask(path, _spectra(data, cols["mask"], per_row, rows))
+        return SpectraBlock(flux=flux, uncertainty=unc, mask=mask)
 
 
 def _spectra(data: object, column: str, per_row: bool, rows: slice) -> np.ndarray:

