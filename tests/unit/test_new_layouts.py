@@ -218,7 +218,7 @@ def test_a_lone_sir_table_without_the_extname_is_found_by_its_units(tmp_path):
     p = make_sir(tmp_path / "one.fits", [hdu])
     name, layout, block, _ = read(p)
     assert name == "table-1d"
-    assert layout.state["columns"] == {"wave": "WAVELENGTH", "flux": "SIGNAL", "var": "VAR", "mask": "MASK"}
+    assert layout.state["parts"][0][1] == {"wave": "WAVELENGTH", "flux": "SIGNAL", "var": "VAR", "mask": "MASK"}
     t = fits.getdata(p, 1)
     np.testing.assert_array_equal(block.flux[0], t["SIGNAL"])
     np.testing.assert_allclose(block.uncertainty[0], np.sqrt(t["VAR"].astype(np.float64)), rtol=1e-6)
@@ -237,7 +237,7 @@ def test_a_flux_density_column_of_any_name_is_the_flux_and_its_error_is_found_by
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(p)
     name, layout, block, _ = read(p)
     assert name == "table-1d"
-    assert layout.state["columns"] == {"wave": "lam_obs", "flux": "flux density", "sigma": "flux density error"}
+    assert layout.state["parts"][0][1] == {"wave": "lam_obs", "flux": "flux density", "sigma": "flux density error"}
     np.testing.assert_allclose(layout.grids[0], wave * 1e4, rtol=1e-12)
     np.testing.assert_array_equal(block.flux[0], flux.astype(np.float32))
     np.testing.assert_array_equal(block.uncertainty[0], err.astype(np.float32))
