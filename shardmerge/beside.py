@@ -60,6 +60,8 @@ def check_report_path(report: str | None, out: str, inputs: Sequence[str], scrat
     file), land on or inside OUT or a name beside it that shardmerge keeps, or inside scratch (deleted)."""
     if not report:
         return
+    if report.endswith(os.sep) or os.path.basename(report) in ("", ".", ".."):
+        raise ReportPathError(f"--report {report}: names a folder, not a file: give the path of the JSON file")
     special = _special_kind(report)
     if special:
         raise ReportPathError(f"--report {report}: is {special}; the report is written to a file of its own and "

@@ -197,7 +197,8 @@ def main() -> None:
 @common_options
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="The store to publish (OUT.zarr).")
 @click.option("--scratch", type=click.Path(file_okay=False), default=None,
-              help="Where shard stores go (default: a node-local temp folder).")
+              help="Where shard stores go (default: SHARDMERGE_SCRATCH, else shardmerge-<uid> in the system "
+                   "temp folder).")
 @click.option("--scratch-kind", type=click.Choice(["auto", "shared", "node-local"]), default="auto", show_default=True,
               help="shared: workers write shards where this process reads them (--scratch on a filesystem every "
                    "node mounts). node-local: each worker writes to its own disk (SHARDMERGE_NODE_SCRATCH, else "

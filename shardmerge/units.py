@@ -119,6 +119,7 @@ _LABEL = re.compile(r"^\s*(?:flux|flux density|err|error|sigma|uncertainty|sky|s
                     re.IGNORECASE)
 # Angstrom as archives spell it (astropy reads "A" as ampere, and knows neither "Ang" nor "Angstroms")
 _ANGSTROM = re.compile(r"(?<![A-Za-z])(?:Angstroms?|angstroms?|ANGSTROMS?|Angstroem|Ang|ang|AA|A|Å|\u212b)(?![A-Za-z])")
+_ERGS = re.compile(r"(?<![A-Za-z])ergs(?![A-Za-z])", re.IGNORECASE)  # old IRAF files: "ergs/cm^2/s/A"
 _TEN_POWER = re.compile(r"(?<![\d.])10\^\(?([+-]?\d+)\)?")  # 10^-17 -> 10**-17 (astropy reads ^ only on units)
 
 
@@ -147,7 +148,7 @@ def _normalise_flux_unit(text: str) -> tuple[str, str | None]:
         text = label.group(1).strip()
         key = text.lower()
     candidate = _NAMED.get(key) or _NAMED.get(key.replace(" ", "")) or text
-    candidate = _TEN_POWER.sub(r"10**\1", _ANGSTROM.sub("Angstrom", candidate))
+    candidate = _TEN_POWER.sub(r"10**\1", _ANGSTROM.sub("Angstrom", _ERGS.sub("erg", candidate)))
     unit = _astropy_unit(candidate)
     if unit is None:
         return UNKNOWN_UNIT, f"flux unit {text!r} is not a unit astropy.units reads; kept as the source's spelling"

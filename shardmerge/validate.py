@@ -67,7 +67,10 @@ CHECKS: tuple[Check, ...] = (
     Check(5, "params/* and metadata/* are (N_spec,)", "spec", "every row-wise array has one value per spectrum"),
     Check(6, "no all-NaN or all-zero flux rows", "spec",
           "every flux row carries data (every chunk decoded; the gate: shard statistics and a decoded sample)"),
-    Check(7, "units attrs on spectral arrays", "spec", "wavelength and every 2-D float array state their units"),
+    Check(7, "units attrs on spectral arrays", "spec",
+          "wavelength and every 2-D float array state their units: a `units` astropy.units parses, or (flux-like "
+          "arrays) a `units_column` of per-spectrum units that all parse, or `units_unknown` with the source's "
+          "spelling; every other `units` attr parses too"),
     Check(8, "provenance attrs", "spec", "schema_version, ingest_pipeline, created_at, git_commit are set"),
     Check(9, "index.parquet has N_spec rows", "spec", "index.parquet exists, has N_spec rows and its columns"),
     Check(10, "every chunk exists", "shardmerge",

@@ -174,7 +174,7 @@ def test_a_publish_intent_that_is_a_link_is_not_followed(tmp_path, inputs):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("where", ["an input file", "a file in an input folder", "an @LIST file", "a listed file",
-                                   "OUT", "inside OUT.tmp", "inside scratch"])
+                                   "OUT", "inside OUT.tmp", "inside scratch", "a folder's name (trailing /)"])
 def test_a_report_path_that_would_replace_an_input_or_land_beside_out_is_refused(tmp_path, inputs, where):
     out = tmp_path / "o.zarr"
     listing = tmp_path / "files.txt"
@@ -192,6 +192,8 @@ def test_a_report_path_that_would_replace_an_input_or_land_beside_out_is_refused
         report = out
     elif where == "inside OUT.tmp":
         report = tmp_path / "o.zarr.tmp" / "r.json"
+    elif where.startswith("a folder"):
+        report = f"{tmp_path / 'rr.json'}/"  # the run would publish, then fail to write it
     else:
         report = tmp_path / "scratch" / "r.json"
     before = snapshot(tmp_path)

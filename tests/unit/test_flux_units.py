@@ -21,6 +21,8 @@ KNOWN = {
     "10^(-17) erg/s/cm^2/Ang": SDSS,
     "1e-17 erg/s/cm2/A": SDSS,
     "10**-17 erg/s/cm^2/A": SDSS,  # LAMOST
+    "ergs/cm^2/s/A": FLAM,  # old IRAF files
+    "ergs/cm2/s/A": FLAM,
     "10**-17 erg/(s cm2 Angstrom)": SDSS,  # DESI
     "Flux (10^-17 erg/s/cm^2/Ang)": SDSS,  # APOGEE apStar / apVisit BUNIT
     "10**(-19).erg.cm**(-2).s**(-1).angstrom**(-1)": 1e-2 * SDSS,  # ESO Phase 3 (LEGA-C)
