@@ -32,10 +32,11 @@ from .executors import (
 )
 from .executors.slurm import job_log_dir
 from .failpoints import failpoint
+from .filescan import BadFile, FileScan
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
-from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, needs_exact_grids
+from .plan import Plan, describe, longest_first, make_plan, needs_exact_grids
 from .progress import Progress, planned, progress_mode, run_display, stage
 from .provenance import provenance_attrs
 from .publish import TargetLock, check_target, publish, remove_own_tmp, sweep_leftovers, tmp_path

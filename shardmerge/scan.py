@@ -13,9 +13,9 @@ import numpy as np
 
 from .config import MAX_PIXELS, FormatChoice
 from .errors import BadFileError
+from .filescan import BadFile, FileScan
 from .filetable import is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
-from .plan import BadFile, FileScan
 from .readers import detect, get_reader, open_fits
 from .readers.base import check_grid
 from .readers.oddities import UNKNOWN_UNIT, Oddities
