@@ -39,7 +39,7 @@ from .schema import (
     flux_unit_attrs,
     rowwise_arrays,
 )
-from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
+from .shardstore import ROWS_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
 from .threads import Background
 from .zarrio import (
     StringChunks,
@@ -106,7 +106,6 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     """Preallocate everything with its final shape. Returns (2-D arrays, wavelength, row-wise arrays)."""
     groups = create_groups(root, REQUIRED_GROUPS)
     fmt, codec = plan.zarr_format, plan.codec
-    shape2d = (plan.n_spec, plan.n_pix)
     flux_attrs = flux_unit_attrs(plan.flux_units, plan.flux_unit_sources)
     attrs_2d = {a.name: {**(flux_attrs if a.units == "flux" else {"units": a.units} if a.units else {}),
                          "description": a.description}
@@ -115,18 +114,10 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
         attrs_2d[MASK_ARRAY].update({"flags": "bitmask", "padding_bit": 31,
                                      "source_conventions": list(plan.mask_conventions)})
     names_2d = shard_arrays(plan)
-    specs = [array_spec(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
-                        dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
-                        shards=plan.zarr_shards_2d)
-             for name in names_2d]
     wave_attrs = {"units": "Angstrom", "description": "wavelength (converted to Angstrom from the source unit)"}
-    if plan.wavelength_shared:
-        specs.append(array_spec(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
-                                dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))
-    else:
-        specs.append(array_spec(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d,
-                                dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
-                                shards=plan.zarr_shards_2d))
+    specs = spectral_specs(plan, plan.n_spec, lambda name: groups["signal" if name == "wavelength" else
+                                                                  ARRAY_BY_NAME[name].group],
+                           attrs=attrs_2d, wave_attrs=wave_attrs)
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
     row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys,
                                 plan.flux_unit_sources)

@@ -35,6 +35,7 @@ from .failpoints import failpoint
 from .filescan import BadFile, FileScan
 from .filetable import FileTable, FileTableBuilder
 from .headers import HeaderRules, load_header_rules
+from .jobs import NODE_LOCAL, ScanJob, ShardJob
 from .merge import StreamedMerge
 from .plan import Plan, describe, longest_first, make_plan, needs_exact_grids
 from .progress import Progress, planned, progress_mode, run_display, stage
@@ -126,8 +127,9 @@ def _scan(paths: Sequence[str], choice: FormatChoice, rules: HeaderRules, ex, pr
             else:
                 bad.append(r)
 
-    ex.map(scan_batch, batches(paths, scan_batch_files(len(paths), ex.workers)), choice, rules, strict,
-           exact_grids, name="scan", on_result=progress, fold=collect)
+    job = ScanJob(choice=choice, rules=rules, strict=strict, exact_grids=exact_grids)
+    ex.map(partial(scan_batch, job=job), batches(paths, scan_batch_files(len(paths), ex.workers)), name="scan",
+           on_result=progress, fold=collect)
     return table.finish(), bad
 
 
@@ -398,9 +400,9 @@ def write_shards(ex, plan: Plan, scans: FileTable, scratch: str, rules: HeaderRu
                         if isinstance(r, dict):
                             merging.shard_written(r["shard"])
 
-                    results = ex.map(write_shard, plan.shards, plan.context(file_table), scratch, rules, opts.strict,
-                                     name=f"shard-{plan.fingerprint}", retries=2, on_result=written_one,
-                                     keep_errors=(BadFileError, BadFilesError),
+                    job = ShardJob(layout=plan.context(file_table), scratch=scratch, rules=rules, strict=opts.strict)
+                    results = ex.map(partial(write_shard, job=job), plan.shards, name=f"shard-{plan.fingerprint}",
+                                     retries=2, on_result=written_one, keep_errors=(BadFileError, BadFilesError),
                                      first=longest_first(plan.shards, plan.n_pix))
         except BaseException:
             merging.abandon()
@@ -533,8 +535,10 @@ def _write_and_fetch(ex, plan: Plan, todo: list[int], round_no: int, context: Pl
 
     fetcher = Background(fetch_all, name="shardmerge-fetch")
     try:
-        written = ex.map(write_shard, [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
-                         context, scratch, rules, opts.strict, True, name=f"shard-{plan.fingerprint}-{round_no}",
+        job = ShardJob(layout=context, scratch=scratch, rules=rules, strict=opts.strict, transport=NODE_LOCAL)
+        written = ex.map(partial(write_shard, job=job),
+                         [replace(plan.shards[i], segments=plan.segments(plan.shards[i])) for i in todo],
+                         name=f"shard-{plan.fingerprint}-{round_no}",
                          retries=2, on_result=written_one, keep_errors=(BadFileError, BadFilesError),
                          first=longest_first([plan.shards[i] for i in todo], plan.n_pix))
         failpoint("shards-written")
