@@ -506,7 +506,7 @@ def consolidate(store: str) -> None:
         zarr.consolidate_metadata(store)
 
 
-def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
+def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
              stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
              linked: dict[str, list[int]], prechecked: dict | None = None) -> None:
@@ -566,7 +566,7 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
     return {k: v for k, v in src.items() if k not in ignored} == {k: v for k, v in dst.items() if k not in ignored}
 
 
-def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,
+def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
                       row_offset: int, shard_sums: dict[str, list[int]], link: bool,
                       checksums: dict[str, list[int]], linked: dict[str, list[int]],
                       prechecked: dict[str, tuple[list[int], tuple]] | None = None) -> int:

@@ -405,7 +405,7 @@ def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray
             raise BadFileError(seg.path, "wavelength grid differs from the one the scan found for every input")
 
 
-def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, meta: list[dict],
+def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, meta: list[dict],  # noqa: PLR0913 - one segment's row-wise values, from what its read returned
               projected: dict[str, str], values: SpectraBlock, table: _RowTable) -> None:
     n = seg.count
     idx = range(seg.first, seg.first + n)
