@@ -352,7 +352,7 @@ def validate_cmd(store, quiet, list_checks):
 def inspect_cmd(store, as_json, plot_png, plot_spectra):
     """Summarize a store: shape, chunks, codecs, sizes, provenance and source formats. Exit 2, with one
     line saying what STORE is, when it is not a store."""
-    from .inspect import plot, render, summarize
+    from .summary import plot, render, summarize
 
     try:
         summary = summarize(store)

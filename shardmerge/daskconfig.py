@@ -71,7 +71,7 @@ NOT_KEYS: dict[str, str] = {
 }
 
 # where tasks run: the config's `cluster` and `workers` apply only when the call chose none of these itself
-# (an explicit --scheduler with a configured `cluster: slurm` would otherwise be refused as a conflict)
+# (an explicit --scheduler with a configured batch `cluster:` would otherwise be refused as a conflict)
 _PLACE_CLUSTER = frozenset({"client", "scheduler", "workers", "cluster"})
 _PLACE_WORKERS = frozenset({"client", "scheduler", "workers"})
 _PATH_KEYS = frozenset({"scratch", "header-rules", "job-logs"})  # job-scratch: for the nodes, kept literal

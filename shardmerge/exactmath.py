@@ -128,7 +128,7 @@ def _split_into(a: np.ndarray, hi: np.ndarray, lo: np.ndarray, c: np.ndarray) ->
     np.subtract(a, hi, out=lo)
 
 
-def _two_prod_into(a, ah, al, bh, bl, b, p, e, t) -> None:
+def _two_prod_into(a, ah, al, bh, bl, b, p, e, t) -> None:  # noqa: PLR0913 - the error-free product's operands and outputs, in place: a hot kernel
     """p + e = a*b exactly (Dekker): e = ((ah*bh - p) + ah*bl + al*bh) + al*bl, with a split as ah + al and
     b as bh + bl (Veltkamp); t: scratch."""
     np.multiply(a, b, out=p)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import compress
 
 from .errors import PlanError
+from .filescan import FileScan
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +101,6 @@ class FileTable:
 
     def scan(self, row: int):
         """The row as the FileScan the scan returned (for the few places that want one file whole)."""
-        from .plan import FileScan  # plan imports this module
-
         p = self.profiles[self.profile[row]]
         return FileScan(path=self.path(row), size=self.size[row], mtime_ns=self.mtime_ns[row], format=p.format,
                         n_spectra=self.n_spectra[row], n_pix_max=self.n_pix_max[row], n_pix_min=self.n_pix_min[row],

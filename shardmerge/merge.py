@@ -40,7 +40,7 @@ from .schema import (
     flux_unit_attrs,
     rowwise_arrays,
 )
-from .shardstore import ROWS_FILE, array_dtype, load_manifest, manifest_matches, shard_arrays
+from .shardstore import ROWS_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
 from .threads import Background
 from .zarrio import (
     StringChunks,
@@ -107,7 +107,6 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
     """Preallocate everything with its final shape. Returns (2-D arrays, wavelength, row-wise arrays)."""
     groups = create_groups(root, REQUIRED_GROUPS)
     fmt, codec = plan.zarr_format, plan.codec
-    shape2d = (plan.n_spec, plan.n_pix)
     flux_attrs = flux_unit_attrs(plan.flux_units, plan.flux_unit_sources)
     attrs_2d = {a.name: {**(flux_attrs if a.units == "flux" else {"units": a.units} if a.units else {}),
                          "description": a.description}
@@ -116,18 +115,10 @@ def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], 
         attrs_2d[MASK_ARRAY].update({"flags": "bitmask", "padding_bit": 31,
                                      "source_conventions": list(plan.mask_conventions)})
     names_2d = shard_arrays(plan)
-    specs = [array_spec(groups[ARRAY_BY_NAME[name].group], name, shape=shape2d, chunks=plan.chunks_2d,
-                        dtype=array_dtype(name), codec=codec, zarr_format=fmt, attrs=attrs_2d[name],
-                        shards=plan.zarr_shards_2d)
-             for name in names_2d]
     wave_attrs = {"units": WAVELENGTH_UNITS, "description": "wavelength (converted to Angstrom from the source unit)"}
-    if plan.wavelength_shared:
-        specs.append(array_spec(groups["signal"], "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
-                                dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))
-    else:
-        specs.append(array_spec(groups["signal"], "wavelength", shape=shape2d, chunks=plan.chunks_2d,
-                                dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
-                                shards=plan.zarr_shards_2d))
+    specs = spectral_specs(plan, plan.n_spec, lambda name: groups["signal" if name == "wavelength" else
+                                                                  ARRAY_BY_NAME[name].group],
+                           attrs=attrs_2d, wave_attrs=wave_attrs)
     rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
     row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys,
                                 plan.flux_unit_sources)
@@ -516,7 +507,7 @@ def consolidate(store: str) -> None:
         zarr.consolidate_metadata(store)
 
 
-def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],
+def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
              stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
              linked: dict[str, list[int]], prechecked: dict | None = None) -> None:
@@ -576,7 +567,7 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
     return {k: v for k, v in src.items() if k not in ignored} == {k: v for k, v in dst.items() if k not in ignored}
 
 
-def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,
+def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
                       row_offset: int, shard_sums: dict[str, list[int]], link: bool,
                       checksums: dict[str, list[int]], linked: dict[str, list[int]],
                       prechecked: dict[str, tuple[list[int], tuple]] | None = None) -> int:

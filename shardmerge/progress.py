@@ -7,7 +7,7 @@ shown is the earliest unfinished one in PHASE_ORDER, so the merge's bar takes ov
 written. Log lines of the `shardmerge` logger go through `tqdm.write` (the handler `setup_logging` installs):
 printed above the bars, never into them.
 
-Where stderr is not a terminal (a SLURM job's log) there are no bars and no carriage returns: one line when a
+Where stderr is not a terminal (a batch job's log) there are no bars and no carriage returns: one line when a
 phase starts, one when it ends, and one every LOG_EVERY_S seconds or every tenth of the phase in between, each
 with the phase's rate and ETA and the run's. In a Jupyter kernel the bars are widgets (`tqdm.notebook`, with
 ipywidgets installed) or one text bar in the cell's output, and log lines go to the cell's output."""

@@ -131,8 +131,10 @@ class TargetLock:
         previous = _read_holder(fd)
         if previous != "holder unknown":  # the holder died without unlinking (flock went with it)
             log.warning("took over the lock of %s left by a run that is gone (%s)", self.path[:-5], previous)
+        from .executors.registry import batch_job_id  # here: the registry's package imports Dask
+
         info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+                "batch_job": batch_job_id()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)

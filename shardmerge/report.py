@@ -29,7 +29,7 @@ class RunReport:
     error: str = ""
     workers: int | None = None
     scheduler: str | None = None  # its address; "inline" without a cluster
-    cluster: dict[str, Any] | None = None  # kind, and for SLURM the job script and the times to workers
+    cluster: dict[str, Any] | None = None  # kind, and for batch jobs the job script and the times to workers
     scratch_kind: str | None = None  # "shared" or "node-local"
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
@@ -51,6 +51,59 @@ class RunReport:
         """A phase that began at `t0` (time.perf_counter) and ends now: one that no `with` block can
         enclose, such as a cluster's start (entering its context) or its close (leaving it)."""
         self.phases[name] = round(time.perf_counter() - t0, 4)
+
+    # What each stage's result adds. The stages return typed results; only these methods turn them into the
+    # report's counts (their JSON keys are what users and tests read, unchanged).
+
+    def record_cluster(self, ex: Any, scratch_kind: str) -> None:
+        self.workers, self.scheduler, self.cluster = ex.workers, ex.address, dict(ex.info)
+        self.scratch_kind = scratch_kind
+
+    def record_scan(self, scan: Any) -> None:
+        """stages.scan.ScanResult"""
+        self.counts["files_found"] = scan.files_found
+        self.counts["files_bad"] = len(scan.bad)
+        if scan.dropped:
+            self.counts["spectra_dropped_no_data"] = scan.dropped
+        self.skipped_files = [{"path": b.path, "reason": b.reason} for b in scan.bad]
+
+    def record_oddities(self, notes: dict[str, list[str]]) -> None:
+        """Per file, what was odd but accepted (stages.notes.input_notes)."""
+        if notes:
+            self.counts["files_odd"] = len(notes)
+            self.odd_files = [{"path": p, "notes": list(n)} for p, n in sorted(notes.items())]
+
+    def record_plan(self, summary: dict[str, Any], files: int, spectra: int, input_bytes: int) -> list[str]:
+        """plan.describe's summary and counts; the plan's warnings not reported before (each plan says them)."""
+        self.plan = summary
+        self.counts["files_ingested"], self.counts["spectra"], self.bytes["input"] = files, spectra, input_bytes
+        new = [w for w in summary["warnings"] if w not in self.warnings]
+        self.warnings += new
+        return new
+
+    def record_shards(self, tally: Any, transport: Any) -> None:
+        """stages.shards.ShardTally and the transport's own tallies (node-local fetches)."""
+        if tally.skipped:
+            self.skipped_files += tally.skipped
+            self.counts["files_bad"] = self.counts.get("files_bad", 0) + len(tally.skipped)
+            self.counts["replans_after_bad_data"] = tally.replans
+        for key, value in (("shards_total", tally.total), ("shards_reused", tally.reused),
+                           ("shards_kept_after_bad_data", tally.kept_after_bad),
+                           ("shards_recomputed_lost", getattr(transport, "recomputed_lost", 0) or None),
+                           ("shards_fetched", getattr(transport, "fetched", 0) or None)):
+            if value is not None:
+                self.counts[key] = value
+        if getattr(transport, "fetched", 0):
+            self.bytes["fetched"] = transport.fetched_bytes
+
+    def record_gate(self, gate: Any) -> None:
+        """stages.finish.GateResult"""
+        self.gate_flux_rows, self.checks, self.checks_summary = gate.flux_rows, gate.checks, gate.summary
+
+    def record_publish(self, method: str | None) -> None:
+        if method is not None:
+            self.publish_method = method
+        self.status = "published"
 
     def as_dict(self) -> dict[str, Any]:
         return {

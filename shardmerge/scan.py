@@ -1,7 +1,7 @@
 """Stage 1: learn, from headers, what each input file holds (`discover` finds the files).
 
-`scan_batch` is the Dask task: it takes paths and plain values and returns plain records, one per file,
-either a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on)."""
+`scan_files` is the Dask task (tasks.scan_batch): it takes paths and one ScanJob and returns plain records,
+one per file, either a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import numpy as np
 
 from .config import MAX_PIXELS, FormatChoice
 from .errors import BadFileError
+from .filescan import BadFile, FileScan
 from .filetable import is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
-from .plan import BadFile, FileScan
+from .jobs import ScanJob
 from .readers import detect, get_reader, open_fits
 from .readers.base import Layout, check_grid
 from .readers.fitsio import data_summary, hdu_label
@@ -108,14 +109,14 @@ def unread_hdus(hdul: object, layout: Layout) -> list[str]:
     return out
 
 
-def scan_batch(paths: Sequence[str], choice: FormatChoice | None, rules: HeaderRules,
-               strict: frozenset[str] = frozenset(), exact_grids: bool = False) -> list[FileScan | BadFile]:
-    """Dask task: scan many files in one task (per-task overhead dwarfs one small file's parse)."""
+def scan_files(paths: Sequence[str], job: ScanJob) -> list[FileScan | BadFile]:
+    """Dask task (tasks.scan_batch): scan many files in one task (per-task overhead dwarfs one small file's
+    parse), each by the one job description of the pass."""
     out: list[FileScan | BadFile] = []
     shared = SharedTuples()  # files of a survey mostly have the same keys: pickle each tuple once
     for path in paths:
         try:
-            out.append(shared.apply(scan_file(path, choice, rules, strict, exact_grids)))
+            out.append(shared.apply(scan_file(path, job.choice, job.rules, job.strict, job.exact_grids)))
         except BadFileError as exc:
             out.append(BadFile(exc.path, exc.reason))
     return out

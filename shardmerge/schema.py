@@ -74,9 +74,8 @@ def arrays_for(capabilities: frozenset[str] | set[str]) -> tuple[ArraySpec, ...]
     return tuple(a for a in ARRAYS if not a.capability or a.capability in capabilities)
 
 
-# 2-D float arrays (the spectral ones: units attrs required) and every 2-D array: name → group
+# 2-D float arrays (the spectral ones: units attrs required): name → group
 SPECTRAL_2D = {a.name: a.group for a in ARRAYS if a.dtype.startswith("float")}
-ARRAYS_2D = {a.name: a.group for a in ARRAYS}
 REQUIRED_ARRAYS = (
     "signal/wavelength",
     "signal/flux_raw",

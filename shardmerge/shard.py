@@ -23,6 +23,7 @@ from .errors import BadFileError, BadFilesError, ShardError
 from .failpoints import failpoint
 from .filetable import stat_id
 from .headers import HeaderRules
+from .jobs import ShardJob
 from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
@@ -32,18 +33,18 @@ from .readers.splitsums import segment_sums
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
 from .shardstore import (
     ROWS_FILE,
-    array_dtype,
     load_manifest,
     manifest_matches,
     node_scratch,
     read_segments,
     shard_arrays,
     shard_path,
+    spectral_specs,
     write_manifest,
 )
 from .store import flux_row_faults
 from .units import normalise_flux_unit
-from .zarrio import array_spec, create_arrays, write_slab
+from .zarrio import create_arrays, write_slab
 
 
 @dataclass
@@ -70,27 +71,35 @@ _ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=Tru
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
-                strict: frozenset[str] = frozenset(), node_local: bool = False) -> dict:
-    """Dask task. `plan` is the context (Plan.context()): the shard reads its files from the plan's file
-    table, or, node-local (`node_local`: scratch on this worker's own disk, shardstore.node_scratch), from
-    the segments the shard carries. Returns the shard's manifest, with the address of the worker that
-    holds the store (`worker`).
+                strict: frozenset[str] = frozenset()) -> dict:
+    """`write_shard_job` on shared scratch, its job spelled out (for callers in this process)."""
+    return write_shard_job(shard, ShardJob(layout=plan, scratch=scratch, rules=rules, strict=strict))
+
+
+def write_shard_job(shard: ShardSpec, job: ShardJob) -> dict:
+    """Dask task (tasks.write_shard). `job.layout` is the plan's context (Plan.context()): the shard reads its
+    files from the plan's file table, or, node-local (`job.transport`: scratch on this worker's own disk,
+    shardstore.node_scratch), from the segments the shard carries. Returns the shard's manifest, with the
+    address of the worker that holds the store (`worker`).
 
     This is where each input's data is read, once, and verified before use (`open_verified`): damage found
     here raises a BadFileError naming the file (the pipeline leaves it out under --on-bad-file skip). The
     oddities found on the way (a placeholder DATASUM, a stale CHECKSUM) travel in the manifest's `notes`;
-    `strict` refuses them, for a reused shard too. A file split with other shards is the exception: this
+    `job.strict` refuses them, for a reused shard too. A file split with other shards is the exception: this
     shard reads only its rows and records its part of the file's sums (`split_sums`), which the ingest
     adds up and judges, by the same policy, before anything can be published.
 
     Dask may run two attempts of one shard at once (a worker that stopped heartbeating keeps writing after
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
     manifest last, then renames; the first rename wins and a later attempt drops its partial."""
-    if node_local:
-        scratch = node_scratch(scratch)
-    elif not os.path.isdir(scratch):  # a node that does not mount the driver's scratch: never write locally
-        raise ShardError(f"scratch {scratch} does not exist on {os.uname().nodename}; --scratch must be a folder "
-                         "every node mounts at the same path")
+    plan, strict = job.layout, job.strict
+    if job.node_local:
+        scratch = node_scratch(job.scratch)
+    elif not os.path.isdir(job.scratch):  # a node that does not mount the driver's scratch: never write locally
+        raise ShardError(f"scratch {job.scratch} does not exist on {os.uname().nodename}; --scratch must be a "
+                         "folder every node mounts at the same path")
+    else:
+        scratch = job.scratch
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
     here = _worker_address()
@@ -106,7 +115,7 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
             failpoint("shard-start")
             segments = shard.segments or read_segments(plan, shard)
             try:
-                manifest = _materialize(plan, shard, segments, partial, rules, strict)
+                manifest = _materialize(plan, shard, segments, partial, job)
             except BadFileError as first:  # name every damaged file of the shard, not only the first
                 others = _damage_after(segments, first.path, strict)
                 if not others:
@@ -176,71 +185,25 @@ def _rename_first_wins(partial: str, final: str) -> bool:
     return False
 
 
-def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...], path: str, rules: HeaderRules,
-                 strict: frozenset[str]) -> dict:
+def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...], path: str, job: ShardJob) -> dict:
+    """Write the shard store at `path` (a partial, renamed into place by the caller): each segment read and
+    verified, copied into whole storage files of rows; returns its manifest (without the file list)."""
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
-    n_rows = shard.n_rows
     names = shard_arrays(plan)
-    specs = [array_spec(group, name, shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d, dtype=array_dtype(name),
-                        codec=plan.codec, zarr_format=plan.zarr_format, shards=plan.zarr_shards_2d)
-             for name in names]
-    if plan.wavelength_shared:
-        specs.append(array_spec(group, "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,), dims=("pixel",),
-                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format))
-    else:
-        specs.append(array_spec(group, "wavelength", shape=(n_rows, plan.n_pix), chunks=plan.chunks_2d,
-                                dtype="float64", codec=plan.codec, zarr_format=plan.zarr_format,
-                                shards=plan.zarr_shards_2d))
-    *created, wave_arr = create_arrays(specs)
-    arrays = dict(zip(names, created, strict=True))
+    *created, wave_arr = create_arrays(spectral_specs(plan, shard.n_rows, lambda name: group))
+    rows = _ShardRows(plan, names, dict(zip(names, created, strict=True)), wave_arr, shard.n_rows)
     table = _RowTable()
-    stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
     shared_grid: list[np.ndarray] = []
-    block = _new_block(plan, names, 0, n_rows)
-    local = 0
     notes: dict[str, list[str]] = {}
     split_sums: dict[str, dict] = {}  # per file split with other shards: this shard's part of its sums
     for seg in segments:
-        _check_unchanged(seg)
-        reader = get_reader(seg.format, plan.mapping)
-        oddities = Oddities(seg.path, strict)
-        opened = open_rows(seg.path, oddities, verifies=seg.verifies_file(plan.shard_rows)) if seg.part_of_file else \
-            open_verified(seg.path, oddities)
-        with opened as hdul:
-            layout = reader.layout(seg.path, hdul)
-            if seg.first + seg.count > layout.n_spectra:
-                raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "
-                                             f"{seg.first + seg.count}")
-            for g in np.unique(layout.grid_of[seg.first : seg.first + seg.count]):  # the scan may have seen
-                check_grid(seg.path, layout.grids[int(g)])  # only a header's description of a grid
-            values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
-            _check_block(seg, values, layout)
-            for comp in seg.companions:
-                _join_companion(seg, layout, values, comp, strict, notes)
-            meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
-            projected = reader.projected_headers(hdul, layout, rules)
-            if seg.part_of_file:
-                sums = segment_sums(hdul, seg.first, seg.count, seg.file_spectra)
-                if sums is not None:
-                    split_sums[seg.path] = sums
-        _add_notes(notes, oddities)
+        layout, values, meta, projected = _read_segment(plan, seg, job, notes, split_sums)
         _add_rows(plan, shard, seg, layout, meta, projected, values, table)
         if plan.wavelength_shared:
             _check_shared_grid(seg, layout, shared_grid)
-        # copy the segment into chunk-row blocks, flushing each block as whole chunks
-        done = 0
-        while done < seg.count:
-            take = min(seg.count - done, block.n - block.filled)
-            _fill(block, values, layout, seg, done, take)
-            block.filled += take
-            done += take
-            local += take
-            if block.filled == block.n:
-                _flux_row_stats(block, stats)
-                _flush(block, arrays, wave_arr)
-                block = _new_block(plan, names, local, n_rows)
-    if local != n_rows:
-        raise ShardError(f"{shard.name}: filled {local} rows, expected {n_rows}")
+        rows.add(seg, values, layout)
+    if rows.local != shard.n_rows:
+        raise ShardError(f"{shard.name}: filled {rows.local} rows, expected {shard.n_rows}")
     if plan.wavelength_shared:
         _write_shared(wave_arr, shared_grid[0])
     pq.write_table(pa.table(table.columns), os.path.join(path, ROWS_FILE))
@@ -253,7 +216,7 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         "arrays": names,
         # rows (global) whose flux is all NaN / whose finite flux is all 0: the gate's check 6 can rely on
         # these for raw-copied, checksum-verified chunks, decoding only a sample to confirm them
-        "flux_rows": {k: [shard.row_start + r for r in v] for k, v in stats.items()},
+        "flux_rows": {k: [shard.row_start + r for r in v] for k, v in rows.stats.items()},
         "n_inputs": len(segments),  # which ones: the key hashes them (no path lists: 10^4 manifests are kept)
         "notes": notes,  # per input: the oddities found while reading its data (checksum habits)
         "split_sums": split_sums,  # the ingest verifies a split file once all of its shards are written
@@ -261,6 +224,62 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         "host": os.uname().nodename,
         "pid": os.getpid(),
     }
+
+
+def _read_segment(plan: Plan, seg: FileSegment, job: ShardJob, notes: dict[str, list[str]],
+                  split_sums: dict[str, dict]) -> tuple[Layout, SpectraBlock, list[dict], dict[str, str]]:
+    """One segment's spectra, read and verified (a whole file's sums, or this part's into `split_sums`), its
+    companions joined, its oddities added to `notes`: (layout, values, row metadata, projected headers)."""
+    _check_unchanged(seg)
+    reader = get_reader(seg.format, plan.mapping)
+    oddities = Oddities(seg.path, job.strict)
+    opened = open_rows(seg.path, oddities, verifies=seg.verifies_file(plan.shard_rows)) if seg.part_of_file else \
+        open_verified(seg.path, oddities)
+    with opened as hdul:
+        layout = reader.layout(seg.path, hdul)
+        if seg.first + seg.count > layout.n_spectra:
+            raise BadFileError(seg.path, f"now holds {layout.n_spectra} spectra; the plan expected at least "
+                                         f"{seg.first + seg.count}")
+        for g in np.unique(layout.grid_of[seg.first : seg.first + seg.count]):  # the scan may have seen
+            check_grid(seg.path, layout.grids[int(g)])  # only a header's description of a grid
+        values = reader.read(seg.path, hdul, layout, seg.first, seg.count)
+        _check_block(seg, values, layout)
+        for comp in seg.companions:
+            _join_companion(seg, layout, values, comp, job.strict, notes)
+        meta = reader.row_metadata(hdul, layout, seg.first, seg.count)
+        projected = reader.projected_headers(hdul, layout, job.rules)
+        if seg.part_of_file:
+            sums = segment_sums(hdul, seg.first, seg.count, seg.file_spectra)
+            if sums is not None:
+                split_sums[seg.path] = sums
+    _add_notes(notes, oddities)
+    return layout, values, meta, projected
+
+
+class _ShardRows:
+    """The shard's 2-D arrays filled segment by segment through chunk-row blocks, each flushed as whole
+    storage files once full; the gate's flux-row statistics taken on the way (`stats`)."""
+
+    def __init__(self, plan: Plan, names: list[str], arrays: dict[str, zarr.Array], wave_arr: zarr.Array,
+                 n_rows: int) -> None:
+        self.plan, self.names, self.arrays, self.wave_arr, self.n_rows = plan, names, arrays, wave_arr, n_rows
+        self.stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
+        self.local = 0  # shard-local rows filled so far
+        self.block = _new_block(plan, names, 0, n_rows)
+
+    def add(self, seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:
+        done = 0
+        while done < seg.count:
+            block = self.block
+            take = min(seg.count - done, block.n - block.filled)
+            _fill(block, values, layout, seg, done, take)
+            block.filled += take
+            done += take
+            self.local += take
+            if block.filled == block.n:
+                _flux_row_stats(block, self.stats)
+                _flush(block, self.arrays, self.wave_arr)
+                self.block = _new_block(self.plan, self.names, self.local, self.n_rows)
 
 
 def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
@@ -386,7 +405,7 @@ def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray
             raise BadFileError(seg.path, "wavelength grid differs from the one the scan found for every input")
 
 
-def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, meta: list[dict],
+def _add_rows(plan: Plan, shard: ShardSpec, seg: FileSegment, layout: Layout, meta: list[dict],  # noqa: PLR0913 - one segment's row-wise values, from what its read returned
               projected: dict[str, str], values: SpectraBlock, table: _RowTable) -> None:
     n = seg.count
     idx = range(seg.first, seg.first + n)

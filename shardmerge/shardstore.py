@@ -43,6 +43,28 @@ def array_dtype(name: str) -> str:
     return ARRAY_BY_NAME[name].dtype
 
 
+def spectral_specs(plan: Plan, n_rows: int, group_of: Callable[[str], object],
+                   attrs: Mapping[str, dict] | None = None, wave_attrs: dict | None = None) -> list:
+    """The specs (zarrio.array_spec) of the 2-D arrays, in shard_arrays' order, then `wavelength`, for `n_rows`
+    rows: a shard's and the store's are the same arrays, chunking and codec. `group_of(name)`: the group an
+    array goes in (a shard's one group, the store's by schema group; "wavelength" for the grid)."""
+    from .zarrio import array_spec  # zarr: the task and the merge have it imported already
+
+    fmt, codec, shape2d = plan.zarr_format, plan.codec, (n_rows, plan.n_pix)
+    specs = [array_spec(group_of(name), name, shape=shape2d, chunks=plan.chunks_2d, dtype=array_dtype(name),
+                        codec=codec, zarr_format=fmt, shards=plan.zarr_shards_2d,
+                        **({"attrs": attrs[name]} if attrs else {}))
+             for name in shard_arrays(plan)]
+    if plan.wavelength_shared:
+        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
+                                dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))
+    else:
+        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=shape2d, chunks=plan.chunks_2d,
+                                dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
+                                shards=plan.zarr_shards_2d))
+    return specs
+
+
 def load_manifest(path: str) -> dict | None:
     try:
         with open(os.path.join(path, MANIFEST_FILE), encoding="utf-8") as f:
@@ -193,7 +215,7 @@ def private_folder(folder: str, choose: str = "choose another --scratch") -> Non
 def node_scratch(scratch: str) -> str:
     """Node-local scratch, on the worker: `<hash of OUT>-node` under this node's own root, which is
     `SHARDMERGE_NODE_SCRATCH` in the worker's environment, else `SHARDMERGE_SCRATCH`, else the system temp
-    folder (`TMPDIR`, which SLURM sites often point at the job's local disk)."""
+    folder (`TMPDIR`, which batch sites often point at the job's local disk)."""
     folder = _node_scratch_path(scratch)
     fix = f"on {os.uname().nodename}, set SHARDMERGE_NODE_SCRATCH in the workers' environment to another folder"
     private_folder(os.path.dirname(folder), fix)

@@ -1,19 +1,26 @@
 """The functions the driver hands to workers, by reference: each imports its stage when it first runs, so
 the driver of a cluster run never imports the readers and astropy (~0.45 s before its first task).
-Workers forked from the forkserver have those stages imported already (forkserver.WORKER_PRELOAD)."""
+Workers forked from the forkserver have those stages imported already (forkserver.WORKER_PRELOAD).
+
+Each takes its item (a batch of paths, one shard) and, by keyword, the map's one job description
+(jobs.ScanJob, jobs.ShardJob): `ex.map(partial(write_shard, job=job), shards, ...)`."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+
+from .filescan import BadFile, FileScan
+from .jobs import ScanJob, ShardJob
+from .plan import ShardSpec
 
 
-def scan_batch(*args: Any) -> list:
-    from .scan import scan_batch as run
+def scan_batch(paths: Sequence[str], *, job: ScanJob) -> list[FileScan | BadFile]:
+    from .scan import scan_files
 
-    return run(*args)
+    return scan_files(paths, job)
 
 
-def write_shard(*args: Any) -> dict:
-    from .shard import write_shard as run
+def write_shard(shard: ShardSpec, *, job: ShardJob) -> dict:
+    from .shard import write_shard_job
 
-    return run(*args)
+    return write_shard_job(shard, job)

@@ -29,7 +29,7 @@ def compressors(codec: CodecConfig, zarr_format: int) -> list:
 ArraySpec = tuple[zarr.Group, str, dict]
 
 
-def array_spec(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],
+def array_spec(group: zarr.Group, name: str, *, shape: tuple[int, ...], chunks: tuple[int, ...],  # noqa: PLR0913 - keyword-only, one per zarr array property
                dtype: str | type, codec: CodecConfig, zarr_format: int, attrs: dict | None = None,
                dims: tuple[str, ...] | None = None, shards: tuple[int, ...] | None = None) -> ArraySpec:
     """What create_arrays needs to preallocate one array with its final shape. Every chunk is written even

@@ -6,6 +6,7 @@ jobqueue.py) plus one row in BACKENDS. Pure data: importing it costs nothing (no
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,3 +130,12 @@ def backend_options() -> list[Option]:
 def cluster_help() -> str:
     """`--cluster`'s help: each selectable kind and what it runs on."""
     return "; ".join(f"{name}: {b.summary}" for name, b in BACKENDS.items() if b.selectable) + "."
+
+# the environment variable in which each batch system tells a job its id (SGE's JOB_ID last: generic name)
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "OAR_JOB_ID", "JOB_ID")
+
+
+def batch_job_id() -> str:
+    """This process's batch job, as VARIABLE=id (e.g. SLURM_JOB_ID=123), or "" outside one."""
+    return next((f"{v}={os.environ[v]}" for v in JOB_ID_VARIABLES if os.environ.get(v)), "")
+

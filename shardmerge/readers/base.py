@@ -18,8 +18,8 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from ..filescan import GRID_HINT
 from ..headers import HeaderRules, canonical_fields, project_header
-from ..plan import GRID_HINT
 from .fitsio import hdu_label
 
 

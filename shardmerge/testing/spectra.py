@@ -76,7 +76,7 @@ def wcs_wavelength(crval: float, cdelt: float, n: int, log: bool) -> np.ndarray:
     return exp10(axis) if log else axis
 
 
-def make_wcs1d(path: str | Path, *, i: int = 0, n_pix: int = 3000, crval: float = 4000.0, cdelt: float = 1.0,
+def make_wcs1d(path: str | Path, *, i: int = 0, n_pix: int = 3000, crval: float = 4000.0, cdelt: float = 1.0,  # noqa: PLR0913 - keyword-only knobs of a test-file generator
                log: bool = False, uncertainty: str | None = "ivar", seed: int = 0,
                flux: np.ndarray | None = None) -> Path:
     """Layout (a): 1-D image + optional IVAR / ERR / VAR extension."""
@@ -96,7 +96,7 @@ def make_wcs1d(path: str | Path, *, i: int = 0, n_pix: int = 3000, crval: float 
     return write_fits(fits.HDUList(hdus), Path(path))
 
 
-def make_image2d(path: str | Path, *, i: int = 0, n_rows: int = 16, n_pix: int = 2000, crval: float = 3.58,
+def make_image2d(path: str | Path, *, i: int = 0, n_rows: int = 16, n_pix: int = 2000, crval: float = 3.58,  # noqa: PLR0913 - keyword-only knobs of a test-file generator
                  cdelt: float = 1e-4, log: bool = True, seed: int = 0, bad_rows: dict[int, str] | None = None
                  ) -> Path:
     """Layout (b): one spectrum per row, shared log-linear WCS, IVAR image of the same shape.

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from shardmerge import pipeline
+from shardmerge.stages import finish
 from shardmerge.testing.spectra import make_image2d, make_mixed_corpus, make_wcs1d
 from tests.faults.helpers import (
     LAYOUT,
@@ -33,7 +34,7 @@ from tests.storecmp import chunk_files
 def test_chunk_damaged_before_the_gate_fails_it_naming_the_chunk(tmp_path, corpus, monkeypatch, array, damage):
     out = tmp_path / "out.zarr"
     chunk = os.path.join(*array.split("/"), "c", "1", "0")
-    real = pipeline.failpoint
+    real = finish.failpoint
 
     def damage_then_continue(name):
         if name == "gate-start":
@@ -52,7 +53,7 @@ def test_chunk_damaged_before_the_gate_fails_it_naming_the_chunk(tmp_path, corpu
                     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         real(name)
 
-    monkeypatch.setattr(pipeline, "failpoint", damage_then_continue)
+    monkeypatch.setattr(finish, "failpoint", damage_then_continue)
     r = run_cli("ingest", corpus, "-o", out, "--workers", "0", *LAYOUT)
     assert r.exit_code == 4, r
     assert f"11 every file is what the merge wrote: {chunk}" in r.output

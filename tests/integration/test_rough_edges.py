@@ -146,7 +146,7 @@ def test_checks_stopped_by_a_link_leaving_the_store_are_each_counted(one_unit, t
 def _labels(store, n):
     import matplotlib.pyplot as plt
 
-    from shardmerge.inspect import plot_figure
+    from shardmerge.summary import plot_figure
 
     fig, rows = plot_figure(str(store), n)
     try:

@@ -176,7 +176,7 @@ def test_the_registry_orders_readers_by_priority_and_refuses_clashes():
 def test_an_sdss_spec_file_is_scanned_from_its_header_blocks(tmp_path, monkeypatch):
     """The scan describes the grid from COEFF0/COEFF1 (a hint, never taken for a shared grid) and reads
     no data unit; with exact_grids it reads the loglam column, as before."""
-    from shardmerge.plan import GRID_HINT
+    from shardmerge.filescan import GRID_HINT
     from shardmerge.readers import fastfits
 
     p = make_sdss_coadd(tmp_path / "spec.fits", n_pix=3000)
