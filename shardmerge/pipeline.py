@@ -304,6 +304,7 @@ def _ingest_locked(opts: IngestOptions, out: str, report: RunReport, rules: Head
             # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel
             # filesystem)
             report.bytes["scratch"] = sum(size for m in manifests for size, _ in m["files"].values())
+            report.bytes["inflated"] = sum(m.get("inflated_bytes", 0) for m in manifests if not m.get("reused"))
             with storage_errors(tmp, device_errors=True):
                 _merge_gate_publish(opts, plan, len(scans), notes, tmp, out, report, merging)
             waiting = time.perf_counter()

@@ -27,6 +27,7 @@ from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
 from .readers.fitsio import open_rows, open_verified, whole_file_verdict
+from .readers.inflate import inflating_once
 from .readers.oddities import Oddities, kind_of
 from .readers.splitsums import segment_sums
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
@@ -105,13 +106,15 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
         with storage_errors(scratch):
             failpoint("shard-start")
             segments = shard.segments or read_segments(plan, shard)
-            try:
-                manifest = _materialize(plan, shard, segments, partial, rules, strict)
-            except BadFileError as first:  # name every damaged file of the shard, not only the first
-                others = _damage_after(segments, first.path, strict)
-                if not others:
-                    raise
-                raise BadFilesError([(first.path, first.reason), *others]) from first
+            with inflating_once(scratch) as inflations:  # a gzip'd file split between shards: inflated once
+                try:
+                    manifest = _materialize(plan, shard, segments, partial, rules, strict)
+                except BadFileError as first:  # name every damaged file of the shard, not only the first
+                    others = _damage_after(segments, first.path, strict)
+                    if not others:
+                        raise
+                    raise BadFilesError([(first.path, first.reason), *others]) from first
+            manifest["inflated_bytes"] = inflations.inflated_bytes
             manifest["files"] = fsync_tree(partial, checksums=True)
             manifest["seconds"] = round(time.perf_counter() - t0, 4)
             write_manifest(partial, manifest)

@@ -18,7 +18,7 @@ from astropy.utils.exceptions import AstropyWarning
 from ..errors import BadFileError, ShardmergeError
 from . import fastfits
 from .checksum import verify_hdu
-from .inflate import GZIP_MAGIC, GzipSource
+from .inflate import GZIP_MAGIC, GzipSource, InflatedCopy, existing_copy, open_gzip
 from .oddities import FITS_WARNING, Oddities
 from .values import numeric_scaling
 
@@ -41,7 +41,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
     astropy. With `headers_only` (the scan), an uncompressed file is read header block by header block and
     its data units only when a reader asks for one (a table's wavelength column): the shard task reads the
     data, and verifies it, once. With `rows_on_demand` as well, a plain image's data is read as it is
-    indexed (`fastfits.RowsOnDemand`); a gzip'd file is then a `GzipSource`, inflated as it is read.
+    indexed (`fastfits.RowsOnDemand`); a gzip'd file is then read through `inflate.open_gzip`: in a shard
+    task, its inflated copy on scratch (made once per run), else a `GzipSource` inflated as it is read.
     `max_pixels` (the scan's): an HDU whose header announces a longer spectrum is refused
     (`fastfits.check_pixels`), a gzip'd one before its data is inflated."""
     size = None  # the (inflated) file's size, that the headers' data units are checked against
@@ -56,12 +57,14 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 try:
                     if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # inflated forward, capped by its headers
                         file.close()
-                        file = GzipSource(path, record=rows_on_demand, max_pixels=max_pixels)
+                        # a shard segment's rows: once per run, through an inflated copy (inflate.open_gzip)
+                        file = open_gzip(path, record=True, max_pixels=max_pixels) if rows_on_demand else \
+                            GzipSource(path, max_pixels=max_pixels)
                     size = file.size
                     if fast:  # None: a table astropy must read, or damage
                         hdul = fastfits.parse_source(file, rows_on_demand)
                     if hdul is None:  # astropy reads bytes: of a gzip'd file, as far as its headers announce
-                        raw = file.read(0, file.size) if isinstance(file, GzipSource) else None
+                        raw = file.read(0, file.size) if isinstance(file, GzipSource | InflatedCopy) else None
                 finally:
                     if hdul is None:
                         file.close()
@@ -254,7 +257,12 @@ def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = Fals
 
 def read_bytes(path: str) -> bytes:
     """The file's bytes, one open, one read; a gzip'd file's inflated as far as its headers announce (and a
-    bounded sample of what follows: `inflate.GzipSource`), never the whole stream."""
+    bounded sample of what follows: `inflate.GzipSource`), never the whole stream; in a shard task, from
+    the file's inflated copy when one was made (the same bytes)."""
+    copy = existing_copy(path)
+    if copy is not None:
+        with open(copy, "rb") as f:
+            return f.read()
     try:
         with open(path, "rb") as f:
             head = f.read(len(GZIP_MAGIC))
