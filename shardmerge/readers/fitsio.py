@@ -30,7 +30,7 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 @contextmanager
 def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
               headers_only: bool = False, rows_on_demand: bool = False,
-              max_pixels: int | None = None) -> Iterator[fits.HDUList]:
+              max_pixels: int | None = None, max_table_bytes: int | None = None) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
     failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
     a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
@@ -44,7 +44,8 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
     indexed (`fastfits.RowsOnDemand`); a gzip'd file is then read through `inflate.open_gzip`: in a shard
     task, its inflated copy on scratch (made once per run), else a `GzipSource` inflated as it is read.
     `max_pixels` (the scan's): an HDU whose header announces a longer spectrum is refused
-    (`fastfits.check_pixels`), a gzip'd one before its data is inflated."""
+    (`fastfits.check_pixels`), a gzip'd one before its data is inflated; `max_table_bytes` (the scan's): so is
+    a binary table whose data unit is larger (`fastfits.check_table_bytes`: astropy reads tables whole)."""
     size = None  # the (inflated) file's size, that the headers' data units are checked against
     with warnings.catch_warnings():
         warned: list[str] = []
@@ -59,7 +60,7 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                         file.close()
                         # a shard segment's rows: once per run, through an inflated copy (inflate.open_gzip)
                         file = open_gzip(path, record=True, max_pixels=max_pixels) if rows_on_demand else \
-                            GzipSource(path, max_pixels=max_pixels)
+                            GzipSource(path, max_pixels=max_pixels, max_table_bytes=max_table_bytes)
                     size = file.size
                     if fast:  # None: a table astropy must read, or damage
                         hdul = fastfits.parse_source(file, rows_on_demand)
@@ -89,9 +90,11 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 load_hdus(path, hdul)
                 check_complete(path, hdul, size if size is not None else len(raw) if raw is not None
                                else os.path.getsize(path))
-            if max_pixels is not None:
-                for i, hdu in enumerate(hdul):
+            for i, hdu in enumerate(hdul):  # from the headers: astropy reads data only when it is touched
+                if max_pixels is not None:
                     fastfits.check_pixels(path, i, hdu.header, max_pixels)
+                if max_table_bytes is not None:
+                    fastfits.check_table_bytes(path, i, hdu.header, max_table_bytes)
             if isinstance(hdul, fits.HDUList):  # the fast path leaves scaled images (BSCALE/BZERO) to astropy
                 numeric_scaling(path, hdul, oddities)
             yield hdul

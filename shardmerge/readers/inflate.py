@@ -8,7 +8,7 @@ at the end of the last HDU that the headers announce. What follows that end is i
 `TRAIL_SAMPLE` bytes, and judged by the same policy as the trailing bytes of a plain file (zeros or
 blanks: ignored; anything else: astropy's verdict, an oddity or damage), so a stream that goes on for GiB
 past its headers costs nothing more. A header announcing a spectrum longer than `max_pixels` is refused
-before its data unit is inflated at all.
+before its data unit is inflated at all, as is a table larger than `max_table_bytes`.
 
 A gzip'd multi-spectrum file split between shards is inflated once per run, not once per shard task: inside
 a shard task (`inflating_once`, set up by the shard task around its reads), `open_gzip` reads an inflated
@@ -35,7 +35,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ..errors import BadFileError
-from .fastfits import _PRINTABLE, BLOCK, MAX_HEADER_BYTES, FastHeader, FileSource, check_pixels, data_bytes
+from .fastfits import (
+    _PRINTABLE,
+    BLOCK,
+    MAX_HEADER_BYTES,
+    FastHeader,
+    FileSource,
+    check_pixels,
+    check_table_bytes,
+    data_bytes,
+)
 
 log = logging.getLogger("shardmerge")
 
@@ -82,7 +91,7 @@ class GzipSource(FileSource):
     the headers again inflates nothing."""
 
     def __init__(self, path: str, record: bool = False, max_pixels: int | None = None,
-                 sink: _CopySink | None = None):
+                 sink: _CopySink | None = None, max_table_bytes: int | None = None):
         super().__init__(path, record)
         self._compressed_size = self.size
         self._kept: dict[int, bytes] = {}  # offset -> header block (or the trailing sample)
@@ -91,7 +100,7 @@ class GzipSource(FileSource):
         self._sink = sink  # gets what the structure pass inflates, in order: the inflated copy
         self._restart()
         try:
-            self.size = self._structure(max_pixels)
+            self.size = self._structure(max_pixels, max_table_bytes)
         except BaseException:
             self.close()
             raise
@@ -168,7 +177,7 @@ class GzipSource(FileSource):
         return data
 
     # -- the headers -----------------------------------------------------------------------------------
-    def _structure(self, max_pixels: int | None) -> int:
+    def _structure(self, max_pixels: int | None, max_table_bytes: int | None) -> int:
         pos = header_bytes = 0
         index = 0
         while True:
@@ -194,6 +203,8 @@ class GzipSource(FileSource):
             header = FastHeader(cards)
             if max_pixels is not None:
                 check_pixels(self.path, index, header, max_pixels)
+            if max_table_bytes is not None:
+                check_table_bytes(self.path, index, header, max_table_bytes)
             try:
                 span = data_bytes(header)
             except (KeyError, TypeError, ValueError):
