@@ -35,6 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ..errors import BadFileError
+from ..filetable import stat_id
 from .fastfits import (
     _PRINTABLE,
     BLOCK,
@@ -321,8 +322,6 @@ class InflatedCopy(FileSource):
 def copy_name(path: str, st: os.stat_result) -> str:
     """`<path digest>-<identity digest>.fits`: one name per file, another once it changes (size, mtime, inode,
     ctime: `filetable.stat_id`'s identity)."""
-    from ..filetable import stat_id  # here: filetable is the driver's; readers import it only in a task
-
     where = hashlib.blake2b(os.fsencode(os.path.abspath(path)), digest_size=8).hexdigest()
     identity = hashlib.blake2b(b"%d:%d:%d" % (st.st_size, st.st_mtime_ns, stat_id(st)), digest_size=8).hexdigest()
     return f"{where}-{identity}.fits"

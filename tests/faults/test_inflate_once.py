@@ -120,3 +120,17 @@ def test_a_copy_that_would_not_fit_on_scratch_is_not_made(tmp_path, monkeypatch)
     assert not list((tmp_path / "s").rglob(f"{inflate.INFLATED_DIR}/*.fits"))
     assert not list((tmp_path / "s").rglob(f"{inflate.INFLATED_DIR}/*.partial"))
     _same_store(tmp_path / "plain.zarr", tmp_path / "gz.zarr")
+
+
+@pytest.mark.timeout(240)
+def test_node_local_scratch_holds_the_copy_where_the_workers_read_it(tmp_path, dask_scheduler):
+    """--scratch-kind node-local: the copy is made on the node scratch of the worker that first needs it (its
+    own disk, `shardstore.node_scratch`), where the node's other tasks read it; it goes with that scratch.
+    The session's two workers share one node, so one copy serves all three shards."""
+    src, scratch = tmp_path / "data" / "img.fits", tmp_path / "s"
+    data = _plain_then_gzipped(src, 5, tmp_path / "plain.zarr", scratch, dask_scheduler)
+    report = _ingest(src.parent, tmp_path / "gz.zarr", scratch, dask_scheduler, "--scratch-kind", "node-local")
+    assert report["scratch_kind"] == "node-local" and report["counts"]["shards_total"] >= 3
+    assert report["bytes"]["inflated"] == len(data), report["bytes"]
+    _same_store(tmp_path / "plain.zarr", tmp_path / "gz.zarr")
+    assert not list(scratch.rglob(f"{inflate.INFLATED_DIR}/*.fits"))  # never on the driver's scratch
