@@ -240,8 +240,8 @@ class _CopySink:
     It gives up (`abandoned`: why), leaving the source a plain stream, when the copy would not leave
     `scratch_reserve` free, when the disk fills while writing, or when bytes do not come in order."""
 
-    def __init__(self, final: str):
-        self.final = final
+    def __init__(self, final: str, lock_fd: int):
+        self.final, self.lock_fd = final, lock_fd
         self.partial = f"{final[: -len('.fits')]}.{uuid.uuid4().hex}.partial"
         self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.at = 0
@@ -271,8 +271,11 @@ class _CopySink:
         self.at += len(data)
 
     def abandon(self, why: str) -> None:
+        """Give up the copy, and let the tasks waiting for it go on at once (each streams, or tries itself)."""
         self.abandoned = self.abandoned or why
         self.discard()
+        with suppress(OSError):
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     def discard(self) -> None:
         if self.fd >= 0:
@@ -346,13 +349,17 @@ def open_gzip(path: str, record: bool = False, max_pixels: int | None = None) ->
         return copy
     lock_fd = os.open(f"{final[: -len('.fits')]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # while another task inflates it; released by its close or its death
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # while another task inflates it; released by its close or its death
+        except OSError as exc:  # a filesystem without locks (NFS mounted nolock): tasks may inflate it at once,
+            # each into a partial of its own, renamed atomically over one another (the same bytes)
+            log.info("%s: no lock on %s (%s): tasks may inflate it at once", path, task.folder, exc.strerror)
         copy = _open_copy(path, final, record)
         if copy is not None:
             task.copies_read += 1
             return copy
         _sweep(task.folder, os.path.basename(final))
-        sink = _CopySink(final)
+        sink = _CopySink(final, lock_fd)
         try:
             source = GzipSource(path, record, max_pixels, sink=sink)
         except BaseException:

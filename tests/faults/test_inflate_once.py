@@ -134,3 +134,47 @@ def test_node_local_scratch_holds_the_copy_where_the_workers_read_it(tmp_path, d
     assert report["bytes"]["inflated"] == len(data), report["bytes"]
     _same_store(tmp_path / "plain.zarr", tmp_path / "gz.zarr")
     assert not list(scratch.rglob(f"{inflate.INFLATED_DIR}/*.fits"))  # never on the driver's scratch
+
+
+@pytest.mark.timeout(60)
+def test_tasks_opening_one_gzip_file_at_once_inflate_it_once(tmp_path):
+    """Eight threads (Dask worker threads: each a task with its own `inflating_once`) open the same gzip'd
+    file together: one inflates it, the others wait on its lock and read the copy; every one sees the
+    file's bytes, and a fresh stat identity (the file rewritten) makes a new copy, the old one swept."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    src = _image(tmp_path / "img.fits", seed=6)
+    data = src.read_bytes()
+    src.write_bytes(gzip.compress(data, compresslevel=1))
+    scratch = tmp_path / "s"
+    scratch.mkdir()
+    start = Barrier(8)
+
+    def task(_: int) -> tuple[bytes, inflate.Inflations]:
+        start.wait()
+        return _one_task(scratch, src)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(task, range(8)))
+    assert all(got == data for got, _ in results)
+    counts = [c for _, c in results]
+    assert sum(c.inflated_bytes for c in counts) == len(data)
+    assert sum(c.copies_made for c in counts) == 1 and sum(c.copies_read for c in counts) == 7
+    first = list((scratch / inflate.INFLATED_DIR).glob("*.fits"))
+    assert len(first) == 1
+
+    src.write_bytes(gzip.compress(data, compresslevel=9))  # a new inode and ctime: another identity
+    got, counted = _one_task(scratch, src)
+    assert got == data and counted.copies_made == 1
+    assert [p.name for p in (scratch / inflate.INFLATED_DIR).glob("*.fits")] != [first[0].name]
+    assert len(list((scratch / inflate.INFLATED_DIR).glob("*.fits"))) == 1
+
+
+def _one_task(scratch: Path, src: Path) -> tuple[bytes, inflate.Inflations]:
+    with inflate.inflating_once(str(scratch)) as counted:
+        source = inflate.open_gzip(str(src), record=True)
+        try:
+            return source.read(0, source.size), counted
+        finally:
+            source.close()
