@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
+from .config import (
+    MAX_PIXELS,
+    MAX_TABLE_BYTES,
+    STORE_FILE_BUDGET,
+    ClusterRequest,
+    CodecConfig,
+    FormatChoice,
+    LayoutRequest,
+)
 from .errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -101,6 +109,7 @@ def ingest(
     format: str | None = None,  # noqa: A002 - the CLI's --format
     mapping: str | os.PathLike[str] | None = None,
     max_pixels: int = MAX_PIXELS,
+    max_table_bytes: int = MAX_TABLE_BYTES,
     on_bad_file: str = "fail",
     strict: str | Iterable[str] = (),
     header_rules: str | os.PathLike[str] | None = None,
@@ -187,6 +196,8 @@ def ingest(
         TOML file naming the HDUs and columns of flux, wavelength, ... (with ``format="mapping"``).
     max_pixels : int
         Refuse, as a bad file, one whose headers announce a longer spectrum.
+    max_table_bytes : int
+        Refuse, as a bad file, one with a binary table whose data unit is larger (tables are read whole).
     on_bad_file : {"fail", "skip"}
         What to do with an unreadable input: stop, or leave it out and list it in the report.
     strict : str or iterable of str
@@ -362,6 +373,7 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
         _choice(args, "format", reader_names())
     mapping = _path(args, "mapping", folder=False, exists=True)
     _int(args, "max_pixels", low=1)
+    _int(args, "max_table_bytes", low=1)
     _choice(args, "on_bad_file", ON_BAD_FILE)
     from .readers.oddities import KINDS as ODDITY_KINDS
 
@@ -400,7 +412,8 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
             log.info("using the active default Dask client (scheduler %s); pass workers= or client= to choose "
                      "otherwise", client.scheduler.address)
 
-    choice = FormatChoice(args["format"], _mapping_ref(mapping) if mapping else (), args["max_pixels"])
+    choice = FormatChoice(args["format"], _mapping_ref(mapping) if mapping else (), args["max_pixels"],
+                          args["max_table_bytes"])
     request = ClusterRequest(kind=kind, workers=args["workers"], address=args["scheduler"], jobs=args["jobs"],
                              queue=args["queue"], account=args["account"], walltime=args["walltime"],
                              job_cores=args["job_cores"], job_memory=args["job_memory"], job_extra=job_extra,

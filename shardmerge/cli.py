@@ -9,7 +9,15 @@ import sys
 
 import click
 
-from .config import MAX_PIXELS, STORE_FILE_BUDGET, ClusterRequest, CodecConfig, FormatChoice, LayoutRequest
+from .config import (
+    MAX_PIXELS,
+    MAX_TABLE_BYTES,
+    STORE_FILE_BUDGET,
+    ClusterRequest,
+    CodecConfig,
+    FormatChoice,
+    LayoutRequest,
+)
 from .daskconfig import PARAMS as CONFIG_PARAMS
 from .errors import ArgumentError, ShardmergeError
 from .executors.registry import Option, backend_options, cluster_help, cluster_kinds
@@ -94,6 +102,9 @@ _common = [
     click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
                  help="Refuse, as a bad file, one whose headers announce a spectrum longer than this (an image's "
                       "NAXIS1, a table's rows or array length), before anything of it is read."),
+    click.option("--max-table-bytes", type=click.IntRange(min=1), default=MAX_TABLE_BYTES, show_default=True,
+                 help="Refuse, as a bad file, one with a binary table whose data unit (rows x row bytes + heap) is "
+                      "larger than this, from its header: a table is read whole, so this bounds a task's memory."),
     click.option("--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                  help="What to do with an unreadable input: stop, or leave it out and list it."),
     click.option("--strict", "strict", multiple=True, type=click.Choice([*ODDITY_KINDS, "all"]),
@@ -127,16 +138,16 @@ def strict_kinds(names: tuple[str, ...]) -> frozenset[str]:
 
 
 def format_choice_of(options: dict) -> FormatChoice:
-    """--format, --mapping FILE and --max-pixels as one choice; removes them from `options`."""
+    """--format, --mapping FILE, --max-pixels and --max-table-bytes as one choice; removes them from `options`."""
     name, mapping = options.pop("format"), options.pop("mapping")
-    max_pixels = options.pop("max_pixels")
+    max_pixels, max_table_bytes = options.pop("max_pixels"), options.pop("max_table_bytes")
     if (name == "mapping") != (mapping is not None):
         raise click.UsageError("--format mapping and --mapping FILE go together")
     if not mapping:
-        return FormatChoice(name, (), max_pixels)
+        return FormatChoice(name, (), max_pixels, max_table_bytes)
     from .readers.mapping import mapping_ref
 
-    return FormatChoice(name, mapping_ref(mapping), max_pixels)
+    return FormatChoice(name, mapping_ref(mapping), max_pixels, max_table_bytes)
 
 
 def cluster_request(options: dict) -> ClusterRequest:

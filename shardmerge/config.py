@@ -39,6 +39,11 @@ MIN_SHARDS = 64
 # pixel) is 320 MiB in a shard task's block, and as much again read from the file. A header announcing
 # 2**30 pixels (20 GiB a row) is refused before anything is allocated.
 MAX_PIXELS = 2**24
+# --max-table-bytes: a binary table is read whole (astropy), whatever rows a task needs, so its data unit
+# (rows x NAXIS1 + heap) bounds a task's memory. 1 GiB holds the table of a --max-pixels spectrum (2**24
+# rows) with eight 8-byte columns, the widest any table layout reads; a task then peaks at about 2-3x it
+# (the bytes, plus the columns astropy converts), within a 4 GiB-per-core node.
+MAX_TABLE_BYTES = 2**30
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 
@@ -64,6 +69,7 @@ class FormatChoice:
     name: str | None = None
     mapping: tuple[str, str] = ()
     max_pixels: int = MAX_PIXELS  # --max-pixels: longer spectra are refused by the scan, from their headers
+    max_table_bytes: int = MAX_TABLE_BYTES  # --max-table-bytes: larger tables are refused so, too
 
 
 @dataclass(frozen=True)

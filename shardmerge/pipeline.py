@@ -219,6 +219,7 @@ class _Run:
         report_oddities(report, notes)
         # sizes from the manifests, not a walk of ~15 files per shard (a metadata storm on a parallel filesystem)
         report.bytes["scratch"] = sum(size for m in shards.manifests for size, _ in m["files"].values())
+        report.bytes["inflated"] = sum(m.get("inflated_bytes", 0) for m in shards.manifests if not m.get("reused"))
         with storage_errors(tmp, device_errors=True):
             with report.phase("merge"):  # what is left of it once every shard is written
                 merged = finish_merge(shards.merging, store_provenance(plan, len(shards.scans), notes, opts.command))

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import MAX_PIXELS, FormatChoice
+from .config import MAX_PIXELS, MAX_TABLE_BYTES, FormatChoice
 from .errors import BadFileError
 from .filescan import BadFile, FileScan
 from .filetable import is_utf8_path, printable_path, stat_id
@@ -45,7 +45,9 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
         raise BadFileError(path, "file is empty")
     oddities = Oddities(path, strict)
     max_pixels = choice.max_pixels if choice else MAX_PIXELS  # before the reader allocates a grid
-    with open_fits(path, oddities=oddities, headers_only=True, max_pixels=max_pixels) as hdul:
+    max_table_bytes = choice.max_table_bytes if choice else MAX_TABLE_BYTES  # before astropy reads a table whole
+    with open_fits(path, oddities=oddities, headers_only=True, max_pixels=max_pixels,
+                   max_table_bytes=max_table_bytes) as hdul:
         chosen = choice.name if choice else None
         reader = get_reader(chosen, choice.mapping) if chosen else detect(path, hdul)
         if chosen and not reader.identify(hdul):

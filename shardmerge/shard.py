@@ -28,6 +28,7 @@ from .plan import Companion, FileSegment, Plan, ShardSpec, spec_id
 from .readers import get_reader
 from .readers.base import Layout, SpectraBlock, check_grid, grid_fingerprint
 from .readers.fitsio import open_rows, open_verified, whole_file_verdict
+from .readers.inflate import inflating_once
 from .readers.oddities import Oddities, kind_of
 from .readers.splitsums import segment_sums
 from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
@@ -76,6 +77,17 @@ def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
     return write_shard_job(shard, ShardJob(layout=plan, scratch=scratch, rules=rules, strict=strict))
 
 
+def _task_scratch(job: ShardJob) -> str:
+    """Where this task writes its shard: this worker's own disk (node-local), else the driver's scratch,
+    which must be mounted here (a node that does not mount it never writes locally instead)."""
+    if job.node_local:
+        return node_scratch(job.scratch)
+    if not os.path.isdir(job.scratch):
+        raise ShardError(f"scratch {job.scratch} does not exist on {os.uname().nodename}; --scratch must be a "
+                         "folder every node mounts at the same path")
+    return job.scratch
+
+
 def write_shard_job(shard: ShardSpec, job: ShardJob) -> dict:
     """Dask task (tasks.write_shard). `job.layout` is the plan's context (Plan.context()): the shard reads its
     files from the plan's file table, or, node-local (`job.transport`: scratch on this worker's own disk,
@@ -93,13 +105,7 @@ def write_shard_job(shard: ShardSpec, job: ShardJob) -> dict:
     its task was rescheduled). Each attempt writes its own `<store>.<uuid>.partial`, fsyncs it, writes the
     manifest last, then renames; the first rename wins and a later attempt drops its partial."""
     plan, strict = job.layout, job.strict
-    if job.node_local:
-        scratch = node_scratch(job.scratch)
-    elif not os.path.isdir(job.scratch):  # a node that does not mount the driver's scratch: never write locally
-        raise ShardError(f"scratch {job.scratch} does not exist on {os.uname().nodename}; --scratch must be a "
-                         "folder every node mounts at the same path")
-    else:
-        scratch = job.scratch
+    scratch = _task_scratch(job)
     final = shard_path(scratch, shard)
     existing = load_manifest(final)
     here = _worker_address()
@@ -114,13 +120,15 @@ def write_shard_job(shard: ShardSpec, job: ShardJob) -> dict:
         with storage_errors(scratch):
             failpoint("shard-start")
             segments = shard.segments or read_segments(plan, shard)
-            try:
-                manifest = _materialize(plan, shard, segments, partial, job)
-            except BadFileError as first:  # name every damaged file of the shard, not only the first
-                others = _damage_after(segments, first.path, strict)
-                if not others:
-                    raise
-                raise BadFilesError([(first.path, first.reason), *others]) from first
+            with inflating_once(scratch) as inflations:  # a gzip'd file split between shards: inflated once
+                try:
+                    manifest = _materialize(plan, shard, segments, partial, job)
+                except BadFileError as first:  # name every damaged file of the shard, not only the first
+                    others = _damage_after(segments, first.path, strict)
+                    if not others:
+                        raise
+                    raise BadFilesError([(first.path, first.reason), *others]) from first
+            manifest["inflated_bytes"] = inflations.inflated_bytes
             manifest["files"] = fsync_tree(partial, checksums=True)
             manifest["seconds"] = round(time.perf_counter() - t0, 4)
             write_manifest(partial, manifest)

@@ -4,7 +4,11 @@ A shard store is `<scratch>/<hash of OUT>/shard-NNNNNN-<key>.zarr`: a zarr group
 (schema.arrays_for the plan's capabilities) and `wavelength`, in the final dtypes, codec and chunking;
 `rows.parquet` with the row-wise values (parameters prefixed `param:`, format-specific metadata `meta:`);
 and `manifest.json`, written last and fsynced: key, plan fingerprint, rows, inputs, the flux rows with no
-data, and `[size, crc32]` of every file. A folder without a manifest of the current plan is no shard."""
+data, and `[size, crc32]` of every file. A folder without a manifest of the current plan is no shard.
+
+Beside the shard stores, `<scratch>/inflated/` holds the inflated copies of gzip'd files split between
+shards (`readers.inflate`: `<path digest>-<identity digest>.fits` and its `.lock`), made by the first shard
+task that needs one and read by the others; it goes with the scratch (node-local: with the node's)."""
 
 from __future__ import annotations
 

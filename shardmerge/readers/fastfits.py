@@ -514,6 +514,25 @@ def check_pixels(path: str, index: int, header: FastHeader | fits.Header, max_pi
                                      f"pixels are refused (--max-pixels N raises the limit)")
 
 
+def check_table_bytes(path: str, index: int, header: FastHeader | fits.Header, max_table_bytes: int) -> None:
+    """Refuse, from its header alone, a binary table whose data unit (NAXIS1 x NAXIS2 + PCOUNT: rows and heap)
+    is larger than `max_table_bytes`: astropy reads a table whole, whatever rows a task needs, so that is
+    what one costs a task in memory (a 2**24-row table of 1024-byte rows is 16 GiB, every length within
+    --max-pixels)."""
+    xtension = str(header.get("XTENSION", "")).strip().upper() if index else ""
+    if xtension not in ("BINTABLE", "TABLE"):
+        return
+    try:
+        nbytes = data_bytes(header)
+    except (KeyError, TypeError, ValueError):
+        return  # the parsers say what is wrong
+    if nbytes > max_table_bytes:
+        raise BadFileError(path, f"HDU {index} is a table of {nbytes} bytes ({int(header.get('NAXIS2', 0))} rows "
+                                 f"of {int(header.get('NAXIS1', 0))} bytes, heap included): tables larger than "
+                                 f"{max_table_bytes} bytes are refused, as a table is read whole "
+                                 f"(--max-table-bytes N raises the limit)")
+
+
 # A binary table column's bytes per repeat, by TFORM code (X: bits, counted apart); P and Q: descriptors
 _BINTABLE_WIDTH = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
 _ANY_TFORM = re.compile(r"\s*([0-9]*)([LXBIJKAEDCMPQ])")

@@ -18,7 +18,7 @@ from astropy.utils.exceptions import AstropyWarning
 from ..errors import BadFileError, ShardmergeError
 from . import fastfits
 from .checksum import verify_hdu
-from .inflate import GZIP_MAGIC, GzipSource
+from .inflate import GZIP_MAGIC, GzipSource, InflatedCopy, existing_copy, open_gzip
 from .oddities import FITS_WARNING, Oddities
 from .values import numeric_scaling
 
@@ -30,7 +30,7 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 @contextmanager
 def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
               headers_only: bool = False, rows_on_demand: bool = False,
-              max_pixels: int | None = None) -> Iterator[fits.HDUList]:
+              max_pixels: int | None = None, max_table_bytes: int | None = None) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
     failure while the file is open becomes a BadFileError naming the file. Other astropy warnings (BLANK on
     a float image, a non-standard card: legacy IRAF/MIDAS files are full of them) are recorded in
@@ -41,9 +41,11 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
     astropy. With `headers_only` (the scan), an uncompressed file is read header block by header block and
     its data units only when a reader asks for one (a table's wavelength column): the shard task reads the
     data, and verifies it, once. With `rows_on_demand` as well, a plain image's data is read as it is
-    indexed (`fastfits.RowsOnDemand`); a gzip'd file is then a `GzipSource`, inflated as it is read.
+    indexed (`fastfits.RowsOnDemand`); a gzip'd file is then read through `inflate.open_gzip`: in a shard
+    task, its inflated copy on scratch (made once per run), else a `GzipSource` inflated as it is read.
     `max_pixels` (the scan's): an HDU whose header announces a longer spectrum is refused
-    (`fastfits.check_pixels`), a gzip'd one before its data is inflated."""
+    (`fastfits.check_pixels`), a gzip'd one before its data is inflated; `max_table_bytes` (the scan's): so is
+    a binary table whose data unit is larger (`fastfits.check_table_bytes`: astropy reads tables whole)."""
     size = None  # the (inflated) file's size, that the headers' data units are checked against
     with warnings.catch_warnings():
         warned: list[str] = []
@@ -56,12 +58,14 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 try:
                     if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # inflated forward, capped by its headers
                         file.close()
-                        file = GzipSource(path, record=rows_on_demand, max_pixels=max_pixels)
+                        # a shard segment's rows: once per run, through an inflated copy (inflate.open_gzip)
+                        file = open_gzip(path, record=True, max_pixels=max_pixels) if rows_on_demand else \
+                            GzipSource(path, max_pixels=max_pixels, max_table_bytes=max_table_bytes)
                     size = file.size
                     if fast:  # None: a table astropy must read, or damage
                         hdul = fastfits.parse_source(file, rows_on_demand)
                     if hdul is None:  # astropy reads bytes: of a gzip'd file, as far as its headers announce
-                        raw = file.read(0, file.size) if isinstance(file, GzipSource) else None
+                        raw = file.read(0, file.size) if isinstance(file, GzipSource | InflatedCopy) else None
                 finally:
                     if hdul is None:
                         file.close()
@@ -86,9 +90,11 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 load_hdus(path, hdul)
                 check_complete(path, hdul, size if size is not None else len(raw) if raw is not None
                                else os.path.getsize(path))
-            if max_pixels is not None:
-                for i, hdu in enumerate(hdul):
+            for i, hdu in enumerate(hdul):  # from the headers: astropy reads data only when it is touched
+                if max_pixels is not None:
                     fastfits.check_pixels(path, i, hdu.header, max_pixels)
+                if max_table_bytes is not None:
+                    fastfits.check_table_bytes(path, i, hdu.header, max_table_bytes)
             if isinstance(hdul, fits.HDUList):  # the fast path leaves scaled images (BSCALE/BZERO) to astropy
                 numeric_scaling(path, hdul, oddities)
             yield hdul
@@ -254,7 +260,12 @@ def open_rows(path: str, oddities: Oddities | None = None, verifies: bool = Fals
 
 def read_bytes(path: str) -> bytes:
     """The file's bytes, one open, one read; a gzip'd file's inflated as far as its headers announce (and a
-    bounded sample of what follows: `inflate.GzipSource`), never the whole stream."""
+    bounded sample of what follows: `inflate.GzipSource`), never the whole stream; in a shard task, from
+    the file's inflated copy when one was made (the same bytes)."""
+    copy = existing_copy(path)
+    if copy is not None:
+        with open(copy, "rb") as f:
+            return f.read()
     try:
         with open(path, "rb") as f:
             head = f.read(len(GZIP_MAGIC))

@@ -301,8 +301,9 @@ def _write_image(plain: Path, gz: Path, rows: int, n_pix: int) -> None:
 @pytest.mark.timeout(300)
 def test_a_gzip_image_split_between_shards_costs_each_task_its_rows_not_the_file(tmp_path):
     """A gzip'd image of 8192 spectra x 4096 px (128 MiB inflated) in 8 shards: each shard task inflated the
-    file whole (RSS of the inline run ~ the plain file's + 2x the image). Now each streams up to its rows'
-    end, keeping only its rows: the run's peak is the plain file's, within 64 MiB."""
+    file whole (RSS of the inline run ~ the plain file's + 2x the image). Now the first task inflates it
+    once to scratch and each reads its rows from there (test_inflate_once.py), keeping only its rows: the
+    run's peak is the plain file's, within 64 MiB."""
     plain, gz = tmp_path / "plain" / "img.fits", tmp_path / "gz" / "img.fits.gz"
     plain.parent.mkdir()
     gz.parent.mkdir()
