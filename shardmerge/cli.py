@@ -220,7 +220,8 @@ def main() -> None:
 @click.option("--keep-scratch", is_flag=True, help="Keep the shard stores after publishing.")
 @click.option("--restart", is_flag=True,
               help="Discard shard stores an earlier unfinished run of this OUT left, instead of reusing them.")
-@click.option("--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bars or log lines: only warnings, errors and the final 'published' line.")
 def ingest_cmd(inputs, out, **options):
     """Ingest INPUT... (FITS files, folders, @LIST files) into OUT.zarr."""
     setup_logging(options["quiet"])

@@ -139,3 +139,17 @@ def test_the_template_left_in_the_users_folder_is_commented_out(tmp_path):
     lines = (tmp_path / "shardmerge.yaml").read_text().splitlines()
     assert lines and all(line.startswith("#") or not line.strip() for line in lines)
     assert list(dask.config.collect_yaml([str(tmp_path)])) == []  # read as no setting at all
+
+
+def test_every_option_is_a_config_key_or_says_why_not():
+    """A new option of `shardmerge.ingest` must be a `shardmerge:` key or a NOT_KEYS entry with its reason:
+    nothing decides that silently."""
+    import inspect
+
+    import shardmerge
+    from shardmerge.daskconfig import NOT_KEYS, PARAMS
+
+    keywords = set(inspect.signature(shardmerge.ingest).parameters) - {"inputs", "out", "client", "progress"}
+    undecided = {k for k in keywords if k not in PARAMS and k.replace("_", "-") not in NOT_KEYS}
+    assert not undecided, f"neither a dask config key nor in daskconfig.NOT_KEYS: {sorted(undecided)}"
+    assert all(reason.strip() for reason in NOT_KEYS.values())
