@@ -37,7 +37,7 @@ from .headers import HeaderRules, load_header_rules
 from .merge import StreamedMerge
 from .plan import BadFile, FileScan, Plan, describe, longest_first, make_plan, needs_exact_grids
 from .progress import Progress, planned, progress_mode, run_display, stage
-from .provenance import provenance_attrs
+from .provenance import announced_spectra, provenance_attrs
 from .publish import TargetLock, check_target, publish, remove_own_tmp, sweep_leftovers, tmp_path
 from .readers.oddities import kind_of
 from .readers.splitsums import covers_file, judge_split_file
@@ -628,6 +628,7 @@ def _merge_gate_publish(opts: IngestOptions, plan: Plan, n_inputs: int, notes: d
                         out: str, report: RunReport, merging: StreamedMerge) -> None:
     provenance = provenance_attrs(n_inputs=n_inputs, input_bytes=plan.input_bytes,
                                   command=list(opts.command) or None)
+    provenance.update(announced_spectra(plan))  # what the sources announced: validate's check 18
     if plan.mapping:  # which mapping described the inputs: its path and the hash of its content
         provenance["mapping_file"], provenance["mapping_sha256"] = plan.mapping
     odd = oddity_provenance(notes)

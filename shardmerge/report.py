@@ -34,7 +34,7 @@ class RunReport:
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
     checks: dict[str, str] | None = None  # check name → pass / fail / skipped, every check of validate.CHECKS
-    checks_summary: str | None = None  # "17/17 checks passed": as `shardmerge validate` words it
+    checks_summary: str | None = None  # "18/18 checks passed": as `shardmerge validate` words it
     publish_method: str | None = None
     throughput: dict[str, float] | None = None
     driver_peak_rss_mib: float | None = None
