@@ -65,7 +65,9 @@ class RunReport:
             "odd_files": self.odd_files,
             # data the inputs hold that is not stored: one entry per HDU (path, hdu, extname, extver, what, why),
             # from the files' unread-extension oddities
-            "unread": self._unread(),
+            "unread": (unread := self._unread()),
+            # per file, how many of its HDUs with data were left unread (files with none are not listed)
+            "unread_per_file": _per_file(unread),
             "plan": self.plan,
             "warnings": self.warnings,
             "error": self.error,
@@ -120,3 +122,11 @@ def store_bytes(path: str) -> tuple[int, int]:
             total += os.path.getsize(os.path.join(root, n))
             files += 1
     return total, files
+
+
+def _per_file(unread: list[dict[str, Any]]) -> dict[str, int]:
+    """{path: HDUs left unread} of the `unread` entries, in path order."""
+    out: dict[str, int] = {}
+    for e in unread:
+        out[e["path"]] = out.get(e["path"], 0) + 1
+    return dict(sorted(out.items()))

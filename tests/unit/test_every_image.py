@@ -6,6 +6,8 @@ units that differ, refuse the file naming it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import zarr
@@ -107,14 +109,20 @@ def test_an_ingest_stores_every_exposure_and_validates(tmp_path):
     d.mkdir()
     _exposures(d / "exposures.fits", (N_PIX,), crvals=[4000.0, 4000.0, 4100.0])
     truth = _by_astropy(d / "exposures.fits")
-    out = tmp_path / "out.zarr"
-    r = run_cli("ingest", d, "-o", out, "--workers", "0")
+    with fits.open(d / "exposures.fits") as h:  # a second file with two images of other kinds: left unread
+        fits.HDUList([fits.PrimaryHDU(), h[1].copy(), fits.ImageHDU(np.ones(7, np.float32), name="RAW"),
+                      fits.ImageHDU(np.ones(9, np.float32), name="SKY")]).writeto(d / "other.fits")
+    out, rep = tmp_path / "out.zarr", tmp_path / "report.json"
+    r = run_cli("ingest", d, "-o", out, "--workers", "0", "--report", rep)
     assert r.exit_code == 0, r
+    report = json.loads(rep.read_text())
+    assert report["unread_per_file"] == {str(d / "other.fits"): 2}  # the run report counts them per file
+    assert [(e["hdu"], e["extname"]) for e in report["unread"]] == [(2, "RAW"), (3, "SKY")]
     assert run_cli("validate", out).exit_code == 0
     g = zarr.open_group(out, mode="r")
-    assert g["signal/flux_raw"].shape[0] == 3
-    assert list(g["metadata/source_extver"][:]) == ["1", "2", "3"]
-    np.testing.assert_array_equal(g["metadata/source_hdu"][:], [1, 2, 3])
+    assert g["signal/flux_raw"].shape[0] == 4  # exposures.fits's three, other.fits's one
+    assert list(g["metadata/source_extver"][:3]) == ["1", "2", "3"]
+    np.testing.assert_array_equal(g["metadata/source_hdu"][:], [1, 2, 3, 1])
     for k in range(3):
         np.testing.assert_array_equal(g["signal/flux_raw"][k, :N_PIX], truth[k + 1]["flux"][0])
         np.testing.assert_array_equal(g["signal/mask_raw"][k, :N_PIX], truth[k + 1]["DQ"][0])
