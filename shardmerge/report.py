@@ -34,7 +34,7 @@ class RunReport:
     merge: dict[str, Any] | None = None  # MergeResult.stats()
     gate_flux_rows: str | None = None  # how check 6 saw the flux rows
     checks: dict[str, str] | None = None  # check name → pass / fail / skipped, every check of validate.CHECKS
-    checks_summary: str | None = None  # "17/17 checks passed": as `shardmerge validate` words it
+    checks_summary: str | None = None  # "18/18 checks passed": as `shardmerge validate` words it
     publish_method: str | None = None
     throughput: dict[str, float] | None = None
     driver_peak_rss_mib: float | None = None
@@ -118,7 +118,9 @@ class RunReport:
             "odd_files": self.odd_files,
             # data the inputs hold that is not stored: one entry per HDU (path, hdu, extname, extver, what, why),
             # from the files' unread-extension oddities
-            "unread": self._unread(),
+            "unread": (unread := self._unread()),
+            # per file, how many of its HDUs with data were left unread (files with none are not listed)
+            "unread_per_file": _per_file(unread),
             "plan": self.plan,
             "warnings": self.warnings,
             "error": self.error,
@@ -173,3 +175,11 @@ def store_bytes(path: str) -> tuple[int, int]:
             total += os.path.getsize(os.path.join(root, n))
             files += 1
     return total, files
+
+
+def _per_file(unread: list[dict[str, Any]]) -> dict[str, int]:
+    """{path: HDUs left unread} of the `unread` entries, in path order."""
+    out: dict[str, int] = {}
+    for e in unread:
+        out[e["path"]] = out.get(e["path"], 0) + 1
+    return dict(sorted(out.items()))

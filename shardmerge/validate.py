@@ -88,6 +88,9 @@ CHECKS: tuple[Check, ...] = (
           "what a reader opening the consolidated metadata sees is each node's own metadata"),
     Check(16, "every chunk decodes to its shape", "shardmerge", "every chunk of every array decodes, to its shape"),
     Check(17, "store opens as a zarr group", "shardmerge", "the root's zarr.json (or .zgroup) opens as a group"),
+    Check(18, "row counts agree with what the sources announced", "shardmerge",
+          "flux_raw's rows equal index.parquet's, and the total and each file's rows equal what the scan found "
+          "each source file to hold (root attr input_spectra, where the store records it)"),
 )
 CHECK_BY_NUMBER = {c.number: c for c in CHECKS}
 
@@ -251,6 +254,7 @@ def run_checks(store: str, expect: Expectation | None = None) -> list[CheckResul
     c.run(12, lambda p: _wavelength_grid(c, p))
     c.run(15, lambda p: _consolidated(c, p))
     c.run(16, lambda p: _decodes(c, p))
+    c.run(18, lambda p: _announced(c, p))
     return finish("it needs the checksums the merge recorded, which only the ingest's gate has")
 
 
@@ -578,6 +582,74 @@ def _index(c: _Checks, problems: list[str]) -> None:
     missing = [col for col in INDEX_COLUMNS if col not in meta.schema_arrow.names]
     if missing:
         problems.append(f"index.parquet lacks column(s) {', '.join(missing)}")
+
+
+def _announced(c: _Checks, problems: list[str]) -> None:
+    """Rows dropped after the scan (a lost shard, an index rewritten, a file's spectra short) leave a store
+    that is consistent with itself: compare it with what the sources announced, recorded at ingest time
+    (provenance.announced_spectra). Reads index.parquet's source_path column only."""
+    shape = c.n_spec_pix()
+    path = os.path.join(c.store, "index.parquet")
+    runs: list[tuple[str, int]] | None = None
+    if os.path.isfile(path):
+        n_index = pq.ParquetFile(path).metadata.num_rows
+        runs = _path_runs(path)
+        if shape is not None and n_index != shape[0]:
+            problems.append(f"signal/flux_raw has {shape[0]} rows, index.parquet {n_index}")
+    said = c.root.attrs.get("input_spectra")
+    if said is None:
+        return  # a store from before shardmerge recorded it, or another tool's: only the two counts above
+    if not isinstance(said, dict) or not isinstance(said.get("total"), int):
+        problems.append(f"root attr input_spectra is not a record of counts: {str(said)[:200]!r}")
+        return
+    total = said["total"]
+    if shape is not None and shape[0] != total:
+        problems.append(f"the sources announced {total} spectra in {said.get('files', '?')} file(s) (root attr "
+                        f"input_spectra), the store holds {shape[0]} rows ({shape[0] - total:+d})")
+    if runs is None:
+        return
+    per_file = said.get("per_file")
+    if isinstance(per_file, dict):
+        held: dict[str, int] = {}
+        for p, n in runs:
+            held[p] = held.get(p, 0) + n
+        wrong = [f"{p}: announced {per_file.get(p, 0)}, index.parquet has {held.get(p, 0)}"
+                 for p in sorted(set(per_file) | set(held)) if per_file.get(p, 0) != held.get(p, 0)]
+        for line in wrong[:MAX_ROWS_NAMED]:
+            problems.append(f"rows of {line}")
+        if len(wrong) > MAX_ROWS_NAMED:
+            problems.append(f"... and {len(wrong) - MAX_ROWS_NAMED} more file(s) whose rows differ")
+        return
+    from .provenance import counts_digest
+
+    counts = [n for _, n in runs]
+    if said.get("files") != len(counts) or said.get("per_file_sha256") != counts_digest(counts):
+        problems.append(f"index.parquet's rows per file differ from what the sources announced: {len(counts)} "
+                        f"file(s) there, {said.get('files')} announced, and the per-file counts' digest differs")
+
+
+def _path_runs(path: str) -> list[tuple[str, int]] | None:
+    """(source_path, rows) of each run of consecutive index rows from one file, in row order; None when the
+    index has no source_path column (check 9 says so). Dictionary-encoded a batch at a time: no Python
+    object per row."""
+    meta = pq.ParquetFile(path)
+    if "source_path" not in meta.schema_arrow.names:
+        return None
+    runs: list[tuple[str, int]] = []
+    for batch in meta.iter_batches(columns=["source_path"], batch_size=1 << 20):
+        encoded = batch.column(0).dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        if codes.size == 0:
+            continue
+        names = encoded.dictionary.to_pylist()
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(codes)) + 1))
+        for start, n in zip(starts.tolist(), np.diff(np.append(starts, codes.size)).tolist(), strict=True):
+            name = names[codes[start]]
+            if runs and runs[-1][0] == name:  # a file's run across two batches
+                runs[-1] = (name, runs[-1][1] + n)
+            else:
+                runs.append((name, n))
+    return runs
 
 
 def _chunks_complete(c: _Checks, problems: list[str]) -> None:

@@ -2,7 +2,8 @@
 and a third axis of bands named by BANDIDn ("spectrum - background fit, …", "raw - …", "background - …",
 "sigma - …"); axis 2 holds the apertures. A one-aperture extraction can also come as a 2-D image whose
 rows are the bands. The spectrum is the band whose BANDID says "spectrum" (band 1 by IRAF's convention),
-the 1-sigma the band that says "sigma"; one stored spectrum per aperture."""
+the 1-sigma the band that says "sigma"; one stored spectrum per aperture. Every such image of the first
+one's EXTNAME (EXTVER 1..n) is stored, each row saying its HDU and its aperture there."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
+from .science import describe, one_unit, same_kind
 from .values import as_float32, to_sigma
 from .wcs import wcs_axis
 
@@ -56,30 +58,60 @@ class IrafEquispecReader(Reader):
         return self._hdu(hdul) is not None
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        i = self._hdu(hdul)
-        if i is None:
+        first = self._hdu(hdul)
+        if first is None:
             raise BadFileError(path, "no image with a band axis (NAXIS3 or BANDIDn rows) and a wavelength WCS")
-        n_bands, n_ap, n_pix = _geometry(hdul[i])
-        header = hdul[i].header
-        bands = band_ids(header)
-        if bands and _band(bands, "spectrum") is None and n_bands > 1:
-            raise BadFileError(path, f"no band of {n_bands} says it is the spectrum (BANDIDn: {bands}); "
-                                     "describe the file with --format mapping")
-        axis = wcs_axis(path, header, n_pix)
-        unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
-        return Layout(n_ap, [axis.wavelength], np.zeros(n_ap, dtype=np.int64), unit, (i,), i, notes=axis.notes,
-                      state={"axis": axis})
+        science = same_kind(path, hdul, first, lambda hdu: _geometry(hdu) is not None,
+                            "an image with a band axis and a wavelength WCS")
+        grids: list[np.ndarray] = []
+        grid_of, source_hdus, source_rows, parts = [], [], [], []
+        units: dict[str, list[int]] = {}
+        notes: list[tuple[str, str]] = []
+        n_total = 0
+        for i in science:
+            n_bands, n_ap, n_pix = _geometry(hdul[i])
+            header = hdul[i].header
+            bands = band_ids(header)
+            if bands and _band(bands, "spectrum") is None and n_bands > 1:
+                raise BadFileError(path, f"no band of {n_bands} of {describe(hdul, i)} says it is the spectrum "
+                                         f"(BANDIDn: {bands}); describe the file with --format mapping")
+            axis = wcs_axis(path, header, n_pix)
+            notes += [n for n in axis.notes if n not in notes]
+            g = next((k for k, x in enumerate(grids) if x.shape == axis.wavelength.shape
+                      and np.array_equal(x, axis.wavelength)), None)
+            if g is None:
+                g = len(grids)
+                grids.append(axis.wavelength)
+            grid_of.append(np.full(n_ap, g, dtype=np.int64))
+            units.setdefault(str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip(), []).append(i)
+            source_hdus.append(np.full(n_ap, i, dtype=np.int64))
+            source_rows.append(np.arange(n_ap, dtype=np.int64))
+            parts.append((i, axis, n_total, n_ap))
+            n_total += n_ap
+        several = len(science) > 1
+        return Layout(n_total, grids, np.concatenate(grid_of), one_unit(path, units), tuple(science), first,
+                      notes=tuple(notes), state={"parts": parts},
+                      source_hdus=np.concatenate(source_hdus) if several else None,
+                      source_rows=np.concatenate(source_rows) if several else None)
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
-        hdu = hdul[layout.flux_hdu]
-        n_bands, n_ap, n_pix = _geometry(hdu)
-        data = np.asarray(hdu.data).reshape(n_bands, n_ap, n_pix)
-        bands = band_ids(hdu.header)
-        spectrum = _band(bands, "spectrum") if bands else 0
-        sigma = _band(bands, "sigma")
-        rows = slice(first, first + count)
-        axis = layout.state.get("axis") or wcs_axis(path, hdu.header, n_pix)
-        flux = axis.in_store_order(as_float32(data[spectrum or 0, rows]))
-        unc = axis.in_store_order(to_sigma(data[sigma, rows], "sigma")) if sigma is not None else \
-            np.full_like(flux, np.nan)
+        parts = layout.state.get("parts") or self.layout(path, hdul).state["parts"]
+        width = max(layout.n_pix(i) for i in range(first, first + count))
+        flux = np.full((count, width), np.nan, dtype=np.float32)
+        unc = np.full((count, width), np.nan, dtype=np.float32)
+        for i, axis, start, n_ap in parts:
+            lo, hi = max(first, start), min(first + count, start + n_ap)
+            if lo >= hi:
+                continue
+            rows, out = slice(lo - start, hi - start), slice(lo - first, hi - first)
+            hdu = hdul[i]
+            n_bands, n_ap_here, n_pix = _geometry(hdu)
+            data = np.asarray(hdu.data).reshape(n_bands, n_ap_here, n_pix)
+            bands = band_ids(hdu.header)
+            spectrum = _band(bands, "spectrum") if bands else 0
+            sigma = _band(bands, "sigma")
+            f = axis.in_store_order(as_float32(data[spectrum or 0, rows]))
+            flux[out, : f.shape[1]] = f
+            if sigma is not None:
+                unc[out, : f.shape[1]] = axis.in_store_order(to_sigma(data[sigma, rows], "sigma"))
         return SpectraBlock(flux=flux, uncertainty=unc)

@@ -2,7 +2,8 @@
 `specN = "ap beam dtype w1 dw nw z aplow aphigh ..."`, written across `WAT2_001`, `WAT2_002`, … cards of 68
 characters that must be concatenated without trimming. dtype 0 is linear, 1 log-linear (log10); dtype 2
 (Chebyshev, Legendre, splines) is refused. A 3-D image holds bands (BANDIDn): band 1 is the spectrum,
-a band whose BANDID says sigma/error/uncertainty is its 1-sigma."""
+a band whose BANDID says sigma/error/uncertainty is its 1-sigma. Every multispec image of the first one's
+EXTNAME (EXTVER 1..n) is stored, each row saying its HDU and its aperture there."""
 
 from __future__ import annotations
 
@@ -16,15 +17,12 @@ from ..exactmath import exp10  # 10**x: the same bits on every CPU
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
+from .science import describe, one_unit, same_kind
 from .values import as_float32, to_sigma
 
 
 def _hdu(hdul: fits.HDUList) -> int | None:
-    for i, hdu in enumerate(hdul):
-        h = hdu.header
-        if is_image(hdu) and str(h.get("CTYPE1", "")).strip().upper() == "MULTISPE" and h.get("NAXIS", 0) >= 1:
-            return i
-    return None
+    return next((i for i, hdu in enumerate(hdul) if _is_multispec(hdu)), None)
 
 
 def wat_string(header: fits.Header, axis: int) -> str:
@@ -66,46 +64,80 @@ class IrafMultispecReader(Reader):
         return _hdu(hdul) is not None
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        i = _hdu(hdul)
-        if i is None:
+        first = _hdu(hdul)
+        if first is None:
             raise BadFileError(path, "no image with CTYPE1 = 'MULTISPE'")
-        h = hdul[i].header
-        shape = image_shape(h)
-        n_pix = shape[-1]
-        n_ap = shape[-2] if len(shape) >= 2 else 1
-        specs, units = parse_multispec(path, h)
-        factor = wavelength_factor(units)
-        if factor is None:
-            raise BadFileError(path, f"WAT1 units={units!r} is not a wavelength unit shardmerge recognises")
-        grids = []
-        for row in range(1, n_ap + 1):
-            if row not in specs:
-                raise BadFileError(path, f"aperture row {row} has no spec{row} in WAT2")
-            grids.append(_dispersion(path, row, specs[row], n_pix) * factor)
-        unit = str(h.get("BUNIT", "")).strip()
-        return Layout(n_ap, grids, np.arange(n_ap, dtype=np.int64), unit, (i,), i)
+        science = same_kind(path, hdul, first, _is_multispec, "a multispec image (CTYPE1 = 'MULTISPE')")
+        grids: list[np.ndarray] = []
+        source_hdus, source_rows, parts = [], [], []
+        units: dict[str, list[int]] = {}
+        for i in science:
+            h = hdul[i].header
+            shape = image_shape(h)
+            n_pix = shape[-1]
+            n_ap = shape[-2] if len(shape) >= 2 else 1
+            specs, wave_units = parse_multispec(path, h)
+            factor = wavelength_factor(wave_units)
+            if factor is None:
+                raise BadFileError(path, f"WAT1 units={wave_units!r} of {describe(hdul, i)} is not a wavelength "
+                                         "unit shardmerge recognises")
+            parts.append((i, len(grids), n_ap))
+            for row in range(1, n_ap + 1):
+                if row not in specs:
+                    raise BadFileError(path, f"aperture row {row} of {describe(hdul, i)} has no spec{row} in WAT2")
+                grids.append(_dispersion(path, row, specs[row], n_pix) * factor)
+            units.setdefault(str(h.get("BUNIT", "")).strip(), []).append(i)
+            source_hdus.append(np.full(n_ap, i, dtype=np.int64))
+            source_rows.append(np.arange(n_ap, dtype=np.int64))
+        several = len(science) > 1
+        return Layout(len(grids), grids, np.arange(len(grids), dtype=np.int64), one_unit(path, units),
+                      tuple(science), first, state={"parts": parts},
+                      source_hdus=np.concatenate(source_hdus) if several else None,
+                      source_rows=np.concatenate(source_rows) if several else None)
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
-        h = hdul[layout.flux_hdu].header
-        data = np.asarray(hdul[layout.flux_hdu].data)
-        if data.ndim == 1:
-            data = data[np.newaxis, np.newaxis, :]
-        elif data.ndim == 2:
-            data = data[np.newaxis, :, :]
-        rows = slice(first, first + count)
-        flux = as_float32(data[0, rows])
-        sigma_band = None
-        for b in range(2, data.shape[0] + 1):
-            band = str(h.get(f"BANDID{b}", "")).lower()
-            if any(w in band for w in ("sigma", "error", "uncertainty")):
-                sigma_band = b
-                break
-        unc = to_sigma(data[sigma_band - 1, rows], "sigma") if sigma_band else np.full_like(flux, np.nan)
-        widths = [layout.n_pix(r) for r in range(first, first + count)]
-        for k, w in enumerate(widths):  # nw < NAXIS1: pixels past nw are not part of that aperture
+        parts = layout.state.get("parts") or self.layout(path, hdul).state["parts"]
+        width = max(layout.n_pix(r) for r in range(first, first + count))
+        flux = np.full((count, width), np.nan, dtype=np.float32)
+        unc = np.full((count, width), np.nan, dtype=np.float32)
+        for i, start, n_ap in parts:
+            lo, hi = max(first, start), min(first + count, start + n_ap)
+            if lo >= hi:
+                continue
+            rows, out = slice(lo - start, hi - start), slice(lo - first, hi - first)
+            f, u = _image_rows(hdul[i], rows)
+            flux[out, : f.shape[1]] = f
+            unc[out, : u.shape[1]] = u
+        for k in range(count):  # nw < NAXIS1: pixels past nw are not part of that aperture
+            w = layout.n_pix(first + k)
             flux[k, w:] = np.nan
             unc[k, w:] = np.nan
         return SpectraBlock(flux=flux, uncertainty=unc)
+
+
+def _is_multispec(hdu: object) -> bool:
+    h = hdu.header
+    return is_image(hdu) and str(h.get("CTYPE1", "")).strip().upper() == "MULTISPE" and h.get("NAXIS", 0) >= 1
+
+
+def _image_rows(hdu: object, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(flux, 1-sigma) of aperture rows `rows` of a multispec image: band 1, and the band whose BANDID says
+    sigma/error/uncertainty (all NaN when none does)."""
+    h = hdu.header
+    data = np.asarray(hdu.data)
+    if data.ndim == 1:
+        data = data[np.newaxis, np.newaxis, :]
+    elif data.ndim == 2:
+        data = data[np.newaxis, :, :]
+    flux = as_float32(data[0, rows])
+    sigma_band = None
+    for b in range(2, data.shape[0] + 1):
+        band = str(h.get(f"BANDID{b}", "")).lower()
+        if any(w in band for w in ("sigma", "error", "uncertainty")):
+            sigma_band = b
+            break
+    unc = to_sigma(data[sigma_band - 1, rows], "sigma") if sigma_band else np.full_like(flux, np.nan)
+    return flux, unc
 
 
 def _dispersion(path: str, row: int, spec: list[float], n_pix: int) -> np.ndarray:

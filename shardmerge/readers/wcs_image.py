@@ -1,5 +1,11 @@
 """What the image layouts with a linear or log-linear dispersion on axis 1 share: find the flux image,
-its wavelength grid and an uncertainty extension of the same shape. A 1-D image is one row of a 2-D one."""
+its wavelength grid and an uncertainty extension of the same shape. A 1-D image is one row of a 2-D one.
+
+Every science image of the first one's kind (its EXTNAME: `SCI` EXTVER 1..n of repeated exposures) is
+stored, each with its own WCS (one grid per image unless they agree), its uncertainty and its mask (`DQ`,
+`MASK`, … of its EXTVER: `science.pair_extensions`); each row says its HDU (`metadata/source_hdu`,
+`source_extname`, `source_extver`) and its row there (`source_hdu_row`). Images giving their flux in
+different units refuse the file, naming them."""
 
 from __future__ import annotations
 
@@ -12,54 +18,93 @@ from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
 from .oddities import UNREAD_EXTENSION
-from .values import as_float32, to_sigma
-from .wcs import find_uncertainty_hdu, unread_same_shape_hdus, wcs_axis
+from .science import mask_convention, one_unit, pair_extensions, same_kind
+from .values import as_float32, as_mask, to_sigma
+from .wcs import unread_same_shape_hdus, wcs_axis
 
 
 class WcsImageReader(Reader):
     naxis: ClassVar[int]
 
     def _flux_hdu(self, hdul: fits.HDUList) -> int | None:
-        for i, hdu in enumerate(hdul):
-            h = hdu.header
-            if is_image(hdu) and h.get("NAXIS") == self.naxis and "CRVAL1" in h and ("CDELT1" in h or "CD1_1" in h):
-                return i
-        return None
+        return next((i for i, hdu in enumerate(hdul) if self._readable(hdu)), None)
+
+    def _readable(self, hdu: object) -> bool:
+        h = hdu.header
+        return is_image(hdu) and h.get("NAXIS") == self.naxis and "CRVAL1" in h and ("CDELT1" in h or "CD1_1" in h)
 
     def identify(self, hdul: fits.HDUList) -> bool:
         return self._flux_hdu(hdul) is not None
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
-        i = self._flux_hdu(hdul)
-        if i is None:
+        first = self._flux_hdu(hdul)
+        if first is None:
             raise BadFileError(path, f"no {self.naxis}-D image HDU with a wavelength WCS on axis 1")
-        header = hdul[i].header
-        shape = image_shape(header)
-        n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
-        if self.naxis == 2:
-            refuse_labelled_rows(path, header, n_rows, i)
-        axis = wcs_axis(path, header, n_pix)
-        unit = str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip()
-        found = find_uncertainty_hdu(hdul, shape)
-        unread = unread_same_shape_hdus(hdul, shape, {i, *([found[0]] if found else [])})
-        return Layout(n_rows, [axis.wavelength], np.zeros(n_rows, dtype=np.int64), unit, (i,), i,
-                      notes=axis.notes + tuple((UNREAD_EXTENSION, text) for text in unread),
-                      aux_hdus=(found[0],) if found else (), state={"axis": axis})
+        science = same_kind(path, hdul, first, self._readable, f"a {self.naxis}-D image with a wavelength WCS")
+        images = pair_extensions(path, hdul, science)
+        grids: list[np.ndarray] = []
+        grid_of, source_hdus, source_rows, parts = [], [], [], []
+        units: dict[str, list[int]] = {}
+        notes: list[tuple[str, str]] = []
+        n_total = 0
+        for image in images:
+            i = image.hdu
+            header = hdul[i].header
+            shape = image_shape(header)
+            n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
+            if self.naxis == 2:
+                refuse_labelled_rows(path, header, n_rows, i)
+            axis = wcs_axis(path, header, n_pix)
+            notes += [n for n in axis.notes if n not in notes]
+            g = next((k for k, x in enumerate(grids) if x.shape == axis.wavelength.shape
+                      and np.array_equal(x, axis.wavelength)), None)
+            if g is None:
+                g = len(grids)
+                grids.append(axis.wavelength)
+            grid_of.append(np.full(n_rows, g, dtype=np.int64))
+            units.setdefault(str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip(), []).append(i)
+            source_hdus.append(np.full(n_rows, i, dtype=np.int64))
+            source_rows.append(np.arange(n_rows, dtype=np.int64))
+            parts.append((image, axis, n_total, n_rows))
+            n_total += n_rows
+        read = {s.hdu for s in images} | {j for s in images for j in s.companions}
+        # an unnamed image of the flux's shape may be an uncertainty: said when nothing reads it
+        unread = unread_same_shape_hdus(hdul, image_shape(hdul[first].header), read)
+        several = len(images) > 1
+        return Layout(n_total, grids, np.concatenate(grid_of), one_unit(path, units), tuple(science), first,
+                      mask_convention=mask_convention(hdul, images, path),
+                      notes=(*notes, *((UNREAD_EXTENSION, text) for text in unread)),
+                      aux_hdus=tuple(j for s in images for j in s.companions), state={"parts": parts},
+                      source_hdus=np.concatenate(source_hdus) if several else None,
+                      source_rows=np.concatenate(source_rows) if several else None)
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if first < 0 or count <= 0 or first + count > layout.n_spectra:
             raise BadFileError(path, f"spectra {first}..{first + count - 1} outside 0..{layout.n_spectra - 1}")
-        rows = slice(first, first + count)
-        data = hdul[layout.flux_hdu].data
-        axis = layout.state.get("axis") or wcs_axis(path, hdul[layout.flux_hdu].header, data.shape[-1])
-        flux = axis.in_store_order(as_float32(data.reshape(-1, data.shape[-1])[rows]))  # a frequency axis: reversed
-        found = find_uncertainty_hdu(hdul, data.shape)
-        if found is None:
-            return SpectraBlock(flux=flux, uncertainty=np.full_like(flux, np.nan))
-        j, kind = found
-        unc = hdul[j].data
-        return SpectraBlock(flux=flux, uncertainty=axis.in_store_order(
-            to_sigma(unc.reshape(-1, unc.shape[-1])[rows], kind)))
+        parts = layout.state.get("parts") or self.layout(path, hdul).state["parts"]
+        width = max(layout.n_pix(i) for i in range(first, first + count))
+        flux = np.full((count, width), np.nan, dtype=np.float32)
+        unc = np.full((count, width), np.nan, dtype=np.float32)
+        mask = np.zeros((count, width), dtype=np.uint32) if layout.mask_convention else None
+        for image, axis, start, n_rows in parts:
+            lo, hi = max(first, start), min(first + count, start + n_rows)
+            if lo >= hi:
+                continue
+            rows, out = slice(lo - start, hi - start), slice(lo - first, hi - first)
+            f = axis.in_store_order(as_float32(_rows(hdul, image.hdu, rows)))  # a frequency axis: reversed
+            flux[out, : f.shape[1]] = f
+            if image.uncertainty is not None:
+                j, kind = image.uncertainty
+                unc[out, : f.shape[1]] = axis.in_store_order(to_sigma(_rows(hdul, j, rows), kind))
+            if mask is not None and image.mask is not None:
+                mask[out, : f.shape[1]] = axis.in_store_order(as_mask(path, _rows(hdul, image.mask, rows)))
+        return SpectraBlock(flux=flux, uncertainty=unc, mask=mask)
+
+
+def _rows(hdul: fits.HDUList, hdu: int, rows: slice) -> np.ndarray:
+    """Rows `rows` of an image HDU's data as (rows, pixels)."""
+    data = hdul[hdu].data
+    return data.reshape(-1, data.shape[-1])[rows]
 
 
 def refuse_labelled_rows(path: str, header: fits.Header, n_rows: int, hdu: int) -> None:

@@ -14,7 +14,7 @@ from ..failpoints import failpoint
 from ..merge import MergeResult, StreamedMerge
 from ..plan import Plan
 from ..progress import stage
-from ..provenance import provenance_attrs
+from ..provenance import announced_spectra, provenance_attrs
 from ..publish import publish
 from ..validate import Expectation, failures, run_checks, summary_line
 from .notes import oddity_provenance
@@ -39,6 +39,7 @@ class GateResult:
 def store_provenance(plan: Plan, n_inputs: int, notes: dict[str, list[str]], command: tuple[str, ...]) -> dict:
     """The store's provenance attrs: the inputs, the command, the mapping file, the accepted oddities."""
     provenance = provenance_attrs(n_inputs=n_inputs, input_bytes=plan.input_bytes, command=list(command) or None)
+    provenance.update(announced_spectra(plan))  # what check 18 holds the store's rows against
     if plan.mapping:  # which mapping described the inputs: its path and the hash of its content
         provenance["mapping_file"], provenance["mapping_sha256"] = plan.mapping
     odd = oddity_provenance(notes)

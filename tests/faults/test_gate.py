@@ -70,7 +70,7 @@ def test_shard_statistics_that_disagree_with_the_data_fail_the_gate(published):
 
 def test_published_store_passes(published):
     r = run_cli("validate", published)
-    assert r.exit_code == 0 and "16/17 checks passed, 1 skipped" in r.output
+    assert r.exit_code == 0 and "17/18 checks passed, 1 skipped" in r.output
 
 
 def test_missing_units_attr_fails(published, tmp_path):

@@ -73,7 +73,7 @@ def _validate(store):
 
 def test_the_real_store_passes_every_check(store):
     r = run_cli("validate", store)
-    assert r.exit_code == 0 and "16/17 checks passed, 1 skipped" in r.output, r
+    assert r.exit_code == 0 and "17/18 checks passed, 1 skipped" in r.output, r
 
 
 # ---- 1. every chunk of every array is decoded ------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_a_garbage_chunk_in_a_row_wise_array_is_named(copy):
     _chunk(copy, "metadata/ra", 0).write_bytes(os.urandom(600))
     out = _validate(copy)
     assert f"{DECODES}metadata/ra chunk (0,) does not decode: RuntimeError: error during blosc decompression" in out
-    assert "15/17 checks passed, 1 failed, 1 skipped" in out  # nothing else reads metadata/ra's values
+    assert "16/18 checks passed, 1 failed, 1 skipped" in out  # nothing else reads metadata/ra's values
 
 
 def test_a_garbage_chunk_in_a_string_array_and_in_a_2d_array_are_named(copy):
@@ -174,7 +174,7 @@ def test_a_link_that_stays_inside_the_store_is_allowed(copy):
     out = run_cli("validate", copy, "--quiet").output
     assert LINKS not in out and SHAPES not in out
     # metadata/dec now holds metadata/ra's values: they decode (same dtype, same shape), nothing else can say
-    assert "16/17 checks passed, 1 skipped" in out, out
+    assert "17/18 checks passed, 1 skipped" in out, out
 
 
 # ---- 3. consolidated metadata that lies ------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_consolidated_metadata_that_disagrees_with_an_array_is_named(copy):
     own = "'float32'" if v3 else "'<f4'"
     assert f"{CONSOLIDATED}{rel}: {where} has dtype {'float64' if v3 else '<f8'!r}, the node's own metadata {own}" \
            in out, out
-    assert "15/17 checks passed, 1 failed, 1 skipped" in out
+    assert "16/18 checks passed, 1 failed, 1 skipped" in out
 
 
 def test_consolidated_chunks_and_attrs_that_lie_and_a_missing_entry_are_named(copy):

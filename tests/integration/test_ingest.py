@@ -93,7 +93,7 @@ def test_mixed_corpus_round_trips(tmp_path, mixed_corpus, dask_scheduler):
     assert all(v == "pass" for v in rep["checks"].values())
 
     v = run_cli("validate", out)
-    assert v.exit_code == 0 and "16/17 checks passed, 1 skipped" in v.output
+    assert v.exit_code == 0 and "17/18 checks passed, 1 skipped" in v.output
     # scratch shard stores are removed after the publish
     assert not any((tmp_path / "scratch").glob("*/shard-*"))
 
@@ -267,7 +267,7 @@ def test_quiet_prints_only_the_result_and_batch_logs_get_phase_lines(tmp_path, m
     assert r.exit_code == 0, r
     assert r.output.strip().splitlines() == [r.output.strip()] and r.output.startswith("published ")
     r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "l.zarr", "--workers", "0")
-    for phase in ("scan: 19/19 files", "shard: 1/1 shards", "merge: 1/1 shards", "gate: 17/17 checks passed"):
+    for phase in ("scan: 19/19 files", "shard: 1/1 shards", "merge: 1/1 shards", "gate: 18/18 checks passed"):
         assert phase in r.output, r  # not a terminal: plain log lines, no bar
     assert "\r" not in r.output
 

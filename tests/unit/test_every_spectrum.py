@@ -120,19 +120,21 @@ def test_a_table_of_another_kind_is_reported_unread_and_refused_under_strict(tmp
     assert "HDU 3" in r.output and "BKG" in r.output and "--strict unread-extension" in r.output
 
 
-def test_a_second_science_image_is_reported_not_dropped_silently(tmp_path):
-    """wcs-1d reads one image; a second SCI image (EXTVER 2) is data no reader consumed: said, per HDU."""
+def test_a_second_science_image_is_stored_and_another_kind_reported(tmp_path):
+    """wcs-1d stores every SCI image (EXTVER 1..n: tests/unit/test_every_image.py); an image of another kind
+    is data no reader consumed: said, per HDU."""
     p = tmp_path / "two_sci.fits"
     hdr = fits.Header({"CRVAL1": 4000.0, "CDELT1": 1.0, "CRPIX1": 1.0, "CUNIT1": "Angstrom", "EXTVER": 1})
     second = hdr.copy()
     second["EXTVER"] = 2
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones(50, dtype=np.float32), header=hdr, name="SCI"),
                   fits.ImageHDU(np.full(50, 2.0, dtype=np.float32), header=second, name="SCI"),
+                  fits.ImageHDU(np.full(60, 3.0, dtype=np.float32), name="RAW"),
                   fits.ImageHDU(np.zeros((0,), dtype=np.float32), name="EMPTY")]).writeto(p)
     scan = scan_file(str(p), None, RULES)
-    assert scan.n_spectra == 1
+    assert scan.n_spectra == 2
     (entry,) = unread_entries(str(p), scan.notes)  # the empty HDU holds no data: not reported
-    assert (entry["hdu"], entry["extname"], entry["extver"], entry["what"]) == (2, "SCI", 2, "image 50")
+    assert (entry["hdu"], entry["extname"], entry["extver"], entry["what"]) == (3, "RAW", 1, "image 60")
     with pytest.raises(BadFileError, match="--strict unread-extension"):
         scan_file(str(p), None, RULES, frozenset({"unread-extension"}))
 

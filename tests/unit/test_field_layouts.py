@@ -119,9 +119,8 @@ def test_an_unnamed_extension_of_the_flux_shape_is_said_not_dropped_silently(tmp
     scan = scan_file(str(p), None, RULES)
     assert scan.notes == ("unread-extension: HDU 1 (no EXTNAME, EXTVER 1; image 100) has the flux's shape but nothing "
                           "says what it holds: not read (if it is an uncertainty or a wavelength, describe the file "
-                          "with --format mapping)",
-                          'unread-extension: HDU 2 (EXTNAME "MASK", EXTVER 1; image 100) holds data no reader of '
-                          "this layout reads: not stored (to store it, describe the file with --format mapping)")
+                          "with --format mapping)",)  # the integer MASK of its EXTVER is read: its mask_raw
+    assert scan.mask_convention == "MASK extension"
     with pytest.raises(BadFileError, match="--strict unread-extension"):
         scan_file(str(p), None, RULES, frozenset({"unread-extension"}))
 
