@@ -13,7 +13,7 @@ import zarr
 
 from shardmerge.config import CodecConfig
 from shardmerge.errors import ShardError
-from shardmerge.merge import _pieces, _Piece, _RowWiseWriter
+from shardmerge.merge import _Piece, _pieces, _RowWiseWriter
 from shardmerge.shardstore import ROWWISE_FILE, SHARD_FORMAT, manifest_matches, rowwise_piece, write_rowwise_pieces
 from shardmerge.zarrio import RawChunks, array_spec, create_arrays
 
@@ -40,7 +40,8 @@ def _chunk_files(root: str) -> dict[str, bytes]:
             for f in files:
                 if f not in ("zarr.json", ".zarray", ".zattrs"):
                     full = os.path.join(dirpath, f)
-                    out[os.path.relpath(full, root)] = open(full, "rb").read()
+                    with open(full, "rb") as fh:
+                        out[os.path.relpath(full, root)] = fh.read()
     return out
 
 
