@@ -76,8 +76,7 @@ def main() -> None:
         runs = []
         for rep in range(args.repeats):
             spent.clear()
-            out = work / f"replay-{rep}.zarr"
-            out.mkdir()
+            out = work / f"replay-{rep}.zarr"  # the merge makes it (publish.claim_tmp)
             t0 = time.perf_counter()
             streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
             for s in plan.shards:  # every shard written at once

@@ -17,7 +17,9 @@ import shutil
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,9 +42,10 @@ from .schema import (
     flux_unit_attrs,
     rowwise_arrays,
 )
-from .shardstore import ROWS_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
+from .shardstore import ROWS_FILE, ROWWISE_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
 from .threads import Background
 from .zarrio import (
+    RawChunks,
     StringChunks,
     array_spec,
     create_arrays,
@@ -57,50 +60,144 @@ INDEX_FILE = "index.parquet"
 log = logging.getLogger("shardmerge")
 
 
+@dataclass
+class _Piece:
+    """One shard's rows of one row-wise array, waiting for its chunk: their bytes before compression
+    (`items`, with `offsets` of each string item: shardstore.rowwise_piece) or their values."""
+
+    n: int
+    items: memoryview | None = None
+    offsets: np.ndarray | None = None  # strings: n + 1 item offsets into items
+    values: object = None  # a numpy array, or an Arrow array of strings
+
+    def split(self, rows: int, itemsize: int) -> tuple[_Piece, _Piece]:
+        """(its first `rows` rows, the others)."""
+        if self.items is None:
+            return _Piece(rows, values=self.values[:rows]), _Piece(self.n - rows, values=self.values[rows:])
+        if self.offsets is None:
+            cut = rows * itemsize
+            return _Piece(rows, self.items[:cut]), _Piece(self.n - rows, self.items[cut:])
+        cut = int(self.offsets[rows] - self.offsets[0])
+        return (_Piece(rows, self.items[:cut], self.offsets[: rows + 1]),
+                _Piece(self.n - rows, self.items[cut:], self.offsets[rows:]))
+
+    def as_values(self, strings: bool, dtype: np.dtype | None):
+        """Its values, for zarr's path (a chunk of which some shard gave no piece)."""
+        if self.items is None:
+            return self.values
+        if not strings:
+            return np.frombuffer(self.items, dtype=dtype)
+        raw, at = bytes(self.items), (self.offsets - self.offsets[0]).tolist()
+        return pa.array([raw[a + 4 : b].decode() for a, b in zip(at[:-1], at[1:], strict=True)], pa.large_string())
+
+
 class _RowWiseWriter:
-    """Buffers row-wise values and writes them in whole row-wise chunks (shards are smaller). String
-    columns stay Arrow arrays, as read from the shards, and are written by `zarrio.StringChunks` where
-    the array's codecs allow; the others go through zarr."""
+    """Buffers row-wise values and writes them in whole row-wise chunks (a chunk spans many shards). Each
+    shard gives its rows of each array as the bytes a chunk holds before compression (its `rowwise.bin`),
+    which become chunks by concatenation and the array's compressor (zarrio.RawChunks), several arrays at
+    once on a few threads: nothing is decoded. An array or a chunk that cannot go that way (codecs other
+    than shardmerge's, a shard that gave no piece) is written from values as before: strings by
+    `zarrio.StringChunks` where the codecs allow, the others through zarr."""
 
     def __init__(self, arrays: dict[str, zarr.Array], chunk: int, store_root: str):
         self.arrays = arrays
         self.chunk = chunk
+        self.root = store_root
+        self.raw = {k: w for k, a in arrays.items() if (w := RawChunks.for_array(a, store_root)) is not None}
         self.strings = {k: w for k, a in arrays.items()
                         if a.dtype.kind in "OTU" and (w := StringChunks.for_array(a, store_root)) is not None}
-        self.pending: dict[str, list] = {k: [] for k in arrays}
+        self.is_str = {k: a.dtype.kind in "OTU" for k, a in arrays.items()}
+        self.dtype = {k: None if self.is_str[k] else np.dtype(a.dtype).newbyteorder("<") for k, a in arrays.items()}
+        self.pending: dict[str, list[_Piece]] = {k: [] for k in arrays}
         self.start = 0
         self.count = 0
+        self.checksums: dict[str, list[int]] = {}  # {path in the store: [size, crc32]} of chunks written raw
+        self._pool: ThreadPoolExecutor | None = None
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, n: int, pieces: dict[str, _Piece], table: Callable[[], pa.Table]) -> None:
+        """The next shard's `n` rows: its pieces, and `table()` (its rows.parquet, read only if needed) for
+        the arrays it gave none of."""
         for k in self.arrays:
-            column = table.column(k)
-            self.pending[k].append(column if k in self.strings else column.to_numpy(zero_copy_only=False))
-        self.count += table.num_rows
+            piece = pieces.get(k) if k in self.raw else None
+            if piece is None:
+                column = table().column(k)
+                piece = _Piece(n, values=column if self.is_str[k] else column.to_numpy(zero_copy_only=False))
+            self.pending[k].append(piece)
+        self.count += n
         if self.count >= self.chunk:
             self._write(self.count - self.count % self.chunk)
 
     def close(self) -> None:
         if self.count:
             self._write(self.count)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _take(self, k: str, n: int) -> list[_Piece]:
+        """The pending pieces of array `k` that hold its next `n` rows (the last one split)."""
+        pending, out, got = self.pending[k], [], 0
+        itemsize = self.dtype[k].itemsize if self.dtype[k] is not None else 0
+        while got < n:
+            piece = pending.pop(0)
+            if got + piece.n > n:
+                piece, rest = piece.split(n - got, itemsize)
+                pending.insert(0, rest)
+            out.append(piece)
+            got += piece.n
+        return out
 
     def _write(self, n: int) -> None:
-        writes = []
+        jobs, writes = [], []
         for k, arr in self.arrays.items():
+            pieces = self._take(k, n)
+            if k in self.raw and all(p.items is not None for p in pieces):
+                jobs += self._raw_jobs(k, pieces)
+                continue
+            parts = [p.as_values(self.is_str[k], self.dtype[k]) for p in pieces]
             if k in self.strings:
                 # one type whatever each shard's table inferred (an all-null column is typed null)
-                values = pa.chunked_array([c.cast(pa.large_string()) for column in self.pending[k]
-                                           for c in column.chunks], type=pa.large_string()).combine_chunks()
-                self.pending[k] = [pa.chunked_array([values.slice(n)])]
-                if self.strings[k].write(self.start, values.slice(0, n)):
+                values = pa.chunked_array([c.cast(pa.large_string()) for column in parts
+                                           for c in (column.chunks if isinstance(column, pa.ChunkedArray)
+                                                     else [column])], type=pa.large_string()).combine_chunks()
+                if self.strings[k].write(self.start, values):
                     continue
                 values = values.to_numpy(zero_copy_only=False)  # nulls: zarr's path, as before
             else:
-                values = np.concatenate(self.pending[k])
-                self.pending[k] = [values[n:]]
-            writes.append((arr, self.start, values[:n]))
-        write_slabs(writes)
+                values = np.concatenate(parts)
+            writes.append((arr, self.start, values))
+        if jobs:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max(1, min(RAW_WRITE_THREADS, os.cpu_count() or 1)),
+                                                thread_name_prefix="shardmerge-rowwise")
+            for k, (key, sums) in zip((k for k, *_ in jobs),
+                                      self._pool.map(lambda job: self.raw[job[0]].write(*job[1:]), jobs), strict=True):
+                self.checksums[os.path.join(*self.arrays[k].path.split("/"), *key.split("/"))] = sums
+        if writes:
+            write_slabs(writes)
         self.start += n
         self.count -= n
+
+    def _raw_jobs(self, k: str, pieces: list[_Piece]) -> list[tuple]:
+        """(array, chunk index, parts, items) of each chunk of these pieces (rows self.start on, whole chunks)."""
+        jobs, first, parts, rows = [], self.start // self.chunk, [], 0
+        for piece in pieces:
+            left = piece
+            while left.n:
+                take = min(left.n, self.chunk - rows)
+                head, left = left.split(take, self.dtype[k].itemsize if self.dtype[k] is not None else 0) \
+                    if take < left.n else (left, _Piece(0, left.items[:0], None))
+                parts.append(head.items)
+                rows += take
+                if rows == self.chunk:
+                    jobs.append((k, first + len(jobs), parts, rows))
+                    parts, rows = [], 0
+        if rows:
+            jobs.append((k, first + len(jobs), parts, rows))
+        return jobs
+
+
+RAW_WRITE_THREADS = 4  # row-wise chunks compressed at once (blosc and zstd release the GIL)
 
 
 def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], zarr.Array, dict[str, zarr.Array]]:
@@ -230,7 +327,7 @@ class Merger:
         self.placed.add(shard.index)
         self.seconds += time.perf_counter() - t0
 
-    def add_rows(self, shard: ShardSpec, path: str, table: pa.Table | None = None) -> None:
+    def add_rows(self, shard: ShardSpec, path: str, rows: tuple[pa.Table, bytes | None] | None = None) -> None:
         """The next shard in row order, placed already: its shared wavelength grid (one grid, written by
         shard 0), row-wise values and index rows."""
         t0 = time.perf_counter()
@@ -241,10 +338,21 @@ class Merger:
             raise ShardError(f"{path}: shard {shard.index}'s rows given before its chunks were placed")
         if self.plan.wavelength_shared:
             _check_shared_grid(shard, path, self.wave)
-        if table is None:  # else read ahead (ShardPrecheck.submit_rows)
-            table = _read_rows(path)
+        if rows is None:  # else read ahead (ShardPrecheck.submit_rows)
+            rows = _read_rows(path)
+        table, rowwise = rows
         _check_rows(shard, path, table)
-        self.rowwise.add(table)
+        manifest = load_manifest(path) or {}
+        pieces = _pieces(path, manifest, rowwise, shard.n_rows, self.rowwise)
+        whole: list[pa.Table] = []
+
+        def full_table() -> pa.Table:  # only for a column no piece holds
+            if not whole:
+                whole.append(pq.ParquetFile(os.path.join(path, ROWS_FILE)).read())
+                _check_rows(shard, path, whole[0])
+            return whole[0]
+
+        self.rowwise.add(shard.n_rows, pieces, full_table)
         index = table.select(list(INDEX_COLUMNS))
         if self.writer is None:
             self.index_schema = index.schema
@@ -261,6 +369,7 @@ class Merger:
         if self.added != len(self.plan.shards):
             raise ShardError(f"merged {self.added} of {len(self.plan.shards)} shards")
         self.rowwise.close()
+        self.checksums.update(self.rowwise.checksums)
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
         self.root.attrs.update(provenance)
@@ -324,9 +433,9 @@ class ShardPrecheck:
         result = self._take(("sums", k))
         return result if isinstance(result, dict) else None
 
-    def take_rows(self, k: int) -> pa.Table | None:
+    def take_rows(self, k: int) -> tuple[pa.Table, bytes | None] | None:
         result = self._take(("rows", k))
-        return result if isinstance(result, pa.Table) else None
+        return result if isinstance(result, tuple) else None
 
     def _submit(self, key: tuple, fn: Callable, path: str, priority: int) -> None:
         with self._cond:
@@ -364,8 +473,39 @@ class ShardPrecheck:
                 self._cond.notify_all()
 
 
-def _read_rows(path: str) -> pa.Table:
-    return pq.ParquetFile(os.path.join(path, ROWS_FILE)).read()  # read_table would import pandas
+def _read_rows(path: str) -> tuple[pa.Table, bytes | None]:
+    """A shard's index columns (of rows.parquet: nothing else is decoded) and its rowwise.bin (None if it
+    has none)."""
+    # ParquetFile: read_table would import pandas
+    table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read(columns=list(INDEX_COLUMNS))
+    try:
+        with open(os.path.join(path, ROWWISE_FILE), "rb") as f:
+            return table, f.read()
+    except FileNotFoundError:
+        return table, None
+
+
+def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _RowWiseWriter) -> dict[str, _Piece]:
+    """The row-wise pieces a shard's manifest lists, from its rowwise.bin bytes, checked against the crc32
+    its shard task recorded and against their row count."""
+    listed = manifest.get("rowwise")
+    if not isinstance(listed, dict) or rowwise is None:
+        return {}
+    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), zlib.crc32(rowwise)]:
+        raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
+    view, out = memoryview(rowwise), {}
+    for column, (at, size, off_at, off_size) in listed.items():
+        if column not in writer.arrays:
+            continue
+        items = view[at : at + size]
+        offsets = None if off_at < 0 else np.frombuffer(rowwise, dtype="<i8", count=off_size // 8, offset=off_at)
+        dtype = writer.dtype[column]
+        good = (len(offsets) == n + 1 and offsets[-1] - offsets[0] == size) if offsets is not None else \
+            (dtype is not None and size == n * dtype.itemsize)
+        if not good or len(items) != size:
+            raise _corrupt_shard(path, f"{ROWWISE_FILE}: the piece of {column} does not hold {n} rows")
+        out[column] = _Piece(n, items, offsets)
+    return out
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int]:
@@ -379,7 +519,7 @@ def _sums_ahead(path: str) -> dict[str, tuple[list[int], tuple]]:
     manifest = load_manifest(path)
     out = {}
     for rel in (manifest or {}).get("files", {}):
-        if rel == ROWS_FILE:
+        if rel in (ROWS_FILE, ROWWISE_FILE):
             continue
         full = os.path.join(path, rel)
         before = _stat_key(full)

@@ -31,9 +31,10 @@ from .readers.fitsio import open_rows, open_verified, whole_file_verdict
 from .readers.inflate import inflating_once
 from .readers.oddities import Oddities, kind_of
 from .readers.splitsums import segment_sums
-from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX
+from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX, rowwise_arrays
 from .shardstore import (
     ROWS_FILE,
+    SHARD_FORMAT,
     load_manifest,
     manifest_matches,
     node_scratch,
@@ -42,6 +43,7 @@ from .shardstore import (
     shard_path,
     spectral_specs,
     write_manifest,
+    write_rowwise_pieces,
 )
 from .store import flux_row_faults
 from .units import normalise_flux_unit
@@ -214,9 +216,13 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         raise ShardError(f"{shard.name}: filled {rows.local} rows, expected {shard.n_rows}")
     if plan.wavelength_shared:
         _write_shared(wave_arr, shared_grid[0])
-    pq.write_table(pa.table(table.columns), os.path.join(path, ROWS_FILE))
+    row_table = pa.table(table.columns)
+    pq.write_table(row_table, os.path.join(path, ROWS_FILE))
+    rowwise = write_rowwise_pieces(path, row_table, {r.column: r.dtype for r in plan_rowwise_arrays(plan)})
     return {
         "key": shard.key,
+        "format": SHARD_FORMAT,
+        "rowwise": rowwise,  # the row-wise values as chunk bytes, in rowwise.bin (shardstore.rowwise_piece)
         "plan": plan.fingerprint,
         "shard": shard.index,
         "row_start": shard.row_start,
@@ -232,6 +238,12 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         "host": os.uname().nodename,
         "pid": os.getpid(),
     }
+
+
+def plan_rowwise_arrays(plan: Plan) -> list:
+    """The store's row-wise arrays, as the merge creates them (schema.rowwise_arrays of the plan's keys)."""
+    return rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys,
+                          plan.flux_unit_sources)
 
 
 def _read_segment(plan: Plan, seg: FileSegment, job: ShardJob, notes: dict[str, list[str]],

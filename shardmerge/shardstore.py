@@ -6,6 +6,13 @@ A shard store is `<scratch>/<hash of OUT>/shard-NNNNNN-<key>.zarr`: a zarr group
 and `manifest.json`, written last and fsynced: key, plan fingerprint, rows, inputs, the flux rows with no
 data, and `[size, crc32]` of every file. A folder without a manifest of the current plan is no shard.
 
+Format 2 adds `rowwise.bin`: each row-wise array's values for the shard's rows, already in the bytes a
+store chunk holds before compression (numbers little-endian in the array's dtype; strings in the VLenUTF8
+item layout, with their item offsets), listed in the manifest's `rowwise`. The merge concatenates these
+pieces into whole row-wise chunks and compresses them, decoding nothing (a row-wise chunk spans many
+shards, so the compressed bytes cannot come from one). A column a shard cannot give as such bytes (it
+holds nulls) has no piece; the merge takes it from `rows.parquet`.
+
 Beside the shard stores, `<scratch>/inflated/` holds the inflated copies of gzip'd files split between
 shards (`readers.inflate`: `<path digest>-<identity digest>.fits` and its `.lock`), made by the first shard
 task that needs one and read by the others; it goes with the scratch (node-local: with the node's)."""
@@ -32,6 +39,8 @@ ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
 FILE_TABLE_PREFIX = "files-"  # <scratch>/files-<plan fingerprint>.arrow: the plan's files, read by shard tasks
 FILE_TABLE_BATCH_ROWS = 1 << 16  # rows per Arrow record batch: a task decodes only the batches its files are in
 MANIFEST_FILE = "manifest.json"  # written last inside a shard store
+ROWWISE_FILE = "rowwise.bin"  # row-wise values as chunk bytes before compression (format 2)
+SHARD_FORMAT = 2  # of a shard store; a store of another format is no shard of this version (manifest_matches)
 
 
 def shard_path(scratch: str, shard: ShardSpec) -> str:
@@ -82,10 +91,73 @@ def manifest_matches(manifest: dict | None, shard: ShardSpec) -> bool:
     return (
         manifest is not None
         and manifest.get("key") == shard.key
+        and manifest.get("format") == SHARD_FORMAT
         and manifest.get("row_start") == shard.row_start
         and manifest.get("row_stop") == shard.row_stop
         and isinstance(manifest.get("files"), dict)
     )
+
+
+def rowwise_piece(values, dtype: str) -> tuple[bytes, bytes | None] | None:
+    """One shard's values of a row-wise array as the bytes its store chunks hold before compression:
+    (items, None) for numbers (little-endian, in `dtype`); (items, offsets) for strings ("str": the VLenUTF8
+    items, each length then UTF-8 bytes, and the int64 offset of each item, n + 1 of them, so that a chunk
+    boundary inside the shard can cut them). None where zarr's own conversion must decide (nulls, a column
+    of no string type): the merge then writes that array's chunk as it always has. `values`: a pyarrow
+    array or chunked array."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if values.null_count:
+        return None
+    if dtype != "str":
+        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+                or pa.types.is_boolean(values.type)):
+            return None
+        return np.ascontiguousarray(values.to_numpy(zero_copy_only=False).astype(np.dtype(dtype).newbyteorder("<"))
+                                    ).tobytes(), None
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    values = values.cast(pa.large_string())
+    n = len(values)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=int(offsets[-1]))[int(offsets[0]):] if n else \
+        np.zeros(0, np.uint8)
+    lengths = np.diff(offsets).astype("<u4")
+    starts = (offsets[:-1] - offsets[0]) + 4 * np.arange(n, dtype=np.int64)  # where each item's length goes
+    items = np.empty(len(data) + 4 * n, dtype=np.uint8)
+    heads = (starts[:, None] + np.arange(4)).ravel()
+    is_data = np.ones(len(items), dtype=bool)
+    is_data[heads] = False
+    items[heads] = lengths.view(np.uint8)
+    items[is_data] = data
+    item_offsets = np.append(starts, len(items)).astype("<i8")
+    return items.tobytes(), item_offsets.tobytes()
+
+
+def write_rowwise_pieces(path: str, table, columns: Mapping[str, str]) -> dict[str, list]:
+    """Write `rowwise.bin` in the shard store at `path` from the row table: for each {column: dtype} a piece
+    (rowwise_piece). Returns the manifest's `rowwise`: {column: [items at, items size, offsets at, offsets
+    size]} (offsets -1, -1 for numbers); a column without a piece is left out."""
+    listed: dict[str, list] = {}
+    at = 0
+    with open(os.path.join(path, ROWWISE_FILE), "wb") as f:
+        for column, dtype in columns.items():
+            piece = rowwise_piece(table.column(column), dtype)
+            if piece is None:
+                continue
+            items, offsets = piece
+            f.write(items)
+            entry = [at, len(items), -1, -1]
+            at += len(items)
+            if offsets is not None:
+                f.write(offsets)
+                entry[2:] = [at, len(offsets)]
+                at += len(offsets)
+            listed[column] = entry
+    return listed
 
 
 def write_manifest(partial: str, manifest: dict) -> None:

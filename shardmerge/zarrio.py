@@ -201,3 +201,73 @@ def vlen_utf8_items(values: pa.Array) -> bytes:
     joined = pc.binary_join_element_wise(prefixes.cast(pa.large_binary()), data, pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64, count=len(joined) + 1, offset=joined.offset * 8)
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
+
+
+class RawChunks:
+    """Whole chunks of a 1-D array written from the bytes they hold before compression (shardstore's
+    row-wise pieces, concatenated), outside zarr's codec pipeline but byte for byte in its format: numbers
+    padded past the array's end with its fill value, strings with the VLenUTF8 item count first and empty
+    items past the end, then the array's own compressor. `for_array` returns None for any array whose
+    codecs are not the chains shardmerge creates (v3: bytes then blosc, or vlen-utf8 then zstd; v2: a
+    compressor, with the VLenUTF8 filter for strings); those keep zarr's path. `write` compresses outside
+    the GIL (blosc, zstd), so the merge runs several at once."""
+
+    def __init__(self, array: zarr.Array, folder: str, compress: Callable[[np.ndarray], bytes], strings: bool):
+        self.array, self.folder, self.compress, self.strings = array, folder, compress, strings
+        self.chunk = array.chunks[0]
+        self.dtype = None if strings else np.dtype(array.dtype).newbyteorder("<")
+        meta = array.metadata
+        fill = meta.fill_value
+        self.fill = None if strings else np.full(1, fill if fill is not None else 0, dtype=self.dtype).tobytes()
+
+    @classmethod
+    def for_array(cls, array: zarr.Array, store_root: str) -> RawChunks | None:
+        from numcodecs import Blosc, VLenUTF8, Zstd
+        from zarr.codecs import BytesCodec, VLenUTF8Codec
+
+        meta = array.metadata
+        if array.ndim != 1 or getattr(array, "shards", None):
+            return None
+        folder = os.path.join(store_root, *array.path.split("/"))
+        strings = array.dtype.kind in "OTU"
+        if meta.zarr_format == 3:
+            codecs = tuple(meta.codecs)
+            if len(codecs) != 2:
+                return None
+            if strings and isinstance(codecs[0], VLenUTF8Codec) and isinstance(codecs[1], ZstdCodec):
+                zstd = Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
+                return cls(array, folder, lambda raw: bytes(zstd.encode(raw)), True)
+            if (not strings and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
+                    and (codecs[0].endian is None or codecs[0].endian.value == "little")):
+                blosc = codecs[1]._blosc_codec  # the numcodecs Blosc zarr itself encodes with (typesize set)
+                return cls(array, folder, lambda raw: bytes(blosc.encode(raw)), False)
+            return None
+        filters, compressor = tuple(meta.filters or ()), meta.compressor
+        if compressor is None or meta.order != "C" or not isinstance(compressor, Blosc | Zstd):
+            return None
+        if strings and len(filters) == 1 and isinstance(filters[0], VLenUTF8):
+            return cls(array, folder, lambda raw: bytes(compressor.encode(raw)), True)
+        if not strings and not filters:
+            return cls(array, folder, lambda raw: bytes(compressor.encode(raw)), False)
+        return None
+
+    def write(self, index: int, parts: Sequence, n_items: int) -> tuple[str, list[int]]:
+        """Chunk `index` from `parts` (bytes-likes, concatenated: its first `n_items` items; the chunk's
+        rows past them lie past the array's end). Returns (its path relative to the array, [size, crc32])."""
+        import zlib
+
+        if n_items > self.chunk or (n_items < self.chunk and (index + 1) * self.chunk < self.array.shape[0]):
+            raise SlabShapeError(f"array {self.array.path}: chunk {index} given {n_items} items, not whole")
+        pad = self.chunk - n_items
+        if self.strings:
+            raw = b"".join((struct.pack("<I", self.chunk), *parts, bytes(4 * pad)))
+            encoded = self.compress(np.frombuffer(raw, dtype=np.uint8))
+        else:
+            raw = b"".join((*parts, self.fill * pad))
+            encoded = self.compress(np.frombuffer(raw, dtype=self.dtype))
+        key = self.array.metadata.encode_chunk_key((index,))
+        path = os.path.join(self.folder, *key.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(encoded)
+        return key, [len(encoded), zlib.crc32(encoded)]

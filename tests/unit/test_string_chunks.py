@@ -98,7 +98,8 @@ def test_the_merge_row_writer_takes_arrow_strings_and_falls_back_to_zarr_for_nul
     rows = [f"s{i}" for i in range(10)]
     rows[9] = None  # in the last chunk: that chunk goes through zarr
     for lo, hi in ((0, 3), (3, 9), (9, 10)):  # the last piece all null: typed null, not string
-        writer.add(pa.table({"name": pa.array(rows[lo:hi]), "ra": pa.array(np.arange(lo, hi) * 1.5)}))
+        table = pa.table({"name": pa.array(rows[lo:hi]), "ra": pa.array(np.arange(lo, hi) * 1.5)})
+        writer.add(hi - lo, {}, lambda table=table: table)  # no pieces (shardstore.rowwise_piece): the values
     writer.close()
     assert list(names[:8]) == rows[:8] and np.array_equal(ra[:], np.arange(10) * 1.5)
     assert names[8] == "s8"
