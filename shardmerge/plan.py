@@ -526,13 +526,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     used = [own.profiles[i] for i in sorted(set(own.profile))]  # the profiles of files that make rows
     grid_keys = {k for p in used for k in p.grid_keys}
     shared = len(grid_keys) == 1 and not grid_keys_unsure(grid_keys) and min(own.n_pix_min) == n_pix
-    keys = {
-        "flux_units": tuple(sorted({p.flux_unit for p in used})),
-        "flux_unit_sources": tuple(sorted({p.flux_unit_source for p in used})),
-        "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
-        "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
-        "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
-    }
+    keys = _union_of_keys(used)
     provides = tuple(sorted({c for p in table.profiles for c in p.provides}))
     arrays_2d = arrays_for(frozenset(provides))
     shape = StoreShape(n_spec, n_pix, chunk_rows, chunk_pix, len(arrays_2d), shared, len(rowwise_arrays(**keys)),
@@ -540,12 +534,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     zarr_shard_rows, rowwise_chunk_rows = choose_file_layout(shape, request)
     shard_rows = choose_shard_rows(zarr_shard_rows or chunk_rows, chunk_pix, n_pix, request.shard_rows,
                                    n_spec=n_spec)
-    files_per_format: Counter[str] = Counter()
-    spectra_per_format: Counter[str] = Counter()
-    for profile, n in _per_profile(table).items():
-        p = table.profiles[profile]
-        files_per_format[p.format] += n[0]
-        spectra_per_format[p.format] += 0 if p.companion else n[1]  # a companion's spectra are another's rows
+    files_per_format, spectra_per_format = _per_format(table)
     plan = Plan(
         n_spec=n_spec,
         n_pix=n_pix,
@@ -558,8 +547,8 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         provides=provides,
         mapping=tuple(mapping),
         **keys,
-        files_per_format=tuple(sorted(files_per_format.items())),
-        spectra_per_format=tuple(sorted(spectra_per_format.items())),
+        files_per_format=files_per_format,
+        spectra_per_format=spectra_per_format,
         common_root=_common_root([own.folders[i] for i in sorted(set(own.folder_of))]),
         codec=request.codec,
         zarr_format=request.zarr_format,
@@ -572,6 +561,30 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
         wide_rows=wide_rows(own, n_pix, sum(a.itemsize for a in arrays_2d), shared),
     )
     return _with_fingerprint(plan, table)
+
+
+def _union_of_keys(used: list) -> dict[str, tuple[str, ...]]:
+    """The flux units (normalised and as spelled), metadata, header and parameter keys of the profiles of the
+    files that make rows: each distinct and sorted (header keys in the store's order, _header_sort_key)."""
+    return {
+        "flux_units": tuple(sorted({p.flux_unit for p in used})),
+        "flux_unit_sources": tuple(sorted({p.flux_unit_source for p in used})),
+        "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
+        "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
+        "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
+    }
+
+
+def _per_format(table: FileTable) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """Files and spectra of each format, sorted by format; a companion's spectra are another file's rows,
+    so they are not counted."""
+    files_per_format: Counter[str] = Counter()
+    spectra_per_format: Counter[str] = Counter()
+    for profile, n in _per_profile(table).items():
+        p = table.profiles[profile]
+        files_per_format[p.format] += n[0]
+        spectra_per_format[p.format] += 0 if p.companion else n[1]  # a companion's spectra are another's rows
+    return tuple(sorted(files_per_format.items())), tuple(sorted(spectra_per_format.items()))
 
 
 def _per_profile(table: FileTable) -> dict[int, list[int]]:
