@@ -79,7 +79,7 @@ def _config_defaults(fn: Any) -> Any:
 
 
 @_config_defaults
-def ingest(
+def ingest(  # noqa: PLR0913 - one keyword per CLI option, of the same name and default: the API's contract
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
@@ -329,9 +329,44 @@ def _strings(args: dict, name: str) -> tuple[str, ...]:
 
 
 def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
-    """Every argument checked, in signature order, and turned into the pipeline's options."""
+    """Every argument checked, in signature order (one checker per group of options), then their pairings,
+    and turned into the pipeline's options."""
     from .pipeline import IngestOptions
 
+    inputs, out = _checked_target(args)
+    job_extra, scheduler_file, job_logs = _checked_cluster(args)
+    zarr_format = _checked_layout(args)
+    mapping = _checked_format(args)
+    strict_kinds, header_rules, scratch, report_path = _checked_run(args)
+    if (args["format"] == "mapping") != (mapping is not None):
+        raise ArgumentError("format='mapping' and mapping= go together", "--format mapping and --mapping FILE "
+                            "go together")
+    kind, client = _cluster_kind(args)
+    choice = FormatChoice(args["format"], _mapping_ref(mapping) if mapping else (), args["max_pixels"],
+                          args["max_table_bytes"])
+    request = ClusterRequest(kind=kind, workers=args["workers"], address=args["scheduler"], jobs=args["jobs"],
+                             queue=args["queue"], account=args["account"], walltime=args["walltime"],
+                             job_cores=args["job_cores"], job_memory=args["job_memory"], job_extra=job_extra,
+                             job_scratch=args["job_scratch"], interface=args["interface"],
+                             worker_wait_s=float(args["worker_wait"]), stall_s=float(args["stall_timeout"]),
+                             scheduler_file=scheduler_file, job_logs=job_logs,
+                             client=client if kind == "client" else None)
+    _check_batch_jobs(request)
+    layout = LayoutRequest(chunk_rows=args["chunk_rows"], shard_rows=args["shard_rows"],
+                           codec=CodecConfig(clevel=args["clevel"]), zarr_format=int(zarr_format),
+                           zarr_shard_rows=args["zarr_shard_rows"], max_store_files=args["max_store_files"])
+    opts = IngestOptions(
+        inputs=inputs, out=out, cluster=request, scratch=scratch, scratch_kind=args["scratch_kind"], layout=layout,
+        overwrite=args["overwrite"], format=choice, on_bad_file=args["on_bad_file"], strict=strict_kinds,
+        report_path=report_path, header_rules=header_rules, keep_scratch=args["keep_scratch"],
+        restart=args["restart"], progress=args["progress"] and not args["quiet"],
+        command=_invoked_as.get() or (_python_call(args),),
+    )
+    return opts, (args["quiet"], cli)
+
+
+def _checked_target(args: dict) -> tuple[tuple[str, ...], str]:
+    """`inputs`, `out` and `client`: the inputs as paths, and the store's path."""
     inputs = _strings(args, "inputs")
     if not inputs:
         raise _bad("inputs", "no input given (a file, folder or @LIST file, or an iterable of them)")
@@ -343,6 +378,11 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
     client = args["client"]
     if client is not None and not (hasattr(client, "submit") and hasattr(client, "scheduler_info")):
         raise _bad("client", f"expected a distributed.Client, got {client!r}")
+    return inputs, out
+
+
+def _checked_cluster(args: dict) -> tuple[tuple[str, ...], str | None, str | None]:
+    """`workers` to `job_logs`: the job directives, the scheduler file and the job-log folder."""
     _int(args, "workers", low=0, optional=True)
     _text(args, "scheduler")
     from .executors.registry import cluster_kinds
@@ -357,8 +397,11 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
         raise _bad("job_extra", f"expected job directives as str, got {job_extra!r}")
     _seconds(args, "worker_wait")
     _seconds(args, "stall_timeout")
-    scheduler_file = _path(args, "scheduler_file", folder=False)
-    job_logs = _path(args, "job_logs", file=False)
+    return job_extra, _path(args, "scheduler_file", folder=False), _path(args, "job_logs", file=False)
+
+
+def _checked_layout(args: dict) -> Any:
+    """`chunk_rows` to `max_store_files`: the store's layout; returns the Zarr format as given."""
     _int(args, "chunk_rows", low=1, optional=True)
     _int(args, "shard_rows", low=1, optional=True)
     zarr_format = args["zarr_format"]
@@ -367,6 +410,11 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
     _int(args, "clevel", low=1, high=9)
     _int(args, "zarr_shard_rows", low=0, optional=True)
     _int(args, "max_store_files", low=1)
+    return zarr_format
+
+
+def _checked_format(args: dict) -> str | None:
+    """`format` to `on_bad_file`: how files are read; returns the mapping file's path."""
     if args["format"] is not None:
         from .readers import reader_names
 
@@ -375,6 +423,12 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
     _int(args, "max_pixels", low=1)
     _int(args, "max_table_bytes", low=1)
     _choice(args, "on_bad_file", ON_BAD_FILE)
+    return mapping
+
+
+def _checked_run(args: dict) -> tuple[frozenset[str], str | None, str | None, str | None]:
+    """`strict` to `report`: the oddity kinds to refuse ("all": every kind), the header rules, the scratch
+    folder and the report's path."""
     from .readers.oddities import KINDS as ODDITY_KINDS
 
     strict = _strings(args, "strict")
@@ -388,12 +442,14 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
         if not isinstance(args[name], bool):
             raise _bad(name, f"expected True or False, got {args[name]!r}")
     report_path = _path(args, "report", folder=False)
+    return frozenset(ODDITY_KINDS) if "all" in strict else frozenset(strict), header_rules, scratch, report_path
 
-    # pairings
-    if (args["format"] == "mapping") != (mapping is not None):
-        raise ArgumentError("format='mapping' and mapping= go together", "--format mapping and --mapping FILE "
-                            "go together")
+
+def _cluster_kind(args: dict) -> tuple[str, Any]:
+    """The cluster the checked options choose, and the client to run on (the one given, or the active
+    default client where no cluster option was): `client`, `scheduler` and `cluster` are alternatives."""
     kind = args["cluster"]
+    client = args["client"]
     if args["scheduler"]:
         if kind != "local":
             raise ArgumentError("scheduler= and cluster= are alternatives: pass one",
@@ -411,29 +467,7 @@ def _validated(args: dict, cli: bool) -> tuple[Any, Any]:
             kind = "client"
             log.info("using the active default Dask client (scheduler %s); pass workers= or client= to choose "
                      "otherwise", client.scheduler.address)
-
-    choice = FormatChoice(args["format"], _mapping_ref(mapping) if mapping else (), args["max_pixels"],
-                          args["max_table_bytes"])
-    request = ClusterRequest(kind=kind, workers=args["workers"], address=args["scheduler"], jobs=args["jobs"],
-                             queue=args["queue"], account=args["account"], walltime=args["walltime"],
-                             job_cores=args["job_cores"], job_memory=args["job_memory"], job_extra=job_extra,
-                             job_scratch=args["job_scratch"], interface=args["interface"],
-                             worker_wait_s=float(args["worker_wait"]), stall_s=float(args["stall_timeout"]),
-                             scheduler_file=scheduler_file, job_logs=job_logs,
-                             client=client if kind == "client" else None)
-    _check_batch_jobs(request)
-    layout = LayoutRequest(chunk_rows=args["chunk_rows"], shard_rows=args["shard_rows"],
-                           codec=CodecConfig(clevel=args["clevel"]), zarr_format=int(zarr_format),
-                           zarr_shard_rows=args["zarr_shard_rows"], max_store_files=args["max_store_files"])
-    strict_kinds = frozenset(ODDITY_KINDS) if "all" in strict else frozenset(strict)
-    opts = IngestOptions(
-        inputs=inputs, out=out, cluster=request, scratch=scratch, scratch_kind=args["scratch_kind"], layout=layout,
-        overwrite=args["overwrite"], format=choice, on_bad_file=args["on_bad_file"], strict=strict_kinds,
-        report_path=report_path, header_rules=header_rules, keep_scratch=args["keep_scratch"],
-        restart=args["restart"], progress=args["progress"] and not args["quiet"],
-        command=_invoked_as.get() or (_python_call(args),),
-    )
-    return opts, (args["quiet"], cli)
+    return kind, client
 
 
 def _check_batch_jobs(request: ClusterRequest) -> None:

@@ -19,6 +19,7 @@ import threading
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -163,12 +164,49 @@ def _fast_two_sum_into(a, b, s, e) -> None:
 def _exp_core(x: np.ndarray, base: str) -> np.ndarray:
     """base**x for finite x in the clipped domain, as the correctly rounded double (see the module). Every
     step writes into the thread's workspace (see _Workspace); the arithmetic is that of the plain
-    expressions in the comments, operation for operation."""
+    expressions in the comments, operation for operation, in four steps: the reduction r = x - m*step,
+    z = r*ln(b), q = exp(z) - 1, and 2**(m/N) * (1 + q) from the table, scaled by 2**k."""
     c = _constants(base)
-    t_hi, t_lo = _table()
-    n = x.size
-    (m, a, rh, rl, zh, zl, t, u, zs0, zs1, sh, sl, ch, cl, q3, q3l, qh, ql, e, w, th, tl, ph, pl) = \
-        _WORKSPACE.take(n, _ROWS)
+    ws = _Temps(*_WORKSPACE.take(x.size, _ROWS))
+    rh = _reduced(x, c, ws)
+    _times_ln_b(rh, c, ws)
+    _exp_minus_one(ws)
+    hi, lo, k = _times_table_entry(ws)
+    return _scaled(hi, lo, k)
+
+
+class _Temps(NamedTuple):
+    """_exp_core's temporaries (the workspace's rows), by the names its steps give them."""
+
+    m: np.ndarray
+    a: np.ndarray
+    rh: np.ndarray
+    rl: np.ndarray
+    zh: np.ndarray
+    zl: np.ndarray
+    t: np.ndarray
+    u: np.ndarray
+    zs0: np.ndarray
+    zs1: np.ndarray
+    sh: np.ndarray
+    sl: np.ndarray
+    ch: np.ndarray
+    cl: np.ndarray
+    q3: np.ndarray
+    q3l: np.ndarray
+    qh: np.ndarray
+    ql: np.ndarray
+    e: np.ndarray
+    w: np.ndarray
+    th: np.ndarray
+    tl: np.ndarray
+    ph: np.ndarray
+    pl: np.ndarray
+
+
+def _reduced(x: np.ndarray, c: dict, ws: _Temps) -> np.ndarray:
+    """r = x - m*step as rh + rl: m into ws.m, rl into ws.rl; returns rh (in ws.a)."""
+    m, a, rh, rl, e, w, t = ws.m, ws.a, ws.rh, ws.rl, ws.e, ws.w, ws.t
     np.multiply(x, c["inv_step"], out=m)
     np.rint(m, out=m)  # any nearby integer would do: only |r| < step/2 (a little more) matters
     s1, s2, s3, s4 = c["step"]
@@ -184,8 +222,12 @@ def _exp_core(x: np.ndarray, base: str) -> np.ndarray:
     np.add(rl, e, out=rl)
     np.multiply(m, s4, out=t)
     np.subtract(rl, t, out=rl)  # rl = (rl + e2) - m*s4
-    rh = a
-    # z = r * ln(b) in double-double
+    return a  # rh
+
+
+def _times_ln_b(rh: np.ndarray, c: dict, ws: _Temps) -> None:
+    """z = r * ln(b) in double-double, into ws.zh, ws.zl (rl in ws.rl)."""
+    rl, zh, zl, zs0, zs1, t, w = ws.rl, ws.zh, ws.zl, ws.zs0, ws.zs1, ws.t, ws.w
     if c["unit"]:
         _fast_two_sum_into(rh, rl, zh, zl)
     else:
@@ -196,6 +238,12 @@ def _exp_core(x: np.ndarray, base: str) -> np.ndarray:
         np.multiply(rl, l_hi, out=w)
         np.add(t, w, out=t)
         np.add(zl, t, out=zl)  # zl = zl + (rh*l_lo + rl*l_hi)
+
+
+def _exp_minus_one(ws: _Temps) -> None:
+    """q = exp(z) - 1 in double-double, into ws.qh, ws.ql."""
+    zh, zl, zs0, zs1, t, sh, sl, a, w = ws.zh, ws.zl, ws.zs0, ws.zs1, ws.t, ws.sh, ws.sl, ws.a, ws.w
+    ch, cl, q3, u, q3l, qh, ql, e = ws.ch, ws.cl, ws.q3, ws.u, ws.q3l, ws.qh, ws.ql, ws.e
     # q = exp(z) - 1, |zh| < 2^-13.5. exp(zh + zl) = exp(zh) * (1 + zl + ...): zl * (1 + zh + zh^2/2) is
     # below 2^-66; zh^2 is exact in double-double; zh^3/6 (about 2^-43) needs its own double-double;
     # zh^4/24 ... zh^7/5040 (below 2^-58) are summed in double
@@ -244,6 +292,14 @@ def _exp_core(x: np.ndarray, base: str) -> np.ndarray:
     np.add(e, u, out=e)
     np.add(e, t, out=e)
     np.add(ql, e, out=ql)
+
+
+def _times_table_entry(ws: _Temps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2**(j/N) * (1 + q) = T + T*q as hi + lo (in ws.zh, ws.zl), with m = N*k + j; returns hi, lo and k
+    (in ws.rl)."""
+    t_hi, t_lo = _table()
+    m, a, rl, zh, zl, t, zs0, zs1, qh, ql = ws.m, ws.a, ws.rl, ws.zh, ws.zl, ws.t, ws.zs0, ws.zs1, ws.qh, ws.ql
+    w, th, tl, ph, pl = ws.w, ws.th, ws.tl, ws.ph, ws.pl
     # 2**(j/N) * (1 + q) = T + T*q
     np.multiply(m, 1.0 / _N, out=rl)
     k = np.floor(rl, out=rl)
@@ -263,6 +319,11 @@ def _exp_core(x: np.ndarray, base: str) -> np.ndarray:
     hi, lo = zh, zl
     np.add(pl, tl, out=t)
     np.add(lo, t, out=lo)  # lo = lo + (pl + tl)
+    return hi, lo, k
+
+
+def _scaled(hi: np.ndarray, lo: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(hi + lo) * 2**k, rounded once."""
     ki = k.astype(np.int32)
     out = np.ldexp(hi + lo, ki)  # one rounding of hi + lo; scaling by 2**k is exact for normal results
     # a subnormal result (hi + lo may be just under 1 at k = -1022): round hi + lo once, at its precision

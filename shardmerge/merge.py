@@ -30,7 +30,7 @@ import zarr
 from .durable import file_checksum, remove_tree, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
-from .plan import Plan, ShardSpec
+from .plan import Plan, ShardSpec, StoreLayout
 from .publish import claim_tmp, unmark_tmp
 from .schema import (
     ARRAY_BY_NAME,
@@ -200,26 +200,27 @@ class _RowWiseWriter:
 RAW_WRITE_THREADS = 4  # row-wise chunks compressed at once (blosc and zstd release the GIL)
 
 
-def create_layout(root: zarr.Group, plan: Plan) -> tuple[dict[str, zarr.Array], zarr.Array, dict[str, zarr.Array]]:
+def create_layout(root: zarr.Group, layout: StoreLayout
+                  ) -> tuple[dict[str, zarr.Array], zarr.Array, dict[str, zarr.Array]]:
     """Preallocate everything with its final shape. Returns (2-D arrays, wavelength, row-wise arrays)."""
     groups = create_groups(root, REQUIRED_GROUPS)
-    fmt, codec = plan.zarr_format, plan.codec
-    flux_attrs = flux_unit_attrs(plan.flux_units, plan.flux_unit_sources)
+    fmt, codec = layout.zarr_format, layout.codec
+    flux_attrs = flux_unit_attrs(layout.flux_units, layout.flux_unit_sources)
     attrs_2d = {a.name: {**(flux_attrs if a.units == "flux" else {"units": a.units} if a.units else {}),
                          "description": a.description}
-                for a in arrays_for(plan.capabilities)}
+                for a in arrays_for(layout.capabilities)}
     if MASK_ARRAY in attrs_2d:
         attrs_2d[MASK_ARRAY].update({"flags": "bitmask", "padding_bit": 31,
-                                     "source_conventions": list(plan.mask_conventions)})
-    names_2d = shard_arrays(plan)
+                                     "source_conventions": list(layout.mask_conventions)})
+    names_2d = shard_arrays(layout)
     wave_attrs = {"units": WAVELENGTH_UNITS, "description": "wavelength (converted to Angstrom from the source unit)"}
-    specs = spectral_specs(plan, plan.n_spec, lambda name: groups["signal" if name == "wavelength" else
-                                                                  ARRAY_BY_NAME[name].group],
+    specs = spectral_specs(layout, layout.n_spec, lambda name: groups["signal" if name == "wavelength" else
+                                                                      ARRAY_BY_NAME[name].group],
                            attrs=attrs_2d, wave_attrs=wave_attrs)
-    rchunk = (min(plan.rowwise_chunk_rows, max(plan.n_spec, 1)),)
-    row_arrays = rowwise_arrays(plan.flux_units, plan.metadata_keys, plan.header_keys, plan.param_keys,
-                                plan.flux_unit_sources)
-    specs += [array_spec(groups[r.group], r.name, shape=(plan.n_spec,), chunks=rchunk,
+    rchunk = (min(layout.rowwise_chunk_rows, max(layout.n_spec, 1)),)
+    row_arrays = rowwise_arrays(layout.flux_units, layout.metadata_keys, layout.header_keys, layout.param_keys,
+                                layout.flux_unit_sources)
+    specs += [array_spec(groups[r.group], r.name, shape=(layout.n_spec,), chunks=rchunk,
                          dtype=str if r.dtype == "str" else r.dtype, codec=codec, zarr_format=fmt, attrs=r.attrs)
               for r in row_arrays]
     created = create_arrays(specs)  # in specs' order: the 2-D arrays, wavelength, the row-wise arrays
@@ -291,7 +292,7 @@ class Merger:
         claim_tmp(tmp)  # first: a crash from here on leaves a .tmp the next run knows as ours
         root = zarr.open_group(tmp, mode="a", zarr_format=plan.zarr_format)  # (the folder holds our marker only)
         self.root = root
-        self.data, self.wave, rows = create_layout(root, plan)
+        self.data, self.wave, rows = create_layout(root, plan.layout)
         self.dst_meta = {name: _array_json(os.path.join(tmp, *arr.path.split("/")))
                          for name, arr in {**self.data, "wavelength": self.wave}.items()}
         self.rows = rows

@@ -12,7 +12,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import accumulate, compress, groupby
 
 from .config import (
@@ -115,41 +115,30 @@ class ShardSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StoreLayout:
+    """The store's layout: what decides the published store's arrays, chunks, codecs and attributes,
+    whichever shards write it (the merge creates the store from this alone)."""
+
     n_spec: int
     n_pix: int
     chunk_rows: int
     chunk_pix: int
     rowwise_chunk_rows: int
-    shard_rows: int
     wavelength_shared: bool  # one 1-D grid for every spectrum, else a 2-D wavelength array
     flux_units: tuple[str, ...]  # normalised, distinct, sorted; more than one: metadata/flux_unit is written
     header_keys: tuple[str, ...]
     param_keys: tuple[str, ...]
     mask_conventions: tuple[str, ...]  # distinct, sorted; empty: no input has a mask (no mask_raw array)
     metadata_keys: tuple[str, ...]  # format-specific row-wise strings, metadata/<key>
-    files_per_format: tuple[tuple[str, int], ...]
-    spectra_per_format: tuple[tuple[str, int], ...]
     common_root: str  # spec_id is the source path relative to this, plus the spectrum's index
     codec: CodecConfig
     zarr_format: int
-    shards: tuple[ShardSpec, ...]
-    input_bytes: int
-    fingerprint: str = field(default="")
     zarr_shard_rows: int = 0  # Zarr v3 sharding of the 2-D arrays: rows per storage file; 0 = one file per chunk
     provides: tuple[str, ...] = ()  # union of every input's capabilities (companions' too), sorted
     mapping: tuple[str, ...] = ()  # (path, content hash) of the --mapping file the "mapping" reader reads
     store_files: int = 0  # files the store will hold (at most: zarr skips chunks that hold only fill values)
     max_store_files: int = 0  # the budget the layout was chosen for
-    files: PlacedFiles | None = field(default=None, repr=False)  # the driver's; None in a task's context
     flux_unit_sources: tuple[str, ...] = ()  # the sources' spellings, distinct, sorted (merge.flux_attrs)
-    file_table: str = ""  # in a task's context: the file table on scratch its shard reads its files from
-    wide_rows: WideRows | None = None  # set when a few files far longer than the rest set N_pix
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        """What the user should know before ingesting this layout (`shardmerge plan` and the ingest say it)."""
-        return (self.wide_rows.message(),) if self.wide_rows else ()
 
     @property
     def write_rows(self) -> int:
@@ -172,22 +161,6 @@ class Plan:
     def n_pix_chunks(self) -> int:
         return -(-self.n_pix // self.chunk_pix)
 
-    def context(self, file_table: str) -> Plan:
-        """The plan without its shard and file lists: what every shard task needs, small enough to ship to
-        each. `file_table`: where the tasks read their files (shardstore.write_file_table)."""
-        return replace(self, shards=(), files=None, file_table=file_table)
-
-    def segments(self, shard: ShardSpec) -> tuple[FileSegment, ...]:
-        """The runs of consecutive spectra, one per file, that fill the shard (driver side)."""
-        if self.files is None:
-            raise ValueError("a plan's context has no file list: read the shard's files from its file_table")
-        return self.files.segments(shard)
-
-    def shard_of_row(self, row: int) -> int:
-        if not 0 <= row < self.n_spec:
-            raise IndexError(f"row {row} outside 0..{self.n_spec - 1}")
-        return row // self.shard_rows
-
     @property
     def has_mask(self) -> bool:
         return bool(self.mask_conventions)
@@ -206,6 +179,57 @@ class Plan:
         per_row = sum(a.itemsize for a in arrays_for(self.capabilities))
         wave = self.n_pix * 8 if self.wavelength_shared else self.n_spec * self.n_pix * 8
         return self.n_spec * self.n_pix * per_row + wave
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The shard plan: the store's `layout`, and how its rows are cut into shards of the input files (with
+    each shard's key and the plan's fingerprint). The layout's fields and properties read through the plan
+    too (`plan.n_pix` is `plan.layout.n_pix`), so code that needs only the layout may take a StoreLayout."""
+
+    layout: StoreLayout
+    shard_rows: int
+    files_per_format: tuple[tuple[str, int], ...]
+    spectra_per_format: tuple[tuple[str, int], ...]
+    shards: tuple[ShardSpec, ...]
+    input_bytes: int
+    fingerprint: str = field(default="")
+    files: PlacedFiles | None = field(default=None, repr=False)  # the driver's; None in a task's context
+    file_table: str = ""  # in a task's context: the file table on scratch its shard reads its files from
+    wide_rows: WideRows | None = None  # set when a few files far longer than the rest set N_pix
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know before ingesting this layout (`shardmerge plan` and the ingest say it)."""
+        return (self.wide_rows.message(),) if self.wide_rows else ()
+
+    def context(self, file_table: str) -> Plan:
+        """The plan without its shard and file lists: what every shard task needs, small enough to ship to
+        each. `file_table`: where the tasks read their files (shardstore.write_file_table)."""
+        return replace(self, shards=(), files=None, file_table=file_table)
+
+    def segments(self, shard: ShardSpec) -> tuple[FileSegment, ...]:
+        """The runs of consecutive spectra, one per file, that fill the shard (driver side)."""
+        if self.files is None:
+            raise ValueError("a plan's context has no file list: read the shard's files from its file_table")
+        return self.files.segments(shard)
+
+    def shard_of_row(self, row: int) -> int:
+        if not 0 <= row < self.layout.n_spec:
+            raise IndexError(f"row {row} outside 0..{self.layout.n_spec - 1}")
+        return row // self.shard_rows
+
+
+def _read_through(name: str) -> property:
+    return property(lambda plan: getattr(plan.layout, name), doc=f"`plan.layout.{name}`")
+
+
+# the layout's fields, properties and methods, read through the plan (see Plan)
+LAYOUT_NAMES = tuple(f.name for f in fields(StoreLayout)) + tuple(
+    name for name, value in vars(StoreLayout).items()
+    if not name.startswith("_") and (isinstance(value, property) or callable(value)))
+for _name in LAYOUT_NAMES:
+    setattr(Plan, _name, _read_through(_name))
 
 
 # A few very long spectra set N_pix for every row. Warn when N_pix is more than WIDE_ROW_FACTOR times the
@@ -526,13 +550,7 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     used = [own.profiles[i] for i in sorted(set(own.profile))]  # the profiles of files that make rows
     grid_keys = {k for p in used for k in p.grid_keys}
     shared = len(grid_keys) == 1 and not grid_keys_unsure(grid_keys) and min(own.n_pix_min) == n_pix
-    keys = {
-        "flux_units": tuple(sorted({p.flux_unit for p in used})),
-        "flux_unit_sources": tuple(sorted({p.flux_unit_source for p in used})),
-        "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
-        "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
-        "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
-    }
+    keys = _union_of_keys(used)
     provides = tuple(sorted({c for p in table.profiles for c in p.provides}))
     arrays_2d = arrays_for(frozenset(provides))
     shape = StoreShape(n_spec, n_pix, chunk_rows, chunk_pix, len(arrays_2d), shared, len(rowwise_arrays(**keys)),
@@ -540,38 +558,60 @@ def make_plan(scans: FileTable | Iterable[FileScan], request: LayoutRequest | No
     zarr_shard_rows, rowwise_chunk_rows = choose_file_layout(shape, request)
     shard_rows = choose_shard_rows(zarr_shard_rows or chunk_rows, chunk_pix, n_pix, request.shard_rows,
                                    n_spec=n_spec)
+    files_per_format, spectra_per_format = _per_format(table)
+    layout = StoreLayout(
+        n_spec=n_spec,
+        n_pix=n_pix,
+        chunk_rows=chunk_rows,
+        chunk_pix=chunk_pix,
+        rowwise_chunk_rows=rowwise_chunk_rows,
+        wavelength_shared=shared,
+        mask_conventions=tuple(sorted({p.mask_convention for p in used if p.mask_convention})),
+        provides=provides,
+        mapping=tuple(mapping),
+        **keys,
+        common_root=_common_root([own.folders[i] for i in sorted(set(own.folder_of))]),
+        codec=request.codec,
+        zarr_format=request.zarr_format,
+        zarr_shard_rows=zarr_shard_rows,
+        store_files=shape.files(zarr_shard_rows, rowwise_chunk_rows),
+        max_store_files=request.max_store_files,
+    )
+    plan = Plan(
+        layout=layout,
+        shard_rows=shard_rows,
+        files_per_format=files_per_format,
+        spectra_per_format=spectra_per_format,
+        shards=cut_shards(placed, shard_rows),
+        input_bytes=sum(table.size),
+        files=placed,
+        wide_rows=wide_rows(own, n_pix, sum(a.itemsize for a in arrays_2d), shared),
+    )
+    return _with_fingerprint(plan, table)
+
+
+def _union_of_keys(used: list) -> dict[str, tuple[str, ...]]:
+    """The flux units (normalised and as spelled), metadata, header and parameter keys of the profiles of the
+    files that make rows: each distinct and sorted (header keys in the store's order, _header_sort_key)."""
+    return {
+        "flux_units": tuple(sorted({p.flux_unit for p in used})),
+        "flux_unit_sources": tuple(sorted({p.flux_unit_source for p in used})),
+        "metadata_keys": tuple(sorted({k for p in used for k in p.metadata_keys})),
+        "header_keys": tuple(sorted({k for p in used for k in p.header_keys}, key=_header_sort_key)),
+        "param_keys": tuple(sorted({k for p in used for k in p.param_keys})),
+    }
+
+
+def _per_format(table: FileTable) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """Files and spectra of each format, sorted by format; a companion's spectra are another file's rows,
+    so they are not counted."""
     files_per_format: Counter[str] = Counter()
     spectra_per_format: Counter[str] = Counter()
     for profile, n in _per_profile(table).items():
         p = table.profiles[profile]
         files_per_format[p.format] += n[0]
         spectra_per_format[p.format] += 0 if p.companion else n[1]  # a companion's spectra are another's rows
-    plan = Plan(
-        n_spec=n_spec,
-        n_pix=n_pix,
-        chunk_rows=chunk_rows,
-        chunk_pix=chunk_pix,
-        rowwise_chunk_rows=rowwise_chunk_rows,
-        shard_rows=shard_rows,
-        wavelength_shared=shared,
-        mask_conventions=tuple(sorted({p.mask_convention for p in used if p.mask_convention})),
-        provides=provides,
-        mapping=tuple(mapping),
-        **keys,
-        files_per_format=tuple(sorted(files_per_format.items())),
-        spectra_per_format=tuple(sorted(spectra_per_format.items())),
-        common_root=_common_root([own.folders[i] for i in sorted(set(own.folder_of))]),
-        codec=request.codec,
-        zarr_format=request.zarr_format,
-        zarr_shard_rows=zarr_shard_rows,
-        shards=cut_shards(placed, shard_rows),
-        input_bytes=sum(table.size),
-        files=placed,
-        store_files=shape.files(zarr_shard_rows, rowwise_chunk_rows),
-        max_store_files=request.max_store_files,
-        wide_rows=wide_rows(own, n_pix, sum(a.itemsize for a in arrays_2d), shared),
-    )
-    return _with_fingerprint(plan, table)
+    return tuple(sorted(files_per_format.items())), tuple(sorted(spectra_per_format.items()))
 
 
 def _per_profile(table: FileTable) -> dict[int, list[int]]:

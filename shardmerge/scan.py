@@ -53,22 +53,7 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
         if chosen and not reader.identify(hdul):
             raise BadFileError(path, f"does not have the layout of --format {chosen}")
         layout = reader.layout(path, hdul) if exact_grids else reader.scan_layout(path, hdul)
-        for kind, text in layout.notes:
-            oddities.add(kind, text)
-        flux_unit, unit_oddity = normalise_flux_unit(layout.flux_unit)
-        if unit_oddity:
-            oddities.add(UNKNOWN_UNIT, unit_oddity)
-        for text in unread_hdus(hdul, layout):
-            oddities.add(UNREAD_EXTENSION, text)
-        if layout.n_spectra <= 0:
-            raise BadFileError(path, "holds no spectra")
-        n_pix = [int(g.shape[0]) for g in layout.grids]
-        if min(n_pix) <= 0:
-            raise BadFileError(path, "a spectrum has no pixels")
-        if not layout.grid_hints:  # else the grids are placeholders: the shard task checks the real ones
-            for g in layout.grids:
-                check_grid(path, g)
-        used = sorted({int(x) for x in np.unique(layout.grid_of)})
+        flux_unit, n_pix, used = _checked_layout(path, hdul, layout, oddities)
         header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))
         scan = FileScan(
             path=path,
@@ -92,6 +77,28 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
             provides=tuple(sorted(layout.provides)),
         )
     return replace(scan, notes=tuple(oddities.notes)) if oddities.notes else scan  # warnings: known on close
+
+
+def _checked_layout(path: str, hdul: object, layout: Layout, oddities: Oddities) -> tuple[str, list[int], list[int]]:
+    """The layout's notes, an unknown flux unit and unread HDUs recorded as oddities; a file with no spectra,
+    or a spectrum with no pixels, or (where the grids are read) a bad grid refused. Returns the normalised
+    flux unit, each grid's pixels and the grids the spectra use."""
+    for kind, text in layout.notes:
+        oddities.add(kind, text)
+    flux_unit, unit_oddity = normalise_flux_unit(layout.flux_unit)
+    if unit_oddity:
+        oddities.add(UNKNOWN_UNIT, unit_oddity)
+    for text in unread_hdus(hdul, layout):
+        oddities.add(UNREAD_EXTENSION, text)
+    if layout.n_spectra <= 0:
+        raise BadFileError(path, "holds no spectra")
+    n_pix = [int(g.shape[0]) for g in layout.grids]
+    if min(n_pix) <= 0:
+        raise BadFileError(path, "a spectrum has no pixels")
+    if not layout.grid_hints:  # else the grids are placeholders: the shard task checks the real ones
+        for g in layout.grids:
+            check_grid(path, g)
+    return flux_unit, n_pix, sorted({int(x) for x in np.unique(layout.grid_of)})
 
 
 def unread_hdus(hdul: object, layout: Layout) -> list[str]:

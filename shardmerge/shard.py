@@ -199,8 +199,8 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
     """Write the shard store at `path` (a partial, renamed into place by the caller): each segment read and
     verified, copied into whole storage files of rows; returns its manifest (without the file list)."""
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
-    names = shard_arrays(plan)
-    *created, wave_arr = create_arrays(spectral_specs(plan, shard.n_rows, lambda name: group))
+    names = shard_arrays(plan.layout)
+    *created, wave_arr = create_arrays(spectral_specs(plan.layout, shard.n_rows, lambda name: group))
     rows = _ShardRows(plan, names, dict(zip(names, created, strict=True)), wave_arr, shard.n_rows)
     table = _RowTable()
     shared_grid: list[np.ndarray] = []

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from .durable import fsync_path, remove_tree, storage_errors, sync_trees
 from .errors import InputError, ShardError
 from .failpoints import failpoint
-from .plan import Companion, FileSegment, Plan, ShardSpec
+from .plan import Companion, FileSegment, Plan, ShardSpec, StoreLayout
 from .schema import ARRAY_BY_NAME, arrays_for
 
 ROWS_FILE = "rows.parquet"  # row-wise values inside a shard store
@@ -47,34 +47,34 @@ def shard_path(scratch: str, shard: ShardSpec) -> str:
     return os.path.join(scratch, shard.store_name)
 
 
-def shard_arrays(plan: Plan) -> list[str]:
-    """The 2-D arrays of this plan's shards (and store), in the schema table's order."""
-    return [a.name for a in arrays_for(plan.capabilities)]
+def shard_arrays(layout: StoreLayout) -> list[str]:
+    """The 2-D arrays of this layout's shards (and store), in the schema table's order."""
+    return [a.name for a in arrays_for(layout.capabilities)]
 
 
 def array_dtype(name: str) -> str:
     return ARRAY_BY_NAME[name].dtype
 
 
-def spectral_specs(plan: Plan, n_rows: int, group_of: Callable[[str], object],
+def spectral_specs(layout: StoreLayout, n_rows: int, group_of: Callable[[str], object],
                    attrs: Mapping[str, dict] | None = None, wave_attrs: dict | None = None) -> list:
     """The specs (zarrio.array_spec) of the 2-D arrays, in shard_arrays' order, then `wavelength`, for `n_rows`
     rows: a shard's and the store's are the same arrays, chunking and codec. `group_of(name)`: the group an
     array goes in (a shard's one group, the store's by schema group; "wavelength" for the grid)."""
     from .zarrio import array_spec  # zarr: the task and the merge have it imported already
 
-    fmt, codec, shape2d = plan.zarr_format, plan.codec, (n_rows, plan.n_pix)
-    specs = [array_spec(group_of(name), name, shape=shape2d, chunks=plan.chunks_2d, dtype=array_dtype(name),
-                        codec=codec, zarr_format=fmt, shards=plan.zarr_shards_2d,
+    fmt, codec, shape2d = layout.zarr_format, layout.codec, (n_rows, layout.n_pix)
+    specs = [array_spec(group_of(name), name, shape=shape2d, chunks=layout.chunks_2d, dtype=array_dtype(name),
+                        codec=codec, zarr_format=fmt, shards=layout.zarr_shards_2d,
                         **({"attrs": attrs[name]} if attrs else {}))
-             for name in shard_arrays(plan)]
-    if plan.wavelength_shared:
-        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=(plan.n_pix,), chunks=(plan.n_pix,),
+             for name in shard_arrays(layout)]
+    if layout.wavelength_shared:
+        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=(layout.n_pix,), chunks=(layout.n_pix,),
                                 dims=("pixel",), dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs))
     else:
-        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=shape2d, chunks=plan.chunks_2d,
+        specs.append(array_spec(group_of("wavelength"), "wavelength", shape=shape2d, chunks=layout.chunks_2d,
                                 dtype="float64", codec=codec, zarr_format=fmt, attrs=wave_attrs,
-                                shards=plan.zarr_shards_2d))
+                                shards=layout.zarr_shards_2d))
     return specs
 
 

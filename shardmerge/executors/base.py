@@ -24,7 +24,7 @@ class Executor(Protocol):
         without, this process writes the shards itself and there is nothing to close. The pipeline asks
         this instead of which backend it has."""
 
-    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,  # noqa: PLR0913 - the stages' one call for every backend
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
             fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:

@@ -79,7 +79,7 @@ class DaskExecutor:
     def address(self) -> str:
         return self.client.scheduler.address
 
-    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,  # noqa: PLR0913 - base.Executor.map's contract
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
             fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:
@@ -126,20 +126,13 @@ class DaskExecutor:
                     exc = fut.exception()
                     if isinstance(exc, keep_errors):
                         done(i, exc)
-                        continue
-                    if should_retry(exc, attempt, retries):
-                        log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
-                        again = submit(i, attempt + 1)
-                        futures[again] = (i, attempt + 1)
-                        pending.add(again)
-                        continue
-                    raise exc  # the task's own exception: its message names the file
+                    else:  # raises, unless it resubmits
+                        _retry_or_raise(fut, exc, retries, submit, futures, pending)
+                    continue
                 if fut.status == "lost":  # its result died with its worker: the scheduler computes it again
                     pending.add(fut)  # (and the watchdog bounds the wait for a worker to do it)
                     continue
-                if fut.status != "finished":  # cancelled: the scheduler dropped it (restarted, or closing)
-                    raise ClusterError(f"task {fut.key} was {fut.status} by the Dask scheduler; finished shards are "
-                                       "kept: rerun the same command")
+                _check_finished(fut)
                 done(i, result)
                 fut.release()  # its result is ours now: the worker may drop it
         finally:
@@ -159,77 +152,122 @@ class DaskExecutor:
         it. The caller recomputes those."""
         from distributed import as_completed
 
-        lost: dict[int, str] = {}
-        pending: dict[Any, int] = {}
-        workers: list[str] = []
         # results are fetched by the client's event loop while this thread keeps the previous ones
         arrived = as_completed([], loop=self.client.loop, with_results=True, raise_errors=False)
         watch = _Watchdog(self.client, self.worker_wait_s, self.stall_s, name)
-        alive: set[str] = set()
-        next_look = 0.0
-
-        def look() -> set[str]:
-            return set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-
-        def lose(k: int, why: str) -> None:
-            lost[k] = why
-            fold(k, None)
-
+        run = _PinnedTasks(self.client, fn, args, name, fold, arrived)
         try:
             while not feed.cancelled:
-                now = time.monotonic()
-                if now >= next_look:  # which workers are connected: asked at most twice a second
-                    alive, next_look = look(), now + 0.5
-                    for fut, k in list(pending.items()):  # a task pinned to a dead worker would wait for ever
-                        if workers[k] not in alive:
-                            del pending[fut]
-                            fut.cancel()
-                            lose(k, f"worker {workers[k]} left during the task")
-                while len(pending) < window and (got := feed.take()) is not None:
-                    item, worker = got
-                    k = len(workers)
-                    workers.append(worker)
-                    if worker not in alive:  # or it joined since the last look (a worker that just wrote)
-                        alive = look()
-                    if worker not in alive:
-                        lose(k, f"worker {worker or '?'} is gone")
-                        continue
-                    # ahead of the tasks queued on that worker (a fetch is short, and its worker's next
-                    # shard would otherwise hold it until the worker ran out of shards)
-                    fut = self.client.submit(fn, item, *args, key=f"{name}-{k:06d}", pure=False,
-                                             workers=[worker], allow_other_workers=False, priority=1)
-                    pending[fut] = k
-                    arrived.add(fut)
-                if not pending:
+                run.forget_gone_workers()
+                run.submit_from(feed, window)
+                if not run.pending:
                     if feed.drained:
                         break
                     watch.last_progress = time.monotonic()  # nothing in flight: waiting on the feed is no stall
                     feed.wait(watch.POLL_S)
                     continue
                 batch = arrived.next_batch(block=False)
-                for fut, result in batch:
-                    k = pending.pop(fut, None)
-                    if k is None:  # cancelled above
-                        continue
-                    if fut.status == "finished":
-                        fold(k, result)
-                    else:
-                        why = fut.exception() if fut.status == "error" else ""
-                        lose(k, f"{fut.status} on {workers[k]}: {why}")
-                    fut.release()
+                run.collect(batch)
                 if batch:
                     watch.last_progress = time.monotonic()
                 else:
                     watch.check()
                     watch.wait(arrived)
         finally:
-            for fut in pending:
+            for fut in run.pending:
                 fut.release()
-        return lost
+        return run.lost
 
     def run_on_workers(self, fn: Callable, *args: Any) -> dict[str, Any]:
         """`fn(*args)` on every connected worker, outside the task graph (cleanup of what they hold)."""
         return self.client.run(fn, *args)
+
+
+def _retry_or_raise(fut: Any, exc: BaseException, retries: int, submit: Callable[[int, int], Any],
+                    futures: dict[Any, tuple[int, int]], pending: Any) -> None:
+    """A map task that failed with `exc`: resubmitted (`submit(i, attempt)`, its new future added to
+    `futures` and `pending`) when should_retry allows, else its exception raised: its message names the file."""
+    i, attempt = futures[fut]
+    if not should_retry(exc, attempt, retries):
+        raise exc
+    log.warning("task %s failed (%s: %s); retrying", fut.key, type(exc).__name__, exc)
+    again = submit(i, attempt + 1)
+    futures[again] = (i, attempt + 1)
+    pending.add(again)
+
+
+def _check_finished(fut: Any) -> None:
+    """A map task neither failed nor lost must have finished: cancelled means the scheduler dropped it
+    (restarted, or closing)."""
+    if fut.status != "finished":
+        raise ClusterError(f"task {fut.key} was {fut.status} by the Dask scheduler; finished shards are "
+                           "kept: rerun the same command")
+
+
+class _PinnedTasks:
+    """One map_on's tasks: those in flight ({future: k}), each item's worker (by k), the workers last seen
+    connected, and the items lost ({k: why}, each also folded as None)."""
+
+    LOOK_EVERY_S = 0.5  # which workers are connected: asked at most twice a second
+
+    def __init__(self, client: Any, fn: Callable, args: tuple, name: str, fold: Callable[[int, Any], None],
+                 arrived: Any):
+        self.client, self.fn, self.args, self.name, self.fold, self.arrived = client, fn, args, name, fold, arrived
+        self.lost: dict[int, str] = {}
+        self.pending: dict[Any, int] = {}
+        self.workers: list[str] = []
+        self.alive: set[str] = set()
+        self.next_look = 0.0
+
+    def look(self) -> set[str]:
+        return set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def lose(self, k: int, why: str) -> None:
+        self.lost[k] = why
+        self.fold(k, None)
+
+    def forget_gone_workers(self) -> None:
+        """Cancel, as lost, the tasks pinned to a worker that left: such a task would wait for ever."""
+        now = time.monotonic()
+        if now < self.next_look:
+            return
+        self.alive, self.next_look = self.look(), now + self.LOOK_EVERY_S
+        for fut, k in list(self.pending.items()):
+            if self.workers[k] not in self.alive:
+                del self.pending[fut]
+                fut.cancel()
+                self.lose(k, f"worker {self.workers[k]} left during the task")
+
+    def submit_from(self, feed: Feed, window: int) -> None:
+        """Submit what the feed holds, each on its worker, while fewer than `window` are in flight."""
+        while len(self.pending) < window and (got := feed.take()) is not None:
+            item, worker = got
+            k = len(self.workers)
+            self.workers.append(worker)
+            if worker not in self.alive:  # or it joined since the last look (a worker that just wrote)
+                self.alive = self.look()
+            if worker not in self.alive:
+                self.lose(k, f"worker {worker or '?'} is gone")
+                continue
+            # ahead of the tasks queued on that worker (a fetch is short, and its worker's next
+            # shard would otherwise hold it until the worker ran out of shards)
+            fut = self.client.submit(self.fn, item, *self.args, key=f"{self.name}-{k:06d}", pure=False,
+                                     workers=[worker], allow_other_workers=False, priority=1)
+            self.pending[fut] = k
+            self.arrived.add(fut)
+
+    def collect(self, batch: Iterable[tuple[Any, Any]]) -> None:
+        """Fold the results of a batch of finished futures; a failed one is lost."""
+        for fut, result in batch:
+            k = self.pending.pop(fut, None)
+            if k is None:  # cancelled by forget_gone_workers
+                continue
+            if fut.status == "finished":
+                self.fold(k, result)
+            else:
+                why = fut.exception() if fut.status == "error" else ""
+                self.lose(k, f"{fut.status} on {self.workers[k]}: {why}")
+            fut.release()
 
 
 class Feed:

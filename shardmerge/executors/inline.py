@@ -20,7 +20,7 @@ class InlineExecutor:
     info = {"kind": "inline"}
     runs_on_workers = False  # (see base.Executor.runs_on_workers)
 
-    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,
+    def map(self, fn: Callable, items: Sequence, *args: Any, name: str, retries: int = 0,  # noqa: PLR0913 - base.Executor.map's contract
             on_result: Callable[[Any], None] | None = None,
             keep_errors: tuple[type[BaseException], ...] = (),
             fold: Callable[[Any], None] | None = None, first: Sequence[int] | None = None) -> list:

@@ -53,32 +53,13 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
         try:
             hdul = None
             if headers_only and raw is None:
-                # one open for the fast path and gzip detection; a segment's reads are kept for its sums
-                file = fastfits.FileSource(path, record=rows_on_demand)
-                try:
-                    if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # inflated forward, capped by its headers
-                        file.close()
-                        # a shard segment's rows: once per run, through an inflated copy (inflate.open_gzip)
-                        file = open_gzip(path, record=True, max_pixels=max_pixels) if rows_on_demand else \
-                            GzipSource(path, max_pixels=max_pixels, max_table_bytes=max_table_bytes)
-                    size = file.size
-                    if fast:  # None: a table astropy must read, or damage
-                        hdul = fastfits.parse_source(file, rows_on_demand)
-                    if hdul is None:  # astropy reads bytes: of a gzip'd file, as far as its headers announce
-                        raw = file.read(0, file.size) if isinstance(file, GzipSource | InflatedCopy) else None
-                finally:
-                    if hdul is None:
-                        file.close()
+                hdul, raw, size = _open_source(path, fast, rows_on_demand, max_pixels, max_table_bytes)
             elif fast:
                 raw = raw if raw is not None else read_bytes(path)
             if hdul is None and fast and raw is not None:
                 hdul = fastfits.parse(raw)
             if hdul is None:
-                problem = _structure(path, raw)  # before astropy acts on a header's word (TFIELDS = 2**31)
-                if problem:
-                    raise BadFileError(path, problem)
-                source = io.BytesIO(raw) if raw is not None else path
-                hdul = fits.open(source, memmap=False, lazy_load_hdus=True)
+                hdul = _astropy_open(path, raw)
         except ShardmergeError:
             raise
         except Exception as exc:  # astropy raises many types for damaged files
@@ -90,11 +71,7 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
                 load_hdus(path, hdul)
                 check_complete(path, hdul, size if size is not None else len(raw) if raw is not None
                                else os.path.getsize(path))
-            for i, hdu in enumerate(hdul):  # from the headers: astropy reads data only when it is touched
-                if max_pixels is not None:
-                    fastfits.check_pixels(path, i, hdu.header, max_pixels)
-                if max_table_bytes is not None:
-                    fastfits.check_table_bytes(path, i, hdu.header, max_table_bytes)
+            _check_sizes(path, hdul, max_pixels, max_table_bytes)
             if isinstance(hdul, fits.HDUList):  # the fast path leaves scaled images (BSCALE/BZERO) to astropy
                 numeric_scaling(path, hdul, oddities)
             yield hdul
@@ -107,6 +84,51 @@ def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: 
             raise BadFileError(path, _describe(exc)) from exc
         finally:
             hdul.close()
+
+
+def _open_source(path: str, fast: bool, rows_on_demand: bool, max_pixels: int | None,
+                 max_table_bytes: int | None) -> tuple[fastfits.FastHDUList | None, bytes | None, int]:
+    """open_fits's `headers_only` open of a file it has no bytes of: one open for the fast path and gzip
+    detection (a segment's reads are kept for its sums). Returns the fast path's HDUs, or None with the
+    bytes astropy is to read (of a gzip'd file, as far as its headers announce; None: read the path), and
+    the (inflated) file's size."""
+    hdul = None
+    raw = None
+    file = fastfits.FileSource(path, record=rows_on_demand)
+    try:
+        if file.read(0, len(GZIP_MAGIC)) == GZIP_MAGIC:  # inflated forward, capped by its headers
+            file.close()
+            # a shard segment's rows: once per run, through an inflated copy (inflate.open_gzip)
+            file = open_gzip(path, record=True, max_pixels=max_pixels) if rows_on_demand else \
+                GzipSource(path, max_pixels=max_pixels, max_table_bytes=max_table_bytes)
+        size = file.size
+        if fast:  # None: a table astropy must read, or damage
+            hdul = fastfits.parse_source(file, rows_on_demand)
+        if hdul is None:  # astropy reads bytes: of a gzip'd file, as far as its headers announce
+            raw = file.read(0, file.size) if isinstance(file, GzipSource | InflatedCopy) else None
+    finally:
+        if hdul is None:
+            file.close()
+    return hdul, raw, size
+
+
+def _astropy_open(path: str, raw: bytes | None) -> fits.HDUList:
+    """astropy's lazy open of `raw` (else of the file), once the structure its headers announce is sane."""
+    problem = _structure(path, raw)  # before astropy acts on a header's word (TFIELDS = 2**31)
+    if problem:
+        raise BadFileError(path, problem)
+    source = io.BytesIO(raw) if raw is not None else path
+    return fits.open(source, memmap=False, lazy_load_hdus=True)
+
+
+def _check_sizes(path: str, hdul: object, max_pixels: int | None, max_table_bytes: int | None) -> None:
+    """From the headers (astropy reads data only when it is touched): no spectrum longer than `max_pixels`,
+    no binary table larger than `max_table_bytes` (None: no limit)."""
+    for i, hdu in enumerate(hdul):
+        if max_pixels is not None:
+            fastfits.check_pixels(path, i, hdu.header, max_pixels)
+        if max_table_bytes is not None:
+            fastfits.check_table_bytes(path, i, hdu.header, max_table_bytes)
 
 
 def _record_astropy_warnings(into: list[str]) -> None:
