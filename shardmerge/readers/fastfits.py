@@ -190,7 +190,7 @@ class _FastHDU:
 class FastImageHDU(_FastHDU):
     is_image = True
 
-    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,
+    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,  # noqa: PLR0913 - one HDU's parsed geometry, built in one place (_parse)
                  shape: tuple, dtype: str, primary: bool):
         super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.shape = shape
@@ -365,7 +365,7 @@ def _table_layout(header: FastHeader) -> tuple[FastColumns, np.dtype] | None:
 class FastTableHDU(_FastHDU):
     is_table = True
 
-    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,
+    def __init__(self, header: FastHeader, source: _Bytes | FileSource, hdr_loc: int, dat_loc: int, dat_span: int,  # noqa: PLR0913 - one HDU's parsed geometry, built in one place (_parse)
                  columns: FastColumns, row_dtype: np.dtype, n_rows: int):
         super().__init__(header, source, hdr_loc, dat_loc, dat_span)
         self.columns = columns
@@ -651,7 +651,7 @@ def truncation(source: _Bytes | FileSource) -> str | None:
     return None
 
 
-def _parse(source: _Bytes | FileSource) -> FastHDUList | None:
+def _parse(source: _Bytes | FileSource) -> FastHDUList | None:  # noqa: C901 - one pass over the HDUs, each refusal a branch: split, the header bytes would be reread
     hdus: list[_FastHDU] = []
     pos = header_bytes = 0
     size = source.size

@@ -28,7 +28,7 @@ _DAMAGE_WARNINGS = ("File may have been truncated", "non-ASCII characters", "Mis
 
 
 @contextmanager
-def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,
+def open_fits(path: str, raw: bytes | None = None, fast: bool = True, oddities: Oddities | None = None,  # noqa: PLR0913 - a keyword per bound and mode its callers choose
               headers_only: bool = False, rows_on_demand: bool = False,
               max_pixels: int | None = None, max_table_bytes: int | None = None) -> Iterator[fits.HDUList]:
     """Open a FITS file strictly: astropy warnings that signal damage (truncation) become errors, and every
