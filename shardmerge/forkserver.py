@@ -22,7 +22,7 @@ def early_start_wanted(request: ClusterRequest, inputs: Sequence[str]) -> bool:
     if request.kind != "local" or not request.workers:
         return False
     from .discover import single_input_file
-    from .executors import one_small_file  # here: executors.local imports this module
+    from .smallinput import one_small_file
 
     one = single_input_file(inputs)
     return not (one and one_small_file([one]))

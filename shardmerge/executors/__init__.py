@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..config import TARGET_SHARD_BYTES, ClusterRequest
+from ..config import ClusterRequest
 from ..errors import ClusterError
+from ..smallinput import ONE_SHARD_FILE_BYTES, one_small_file
 from .base import Executor, NotTheRun, ServedTheCluster, should_retry
 from .dask_backend import DaskExecutor, Feed, blind_workers, check_shared_scratch
 from .inline import InlineExecutor
@@ -35,7 +35,6 @@ log = logging.getLogger("shardmerge")
 
 SMALL_INPUT_FILES = 200  # at ~3 ms per small file, about what a local cluster's start and stop cost
 SMALL_INPUT_BYTES = 32 * 2**20
-ONE_SHARD_FILE_BYTES = TARGET_SHARD_BYTES // 4
 
 
 def choose_cluster(request: ClusterRequest, paths: Sequence[str]) -> ClusterRequest:
@@ -51,18 +50,6 @@ def choose_cluster(request: ClusterRequest, paths: Sequence[str]) -> ClusterRequ
                  "process")
         return replace(request, workers=0)
     return request
-
-
-def one_small_file(paths: Sequence[str]) -> bool:
-    """One regular file of at most ONE_SHARD_FILE_BYTES: a store of up to ~4x its bytes (flux, uncertainty,
-    mask, wavelength) is one shard."""
-    if len(paths) != 1:
-        return False
-    try:
-        st = os.stat(paths[0])
-    except OSError:
-        return False  # the scan names it
-    return stat.S_ISREG(st.st_mode) and st.st_size <= ONE_SHARD_FILE_BYTES
 
 
 def _small_input(paths: Sequence[str]) -> bool:
