@@ -379,5 +379,42 @@ def inspect_cmd(store, as_json, plot_png, plot_spectra):
         click.echo(f"wrote {plot_png}: spectra at rows {', '.join(map(str, rows))}", err=as_json)
 
 
+
+@main.group("mapping")
+def mapping_group() -> None:
+    """Mapping files (--format mapping --mapping FILE): describe a layout no built-in reader knows."""
+
+
+@mapping_group.command("draft")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the draft here (default: standard output). An existing file is not replaced.")
+def mapping_draft_cmd(file, out):
+    """Write a draft mapping TOML for FILE from what its headers say: the best guess for each key, and each
+    ambiguous key commented out under a line naming the alternatives (pick one and uncomment it). Exit 0
+    with a draft even when unsure; exit 2 when FILE is not a FITS file, or OUT exists."""
+    import os
+
+    from .errors import InputError
+    from .readers.survey import draft_file
+
+    try:
+        text = draft_file(file)
+        if out is None:
+            click.echo(text, nl=False)
+            return
+        try:
+            with open(out, "x", encoding="utf-8") as f:
+                f.write(text)
+        except FileExistsError:
+            raise InputError(f"{out} exists: not replaced (remove it, or write the draft elsewhere)") from None
+        except OSError as exc:
+            raise InputError(f"{out}: {exc.strerror}") from exc
+    except ShardmergeError as exc:
+        _fail(exc)
+    click.echo(f"wrote {os.path.abspath(out)}: edit the commented keys it names, then "
+               f"--format mapping --mapping {out}", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -4,11 +4,15 @@ so a layout shardmerge does not know is never a dead end (`--format mapping --ma
     [flux]                      # required
     hdu = 1                     # index or EXTNAME
     column = "FLUX"             # a table column; array column: one spectrum per table row,
-                                #   scalar column: one spectrum, one table row per pixel
+                                #   scalar column: one spectrum, one table row per pixel, 2-D cell (TDIM):
+                                #   one spectrum per row of the cell (a 1-D wavelength cell serves each)
     # row = 0                   # or: one row of an image; no column/row: the image (2-D: a row per spectrum)
-    # band = 0                  # a 3-D image [band, row, pixel] (IRAF apall): this plane, then row as above
+    # band = 0                  # a 3-D image [band, row, pixel] (IRAF apall): this plane, then row as above;
+                                #   band = "all": every plane (with row = R: row R of each, one spectrum a
+                                #   plane, as the orders of a multi-order cube)
     unit = "erg/s/cm2/A"        # optional; else TUNITn / BUNIT
-    [wavelength]                # required: column/row like flux, or wcs = true (axis 1 of the flux image)
+    [wavelength]                # required: column/row like flux, or wcs = true (axis 1 of the flux HDU:
+                                #   an image's, or a table's CRVAL1/CDELT1 or 1CRVLn/1CDLTn for the flux column)
     hdu = 1
     column = "WAVE"
     unit = "nm"                 # needed unless TUNITn, BUNIT or CUNIT1 says it; a frequency unit ("GHz",
@@ -74,13 +78,17 @@ def _flag(v: object) -> bool:
     return type(v) is bool
 
 
+def _band(v: object) -> bool:
+    return _index(v) or v == "all"
+
+
 # The mapping file's schema: per key, what its value must be (as said in errors) and the test of it, and
 # the tables it means something in. A key outside them would be silently ignored, so it is refused too.
 _SCHEMA: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "hdu": ("an HDU index (an integer >= 0) or an EXTNAME (a string)", _hdu_ref, _ROLES),
     "column": ("a column name (a non-empty string)", _text, _ROLES),
     "row": ("a row index (an integer >= 0)", _index, _ROLES),
-    "band": ("a plane index (an integer >= 0)", _index, _ROLES),
+    "band": ('a plane index (an integer >= 0) or "all" (every plane)', _band, _ROLES),
     "unit": ("a unit (a non-empty string)", _text, ("flux", "wavelength")),
     "log10": ("a boolean (true or false)", _flag, ("wavelength",)),
     "wcs": ("a boolean (true or false)", _flag, ("wavelength",)),
@@ -224,27 +232,21 @@ class MappingReader(Reader):
         except (KeyError, IndexError) as exc:
             raise BadFileError(path, f"mapping: [{role}] hdu = {spec['hdu']!r} is not in the file") from exc
         if "column" in spec:
-            if not is_table(hdu):
-                raise BadFileError(path, f"mapping: [{role}] names a column but HDU {spec['hdu']!r} is not a table")
-            if spec["column"] not in hdu.columns.names:
-                raise BadFileError(path, f"mapping: HDU {spec['hdu']!r} has no column {spec['column']!r}")
-            v = np.asarray(hdu.data[spec["column"]])
-            return v[np.newaxis, :] if v.ndim == 1 else v.reshape(v.shape[0], -1)
-        v = np.asarray(hdu.data)
-        if "band" in spec:
-            if v.ndim != 3 or not 0 <= spec["band"] < v.shape[0]:
-                raise BadFileError(path, f"mapping: [{role}] band {spec['band']} is not a plane of a {v.shape} image")
-            v = v[spec["band"]]
-        elif v.ndim == 3:
-            raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a 3-D image {v.shape}: say which "
-                                     "plane with band = N (0-based)")
-        if "row" in spec:
-            if v.ndim != 2 or not 0 <= spec["row"] < v.shape[0]:
-                raise BadFileError(path, f"mapping: [{role}] row {spec['row']} is not a row of a {v.shape} image")
-            return v[spec["row"]][np.newaxis, :]
-        if v.ndim not in (1, 2):
-            raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a {v.ndim}-D image")
-        return v[np.newaxis, :] if v.ndim == 1 else v
+            return _column_values(path, hdu, spec, role)
+        if is_table(hdu):
+            names = ", ".join(hdu.columns.names[:12]) + (" ..." if len(hdu.columns.names) > 12 else "")
+            raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a table: name its column with "
+                                     f"column = \"...\" (it has {names})")
+        return _image_values(path, np.asarray(hdu.data), spec, role)
+
+    def _cell_rows(self, hdul: fits.HDUList, role: str) -> int:
+        """Spectra per table row of a role's column: the rows of its 2-D cells (TDIM), else 1."""
+        spec = self.doc[role]
+        hdu = hdul[_hdu(hdul, spec)]
+        if "column" not in spec or not is_table(hdu):
+            return 1
+        shape = np.asarray(hdu.data[spec["column"]]).shape
+        return int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
 
     def _unit(self, hdul: fits.HDUList, role: str) -> str:
         spec = self.doc[role]
@@ -266,7 +268,7 @@ class MappingReader(Reader):
         reverse = False
         if spec.get("wcs"):
             # the mapping's log10 and unit replace the header's DC-FLAG and CUNIT1 (they never compound)
-            header = hdul[_hdu(hdul, self.doc["flux"])].header
+            header = _axis_header(hdul[_hdu(hdul, self.doc["flux"])], self.doc["flux"])
             axis = wcs_axis(path, header, n_pix, log10=spec.get("log10"),
                             unit=str(spec["unit"]) if "unit" in spec else None)
             wave, reverse, notes = axis.wavelength[np.newaxis, :], axis.reversed, axis.notes
@@ -283,6 +285,9 @@ class MappingReader(Reader):
                                          "in [wavelength]: a length, or a frequency unit for a frequency axis)")
             else:
                 wave = wave * factor
+        if wave.shape[1] == n_pix and 1 < wave.shape[0] < n_spec and n_spec % wave.shape[0] == 0 \
+                and self._cell_rows(hdul, "flux") == n_spec // wave.shape[0]:
+            wave = np.repeat(wave, n_spec // wave.shape[0], axis=0)  # a table row's wavelength, for each cell row
         if wave.shape[1] != n_pix or wave.shape[0] not in (1, n_spec):
             raise BadFileError(path, f"mapping: wavelength has shape {wave.shape}, flux {flux.shape}")
         if wave.shape[0] == 1:
@@ -334,6 +339,22 @@ def _frequencies_as_wavelength(path: str, nu: np.ndarray, hz: float, unit: str
     return (np.ascontiguousarray(wave[:, ::-1]) if reverse else wave), reverse, ((FREQUENCY_AXIS, text),)
 
 
+def _axis_header(hdu: object, flux: dict) -> fits.Header:
+    """The header whose axis 1 `wcs = true` reads: the flux image's; of a table, its header's CRVAL1, CDELT1,
+    ... (as many writers put them), or else the array-column WCS of the flux column (FITS's 1CRVLn, 1CDLTn,
+    1CRPXn, 1CTYPn, 1CUNIn) as axis 1."""
+    header = hdu.header
+    if not is_table(hdu) or "column" not in flux or "CRVAL1" in header:
+        return header
+    k = hdu.columns.names.index(flux["column"]) + 1
+    axis = fits.Header()
+    for key, card in (("CRVAL1", "CRVL"), ("CDELT1", "CDLT"), ("CRPIX1", "CRPX"), ("CTYPE1", "CTYP"),
+                      ("CUNIT1", "CUNI")):
+        if f"1{card}{k}" in header:
+            axis[key] = header[f"1{card}{k}"]
+    return axis
+
+
 def _hdu(hdul: fits.HDUList, spec: dict) -> int:
     ref = spec["hdu"]
     if isinstance(ref, int):
@@ -344,3 +365,42 @@ def _hdu(hdul: fits.HDUList, spec: dict) -> int:
         if str(hdu.header.get("EXTNAME", "")).strip().upper() == str(ref).upper():
             return i
     raise KeyError(ref)
+
+
+def _column_values(path: str, hdu: object, spec: dict, role: str) -> np.ndarray:
+    """A table column as (n_spectra, n_pix): a scalar column is one spectrum, an array column a spectrum per
+    table row, a 2-D cell (TDIM) a spectrum per row of each cell, table row by table row."""
+    if not is_table(hdu):
+        raise BadFileError(path, f"mapping: [{role}] names a column but HDU {spec['hdu']!r} is not a table")
+    if spec["column"] not in hdu.columns.names:
+        raise BadFileError(path, f"mapping: HDU {spec['hdu']!r} has no column {spec['column']!r}")
+    v = np.asarray(hdu.data[spec["column"]])
+    return v[np.newaxis, :] if v.ndim == 1 else v.reshape(-1, v.shape[-1])
+
+
+def _image_values(path: str, v: np.ndarray, spec: dict, role: str) -> np.ndarray:
+    """An image's spectra as (n_spectra, n_pix): its `band` plane (or every plane: band = "all") and `row`."""
+    if spec.get("band") == "all":
+        if v.ndim != 3:
+            raise BadFileError(path, f"mapping: [{role}] band = \"all\" needs a 3-D image, HDU {spec['hdu']!r} "
+                                     f"is {v.shape}")
+        if "row" in spec:  # every plane's row `row`: one spectrum a plane (a multi-order cube's orders)
+            if not 0 <= spec["row"] < v.shape[1]:
+                raise BadFileError(path, f"mapping: [{role}] row {spec['row']} is not a row of the planes of a "
+                                         f"{v.shape} image")
+            return v[:, spec["row"], :]
+        return v.reshape(-1, v.shape[-1])  # every row of every plane
+    if "band" in spec:
+        if v.ndim != 3 or not 0 <= spec["band"] < v.shape[0]:
+            raise BadFileError(path, f"mapping: [{role}] band {spec['band']} is not a plane of a {v.shape} image")
+        v = v[spec["band"]]
+    elif v.ndim == 3:
+        raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a 3-D image {v.shape}: say which "
+                                 "plane with band = N (0-based)")
+    if "row" in spec:
+        if v.ndim != 2 or not 0 <= spec["row"] < v.shape[0]:
+            raise BadFileError(path, f"mapping: [{role}] row {spec['row']} is not a row of a {v.shape} image")
+        return v[spec["row"]][np.newaxis, :]
+    if v.ndim not in (1, 2):
+        raise BadFileError(path, f"mapping: [{role}] HDU {spec['hdu']!r} is a {v.ndim}-D image")
+    return v[np.newaxis, :] if v.ndim == 1 else v

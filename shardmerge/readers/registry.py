@@ -71,9 +71,6 @@ def detect(path: str, hdul: fits.HDUList) -> Reader:
     for reader in READERS:
         if reader.identify(hdul):
             return reader
-    summary = ", ".join(
-        f"{i}:{type(h).__name__}({str(h.header.get('EXTNAME', '')).strip() or '-'})" for i, h in enumerate(hdul)
-    )
-    raise UnknownFormatError(
-        path, f"no reader recognises this layout (HDUs {summary}); known formats: {', '.join(reader_names())}"
-    )
+    from .survey import refusal  # only a refused file pays for the analysis
+
+    raise UnknownFormatError(path, refusal(path, hdul) + f"\n  Known formats: {', '.join(reader_names())}")

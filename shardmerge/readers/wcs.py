@@ -303,7 +303,10 @@ def _unit_factor(path: str, header: fits.Header) -> tuple[float, tuple[tuple[str
         if wavelength_factor(ctype) is not None:
             unit = ctype
         else:
-            raise BadFileError(path, f"CTYPE1 = {ctype!r} is not a wavelength axis shardmerge can read")
+            raise BadFileError(path, f"CTYPE1 = {ctype!r} is not a wavelength axis shardmerge can read, and no "
+                                     "CUNIT1 says axis 1's unit: if axis 1 is a wavelength, describe the file with "
+                                     "--format mapping --mapping M.toml ([wavelength] wcs = true, unit = \"Angstrom\" "
+                                     "or \"nm\" or \"um\"); `shardmerge mapping draft FILE` writes one")
     factor = wavelength_factor(unit)
     if factor is None:
         raise BadFileError(path, f"wavelength unit CUNIT1 = {unit!r} is not one shardmerge recognises; if the "
