@@ -13,7 +13,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
-from .science import describe, one_unit, same_kind
+from .science import ImageRows, describe, one_unit, same_kind
 from .values import as_float32, to_sigma
 from .wcs import wcs_axis
 
@@ -63,11 +63,7 @@ class IrafEquispecReader(Reader):
             raise BadFileError(path, "no image with a band axis (NAXIS3 or BANDIDn rows) and a wavelength WCS")
         science = same_kind(path, hdul, first, lambda hdu: _geometry(hdu) is not None,
                             "an image with a band axis and a wavelength WCS")
-        grids: list[np.ndarray] = []
-        grid_of, source_hdus, source_rows, parts = [], [], [], []
-        units: dict[str, list[int]] = {}
-        notes: list[tuple[str, str]] = []
-        n_total = 0
+        rows = ImageRows()
         for i in science:
             n_bands, n_ap, n_pix = _geometry(hdul[i])
             header = hdul[i].header
@@ -75,24 +71,10 @@ class IrafEquispecReader(Reader):
             if bands and _band(bands, "spectrum") is None and n_bands > 1:
                 raise BadFileError(path, f"no band of {n_bands} of {describe(hdul, i)} says it is the spectrum "
                                          f"(BANDIDn: {bands}); describe the file with --format mapping")
-            axis = wcs_axis(path, header, n_pix)
-            notes += [n for n in axis.notes if n not in notes]
-            g = next((k for k, x in enumerate(grids) if x.shape == axis.wavelength.shape
-                      and np.array_equal(x, axis.wavelength)), None)
-            if g is None:
-                g = len(grids)
-                grids.append(axis.wavelength)
-            grid_of.append(np.full(n_ap, g, dtype=np.int64))
-            units.setdefault(str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip(), []).append(i)
-            source_hdus.append(np.full(n_ap, i, dtype=np.int64))
-            source_rows.append(np.arange(n_ap, dtype=np.int64))
-            parts.append((i, axis, n_total, n_ap))
-            n_total += n_ap
-        several = len(science) > 1
-        return Layout(n_total, grids, np.concatenate(grid_of), one_unit(path, units), tuple(science), first,
-                      notes=tuple(notes), state={"parts": parts},
-                      source_hdus=np.concatenate(source_hdus) if several else None,
-                      source_rows=np.concatenate(source_rows) if several else None)
+            rows.add(hdul, i, i, wcs_axis(path, header, n_pix), n_ap)
+        return Layout(rows.n_total, rows.grids, np.concatenate(rows.grid_of), one_unit(path, rows.units),
+                      tuple(science), first, notes=tuple(rows.notes), state={"parts": rows.parts},
+                      **rows.provenance(len(science) > 1))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         parts = layout.state.get("parts") or self.layout(path, hdul).state["parts"]

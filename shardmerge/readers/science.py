@@ -12,8 +12,9 @@ pairs as it always did: the first uncertainty extension of its shape, and the ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
@@ -133,3 +134,42 @@ def one_unit(path: str, units: dict[str, list[int]]) -> str:
                                  f"units ({said}): one file's spectra share one unit in the store; split the file, "
                                  "or describe one image with --format mapping ([flux] hdu = N)")
     return next(iter(units))
+
+
+@dataclass
+class ImageRows:
+    """The rows of a file's science images as a Layout wants them, image by image: the distinct grids (an
+    image whose wavelength equals an earlier one's shares its grid), each row's grid, HDU and row in its
+    HDU, the flux units by HDU (for `one_unit`), and `parts`: (part, axis, first row, rows) per image."""
+
+    grids: list[np.ndarray] = field(default_factory=list)
+    grid_of: list[np.ndarray] = field(default_factory=list)
+    source_hdus: list[np.ndarray] = field(default_factory=list)
+    source_rows: list[np.ndarray] = field(default_factory=list)
+    units: dict[str, list[int]] = field(default_factory=dict)
+    parts: list[tuple] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    n_total: int = 0
+
+    def add(self, hdul: fits.HDUList, i: int, part: object, axis: object, n_rows: int) -> None:
+        """Image HDU `i`'s `n_rows` spectra on `axis` (wcs.SpectralAxis); `part` is what `read` needs of it."""
+        header = hdul[i].header
+        self.notes += [n for n in axis.notes if n not in self.notes]
+        wave = axis.wavelength
+        g = next((k for k, x in enumerate(self.grids) if x.shape == wave.shape and np.array_equal(x, wave)), None)
+        if g is None:
+            g = len(self.grids)
+            self.grids.append(wave)
+        self.grid_of.append(np.full(n_rows, g, dtype=np.int64))
+        self.units.setdefault(str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip(), []).append(i)
+        self.source_hdus.append(np.full(n_rows, i, dtype=np.int64))
+        self.source_rows.append(np.arange(n_rows, dtype=np.int64))
+        self.parts.append((part, axis, self.n_total, n_rows))
+        self.n_total += n_rows
+
+    def provenance(self, several: bool) -> dict:
+        """Layout's per-row source_hdus and source_rows, given only when the rows come from several HDUs."""
+        if not several:
+            return {"source_hdus": None, "source_rows": None}
+        return {"source_hdus": np.concatenate(self.source_hdus), "source_rows": np.concatenate(self.source_rows)}
+

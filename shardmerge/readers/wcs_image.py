@@ -18,7 +18,7 @@ from ..errors import BadFileError
 from .base import Layout, Reader, SpectraBlock
 from .fitsio import image_shape, is_image
 from .oddities import UNREAD_EXTENSION
-from .science import mask_convention, one_unit, pair_extensions, same_kind
+from .science import ImageRows, mask_convention, one_unit, pair_extensions, same_kind
 from .values import as_float32, as_mask, to_sigma
 from .wcs import unread_same_shape_hdus, wcs_axis
 
@@ -42,11 +42,7 @@ class WcsImageReader(Reader):
             raise BadFileError(path, f"no {self.naxis}-D image HDU with a wavelength WCS on axis 1")
         science = same_kind(path, hdul, first, self._readable, f"a {self.naxis}-D image with a wavelength WCS")
         images = pair_extensions(path, hdul, science)
-        grids: list[np.ndarray] = []
-        grid_of, source_hdus, source_rows, parts = [], [], [], []
-        units: dict[str, list[int]] = {}
-        notes: list[tuple[str, str]] = []
-        n_total = 0
+        rows = ImageRows()
         for image in images:
             i = image.hdu
             header = hdul[i].header
@@ -54,29 +50,15 @@ class WcsImageReader(Reader):
             n_rows, n_pix = (1, shape[0]) if self.naxis == 1 else shape
             if self.naxis == 2:
                 refuse_labelled_rows(path, header, n_rows, i)
-            axis = wcs_axis(path, header, n_pix)
-            notes += [n for n in axis.notes if n not in notes]
-            g = next((k for k, x in enumerate(grids) if x.shape == axis.wavelength.shape
-                      and np.array_equal(x, axis.wavelength)), None)
-            if g is None:
-                g = len(grids)
-                grids.append(axis.wavelength)
-            grid_of.append(np.full(n_rows, g, dtype=np.int64))
-            units.setdefault(str(header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).strip(), []).append(i)
-            source_hdus.append(np.full(n_rows, i, dtype=np.int64))
-            source_rows.append(np.arange(n_rows, dtype=np.int64))
-            parts.append((image, axis, n_total, n_rows))
-            n_total += n_rows
+            rows.add(hdul, i, image, wcs_axis(path, header, n_pix), n_rows)
         read = {s.hdu for s in images} | {j for s in images for j in s.companions}
         # an unnamed image of the flux's shape may be an uncertainty: said when nothing reads it
         unread = unread_same_shape_hdus(hdul, image_shape(hdul[first].header), read)
-        several = len(images) > 1
-        return Layout(n_total, grids, np.concatenate(grid_of), one_unit(path, units), tuple(science), first,
-                      mask_convention=mask_convention(hdul, images, path),
-                      notes=(*notes, *((UNREAD_EXTENSION, text) for text in unread)),
-                      aux_hdus=tuple(j for s in images for j in s.companions), state={"parts": parts},
-                      source_hdus=np.concatenate(source_hdus) if several else None,
-                      source_rows=np.concatenate(source_rows) if several else None)
+        return Layout(rows.n_total, rows.grids, np.concatenate(rows.grid_of), one_unit(path, rows.units),
+                      tuple(science), first, mask_convention=mask_convention(hdul, images, path),
+                      notes=(*rows.notes, *((UNREAD_EXTENSION, text) for text in unread)),
+                      aux_hdus=tuple(j for s in images for j in s.companions), state={"parts": rows.parts},
+                      **rows.provenance(len(images) > 1))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         if first < 0 or count <= 0 or first + count > layout.n_spectra:
