@@ -585,6 +585,27 @@ def header_problem(header: FastHeader, index: int) -> str | None:
     return None
 
 
+def _header_at(source: _Bytes | FileSource, pos: int, header_bytes: int,
+               first_word: bytes | None = None) -> tuple[list[bytes], int, int] | None:
+    """The cards of the header at `pos` (up to its END card), the position after it and the header bytes read
+    so far (with `header_bytes` before it); None where a block is short or the headers pass MAX_HEADER_BYTES,
+    and, given `first_word`, where a block is not printable ASCII or the header does not start with it."""
+    cards: list[bytes] = []
+    while True:
+        block = source.read(pos, BLOCK)
+        header_bytes += BLOCK
+        if len(block) < BLOCK or header_bytes > MAX_HEADER_BYTES:
+            return None
+        if first_word is not None and (block.translate(None, _PRINTABLE)
+                                       or (not cards and not block.startswith(first_word))):
+            return None
+        pos += BLOCK
+        for k in range(0, BLOCK, 80):
+            if block[k : k + 8] == b"END     " and not block[k + 3 : k + 80].strip():
+                return cards, pos, header_bytes
+            cards.append(block[k : k + 80])
+
+
 def structure_problem(source: _Bytes | FileSource) -> str | None:
     """The first `header_problem` of the file's headers, read block by block (at most MAX_HEADER_BYTES) and
     stepped over their data units by `data_bytes` (Python ints); None when there is none or the headers
@@ -592,21 +613,10 @@ def structure_problem(source: _Bytes | FileSource) -> str | None:
     before astropy acts on a header's word."""
     pos = header_bytes = index = 0
     while pos < source.size:
-        cards: list[bytes] = []
-        ended = False
-        while not ended:
-            block = source.read(pos, BLOCK)
-            header_bytes += BLOCK
-            if len(block) < BLOCK or header_bytes > MAX_HEADER_BYTES or block.translate(None, _PRINTABLE):
-                return None
-            if not cards and not block.startswith(b"XTENSION" if index else b"SIMPLE"):
-                return None
-            pos += BLOCK
-            for k in range(0, BLOCK, 80):
-                if block[k : k + 8] == b"END     " and not block[k + 3 : k + 80].strip():
-                    ended = True
-                    break
-                cards.append(block[k : k + 80])
+        found = _header_at(source, pos, header_bytes, b"XTENSION" if index else b"SIMPLE")
+        if found is None:
+            return None
+        cards, pos, header_bytes = found
         header = FastHeader(cards)
         problem = header_problem(header, index)
         if problem:
@@ -626,19 +636,10 @@ def truncation(source: _Bytes | FileSource) -> str | None:
     announces 2**66 bytes)."""
     pos = header_bytes = index = 0
     while pos < source.size:
-        cards: list[bytes] = []
-        ended = False
-        while not ended:
-            block = source.read(pos, BLOCK)
-            header_bytes += BLOCK
-            if len(block) < BLOCK or header_bytes > MAX_HEADER_BYTES:
-                return None
-            pos += BLOCK
-            for k in range(0, BLOCK, 80):
-                if block[k : k + 8] == b"END     " and not block[k + 3 : k + 80].strip():
-                    ended = True
-                    break
-                cards.append(block[k : k + 80])
+        found = _header_at(source, pos, header_bytes)
+        if found is None:
+            return None
+        cards, pos, header_bytes = found
         try:
             end = pos + -(-data_bytes(FastHeader(cards)) // BLOCK) * BLOCK
         except Exception:  # noqa: BLE001 - any unreadable value: astropy's own verdict stands

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from astropy.io import fits
@@ -178,24 +178,23 @@ def _header_problem(path: str, raw: bytes | None) -> str | None:
 def _truncation(path: str, raw: bytes | None) -> str | None:
     """astropy's verdict on a header announcing more data than the file holds ("truncated"), which it
     cannot always give itself (a byte count past 2**63), from the headers alone."""
+    return _from_headers(path, raw, fastfits.truncation)
+
+
+def _structure(path: str, raw: bytes | None) -> str | None:
+    """`fastfits.structure_problem` of the file's headers (of `raw` when given), or None."""
+    return _from_headers(path, raw, fastfits.structure_problem)
+
+
+def _from_headers(path: str, raw: bytes | None, judge: Callable[[object], str | None]) -> str | None:
+    """`judge` of the file's headers, read from `raw` when given, else from the file; None where the file
+    cannot be opened (astropy's open names what is wrong)."""
     try:
         source = fastfits._Bytes(raw) if raw is not None else fastfits.FileSource(path)
     except OSError:
         return None
     try:
-        return fastfits.truncation(source)
-    finally:
-        source.close()
-
-
-def _structure(path: str, raw: bytes | None) -> str | None:
-    """`fastfits.structure_problem` of the file's headers (of `raw` when given), or None."""
-    try:
-        source = fastfits._Bytes(raw) if raw is not None else fastfits.FileSource(path)
-    except OSError:
-        return None  # astropy's open names what is wrong
-    try:
-        return fastfits.structure_problem(source)
+        return judge(source)
     finally:
         source.close()
 
