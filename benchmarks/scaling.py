@@ -140,10 +140,10 @@ if __name__ == "__main__":
 '''
 
 
-def _make_plate(root: Path, i: int, n_pix: int) -> None:
+def _make_plate(root: Path, i: int, n_pix: int, rows: int = 500) -> None:
     from shardmerge.testing.spectra import make_image2d
 
-    make_image2d(root / "plates" / f"p{i:04d}.fits", i=i, n_rows=500, n_pix=n_pix, seed=i)
+    make_image2d(root / "plates" / f"p{i:04d}.fits", i=i, n_rows=rows, n_pix=n_pix, seed=i)
 
 
 def _make_one_d(root: Path, i: int, n_pix: int) -> None:
@@ -157,27 +157,60 @@ def _make_one_d(root: Path, i: int, n_pix: int) -> None:
         gzip_file(p)
 
 
-def _make_sdss(root: Path, i: int, n_pix: int) -> None:
+def _make_sdss(root: Path, i: int, n_pix: int, vary: bool = False) -> None:
     from shardmerge.testing.spectra import make_sdss_coadd
 
-    make_sdss_coadd(root / "sdss" / f"spec-{i:06d}.fits", i=i, n_pix=n_pix, seed=i)
+    # SDSS spectra differ in length by a few hundred pixels: with vary, from 80% to 100% of n_pix
+    n = n_pix - (i * 7919 % 5) * (n_pix // 20) if vary else n_pix
+    folder = root / "sdss" / f"{i // 1000:03d}" if vary else root / "sdss"  # mixed: as it always was
+    make_sdss_coadd(folder / f"spec-{i:06d}.fits", i=i, n_pix=n, seed=i)
 
 
-def make_corpus(root: Path, spectra: int, n_pix: int) -> dict:
-    """About `spectra` spectra: 80% in 2-D images of 500 rows, the rest in 1-D images (half ERR linear,
-    half IVAR log-linear; one in eight gzip'd) and SDSS spec tables. Made by one process per core: each
-    file is seeded by its index, so the corpus is the same however many make it."""
-    from concurrent.futures import ProcessPoolExecutor
-
+def _jobs_mixed(spectra: int) -> list[tuple]:
+    """80% of the spectra in 2-D images of 500 rows, the rest in 1-D images and SDSS tables (3:1)."""
     plates = max(1, int(spectra * 0.8) // 500)
     singles = max(2, spectra - plates * 500)
-    n_sdss, n_1d = singles // 4, singles - singles // 4
-    jobs = [(_make_plate, plates), (_make_one_d, n_1d), (_make_sdss, n_sdss)]
+    return [(_make_plate, plates, 500, {}), (_make_one_d, singles - singles // 4, 1, {}),
+            (_make_sdss, singles // 4, 1, {})]
+
+
+def _jobs_plates(spectra: int) -> list[tuple]:
+    """Plates dominating, as in issue 28's independent corpus: 93% of the spectra in 2-D images of 240 rows
+    (~3 MB of flux at 3200 px), the rest in 1-D images and SDSS tables of varying length, few files."""
+    plates = max(1, int(spectra * 0.93) // 240)
+    singles = max(2, spectra - plates * 240)
+    return [(_make_plate, plates, 240, {"rows": 240}), (_make_one_d, singles - singles // 3, 1, {}),
+            (_make_sdss, singles // 3, 1, {"vary": True})]
+
+
+def _jobs_oned(spectra: int) -> list[tuple]:
+    """Many small files: one spectrum each, 1-D images, half ERR linear, half IVAR log-linear."""
+    return [(_make_one_d, spectra, 1, {})]
+
+
+def _jobs_tables(spectra: int) -> list[tuple]:
+    """SDSS spec tables of varying length, one spectrum each."""
+    return [(_make_sdss, spectra, 1, {"vary": True})]
+
+
+SHAPES = {"mixed": _jobs_mixed, "plates": _jobs_plates, "oned": _jobs_oned, "tables": _jobs_tables}
+
+
+def make_corpus(root: Path, spectra: int, n_pix: int, shape: str = "mixed") -> dict:
+    """About `spectra` spectra in one of SHAPES (1-D images: one in eight gzip'd). Made by one process per
+    core: each file is seeded by its index, so the corpus is the same however many make it."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    made = {"shape": shape, "spectra": 0, "files": 0}
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        for make, n in jobs:
+        for make, n, rows_each, kwargs in SHAPES[shape](spectra):
             # list(): a failed file raises here, not silently in a discarded iterator
-            list(pool.map(make, [root] * n, range(n), [n_pix] * n, chunksize=64))
-    return {"plates": plates, "one_d_files": n_1d, "sdss_files": n_sdss, "spectra": plates * 500 + singles}
+            list(pool.map(partial(make, **kwargs), [root] * n, range(n), [n_pix] * n, chunksize=64))
+            made[make.__name__.removeprefix("_make_")] = n
+            made["spectra"] += n * rows_each
+            made["files"] += n
+    return made
 
 
 def become_subreaper() -> None:
@@ -244,6 +277,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spectra", type=int, default=40_000)
     ap.add_argument("--pix", type=int, default=2000, help="pixels per spectrum")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="mixed", help="the corpus made (see SHAPES)")
     ap.add_argument("--corpus", type=Path, default=None, help="reuse (or make here) the corpus")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="*", default=None, help="default: 1, 2, 4, … up to the cores")
@@ -258,7 +292,7 @@ def main() -> None:
     made = None
     if not corpus.exists():
         t0 = time.perf_counter()
-        made = make_corpus(corpus, args.spectra, args.pix)
+        made = make_corpus(corpus, args.spectra, args.pix, args.shape)
         print(f"made {made} in {time.perf_counter() - t0:.0f} s", flush=True)
     inputs = [p for p in corpus.rglob("*") if p.is_file()]
     input_bytes = sum(p.stat().st_size for p in inputs)
@@ -278,6 +312,7 @@ def main() -> None:
                 "--report", str(out) + ".json"]
 
     variants = ["serial", *(f"pool {n}" for n in counts if n > 1), *(f"shardmerge {n}" for n in counts)]
+    store: dict = {}
     runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     phases: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.repeats):
@@ -285,7 +320,11 @@ def main() -> None:
             out = work / f"out-{r}.zarr"
             runs[v].append(timed(command(v, out), env))
             if v.startswith("shardmerge"):
-                phases[v].append(json.loads(Path(str(out) + ".json").read_text())["seconds"])
+                report = json.loads(Path(str(out) + ".json").read_text())
+                phases[v].append(report["seconds"])
+                # what the critical-path model (critical_path.py) needs of the store, the same every repeat
+                store = {**{k: report["counts"][k] for k in ("spectra", "shards_total", "store_files")},
+                         "store_bytes": report["bytes"]["store"], "n_pix": report["plan"]["n_pix"]}
                 Path(str(out) + ".json").unlink()
             shutil.rmtree(out, ignore_errors=True)
             print(f"repeat {r + 1}: {v}: {runs[v][-1][0]:.1f} s wall, {runs[v][-1][1]:.1f} s CPU", flush=True)
@@ -314,7 +353,8 @@ def main() -> None:
     for r in rows:
         r["cpu_vs_serial"] = round(r["cpu_s"] / serial_cpu, 2)
     doc = {"cores": cores, "python": sys.version.split()[0], "repeats": args.repeats, "corpus": made or str(corpus),
-           "input_files": len(inputs), "input_bytes": input_bytes, "pixels": args.pix, "rows": rows}
+           "input_files": len(inputs), "input_bytes": input_bytes, "pixels": args.pix, "store": store,
+           "rows": rows}
     lines = [f"{cores} cores, {len(inputs)} files ({input_bytes / 1e6:.0f} MB), median of {args.repeats}, "
              f"interleaved",
              f"{'variant':<14} {'wall s':>7} {'CPU s':>7} {'vs serial':>9} {'speedup':>8} {'CPU/serial':>10} "
