@@ -9,10 +9,31 @@ import os
 import shutil
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .errors import DurabilityError, StorageError
+
+
+def _crc32_function() -> Callable[..., int]:
+    """ISA-L's crc32 where the isal package imports: the same value as zlib's (the same CRC-32 polynomial,
+    init and final xor), ~4x the speed, which is what the one merge writer checks every chunk file with.
+    Else zlib's."""
+    try:
+        from isal.isal_zlib import crc32 as isal_crc32
+    except ImportError:
+        return zlib.crc32
+    return isal_crc32
+
+
+_CRC32 = _crc32_function()
+
+
+def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """zlib.crc32 of `data`, continuing from `value` (the crc32 of what came before it), at ISA-L's speed where
+    available. Every crc32 the project records or checks (manifests, the merge's checksums, the gate) is this
+    one: manifests and stores do not depend on which implementation computed it."""
+    return _CRC32(data, value)
 
 # a full disk or quota, a read-only filesystem, a file too large: the same write would fail again. A plain
 # EIO from a write or read is left alone (retried: network filesystems return it for timeouts); an EIO
@@ -129,11 +150,12 @@ def sync_trees(paths: Sequence[str]) -> None:
 
 
 def file_checksum(path: str) -> list[int]:
-    """[size, crc32] of a file. crc32 runs at GB/s, far above the rate chunks are produced."""
+    """[size, crc32] of a file. crc32 runs at GB/s (~19 GB/s a thread with ISA-L), far above the rate
+    chunks are produced."""
     crc, size = 0, 0
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
-            crc = zlib.crc32(block, crc)
+            crc = crc32(block, crc)
             size += len(block)
     return [size, crc]
 

@@ -17,7 +17,6 @@ import shutil
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from .durable import file_checksum, remove_tree, storage_errors
+from .durable import crc32, file_checksum, remove_tree, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec, StoreLayout
@@ -403,7 +402,7 @@ class ShardPrecheck:
     written at once (benchmarks/merge_writer.py). Each sum comes with the file's stat key before and
     after it was read; `place` uses it only if the file's key is still the same, else reads the file
     itself. And the next shard's `rows.parquet` in row order, while the merge thread adds the current
-    one's rows. zlib's crc32, the reads and pyarrow's decoding release the GIL. A job that failed (the
+    one's rows. The crc32 (ISA-L's or zlib's), the reads and pyarrow's decoding release the GIL. A job that failed (the
     store is gone: the run is failing) is simply not used. Daemon threads, as the merge thread's: one
     stuck on a hung disk must not keep the process from exiting, and `close` releases whoever waits in
     `take`."""
@@ -492,7 +491,7 @@ def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _R
     listed = manifest.get("rowwise")
     if not isinstance(listed, dict) or rowwise is None:
         return {}
-    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), zlib.crc32(rowwise)]:
+    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), crc32(rowwise)]:
         raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
     view, out = memoryview(rowwise), {}
     for column, (at, size, off_at, off_size) in listed.items():
