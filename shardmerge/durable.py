@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -149,14 +150,22 @@ def sync_trees(paths: Sequence[str]) -> None:
             sync_tree(path)
 
 
+_READ_BLOCK = 1 << 20
+_read_buffers = threading.local()  # one block buffer a thread: a fresh 1 MiB bytes a read cost 2-3x the crc32
+
+
 def file_checksum(path: str) -> list[int]:
-    """[size, crc32] of a file. crc32 runs at GB/s (~19 GB/s a thread with ISA-L), far above the rate
-    chunks are produced."""
+    """[size, crc32] of a file, read in blocks into a buffer this thread reuses (not mmap: a file truncated
+    while mapped would kill the process with SIGBUS, not raise). ~0.16 ms for a 2 MB chunk file from the
+    page cache, where read() of fresh bytes took ~0.5 ms."""
+    view = getattr(_read_buffers, "view", None)
+    if view is None:
+        view = _read_buffers.view = memoryview(bytearray(_READ_BLOCK))
     crc, size = 0, 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            crc = crc32(block, crc)
-            size += len(block)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            crc = crc32(view[:n], crc)
+            size += n
     return [size, crc]
 
 

@@ -55,3 +55,18 @@ def test_uses_isal_where_it_imports() -> None:
 def test_falls_back_to_zlib_without_isal(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "isal.isal_zlib", None)  # import raises ImportError
     assert durable._crc32_function() is zlib.crc32
+
+
+def test_file_checksum_on_threads_equals_zlib(tmp_path) -> None:
+    """Each thread reads into a buffer of its own: checksums taken at once on several threads stay right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(11)
+    blobs = [rng.randbytes(rng.randint(0, 3 << 20)) for _ in range(16)]
+    paths = []
+    for i, blob in enumerate(blobs):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(blob)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: durable.file_checksum(str(p)), paths * 3))
+    assert got == [[len(b), zlib.crc32(b)] for b in blobs] * 3
