@@ -325,10 +325,10 @@ class Merger:
         self._behind = ThreadPoolExecutor(BEHIND_THREADS, thread_name_prefix="shardmerge-behind")
         self._index_writer = ThreadPoolExecutor(1, thread_name_prefix="shardmerge-index")
         self._index_writes: list = []
-        folders = _chunk_folders([*self.data.values(), self.wave, *rows.values()], tmp)
         self.folders: set[str] = set()  # chunk folders made: place links into them without a mkdir
-        self._folder_jobs = [(part, self._behind.submit(_make_folders, part))
-                             for part in (folders[i::BEHIND_THREADS] for i in range(BEHIND_THREADS)) if part]
+        # {storage row: (its folders, the job making them)}, submitted in row order: shards come roughly so
+        self._folder_jobs = {row: (part, self._behind.submit(_make_folders, part)) for row, part in
+                             _chunk_folders([*self.data.values(), self.wave, *rows.values()], tmp).items()}
         self.seconds = time.perf_counter() - t0  # time spent merging, not waiting for shards
 
     def add(self, shard: ShardSpec, path: str) -> None:
@@ -346,7 +346,8 @@ class Merger:
         if not manifest_matches(manifest, shard):
             raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
         self._manifests[shard.index] = manifest
-        self._await_folders()
+        outer = self.plan.write_rows
+        self._await_folders(range(shard.row_start // outer, -(-shard.row_stop // outer)))
         stats = self.stats
         raw_before = stats["raw_chunks"]
         _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
@@ -402,7 +403,7 @@ class Merger:
             raise ShardError(f"merged {self.added} of {len(self.plan.shards)} shards")
         self.rowwise.close()
         self.checksums.update(self.rowwise.checksums)
-        self._await_folders()
+        self._await_folders(list(self._folder_jobs))
         _results(self._index_writes)  # a failed write raises here, not in close
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
@@ -426,21 +427,23 @@ class Merger:
         """Wait for what the helper threads are writing (their errors are `finish`'s to raise), then close the
         index writer (its file stays `.partial` unless `finish` renames it). Nothing writes into the store after."""
         self.rowwise.abort()
-        for job in [*(f for _, f in self._folder_jobs), *self._index_writes]:
+        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes]:
             job.exception()  # waits; an error was raised by finish, or the run is failing for its own
-        self._folder_jobs, self._index_writes = [], []
+        self._folder_jobs, self._index_writes = {}, []
         self._behind.shutdown()
         self._index_writer.shutdown()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
 
-    def _await_folders(self) -> None:
-        """Wait for the chunk folders made up front (raising a mkdir's error)."""
-        for part, job in self._folder_jobs:
-            job.result()
-            self.folders.update(part)
-        self._folder_jobs = []
+    def _await_folders(self, rows: Sequence[int]) -> None:
+        """Wait for the chunk folders of these storage rows, made up front (raising a mkdir's error)."""
+        for row in rows:
+            if row in self._folder_jobs:
+                part, job = self._folder_jobs[row]
+                job.result()
+                self.folders.update(part)
+                del self._folder_jobs[row]
 
     def _write_index(self, index: pa.Table) -> None:
         """Append a shard's index rows (one row group) on the index thread, at most INDEX_BACKLOG behind."""
@@ -467,19 +470,21 @@ def _results(jobs: Sequence) -> list:
     return [job.result() for job in jobs]
 
 
-def _chunk_folders(arrays: Sequence[zarr.Array], root: str) -> list[str]:
-    """The folders below each array's own that its storage files go in (one per chunk row of a 2-D array
-    under the default key encoding "c/<row>/<col>"; none under v2's "."), each once."""
-    out: dict[str, None] = {}
+def _chunk_folders(arrays: Sequence[zarr.Array], root: str) -> dict[int, list[str]]:
+    """{storage row: the folders below the 2-D arrays' own that its storage files go in} in row order (one a
+    row and array under the default key encoding "c/<row>/<col>", none under v2's "." separator), then
+    {-1: those of the 1-D arrays} (their "c", which their own writes make too if they come first)."""
+    rows: dict[int, list[str]] = {}
+    flat: list[str] = []
     for arr in arrays:
         base = os.path.join(root, *arr.path.split("/"))
-        rows = -(-arr.shape[0] // storage_grid_shape(arr)[0]) if arr.shape else 0
-        for r in range(rows):
+        n = -(-arr.shape[0] // storage_grid_shape(arr)[0]) if arr.ndim > 1 else min(1, arr.shape[0])
+        for r in range(n):
             key = arr.metadata.encode_chunk_key((r, *(0,) * (arr.ndim - 1)))
             folder = os.path.dirname(os.path.join(base, *key.split("/")))
             if folder != base:
-                out[folder] = None
-    return list(out)
+                (rows.setdefault(r, []) if arr.ndim > 1 else flat).append(folder)
+    return {**dict(sorted(rows.items())), **({-1: flat} if flat else {})}
 
 
 def _make_folders(folders: Sequence[str]) -> None:
@@ -847,7 +852,7 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
-        rel_target = os.path.relpath(target, dst_root)
+        rel_target = os.path.join(*dst.path.split("/"), *key_dst.split("/"))  # = relpath(target, dst_root)
         checksums[rel_target] = actual
         if link:
             try:
