@@ -8,11 +8,33 @@ import errno
 import os
 import shutil
 import sys
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .errors import DurabilityError, StorageError
+
+
+def _crc32_function() -> Callable[..., int]:
+    """ISA-L's crc32 where the isal package imports: the same value as zlib's (the same CRC-32 polynomial,
+    init and final xor), ~4x the speed, which is what the one merge writer checks every chunk file with.
+    Else zlib's."""
+    try:
+        from isal.isal_zlib import crc32 as isal_crc32
+    except ImportError:
+        return zlib.crc32
+    return isal_crc32
+
+
+_CRC32 = _crc32_function()
+
+
+def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """zlib.crc32 of `data`, continuing from `value` (the crc32 of what came before it), at ISA-L's speed where
+    available. Every crc32 the project records or checks (manifests, the merge's checksums, the gate) is this
+    one: manifests and stores do not depend on which implementation computed it."""
+    return _CRC32(data, value)
 
 # a full disk or quota, a read-only filesystem, a file too large: the same write would fail again. A plain
 # EIO from a write or read is left alone (retried: network filesystems return it for timeouts); an EIO
@@ -128,13 +150,22 @@ def sync_trees(paths: Sequence[str]) -> None:
             sync_tree(path)
 
 
+_READ_BLOCK = 1 << 20
+_read_buffers = threading.local()  # one block buffer a thread: a fresh 1 MiB bytes a read cost 2-3x the crc32
+
+
 def file_checksum(path: str) -> list[int]:
-    """[size, crc32] of a file. crc32 runs at GB/s, far above the rate chunks are produced."""
+    """[size, crc32] of a file, read in blocks into a buffer this thread reuses (not mmap: a file truncated
+    while mapped would kill the process with SIGBUS, not raise). ~0.16 ms for a 2 MB chunk file from the
+    page cache, where read() of fresh bytes took ~0.5 ms."""
+    view = getattr(_read_buffers, "view", None)
+    if view is None:
+        view = _read_buffers.view = memoryview(bytearray(_READ_BLOCK))
     crc, size = 0, 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            crc = zlib.crc32(block, crc)
-            size += len(block)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            crc = crc32(view[:n], crc)
+            size += n
     return [size, crc]
 
 

@@ -17,9 +17,8 @@ import shutil
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from .durable import file_checksum, remove_tree, storage_errors
+from .durable import crc32, file_checksum, remove_tree, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec, StoreLayout
@@ -113,6 +112,7 @@ class _RowWiseWriter:
         self.count = 0
         self.checksums: dict[str, list[int]] = {}  # {path in the store: [size, crc32]} of chunks written raw
         self._pool: ThreadPoolExecutor | None = None
+        self._inflight: list[tuple[str, Future]] = []  # (array, its chunk being compressed and written), in order
 
     def add(self, n: int, pieces: dict[str, _Piece], table: Callable[[], pa.Table]) -> None:
         """The next shard's `n` rows: its pieces, and `table()` (its rows.parquet, read only if needed) for
@@ -128,11 +128,28 @@ class _RowWiseWriter:
             self._write(self.count - self.count % self.chunk)
 
     def close(self) -> None:
+        """Write the last rows, and wait for every chunk (raising the first error)."""
         if self.count:
             self._write(self.count)
+        self._collect(0)
+        self.abort()
+
+    def abort(self) -> None:
+        """Wait for the chunks being written, their errors dropped (the run is failing, or close raised them)."""
+        for _, job in self._inflight:
+            job.exception()
+        self._inflight = []
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def _collect(self, keep: int) -> None:
+        """Take the checksums of the chunks written, in order, waiting until at most `keep` are in flight."""
+        while self._inflight and (len(self._inflight) > keep or self._inflight[0][1].done()):
+            k, job = self._inflight[0]
+            key, sums = job.result()
+            self._inflight.pop(0)
+            self.checksums[os.path.join(*self.arrays[k].path.split("/"), *key.split("/"))] = sums
 
     def _take(self, k: str, n: int) -> list[_Piece]:
         """The pending pieces of array `k` that hold its next `n` rows (the last one split)."""
@@ -170,9 +187,10 @@ class _RowWiseWriter:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max(1, min(RAW_WRITE_THREADS, os.cpu_count() or 1)),
                                                 thread_name_prefix="shardmerge-rowwise")
-            for k, (key, sums) in zip((k for k, *_ in jobs),
-                                      self._pool.map(lambda job: self.raw[job[0]].write(*job[1:]), jobs), strict=True):
-                self.checksums[os.path.join(*self.arrays[k].path.split("/"), *key.split("/"))] = sums
+            # not waited for: the merge thread goes on with the next shard while they compress (the GIL is
+            # released), RAW_BACKLOG chunks behind at most (each holds its shards' rowwise.bin bytes)
+            self._inflight += [(k, self._pool.submit(self.raw[k].write, *rest)) for k, *rest in jobs]
+            self._collect(RAW_BACKLOG)
         if writes:
             write_slabs(writes)
         self.start += n
@@ -198,6 +216,7 @@ class _RowWiseWriter:
 
 
 RAW_WRITE_THREADS = 4  # row-wise chunks compressed at once (blosc and zstd release the GIL)
+RAW_BACKLOG = 128  # row-wise chunks in flight at most (~3 rounds of ~40 arrays)
 
 
 def create_layout(root: zarr.Group, layout: StoreLayout
@@ -300,6 +319,16 @@ class Merger:
         self.index_schema: pa.Schema | None = None
         self.writer: pq.ParquetWriter | None = None
         self.partial_index = os.path.join(tmp, INDEX_FILE + ".partial")
+        self._manifests: dict[int, dict] = {}  # {shard index: its manifest}, read by place, used by add_rows
+        # behind the merge thread: the chunk folders (a mkdir is ~0.2 ms on a VM's ext4, a metadata round
+        # trip on Lustre; one per chunk row per 2-D array) and index.parquet's row groups, in row order
+        self._behind = ThreadPoolExecutor(BEHIND_THREADS, thread_name_prefix="shardmerge-behind")
+        self._index_writer = ThreadPoolExecutor(1, thread_name_prefix="shardmerge-index")
+        self._index_writes: list = []
+        self.folders: set[str] = set()  # chunk folders made: place links into them without a mkdir
+        # {storage row: (its folders, the job making them)}, submitted in row order: shards come roughly so
+        self._folder_jobs = {row: (part, self._behind.submit(_make_folders, part)) for row, part in
+                             _chunk_folders([*self.data.values(), self.wave, *rows.values()], tmp).items()}
         self.seconds = time.perf_counter() - t0  # time spent merging, not waiting for shards
 
     def add(self, shard: ShardSpec, path: str) -> None:
@@ -308,18 +337,21 @@ class Merger:
             self.place(shard, path)
         self.add_rows(shard, path)
 
-    def place(self, shard: ShardSpec, path: str, prechecked: dict | None = None) -> None:
+    def place(self, shard: ShardSpec, path: str, prechecked: _ReadAhead | None = None) -> None:
         """A shard's 2-D chunk files, in place in any order (each covers its own chunk rows): checked
         against its manifest (with the sums in `prechecked` where a file is unchanged since: ShardPrecheck),
         then linked or copied. Its row-wise values wait for `add_rows`."""
         t0 = time.perf_counter()
-        manifest = load_manifest(path)
+        manifest = prechecked.manifest if prechecked is not None else load_manifest(path)
         if not manifest_matches(manifest, shard):
             raise ShardError(f"{path}: missing manifest, or it is not shard {shard.index} of this plan")
+        self._manifests[shard.index] = manifest
+        outer = self.plan.write_rows
+        self._await_folders(range(shard.row_start // outer, -(-shard.row_stop // outer)))
         stats = self.stats
         raw_before = stats["raw_chunks"]
         _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
-                 self.link, self.checksums, self.linked, prechecked)
+                 self.link, self.checksums, self.linked, prechecked, self.folders)
         if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
             for kind in self.flux_rows:
                 self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
@@ -343,7 +375,7 @@ class Merger:
             rows = _read_rows(path)
         table, rowwise = rows
         _check_rows(shard, path, table)
-        manifest = load_manifest(path) or {}
+        manifest = self._manifests.pop(shard.index, None) or load_manifest(path) or {}
         pieces = _pieces(path, manifest, rowwise, shard.n_rows, self.rowwise)
         whole: list[pa.Table] = []
 
@@ -360,7 +392,7 @@ class Merger:
             self.writer = pq.ParquetWriter(self.partial_index, self.index_schema)
         if not index.schema.equals(self.index_schema):  # cast imports pyarrow.compute (0.08 s): only when needed
             index = index.cast(self.index_schema)
-        self.writer.write_table(index)
+        self._write_index(index)
         self.added += 1
         self.seconds += time.perf_counter() - t0
         failpoint("merge-copied-shard")
@@ -371,6 +403,8 @@ class Merger:
             raise ShardError(f"merged {self.added} of {len(self.plan.shards)} shards")
         self.rowwise.close()
         self.checksums.update(self.rowwise.checksums)
+        self._await_folders(list(self._folder_jobs))
+        _results(self._index_writes)  # a failed write raises here, not in close
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
         self.root.attrs.update(provenance)
@@ -390,10 +424,82 @@ class Merger:
                            unverified_flux_shards=unverified, seconds=round(self.seconds, 4), linked=self.linked)
 
     def close(self) -> None:
-        """Close the index writer (its file stays `.partial` unless `finish` renames it)."""
+        """Wait for what the helper threads are writing (their errors are `finish`'s to raise), then close the
+        index writer (its file stays `.partial` unless `finish` renames it). Nothing writes into the store after."""
+        self.rowwise.abort()
+        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes]:
+            job.exception()  # waits; an error was raised by finish, or the run is failing for its own
+        self._folder_jobs, self._index_writes = {}, []
+        self._behind.shutdown()
+        self._index_writer.shutdown()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def _await_folders(self, rows: Sequence[int]) -> None:
+        """Wait for the chunk folders of these storage rows, made up front (raising a mkdir's error)."""
+        for row in rows:
+            if row in self._folder_jobs:
+                part, job = self._folder_jobs[row]
+                job.result()
+                self.folders.update(part)
+                del self._folder_jobs[row]
+
+    def _write_index(self, index: pa.Table) -> None:
+        """Append a shard's index rows (one row group) on the index thread, at most INDEX_BACKLOG behind."""
+        pending = []
+        for write in self._index_writes:
+            if write.done():
+                write.result()  # a failed write raises now
+            else:
+                pending.append(write)
+        self._index_writes = pending
+        if len(self._index_writes) >= INDEX_BACKLOG:
+            self._index_writes.pop(0).result()
+        self._index_writes.append(self._index_writer.submit(self.writer.write_table, index))
+
+
+BEHIND_THREADS = 4  # mkdirs at once (a parallel filesystem serves them concurrently)
+INDEX_BACKLOG = 8  # shards' index rows waiting for the index thread at most
+
+
+def _results(jobs: Sequence) -> list:
+    """Every job's result, in order, once all have ended (the first error raised then)."""
+    for job in jobs:
+        job.exception()
+    return [job.result() for job in jobs]
+
+
+def _chunk_folders(arrays: Sequence[zarr.Array], root: str) -> dict[int, list[str]]:
+    """{storage row: the folders below the 2-D arrays' own that its storage files go in} in row order (one a
+    row and array under the default key encoding "c/<row>/<col>", none under v2's "." separator), then
+    {-1: those of the 1-D arrays} (their "c", which their own writes make too if they come first)."""
+    rows: dict[int, list[str]] = {}
+    flat: list[str] = []
+    for arr in arrays:
+        base = os.path.join(root, *arr.path.split("/"))
+        n = -(-arr.shape[0] // storage_grid_shape(arr)[0]) if arr.ndim > 1 else min(1, arr.shape[0])
+        for r in range(n):
+            key = arr.metadata.encode_chunk_key((r, *(0,) * (arr.ndim - 1)))
+            folder = os.path.dirname(os.path.join(base, *key.split("/")))
+            if folder != base:
+                (rows.setdefault(r, []) if arr.ndim > 1 else flat).append(folder)
+    return {**dict(sorted(rows.items())), **({-1: flat} if flat else {})}
+
+
+def _make_folders(folders: Sequence[str]) -> None:
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+
+
+@dataclass
+class _ReadAhead:
+    """What ShardPrecheck read of a written shard for `place`: its manifest, the v3 zarr.json of each of its
+    arrays (None: not v3), and {rel: ([size, crc32], stat key)} of its other files."""
+
+    manifest: dict | None
+    metas: dict[str, dict | None]
+    sums: dict[str, tuple[list[int], tuple]]
 
 
 class ShardPrecheck:
@@ -403,7 +509,7 @@ class ShardPrecheck:
     written at once (benchmarks/merge_writer.py). Each sum comes with the file's stat key before and
     after it was read; `place` uses it only if the file's key is still the same, else reads the file
     itself. And the next shard's `rows.parquet` in row order, while the merge thread adds the current
-    one's rows. zlib's crc32, the reads and pyarrow's decoding release the GIL. A job that failed (the
+    one's rows. The crc32 (ISA-L's or zlib's), the reads and pyarrow's decoding release the GIL. A job that failed (the
     store is gone: the run is failing) is simply not used. Daemon threads, as the merge thread's: one
     stuck on a hung disk must not keep the process from exiting, and `close` releases whoever waits in
     `take`."""
@@ -429,10 +535,10 @@ class ShardPrecheck:
         """Read shard k's rows.parquet ahead: only the next shard in row order (one table held at most)."""
         self._submit(("rows", k), _read_rows, path, priority=0)
 
-    def take(self, k: int) -> dict[str, tuple[list[int], tuple]] | None:
-        """Shard k's sums (waiting for them if they are being read), or None."""
+    def take(self, k: int) -> _ReadAhead | None:
+        """What was read of shard k (waiting for it if it is being read), or None."""
         result = self._take(("sums", k))
-        return result if isinstance(result, dict) else None
+        return result if isinstance(result, _ReadAhead) else None
 
     def take_rows(self, k: int) -> tuple[pa.Table, bytes | None] | None:
         result = self._take(("rows", k))
@@ -492,7 +598,7 @@ def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _R
     listed = manifest.get("rowwise")
     if not isinstance(listed, dict) or rowwise is None:
         return {}
-    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), zlib.crc32(rowwise)]:
+    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), crc32(rowwise)]:
         raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
     view, out = memoryview(rowwise), {}
     for column, (at, size, off_at, off_size) in listed.items():
@@ -514,20 +620,23 @@ def _stat_key(path: str) -> tuple[int, int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _sums_ahead(path: str) -> dict[str, tuple[list[int], tuple]]:
-    """{rel: ([size, crc32], stat key)} of a shard store's files but its manifest and rows, each read
-    while its stat key stayed the same."""
+def _sums_ahead(path: str) -> _ReadAhead:
+    """A shard store's manifest, its arrays' zarr.json, and the sums of its files but the manifest and rows,
+    each read while its stat key stayed the same."""
     manifest = load_manifest(path)
-    out = {}
-    for rel in (manifest or {}).get("files", {}):
+    files = (manifest or {}).get("files", {})
+    metas = {rel[: -len("/zarr.json")]: _array_json(os.path.join(path, os.path.dirname(rel)))
+             for rel in files if rel.count("/") == 1 and rel.endswith("/zarr.json")}
+    sums = {}
+    for rel in files:
         if rel in (ROWS_FILE, ROWWISE_FILE):
             continue
         full = os.path.join(path, rel)
         before = _stat_key(full)
-        sums = file_checksum(full)
+        got = file_checksum(full)
         if _stat_key(full) == before:
-            out[rel] = (sums, before)
-    return out
+            sums[rel] = (got, before)
+    return _ReadAhead(manifest, metas, sums)
 
 
 ABANDON_WAIT_S = 30  # how long a failed run waits for the merge thread to stop before it goes on without it
@@ -651,13 +760,14 @@ def consolidate(store: str) -> None:
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
              stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
-             linked: dict[str, list[int]], prechecked: dict | None = None) -> None:
+             linked: dict[str, list[int]], prechecked: _ReadAhead | None = None, made: set[str] | None = None) -> None:
     # Each shard array's zarr.json is read as JSON, not opened through zarr: that took ~14 ms a shard of
     # the merge thread, holding the GIL beside an in-process scheduler. zarr opens an array only where
     # it has no v3 zarr.json or is re-encoded. `dst_meta`: the final arrays' zarr.json, read once.
     cr, cp = plan.chunks_2d
     pairs = dict(data) if plan.wavelength_shared else {**data, "wavelength": wave}
-    metas = {name: _array_json(os.path.join(path, name)) for name in pairs}
+    ahead = prechecked.metas if prechecked is not None else {}
+    metas = {name: ahead[name] if name in ahead else _array_json(os.path.join(path, name)) for name in pairs}
     opened = {name: zarr.open_array(os.path.join(path, name), mode="r") for name, m in metas.items() if m is None}
     for name in pairs:  # every shape before anything is copied
         shape = tuple(metas[name]["shape"]) if metas[name] else opened[name].shape
@@ -669,7 +779,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
         if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
             stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
                                                      shard.row_start // outer, shard_sums, link, checksums, linked,
-                                                     prechecked)
+                                                     prechecked.sums if prechecked is not None else None, made)
             continue
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
@@ -711,7 +821,8 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
 def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
                       row_offset: int, shard_sums: dict[str, list[int]], link: bool,
                       checksums: dict[str, list[int]], linked: dict[str, list[int]],
-                      prechecked: dict[str, tuple[list[int], tuple]] | None = None) -> int:
+                      prechecked: dict[str, tuple[list[int], tuple]] | None = None,
+                      made: set[str] | None = None) -> int:
     """Put the compressed chunk files of shard array `name` (of `shape`) in place in the final array,
     shifted down by `row_offset` chunk rows. The two arrays encode alike (same_encoding), so `dst`'s key
     encoding and storage grid name the shard's files too. No decode, no encode, but each file's size and
@@ -719,10 +830,11 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
     caught here, not published). With `link`, hard-link where the filesystem allows: shard files are
     never modified after their rename, and the caller deletes the scratch afterwards. `prechecked`:
     {rel: ([size, crc32], stat key)} computed ahead by ShardPrecheck; a file whose stat key is unchanged
-    since is taken as read then, any other is read here."""
+    since is taken as read then, any other is read here. `made`: folders known to exist (Merger makes them
+    up front), added to as this makes others."""
     grid = tuple(-(-n // c) for n, c in zip(shape, storage_grid_shape(dst), strict=True))
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
-    made: set[str] = set()
+    made = made if made is not None else set()
     for coords in np.ndindex(*grid):
         key_src = dst.metadata.encode_chunk_key(coords)
         key_dst = dst.metadata.encode_chunk_key((coords[0] + row_offset, *coords[1:]))
@@ -740,7 +852,7 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
-        rel_target = os.path.relpath(target, dst_root)
+        rel_target = os.path.join(*dst.path.split("/"), *key_dst.split("/"))  # = relpath(target, dst_root)
         checksums[rel_target] = actual
         if link:
             try:

@@ -25,11 +25,10 @@ import queue
 import stat
 import tempfile
 import threading
-import zlib
 from array import array
 from collections.abc import Callable, Mapping
 
-from .durable import fsync_path, remove_tree, storage_errors, sync_trees
+from .durable import crc32, fsync_path, remove_tree, storage_errors, sync_trees
 from .errors import InputError, ShardError
 from .failpoints import failpoint
 from .plan import Companion, FileSegment, Plan, ShardSpec, StoreLayout
@@ -376,7 +375,7 @@ def fetched_files_problem(manifest: dict, files: Mapping, what: str) -> str:
     if not isinstance(listed, dict) or set(listed) != set(files) - {MANIFEST_FILE}:
         return "its files differ from its manifest's list"
     for rel, data in files.items():
-        if rel != MANIFEST_FILE and [len(data), zlib.crc32(data)] != listed[rel]:
+        if rel != MANIFEST_FILE and [len(data), crc32(data)] != listed[rel]:
             return f"{rel}: {what} bytes do not match the crc32 its shard task recorded"
     return ""
 

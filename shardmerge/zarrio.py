@@ -14,6 +14,7 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from .config import CodecConfig
+from .durable import crc32
 from .errors import SlabShapeError
 
 
@@ -254,8 +255,6 @@ class RawChunks:
     def write(self, index: int, parts: Sequence, n_items: int) -> tuple[str, list[int]]:
         """Chunk `index` from `parts` (bytes-likes, concatenated: its first `n_items` items; the chunk's
         rows past them lie past the array's end). Returns (its path relative to the array, [size, crc32])."""
-        import zlib
-
         if n_items > self.chunk or (n_items < self.chunk and (index + 1) * self.chunk < self.array.shape[0]):
             raise SlabShapeError(f"array {self.array.path}: chunk {index} given {n_items} items, not whole")
         pad = self.chunk - n_items
@@ -270,4 +269,4 @@ class RawChunks:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(encoded)
-        return key, [len(encoded), zlib.crc32(encoded)]
+        return key, [len(encoded), crc32(encoded)]

@@ -1,0 +1,118 @@
+"""What the merge does behind its own thread (issue 28): the chunk folders made up front, row by row, and
+index.parquet's row groups and the row-wise chunks written on helper threads. The store is the one the
+merge wrote before, its errors still stop the merge, and nothing is left writing once it is closed."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from shardmerge import merge
+from shardmerge.config import ClusterRequest, LayoutRequest
+from shardmerge.headers import load_header_rules
+from shardmerge.pipeline import plan_inputs
+from shardmerge.provenance import provenance_attrs
+from shardmerge.shard import write_shard
+from shardmerge.shardstore import shard_path, write_file_table
+from shardmerge.testing.spectra import make_mixed_corpus
+from shardmerge.validate import Expectation, failures, run_checks
+
+RULES = load_header_rules()
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """A mixed corpus planned into 16-row shards (several chunk rows)."""
+    corpus = tmp_path / "corpus"
+    make_mixed_corpus(corpus, n_wcs1d=6, n_image2d=2, rows_per_image=20, n_sdss=3)
+    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16),
+                       rules=RULES, cluster=ClusterRequest(workers=0))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    context = plan.context(write_file_table(plan, str(scratch)))
+    for s in plan.shards:
+        write_shard(s, context, str(scratch), RULES)
+    assert len(plan.shards) >= 3
+    return plan, [shard_path(str(scratch), s) for s in plan.shards]
+
+
+def _provenance(plan) -> dict:
+    return provenance_attrs(n_inputs=len(plan.shards), input_bytes=plan.input_bytes, command=["test"])
+
+
+def test_chunk_folders_are_one_a_chunk_row_in_row_order_then_the_1d_arrays(shards, tmp_path):
+    plan, _ = shards
+    merger = merge.Merger(plan, str(tmp_path / "out.tmp"))
+    try:
+        arrays = [*merger.data.values(), merger.wave, *merger.rows.values()]
+        folders = merge._chunk_folders(arrays, merger.tmp)
+        rows = -(-plan.n_spec // plan.write_rows)
+        assert list(folders) == [*range(rows), -1]
+        two_d = [a for a in arrays if a.ndim == 2]
+        for r in range(rows):
+            assert sorted(folders[r]) == sorted(os.path.join(merger.tmp, *a.path.split("/"), "c", str(r))
+                                                for a in two_d)
+        assert len(folders[-1]) == len(merger.rows) + (merger.wave.ndim == 1)
+    finally:
+        merger.close()
+    made = {os.path.join(d, n) for d, names, _ in os.walk(merger.tmp) for n in names}
+    assert {f for part in folders.values() for f in part} <= made  # close waited for every mkdir
+
+
+def test_the_store_and_its_checksums_are_those_of_a_plain_merge(shards, tmp_path, monkeypatch):
+    """With the helper threads held to one job at a time (the order the merge thread alone would write in)
+    and with them free, the same files, bytes and checksums, and the gate passes."""
+    plan, paths = shards
+    provenance = _provenance(plan)  # once: it holds the time
+    free = merge.materialize(plan, paths, str(tmp_path / "free.tmp"), provenance)
+    monkeypatch.setattr(merge, "RAW_BACKLOG", 0)
+    monkeypatch.setattr(merge, "INDEX_BACKLOG", 1)
+    held = merge.materialize(plan, paths, str(tmp_path / "held.tmp"), provenance)
+    assert free.checksums == held.checksums
+    for rel in free.checksums:
+        assert (tmp_path / "free.tmp" / rel).read_bytes() == (tmp_path / "held.tmp" / rel).read_bytes(), rel
+    index = pq.ParquetFile(tmp_path / "free.tmp" / merge.INDEX_FILE)
+    assert index.metadata.num_row_groups == len(plan.shards)  # one row group a shard, as before
+    checks = run_checks(str(tmp_path / "free.tmp"),
+                        Expectation(plan.n_spec, plan.n_pix, free.checksums, free.flux_rows))
+    assert failures(checks) == []
+
+
+def test_a_mkdir_that_fails_behind_the_merge_stops_it(shards, tmp_path, monkeypatch):
+    plan, paths = shards
+
+    def full(folders):
+        raise OSError(errno.ENOSPC, "No space left on device", folders[0])
+
+    monkeypatch.setattr(merge, "_make_folders", full)
+    with pytest.raises(OSError, match="No space left"):
+        merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
+
+
+def test_an_index_write_that_fails_behind_the_merge_stops_it(shards, tmp_path, monkeypatch):
+    plan, paths = shards
+    writes = []
+
+    def failing(self, table, *args, **kwargs):
+        writes.append(table.num_rows)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
+    assert writes  # it was the index write that failed
+
+
+def test_a_row_wise_chunk_that_fails_behind_the_merge_stops_it(shards, tmp_path, monkeypatch):
+    plan, paths = shards
+    from shardmerge import zarrio
+
+    def failing(self, index, parts, n_items):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarrio.RawChunks, "write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
