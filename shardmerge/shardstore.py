@@ -202,13 +202,14 @@ def write_file_table(plan: Plan, scratch: str) -> str:
         "size": ints(t.size),
         "mtime_ns": ints(t.mtime_ns),
         "stat_id": ints(t.stat_id),
-        "first_row": ints(placed.row_bounds[:-1]),
-        "row_stop": ints(placed.row_bounds[1:]),
-        "companion_path": pa.array(comp_path, pa.string()) if comps else pa.nulls(n, pa.string()),
-        "companion_format": pa.array(comp_format, pa.string()) if comps else pa.nulls(n, pa.string()),
-        "companion_size": pa.array(comp_size, pa.int64()) if comps else pa.nulls(n, pa.int64()),
-        "companion_mtime_ns": pa.array(comp_mtime, pa.int64()) if comps else pa.nulls(n, pa.int64()),
-        "companion_stat_id": pa.array(comp_id, pa.int64()) if comps else pa.nulls(n, pa.int64()),
+        "first_row": ints(memoryview(placed.row_bounds)[:-1]),  # views, not copies: 80 MB each at 10^7 files
+        "row_stop": ints(memoryview(placed.row_bounds)[1:]),
+        # no companions: null-typed columns, which allocate nothing (typed nulls: a zeroed buffer of n values)
+        "companion_path": pa.array(comp_path, pa.string()) if comps else pa.nulls(n),
+        "companion_format": pa.array(comp_format, pa.string()) if comps else pa.nulls(n),
+        "companion_size": pa.array(comp_size, pa.int64()) if comps else pa.nulls(n),
+        "companion_mtime_ns": pa.array(comp_mtime, pa.int64()) if comps else pa.nulls(n),
+        "companion_stat_id": pa.array(comp_id, pa.int64()) if comps else pa.nulls(n),
     }
     table = pa.table(columns).replace_schema_metadata({"rows_per_batch": str(FILE_TABLE_BATCH_ROWS)})
     final = os.path.join(scratch, f"{FILE_TABLE_PREFIX}{plan.fingerprint}.arrow")
