@@ -204,12 +204,17 @@ class FileTableBuilder:
         self._inputs = 0  # paths folded so far: the next batch's first path is self._paths[self._inputs]
         self._refused: list[int] = []  # rows of `paths` the scan refused
         self._profile_ids: dict[Profile, int] = {}
-        self._columns = {name: array(typecode) for name, typecode in _SCAN_COLUMNS}
+        # given the paths, each column is sized for all of them up front (zero pages until written): no
+        # growth, no slack (up to 6% of a column grown by appends), and cut to the files read at the end
+        size = len(paths) if paths is not None else 0
+        self._columns = {name: array(typecode, bytes(array(typecode).itemsize * size))
+                         for name, typecode in _SCAN_COLUMNS}
+        self._rows = 0  # files folded (the columns' rows written)
         self._join_keys: dict[int, str] = {}
         self._notes: dict[int, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
-        return len(self._columns["size"]) + len(self._pending.size)  # type: ignore[attr-defined]
+        return self._rows + len(self._pending.size)  # type: ignore[attr-defined]
 
     def add(self, scan: FileScan) -> None:
         """One FileScan, its path after the last one's."""
@@ -224,13 +229,14 @@ class FileTableBuilder:
 
     def fold(self, batch: ScanBatch) -> None:
         """The batch of the next len(batch) paths: its columns appended whole, its profile ids renumbered."""
-        first = len(self._columns["size"])
+        first, stop = self._rows, self._rows + len(batch.size)  # type: ignore[attr-defined]
         ids = array("i", (self._profile_ids.setdefault(p, len(self._profile_ids)) for p in batch.profiles))
-        for name, column in self._columns.items():
+        for name, column in self._columns.items():  # (past a column's end, as add's are: an extend)
             if name == "profile" and ids != array("i", range(len(ids))):
-                column.extend(array("i", map(ids.__getitem__, batch.profile)))  # type: ignore[attr-defined]
+                column[first:stop] = array("i", map(ids.__getitem__, batch.profile))  # type: ignore[attr-defined]
             else:
-                column.extend(getattr(batch, name))
+                column[first:stop] = getattr(batch, name)
+        self._rows = stop
         self._join_keys.update((first + row, key) for row, key in batch.join_keys.items())
         self._notes.update((first + row, notes) for row, notes in batch.notes.items())
         self._refused.extend(self._inputs + place for place, _ in batch.bad)
@@ -248,6 +254,7 @@ class FileTableBuilder:
         self._paths.seal()
         out = FileTable.__new__(FileTable)
         for name, column in self._columns.items():
+            del column[self._rows :]  # the refused files' rows, never written
             setattr(out, name, column)
         out.folders, out.folder_of, out.names, out.name_ends = self._paths.packed_without(self._refused)
         out.profiles = tuple(self._profile_ids)
@@ -308,8 +315,11 @@ class PathList(Sequence):
         return out
 
     def seal(self) -> None:
-        """No more paths: a FileTable may now share the packed columns (`packed_without`)."""
-        self._folder_ids = None
+        """No more paths: a FileTable may now share the packed columns (`packed_without`). The names become
+        bytes, their exact size (a bytearray grown by appends keeps up to 1/8 more)."""
+        if self._folder_ids is not None:
+            self._folder_ids = None
+            self.names = bytes(self.names)
 
     def packed_without(self, rows: Sequence[int]) -> tuple[tuple[str, ...], array, bytes | bytearray, array]:
         """(folders, folder_of, names, ends) of the paths but those at `rows` (increasing): this list's own
