@@ -44,6 +44,7 @@ _COLUMNS = (("size", "q"), ("mtime_ns", "q"), ("stat_id", "q"), ("n_spectra", "q
             ("n_pix_min", "i"), ("dropped", "i"), ("profile", "i"), ("folder_of", "i"), ("name_ends", "q"))
 _PATH_COLUMNS = ("folder_of", "name_ends")  # packed by a PathList
 _SCAN_COLUMNS = tuple((c, t) for c, t in _COLUMNS if c not in _PATH_COLUMNS)  # what a ScanBatch carries
+NAME_ENDS = "I"  # where each packed name ends: 4 bytes a path while the names fit in 4 GiB
 ADD_BATCH_FILES = 4096  # FileTableBuilder.add folds its FileScans this many at a time
 
 
@@ -302,7 +303,7 @@ class PathList(Sequence):
         self.folders: list[str] = []  # each ends in "/"
         self.folder_of = array("i")
         self.names: bytes | bytearray = bytearray()
-        self.ends = array("q")
+        self.ends = array(NAME_ENDS)  # 4 bytes a path, until the names pass 4 GiB (then 8: `_end`)
         self.last = ""
 
     @classmethod
@@ -328,7 +329,7 @@ class PathList(Sequence):
             raise ValueError("seal the PathList before sharing its columns")
         if not rows:
             return tuple(self.folders), self.folder_of, self.names, self.ends
-        folder_of, names, ends = array("i"), bytearray(), array("q")
+        folder_of, names, ends = array("i"), bytearray(), array("q" if self.names and len(self.names) >> 32 else "I")
         for lo, hi in zip([0, *(r + 1 for r in rows)], [*rows, len(self)], strict=True):
             if lo < hi:
                 base = self.ends[lo - 1] if lo else 0
@@ -354,7 +355,11 @@ class PathList(Sequence):
             self.folders.append(folder)
         self.folder_of.append(fid)
         self.names += path[cut:].encode("utf-8", "surrogateescape")  # a non-UTF-8 name: the scan refuses it
-        self.ends.append(len(self.names))
+        try:
+            self.ends.append(len(self.names))
+        except OverflowError:  # names past 4 GiB: 8-byte ends from here on
+            self.ends = array("q", self.ends)
+            self.ends.append(len(self.names))
 
     def __len__(self) -> int:
         return len(self.ends)

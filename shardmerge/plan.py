@@ -641,6 +641,9 @@ def _header_sort_key(key: str) -> tuple[int, str]:
     return (int(hdu) if hdu.isdigit() else 0, rest)
 
 
+HASH_CHUNK = 1 << 20  # name ends converted for the hash this many at a time (a bounded copy)
+
+
 def _hash_files(h, table: FileTable, lo: int, hi: int) -> None:
     """Feed the identity of files lo..hi (folder, name, size, mtime, stat_id, format, counts) to a hash, column by
     column: nothing here depends on row numbers or interning order, only on the files themselves. Runs and
@@ -651,8 +654,10 @@ def _hash_files(h, table: FileTable, lo: int, hi: int) -> None:
         h.update(b"F%s\0%d\0" % (table.profiles[profile].format.encode(), b - a))
     base = table.name_ends[lo - 1] if lo else 0
     h.update(memoryview(table.names)[base : table.name_ends[hi - 1] if hi > lo else base])
-    ends = memoryview(table.name_ends)[lo:hi]
-    h.update(ends if base == 0 else array("q", map(sub, ends, repeat(base))))
+    ends = memoryview(table.name_ends)
+    for a in range(lo, hi, HASH_CHUNK):  # as 8-byte offsets from the first name, whatever the column's width
+        b = min(hi, a + HASH_CHUNK)
+        h.update(ends[a:b] if base == 0 and ends.itemsize == 8 else array("q", map(sub, ends[a:b], repeat(base))))
     for column in (table.size, table.mtime_ns, table.stat_id, table.n_spectra):
         h.update(memoryview(column)[lo:hi])
 

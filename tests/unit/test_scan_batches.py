@@ -186,3 +186,17 @@ def test_the_scan_stage_on_a_real_cluster_folds_what_each_file_scans_to(tmp_path
     assert [result.table.scan(i) for i in range(len(result.table))] == [scan_file(p, None, rules) for p in good]
     assert [(b.path, b.reason) for b in result.bad] == [(str(tmp_path / "in" / "m-empty.fits"), "file is empty")]
     assert result.files_found == len(paths) == len(good) + 1
+
+
+def test_name_ends_widen_when_the_names_outgrow_them(monkeypatch):
+    """Name ends are 4 bytes a path until the names pass 4 GiB; here 1 byte (256 bytes of names)."""
+    from shardmerge import filetable
+
+    monkeypatch.setattr(filetable, "NAME_ENDS", "B")
+    names = [f"/d/{i:03d}-{'x' * 20}.fits" for i in range(30)]
+    paths = packed(names)
+    assert paths.ends.typecode == "q" and list(paths) == names
+    table = FileTable.from_scans([scan(p) for p in names])
+    digest = make_plan(table).fingerprint
+    monkeypatch.setattr(filetable, "NAME_ENDS", "I")
+    assert make_plan(FileTable.from_scans([scan(p) for p in names])).fingerprint == digest  # width never hashed
