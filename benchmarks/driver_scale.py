@@ -1,8 +1,10 @@
 """The driver at survey scale, without FITS files (issue 12): N generated one-spectrum scan results go
-through what the driver does with them: folded into the FileTable batch by batch as the scan tasks return
-them (SCAN_BATCH_MAX_FILES each), the real `make_plan`, the file table written to scratch, and the shard
-tasks' arguments pickled as the executor sends them. The discovered paths (a PathList, as discovery
-returns it) stay alive through all of it, as in an ingest. With --stub, one stub task per shard runs on a real
+through what the driver does with them: packed into ScanBatches as the scan tasks pack them
+(SCAN_BATCH_MAX_FILES each; `task_pack_s`, the workers' share, not the driver's), pickled, and unpickled and
+folded into the FileTable batch by batch as they arrive (`fold s`), the real `make_plan`, the file table
+written to scratch, and the shard tasks' arguments pickled as the executor sends them. The discovered paths
+(a PathList, sealed as discovery returns it, whose packed columns the table shares) stay alive through
+all of it, as in an ingest. With --stub, one stub task per shard runs on a real
 LocalCluster (2 workers) with those arguments and reads its files from the table, as a shard task does.
 Each N runs in its own process, so peak RSS is that N's alone.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 ONE = r'''
 import json, os, pickle, resource, sys, tempfile, time
-from shardmerge.filetable import FileTableBuilder, PathList
+from shardmerge.filetable import FileTableBuilder, PathList, ScanBatch
 from shardmerge.pipeline import SCAN_BATCH_MAX_FILES
 from shardmerge.plan import FileScan, make_plan
 from shardmerge.shardstore import write_file_table
@@ -45,28 +47,32 @@ grids = ("g" * 16,)
 def path(i):
     return f"/survey/data/{i // 10000:04d}/{i // 100:06d}/spec-{i:08d}.fits"
 
-# what discovery hands the scan, held by the driver through the scan and the plan
+# what discovery hands the scan (sealed, as discover_inputs returns it), held by the driver through it all
 t0 = time.perf_counter()
 paths = PathList()
 for i in range(n):
     paths.append(path(i))
+paths.seal()
 paths_s = time.perf_counter() - t0
-table = FileTableBuilder()
-scan_bytes, fold_s = 0, 0.0
+table = FileTableBuilder(paths)
+scan_bytes, fold_s, pack_s = 0, 0.0, 0.0
 for lo in range(0, n, SCAN_BATCH_MAX_FILES):
-    batch = [FileScan(path=path(i), size=28800,
+    # a scan task: its FileScans, one ScanBatch (scan.scan_files), pickled back to the driver
+    t0 = time.perf_counter()
+    batch = ScanBatch(FileScan(path=path(i), size=28800,
                       mtime_ns=1_700_000_000_000_000_000 + i, format="wcs-1d", n_spectra=1, n_pix_max=4000,
                       n_pix_min=4000, grid_keys=grids, flux_unit="1e-17 erg/s/cm2/A", header_keys=keys,
-                      provides=("uncertainty",)) for i in range(lo, min(n, lo + SCAN_BATCH_MAX_FILES))]
-    scan_bytes += len(pickle.dumps(batch))
-    t0 = time.perf_counter()
-    for s in batch:
-        table.add(s)
+                      provides=("uncertainty",)) for i in range(lo, min(n, lo + SCAN_BATCH_MAX_FILES)))
+    sent = pickle.dumps(batch)
+    pack_s += time.perf_counter() - t0
+    scan_bytes += len(sent)
+    t0 = time.perf_counter()  # the driver: unpickle the result and fold it (stages.scan._scan)
+    table.fold(pickle.loads(sent))
     fold_s += time.perf_counter() - t0
 t0 = time.perf_counter()
 scans = table.finish()
 fold_s += time.perf_counter() - t0
-del table, batch
+del table, batch, sent
 rss_table = rss_mib()
 t0 = time.perf_counter()
 plan = make_plan(scans)
@@ -92,7 +98,7 @@ with tempfile.TemporaryDirectory() as scratch:
             submit_s = time.perf_counter() - t0
         assert sum(counts) == n, (sum(counts), n)  # every file reached a task through the table on disk
 print(json.dumps({"files": n, "discover_pack_s": round(paths_s, 2), "paths_alive": len(paths),
-                  "scan_fold_s": round(fold_s, 2), "plan_s": round(plan_s, 2),
+                  "scan_fold_s": round(fold_s, 2), "task_pack_s": round(pack_s, 2), "plan_s": round(plan_s, 2),
                   "file_table_s": round(table_s, 2), "file_table_mb": round(table_bytes / 1e6, 1),
                   "shards": len(plan.shards), "store_files": plan.store_files,
                   "zarr_shard_rows": plan.zarr_shard_rows, "shard_task_bytes": graph, "max_task_bytes": max(per_task),

@@ -34,6 +34,7 @@ def discover_inputs(inputs: Sequence[str]) -> PathList:
         found.append(path)  # drops a path two inputs both hold
     if not len(found):
         raise InputError(f"no FITS files ({', '.join(FITS_SUFFIXES)}) found in: {', '.join(inputs)}")
+    found.seal()  # the scan's FileTable shares its packed paths
     return found
 
 

@@ -13,7 +13,8 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from itertools import accumulate, compress, groupby
+from itertools import accumulate, compress, repeat
+from operator import sub
 
 from .config import (
     DEFAULT_CHUNK_ROWS,
@@ -31,7 +32,7 @@ from .config import (
 )
 from .errors import PlanError
 from .filescan import FileScan, grid_keys_unsure
-from .filetable import FileTable
+from .filetable import FileTable, runs
 from .schema import REQUIRED_GROUPS, UNITS_LAYOUT, arrays_for, rowwise_arrays
 
 FLUX_ITEMSIZE = 4  # float32
@@ -286,7 +287,7 @@ def wide_rows(table: FileTable, n_pix: int, row_item_bytes: int, shared: bool) -
     n_spec = sum(table.n_spectra)
     needed = -(-n_spec * round(TYPICAL_SHARE * 100) // 100)  # spectra the typical length must cover
     short_max = (n_pix - 1) // WIDE_ROW_FACTOR  # n_pix > FACTOR x typical  <=>  typical <= short_max
-    short = sum(n for m, n in zip(table.n_pix_max, table.n_spectra, strict=True) if m <= short_max)
+    short = sum(compress(table.n_spectra, map(short_max.__ge__, table.n_pix_max)))  # spectra at most short_max long
     if n_spec == 0 or short < needed:
         return None
     lengths = Counter()
@@ -615,14 +616,15 @@ def _per_format(table: FileTable) -> tuple[tuple[tuple[str, int], ...], tuple[tu
 
 
 def _per_profile(table: FileTable) -> dict[int, list[int]]:
-    """profile -> [files, spectra]"""
+    """profile -> [files, spectra], by runs of one profile (a slice sum each, not a step a file)."""
     out: dict[int, list[int]] = {}
-    for profile, n in zip(table.profile, table.n_spectra, strict=True):
+    spectra = memoryview(table.n_spectra)
+    for profile, lo, hi in runs(table.profile):
         entry = out.get(profile)
         if entry is None:
             entry = out[profile] = [0, 0]
-        entry[0] += 1
-        entry[1] += n
+        entry[0] += hi - lo
+        entry[1] += sum(spectra[lo:hi])
     return out
 
 
@@ -639,18 +641,25 @@ def _header_sort_key(key: str) -> tuple[int, str]:
     return (int(hdu) if hdu.isdigit() else 0, rest)
 
 
+HASH_CHUNK = 1 << 20  # name ends converted for the hash this many at a time (a bounded copy)
+
+
 def _hash_files(h, table: FileTable, lo: int, hi: int) -> None:
     """Feed the identity of files lo..hi (folder, name, size, mtime, stat_id, format, counts) to a hash, column by
-    column: nothing here depends on row numbers or interning order, only on the files themselves."""
-    for folder, run in groupby(table.folder_of[lo:hi]):
-        h.update(b"D%s\0%d\0" % (table.folders[folder].encode(), len(list(run))))
-    for profile, run in groupby(table.profile[lo:hi]):
-        h.update(b"F%s\0%d\0" % (table.profiles[profile].format.encode(), len(list(run))))
+    column: nothing here depends on row numbers or interning order, only on the files themselves. Runs and
+    zero-copy views of the columns: a survey's 10^7 files hash at C speed."""
+    for folder, a, b in runs(table.folder_of, lo, hi):
+        h.update(b"D%s\0%d\0" % (table.folders[folder].encode(), b - a))
+    for profile, a, b in runs(table.profile, lo, hi):
+        h.update(b"F%s\0%d\0" % (table.profiles[profile].format.encode(), b - a))
     base = table.name_ends[lo - 1] if lo else 0
-    h.update(table.names[base : table.name_ends[hi - 1] if hi > lo else base])
-    h.update(array("q", (e - base for e in table.name_ends[lo:hi])).tobytes())
+    h.update(memoryview(table.names)[base : table.name_ends[hi - 1] if hi > lo else base])
+    ends = memoryview(table.name_ends)
+    for a in range(lo, hi, HASH_CHUNK):  # as 8-byte offsets from the first name, whatever the column's width
+        b = min(hi, a + HASH_CHUNK)
+        h.update(ends[a:b] if base == 0 and ends.itemsize == 8 else array("q", map(sub, ends[a:b], repeat(base))))
     for column in (table.size, table.mtime_ns, table.stat_id, table.n_spectra):
-        h.update(column[lo:hi].tobytes())
+        h.update(memoryview(column)[lo:hi])
 
 
 def _with_fingerprint(plan: Plan, table: FileTable) -> Plan:

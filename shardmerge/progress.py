@@ -163,7 +163,10 @@ class Progress:
                                     leave=leave, bar_format=PHASE_BAR_FORMAT, dynamic_ncols=True)
 
     def __call__(self, step: object = 1) -> None:
-        n = len(step) if isinstance(step, list) else 1
+        self.advance(len(step) if isinstance(step, list) else 1)
+
+    def advance(self, n: int) -> None:
+        """`n` more items finished (a scan batch's files)."""
         self.done += n
         now = self.clock()
         final = self.done >= self.total and not self.finished

@@ -1,7 +1,7 @@
 """Stage 1: learn, from headers, what each input file holds (`discover` finds the files).
 
-`scan_files` is the Dask task (tasks.scan_batch): it takes paths and one ScanJob and returns plain records,
-one per file, either a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on)."""
+`scan_files` is the Dask task (tasks.scan_batch): it takes paths and one ScanJob and returns, per file, either
+a FileScan or the reason the file is bad (so --on-bad-file skip can list it and go on), as one columnar ScanBatch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from .config import MAX_PIXELS, MAX_TABLE_BYTES, FormatChoice
 from .errors import BadFileError
 from .filescan import BadFile, FileScan
-from .filetable import is_utf8_path, printable_path, stat_id
+from .filetable import ScanBatch, is_utf8_path, printable_path, stat_id
 from .headers import HeaderRules
 from .jobs import ScanJob
 from .readers import detect, get_reader, open_fits
@@ -118,28 +118,14 @@ def unread_hdus(hdul: object, layout: Layout) -> list[str]:
     return out
 
 
-def scan_files(paths: Sequence[str], job: ScanJob) -> list[FileScan | BadFile]:
+def scan_files(paths: Sequence[str], job: ScanJob) -> ScanBatch:
     """Dask task (tasks.scan_batch): scan many files in one task (per-task overhead dwarfs one small file's
-    parse), each by the one job description of the pass."""
-    out: list[FileScan | BadFile] = []
-    shared = SharedTuples()  # files of a survey mostly have the same keys: pickle each tuple once
+    parse), each by the one job description of the pass. The results come back as one columnar ScanBatch,
+    a FileScan or the reason it is bad per path, in their order: what the driver folds by the column."""
+    out = ScanBatch()
     for path in paths:
         try:
-            out.append(shared.apply(scan_file(path, job.choice, job.rules, job.strict, job.exact_grids)))
+            out.add(scan_file(path, job.choice, job.rules, job.strict, job.exact_grids))
         except BadFileError as exc:
-            out.append(BadFile(exc.path, exc.reason))
+            out.add(BadFile(exc.path, exc.reason))
     return out
-
-
-class SharedTuples:
-    """Makes equal header-key and grid-key tuples one object, so a million FileScans hold a few copies."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple, tuple] = {}
-
-    def apply(self, scan: FileScan) -> FileScan:
-        keys = self.seen.setdefault(scan.header_keys, scan.header_keys)  # (metadata keys are few and short)
-        grids = self.seen.setdefault(scan.grid_keys, scan.grid_keys)
-        if keys is scan.header_keys and grids is scan.grid_keys:
-            return scan
-        return replace(scan, header_keys=keys, grid_keys=grids)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .filescan import BadFile, FileScan
+from .filetable import ScanBatch
 from .jobs import ScanJob, ShardJob
 from .plan import ShardSpec
 
 
-def scan_batch(paths: Sequence[str], *, job: ScanJob) -> list[FileScan | BadFile]:
+def scan_batch(paths: Sequence[str], *, job: ScanJob) -> ScanBatch:
     from .scan import scan_files
 
     return scan_files(paths, job)

@@ -9,8 +9,8 @@ from functools import partial
 
 from ..discover import batches
 from ..errors import BadFilesError, InputError
-from ..filescan import BadFile, FileScan
-from ..filetable import FileTable, FileTableBuilder
+from ..filescan import BadFile
+from ..filetable import FileTable, FileTableBuilder, PathList, ScanBatch
 from ..jobs import ScanJob
 from ..plan import needs_exact_grids
 from ..progress import Progress
@@ -54,7 +54,7 @@ def scan_inputs(paths: Sequence[str], job: ScanJob, ex, progress_to: str = "log"
     store's wavelength is one shared grid."""
     scans, bad = _scan(paths, job, ex, Progress("scan", len(paths), "files", progress_to))
     if needs_exact_grids(scans):
-        good = [scans.path(i) for i in range(len(scans))]
+        good = scans.path_list()
         log.info("every input has the same wavelength grid by its headers: reading the grids to be sure")
         exact = ScanJob(choice=job.choice, rules=job.rules, strict=job.strict, exact_grids=True)
         scans, _ = _scan(good, exact, ex, Progress("scan", len(good), "files", progress_to))
@@ -62,18 +62,22 @@ def scan_inputs(paths: Sequence[str], job: ScanJob, ex, progress_to: str = "log"
 
 
 def _scan(paths: Sequence[str], job: ScanJob, ex, progress: Progress) -> tuple[FileTable, list[BadFile]]:
-    table = FileTableBuilder()
+    """Each task's ScanBatch folded as it arrives, in path order: a few column appends, not a step a file.
+    The table shares the paths' packed columns (a PathList; any other sequence of sorted paths is packed)."""
+    if not isinstance(paths, PathList):
+        packed = PathList()
+        for path in paths:
+            packed.append(path)
+        paths = packed
+    table = FileTableBuilder(paths)
     bad: list[BadFile] = []
 
-    def collect(batch: list) -> None:
-        for r in batch:
-            if isinstance(r, FileScan):
-                table.add(r)
-            else:
-                bad.append(r)
+    def collect(batch: ScanBatch) -> None:
+        table.fold(batch)
+        bad.extend(b for _, b in batch.bad)
 
     ex.map(partial(scan_batch, job=job), batches(paths, scan_batch_files(len(paths), ex.workers)), name="scan",
-           on_result=progress, fold=collect)
+           on_result=lambda batch: progress.advance(len(batch)), fold=collect)
     return table.finish(), bad
 
 

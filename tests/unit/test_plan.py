@@ -205,15 +205,6 @@ def test_shards_tile_rows_on_chunk_boundaries(counts, chunk_rows, shard_chunks):
         assert seen.get(sc.path, []) == list(range(sc.n_spectra))
 
 
-def test_equal_key_tuples_are_shared_between_scans():
-    from shardmerge.scan import SharedTuples
-
-    shared = SharedTuples()
-    a = shared.apply(scan("/a", header_keys=tuple(["h0_object", "h0_ra"])))
-    b = shared.apply(scan("/b", header_keys=tuple(["h0_object", "h0_ra"])))
-    assert a.header_keys is b.header_keys and a.grid_keys is b.grid_keys and b.path == "/b"
-
-
 def _survey_shape(n_spec: int, n_pix: int = 4000, zarr_format: int = 3):
     """A survey of one-spectrum files with uncertainties and 18 projected header cards, as make_plan sees it."""
     from shardmerge.plan import StoreShape
