@@ -20,9 +20,10 @@ An ingest of S spectra in F files on P worker cores runs these stages, in order 
 
 Calibration uses only the 1-worker run of each table (its phases, from its --report) and the merge writer's
 rate. The check predicts each P-worker run of the same table and prints predicted against measured, phase
-by phase: the ratio measured / predicted of the shard phase is the machine's parallel efficiency at P
-(memory bandwidth, frequency, the driver and scheduler sharing the cores), which the model cannot know from
-one worker, so it is reported, and carried (from the largest P measured) into the cluster prediction.
+by phase. The ratio measured / predicted of the scan and shard phases is the slowdown at P against an ideal
+division (memory bandwidth, clock, the driver, scheduler and merge thread sharing the cores, task
+granularity), which one worker cannot show: it is reported, and the slowdown at the largest P measured is
+carried into the cluster prediction.
 
     python benchmarks/critical_path.py --scaling benchmarks/results/scaling_2core_*.json \\
         benchmarks/results/scaling_16core.json --out benchmarks/results/critical_path
@@ -89,24 +90,24 @@ def check(doc: dict, merge_s_per_spectrum: float) -> list[dict]:
                         "spectra": cal["spectra"], "files": cal["files"],
                         "predicted_s": round(p["wall_s"], 2), "measured_s": row["wall_s"],
                         "measured_over_predicted": round(row["wall_s"] / p["wall_s"], 2),
-                        "efficiency": {k: round(measured[k] / p["terms_s"][k], 2) for k in PARALLEL},
+                        "slowdown": {k: round(measured[k] / p["terms_s"][k], 2) for k in PARALLEL},
                         "predicted_terms_s": {k: round(v, 2) for k, v in p["terms_s"].items()},
                         "measured_terms_s": {k: round(v, 2) for k, v in measured.items()},
                         "shard_bound": p["shard_bound"]})
     return checked
 
 
-def _cluster_terms(args: argparse.Namespace, cal: dict, efficiency: dict, m: float, fold_plan: dict) -> dict:
+def _cluster_terms(args: argparse.Namespace, cal: dict, slowdown: dict, m: float, fold_plan: dict) -> dict:
     """Each term of the cluster run in seconds: the per-spectrum and per-file work of the calibration
-    machine's 1-worker run, slowed by the efficiency measured at its largest P, divided by the cores."""
+    machine's 1-worker run, times the slowdown measured at its largest P, divided by the cores."""
     s, f, p = args.spectra, args.files, args.cores
     scale = args.pixels / args.calibration_pixels  # shard work and writer both go as the pixels
-    shard_tasks = cal["shard_work_s"] / cal["spectra"] * s * scale * efficiency["shard"] / p
+    shard_tasks = cal["shard_work_s"] / cal["spectra"] * s * scale * slowdown["shard"] / p
     writer = s * m * scale
     store_bytes = s * args.store_bytes_per_spectrum * scale
     terms = {
         "fixed (driver, imports, cluster start; no queue wait)": cal["fixed_s"],
-        "scan tasks": cal["scan_work_s"] / cal["files"] * f * efficiency["scan"] / p,
+        "scan tasks": cal["scan_work_s"] / cal["files"] * f * slowdown["scan"] / p,
         "driver fold + plan (serial)": fold_plan["fold_s"] + fold_plan["plan_s"],
         "shard tasks (divided)": shard_tasks,
         "merge writer (serial, streamed beside the shard tasks)": writer,
@@ -121,8 +122,8 @@ def _cluster_terms(args: argparse.Namespace, cal: dict, efficiency: dict, m: flo
 def cluster(args: argparse.Namespace, checked: list[dict], cal: dict, m: float, fold_plan: dict) -> dict:
     """The predicted wall time of the cluster run and the term that bounds it."""
     largest = max((c for c in checked if c["table"] == cal["table"]), key=lambda c: c["workers"])
-    efficiency = largest["efficiency"]
-    terms = _cluster_terms(args, cal, efficiency, m, fold_plan)
+    slowdown = largest["slowdown"]
+    terms = _cluster_terms(args, cal, slowdown, m, fold_plan)
     shard_keys = [k for k in terms if k.startswith(("shard tasks", "merge writer", "node-local"))]
     overlapped = max(terms[k] for k in shard_keys)  # the writer streams beside the tasks (and the fetch)
     wall = sum(v for k, v in terms.items() if k not in shard_keys) + overlapped
@@ -131,7 +132,7 @@ def cluster(args: argparse.Namespace, checked: list[dict], cal: dict, m: float, 
         "merge writer (serial, streamed beside the shard tasks)"])
     return {"spectra": args.spectra, "files": args.files, "cores": args.cores, "pixels": args.pixels,
             "node_local_scratch": args.node_local, "calibrated_on": cal["table"],
-            "efficiency_used": efficiency, "terms_s": {k: round(v, 2) for k, v in terms.items()},
+            "slowdown_used": slowdown, "terms_s": {k: round(v, 2) for k, v in terms.items()},
             "wall_s": round(wall, 1), "bound": bound,
             "cores_the_merge_writer_keeps_up_with": cores_writer_keeps_up_with}
 
@@ -145,15 +146,15 @@ def _load(path: Path) -> dict:
 def _lines(checked: list[dict], pred: dict, m: float) -> list[str]:
     out = [f"merge writer: {m * 1e6:.1f} us a spectrum (merge_writer json)", "",
            "check: predicted from each table's 1-worker run, against the P-worker runs measured beside it",
-           f"{'table':<28} {'P':>3} {'pred s':>7} {'meas s':>7} {'meas/pred':>9} {'eff scan':>8} "
-           f"{'eff shard':>9}  shard bound"]
+           f"{'table':<28} {'P':>3} {'pred s':>7} {'meas s':>7} {'meas/pred':>9} {'slow scan':>9} "
+           f"{'slow shard':>10}  shard bound"]
     for c in checked:
         out.append(f"{c['table']:<28} {c['workers']:>3} {c['predicted_s']:>7.2f} {c['measured_s']:>7.2f} "
-                   f"{c['measured_over_predicted']:>9.2f} {c['efficiency']['scan']:>8.2f} "
-                   f"{c['efficiency']['shard']:>9.2f}  {c['shard_bound']}")
+                   f"{c['measured_over_predicted']:>9.2f} {c['slowdown']['scan']:>9.2f} "
+                   f"{c['slowdown']['shard']:>10.2f}  {c['shard_bound']}")
     out += ["", f"prediction: {pred['spectra']:,} spectra in {pred['files']:,} files x {pred['pixels']} px on "
             f"{pred['cores']} cores ({'node-local' if pred['node_local_scratch'] else 'shared'} scratch), "
-            f"calibrated on {pred['calibrated_on']}, efficiency {pred['efficiency_used']}"]
+            f"calibrated on {pred['calibrated_on']}, slowdown {pred['slowdown_used']}"]
     out += [f"  {k:<58} {v:>8.1f} s" for k, v in pred["terms_s"].items()]
     out += [f"  wall (shard tasks, merge writer and fetch overlap: their max counts) {pred['wall_s']:>8.1f} s",
             f"  bound: {pred['bound']}; the merge writer keeps up with "
