@@ -193,6 +193,7 @@ def _jobs_tables(spectra: int) -> list[tuple]:
     return [(_make_sdss, spectra, 1, {"vary": True})]
 
 
+CORPUS_NOTE = "corpus.json"
 SHAPES = {"mixed": _jobs_mixed, "plates": _jobs_plates, "oned": _jobs_oned, "tables": _jobs_tables}
 
 
@@ -210,6 +211,7 @@ def make_corpus(root: Path, spectra: int, n_pix: int, shape: str = "mixed") -> d
             made[make.__name__.removeprefix("_make_")] = n
             made["spectra"] += n * rows_each
             made["files"] += n
+    (root / CORPUS_NOTE).write_text(json.dumps(made) + "\n")  # what a later --corpus run records
     return made
 
 
@@ -294,7 +296,9 @@ def main() -> None:
         t0 = time.perf_counter()
         made = make_corpus(corpus, args.spectra, args.pix, args.shape)
         print(f"made {made} in {time.perf_counter() - t0:.0f} s", flush=True)
-    inputs = [p for p in corpus.rglob("*") if p.is_file()]
+    if made is None and (corpus / CORPUS_NOTE).exists():
+        made = json.loads((corpus / CORPUS_NOTE).read_text())
+    inputs = [p for p in corpus.rglob("*") if p.is_file() and p.name != CORPUS_NOTE]
     input_bytes = sum(p.stat().st_size for p in inputs)
     scripts = {"serial": work / "serial.py", "pool": work / "pool.py"}
     scripts["serial"].write_text(SERIAL)
