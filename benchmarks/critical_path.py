@@ -193,7 +193,7 @@ def main() -> None:
     lines = _lines(checked, pred, m)
     print("\n".join(lines))
     if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps({"checks": checked, "cluster": pred}, indent=1) + "\n")
+        args.out.with_suffix(".json").write_text(json.dumps({"rows": checked, "cluster": pred}, indent=1) + "\n")
         args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
 
 
