@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,18 +48,44 @@ from .shardstore import (
 )
 from .store import flux_row_faults
 from .units import normalise_flux_unit
-from .zarrio import create_arrays, write_slab
+from .zarrio import RepeatedFiles, create_arrays, write_slab
 
 
 @dataclass
 class _RowBlock:
-    """A chunk-row block being filled before it is written as whole chunks."""
+    """A chunk-row block being filled before it is written as whole chunks. Only the arrays a source has
+    written into are held (`arrays`); each other one holds its absent value over each row's width and its
+    padding past it, which `widths` says in full (`derived`)."""
 
     start: int  # shard-local row of the block's first row
     n: int
-    arrays: dict[str, np.ndarray]
+    n_pix: int
     wavelength: np.ndarray | None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    widths: np.ndarray = field(init=False)  # each filled row's pixels
     filled: int = 0
+
+    def __post_init__(self) -> None:
+        self.widths = np.zeros(self.n, dtype=np.int64)
+
+    def derived(self, name: str) -> np.ndarray:
+        """The values of an array no source has written into: absent over each filled row's width."""
+        spec = ARRAY_BY_NAME[name]
+        arr = spec.blank((self.n, self.n_pix))
+        if _ABSENT_DIFFERS[name]:
+            arr[np.arange(self.n_pix) < self.widths[:, None]] = spec.absent  # rows not filled have width 0
+        return arr
+
+    def written(self, name: str) -> np.ndarray:
+        """`name`'s values, held from now on (a source is about to write into them)."""
+        arr = self.arrays.get(name)
+        if arr is None:
+            arr = self.arrays[name] = self.derived(name)
+        return arr
+
+    def values_key(self, name: str) -> object:
+        """What the values of an array no source wrote into depend on (RepeatedFiles.content_key)."""
+        return "blank" if not _ABSENT_DIFFERS[name] else self.widths.tobytes()
 
 
 @dataclass
@@ -71,6 +98,7 @@ class _RowTable:
 
 # arrays whose value over a source's pixels, when the source lacks them, is not their padding (the mask's 0)
 _ABSENT_DIFFERS = {a.name: not np.array_equal(a.absent, a.padding, equal_nan=True) for a in ARRAYS}
+_REPEATED = RepeatedFiles()  # the storage files of arrays no source filled, written again where they recur
 
 
 def write_shard(shard: ShardSpec, plan: Plan, scratch: str, rules: HeaderRules,
@@ -201,7 +229,7 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
     group = zarr.open_group(path, mode="w-", zarr_format=plan.zarr_format)
     names = shard_arrays(plan.layout)
     *created, wave_arr = create_arrays(spectral_specs(plan.layout, shard.n_rows, lambda name: group))
-    rows = _ShardRows(plan, names, dict(zip(names, created, strict=True)), wave_arr, shard.n_rows)
+    rows = _ShardRows(plan, dict(zip(names, created, strict=True)), wave_arr, shard.n_rows, path)
     table = _RowTable()
     shared_grid: list[np.ndarray] = []
     notes: dict[str, list[str]] = {}
@@ -280,26 +308,43 @@ class _ShardRows:
     """The shard's 2-D arrays filled segment by segment through chunk-row blocks, each flushed as whole
     storage files once full; the gate's flux-row statistics taken on the way (`stats`)."""
 
-    def __init__(self, plan: Plan, names: list[str], arrays: dict[str, zarr.Array], wave_arr: zarr.Array,
-                 n_rows: int) -> None:
-        self.plan, self.names, self.arrays, self.wave_arr, self.n_rows = plan, names, arrays, wave_arr, n_rows
+    def __init__(self, plan: Plan, arrays: dict[str, zarr.Array], wave_arr: zarr.Array, n_rows: int,
+                 store_root: str) -> None:
+        self.plan, self.arrays, self.wave_arr, self.n_rows = plan, arrays, wave_arr, n_rows
+        self.folders = {name: os.path.join(store_root, *arr.path.split("/")) for name, arr in arrays.items()}
         self.stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
         self.local = 0  # shard-local rows filled so far
-        self.block = _new_block(plan, names, 0, n_rows)
+        self.block = _new_block(plan, 0, n_rows)
 
     def add(self, seg: FileSegment, values: SpectraBlock, layout: Layout) -> None:
         done = 0
         while done < seg.count:
             block = self.block
             take = min(seg.count - done, block.n - block.filled)
-            _fill(block, values, layout, seg, done, take)
+            _fill(block, values, layout, seg, done, take, self.arrays)
             block.filled += take
             done += take
             self.local += take
             if block.filled == block.n:
                 _flux_row_stats(block, self.stats)
-                _flush(block, self.arrays, self.wave_arr)
-                self.block = _new_block(self.plan, self.names, self.local, self.n_rows)
+                self._flush(block)
+                self.block = _new_block(self.plan, self.local, self.n_rows)
+
+    def _flush(self, block: _RowBlock) -> None:
+        """The block's rows as whole storage files; an array no source wrote into, from the files of the
+        last block that held the same values when there was one (_REPEATED)."""
+        row = block.start // self.plan.write_rows  # the storage-file row (blocks are whole storage files)
+        for name, arr in self.arrays.items():
+            held = block.arrays.get(name)
+            if held is not None:
+                write_slab(arr, block.start, held)
+                continue
+            key = _REPEATED.content_key(arr, block.n, block.values_key(name))
+            if not _REPEATED.write(arr, self.folders[name], row, key):
+                write_slab(arr, block.start, block.derived(name))
+                _REPEATED.keep(arr, self.folders[name], row, key)
+        if block.wavelength is not None:
+            write_slab(self.wave_arr, block.start, block.wavelength)
 
 
 def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
@@ -308,25 +353,29 @@ def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
     wave_arr[:] = grid
 
 
-def _new_block(plan: Plan, names: list[str], start: int, n_rows: int) -> _RowBlock:
+def _new_block(plan: Plan, start: int, n_rows: int) -> _RowBlock:
     n = min(plan.write_rows, n_rows - start)  # whole storage files only: Zarr shards are never half-written
-    arrays = {name: ARRAY_BY_NAME[name].blank((n, plan.n_pix)) for name in names}
     wave = None if plan.wavelength_shared else np.full((n, plan.n_pix), np.nan, dtype=np.float64)
-    return _RowBlock(start, n, arrays, wave)
+    return _RowBlock(start, n, plan.n_pix, wave)
 
 
-def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegment, done: int, take: int) -> None:
-    src = {name: values.get(name) for name in block.arrays}
+def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegment, done: int,  # noqa: PLR0913 - one copy: where from, where to
+          take: int, names: Iterable[str]) -> None:
+    """Rows [done, done + take) of the segment's values into the block. An array the source lacks is
+    written only where the block holds it already (a source before wrote into it); elsewhere the row's
+    width says it (_RowBlock.derived)."""
+    src = {name: values.get(name) for name in names}
     rows = slice(block.filled, block.filled + take)
     first = seg.first + done  # index within the file of the first spectrum copied
     grid_ids = layout.grid_of[first : first + take]
     if (grid_ids == grid_ids[0]).all():  # the common case: one grid, one width, copy the rows at once
         width = layout.n_pix(first)
-        for name, arr in block.arrays.items():
-            if src[name] is not None:
-                arr[rows, :width] = src[name][done : done + take, :width]
-            elif _ABSENT_DIFFERS[name]:
-                arr[rows, :width] = ARRAY_BY_NAME[name].absent  # a mask: a source without one flags no pixel
+        block.widths[rows] = width
+        for name, values_of in src.items():
+            if values_of is not None:
+                block.written(name)[rows, :width] = values_of[done : done + take, :width]
+            elif _ABSENT_DIFFERS[name] and name in block.arrays:
+                block.arrays[name][rows, :width] = ARRAY_BY_NAME[name].absent  # a mask: none flags no pixel
         if block.wavelength is not None:
             block.wavelength[rows, :width] = layout.grids[int(grid_ids[0])]
         return
@@ -334,11 +383,12 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
         i = done + k  # index within the segment's block of values
         dst = block.filled + k
         width = layout.n_pix(seg.first + i)
-        for name, arr in block.arrays.items():
-            if src[name] is not None:
-                arr[dst, :width] = src[name][i, :width]
-            elif _ABSENT_DIFFERS[name]:
-                arr[dst, :width] = ARRAY_BY_NAME[name].absent
+        block.widths[dst] = width
+        for name, values_of in src.items():
+            if values_of is not None:
+                block.written(name)[dst, :width] = values_of[i, :width]
+            elif _ABSENT_DIFFERS[name] and name in block.arrays:
+                block.arrays[name][dst, :width] = ARRAY_BY_NAME[name].absent
         if block.wavelength is not None:
             block.wavelength[dst, :width] = layout.grids[int(layout.grid_of[seg.first + i])]
 
@@ -346,14 +396,7 @@ def _fill(block: _RowBlock, values: SpectraBlock, layout: Layout, seg: FileSegme
 def _flux_row_stats(block: _RowBlock, stats: dict[str, list[int]]) -> None:
     """The gate's check 6 on the rows of a block, computed while they are in memory anyway."""
     for kind in ("all_nan", "all_zero"):
-        stats[kind].extend(block.start + int(r) for r in flux_row_faults(block.arrays["flux_raw"], kind))
-
-
-def _flush(block: _RowBlock, arrays: dict[str, zarr.Array], wave_arr: zarr.Array) -> None:
-    for name, arr in block.arrays.items():
-        write_slab(arrays[name], block.start, arr)
-    if block.wavelength is not None:
-        write_slab(wave_arr, block.start, block.wavelength)
+        stats[kind].extend(block.start + int(r) for r in flux_row_faults(block.written("flux_raw"), kind))
 
 
 def _check_unchanged(f: FileSegment | Companion) -> None:
