@@ -48,7 +48,7 @@ from .shardstore import (
 )
 from .store import flux_row_faults
 from .units import normalise_flux_unit
-from .zarrio import RepeatedFiles, create_arrays, write_slab
+from .zarrio import BlockChunks, RepeatedFiles, create_arrays, encoders, write_slab
 
 
 @dataclass
@@ -312,6 +312,8 @@ class _ShardRows:
                  store_root: str) -> None:
         self.plan, self.arrays, self.wave_arr, self.n_rows = plan, arrays, wave_arr, n_rows
         self.folders = {name: os.path.join(store_root, *arr.path.split("/")) for name, arr in arrays.items()}
+        self.direct = {name: BlockChunks.for_array(arr, store_root) for name, arr in arrays.items()}
+        self.wave_direct = BlockChunks.for_array(wave_arr, store_root) if wave_arr.ndim == 2 else None
         self.stats: dict[str, list[int]] = {"all_nan": [], "all_zero": []}
         self.local = 0  # shard-local rows filled so far
         self.block = _new_block(plan, 0, n_rows)
@@ -337,14 +339,21 @@ class _ShardRows:
         for name, arr in self.arrays.items():
             held = block.arrays.get(name)
             if held is not None:
-                write_slab(arr, block.start, held)
+                _write_block(arr, self.direct[name], block.start, held)
                 continue
             key = _REPEATED.content_key(arr, block.n, block.values_key(name))
             if not _REPEATED.write(arr, self.folders[name], row, key):
-                write_slab(arr, block.start, block.derived(name))
+                _write_block(arr, self.direct[name], block.start, block.derived(name))
                 _REPEATED.keep(arr, self.folders[name], row, key)
         if block.wavelength is not None:
-            write_slab(self.wave_arr, block.start, block.wavelength)
+            _write_block(self.wave_arr, self.wave_direct, block.start, block.wavelength)
+
+
+def _write_block(arr: zarr.Array, direct: BlockChunks | None, start: int, values: np.ndarray) -> None:
+    if direct is None:
+        write_slab(arr, start, values)
+    else:
+        direct.write(start, values, encoders())
 
 
 def _write_shared(wave_arr: zarr.Array, grid: np.ndarray) -> None:
