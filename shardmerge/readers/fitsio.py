@@ -289,9 +289,9 @@ def read_bytes(path: str) -> bytes:
             return f.read()
     try:
         with open(path, "rb") as f:
-            head = f.read(len(GZIP_MAGIC))
-            if head != GZIP_MAGIC:
-                return head + f.read()
+            if f.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+                f.seek(0)  # one read of the whole file into one buffer (`head + rest` copied it all again)
+                return f.read()
     except OSError as exc:
         raise BadFileError(path, f"cannot read ({exc.strerror})") from exc
     source = GzipSource(path)
