@@ -19,6 +19,10 @@ from .errors import InputError
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+_MEMO_MAX = 1 << 16
+
+
+@functools.lru_cache(maxsize=_MEMO_MAX)
 def sanitize_keyword(keyword: str) -> str:
     """Spec naming: lowercase, non-alphanumerics to '_', runs collapsed, leading/trailing '_' stripped."""
     return _NON_ALNUM.sub("_", keyword.lower()).strip("_")
@@ -31,7 +35,17 @@ class HeaderRules:
     source: str = "built-in"
 
     def keeps(self, keyword: str) -> bool:
-        return _keeps(self.include, self.exclude, keyword.upper())
+        kept = self._kept.get(keyword)
+        if kept is None:
+            kept = _keeps(self.include, self.exclude, keyword.upper())
+            if len(self._kept) < _MEMO_MAX:
+                self._kept[keyword] = kept
+        return kept
+
+    @functools.cached_property
+    def _kept(self) -> dict[str, bool]:
+        """keeps() by keyword, in this object: _keeps's cache hashes both pattern tuples on every call."""
+        return {}
 
 
 def _glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:

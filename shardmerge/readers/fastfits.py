@@ -45,9 +45,9 @@ class FastHeader:
 
     def __init__(self, cards: list[bytes]):
         self._raw = cards
+        self._keys = [_keyword(card) for card in cards]
         self._index: dict[str, int] = {}
-        for i, card in enumerate(cards):
-            key = _keyword(card)
+        for i, key in enumerate(self._keys):
             if key and key not in ("COMMENT", "HISTORY") and key not in self._index:
                 self._index[key] = i
         self._values: dict[str, object] = {}
@@ -79,8 +79,8 @@ class FastHeader:
     def cards(self) -> Iterator[_LazyCard]:
         """Every card in order (duplicates, COMMENT, HISTORY and blank ones too, as astropy's Header.cards),
         each value parsed only when asked for."""
-        for raw in self._raw:
-            yield _LazyCard(_keyword(raw), raw)
+        for key, raw in zip(self._keys, self._raw, strict=True):
+            yield _LazyCard(key, raw)
 
 
 class _LazyCard:
@@ -418,10 +418,30 @@ _INT = re.compile(rb"[+-]?[0-9]+")
 _FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[EeDd][+-]?[0-9]+)?")
 
 
+# A survey's files repeat most of their cards byte for byte (BITPIX, CTYPE1, BUNIT, TELESCOP, ...): the
+# plain values parsed, and every keyword, are kept by the card's bytes. Bounded: past the limit, parsed anew.
+_MEMO_MAX = 1 << 16
+_VALUES: dict[bytes, object] = {}
+_KEYWORDS: dict[bytes, str] = {}
+
+
 def card_value(card: bytes) -> object:
     """The value of a `KEYWORD = value / comment` card (HIERARCH ones too), as astropy gives it, for the
     plain cases (integer, real, logical, simple string); anything else (complex, undefined, odd quoting)
-    goes to astropy's Card.fromstring."""
+    goes to astropy's Card.fromstring. Plain values are remembered by the card's bytes (_VALUES)."""
+    value = _VALUES.get(card, _VALUES)
+    if value is not _VALUES:
+        return value
+    value = _plain_value(card)
+    if value is _VALUES:
+        return fits.Card.fromstring(card.decode("ascii")).value
+    if len(_VALUES) < _MEMO_MAX:
+        _VALUES[bytes(card)] = value
+    return value
+
+
+def _plain_value(card: bytes) -> object:
+    """card_value's plain cases; _VALUES (a sentinel) for anything astropy must parse."""
     if card.startswith(b"HIERARCH "):
         eq = card.find(b"=")
         field = card[eq + 1 :].lstrip(b" ") if eq > 9 else None
@@ -442,14 +462,20 @@ def card_value(card: bytes) -> object:
                 return int(token)
             if _FLOAT.fullmatch(token):
                 return float(token.replace(b"D", b"E").replace(b"d", b"e"))
-    return fits.Card.fromstring(card.decode("ascii")).value
+    return _VALUES
 
 
 def _keyword(card: bytes) -> str:
     if card.startswith(b"HIERARCH "):
         head = card[9:].split(b"=", 1)[0]
         return " ".join(head.decode("ascii").split()).upper()
-    return card[:8].decode("ascii").strip().upper()
+    head = card[:8]
+    key = _KEYWORDS.get(head)
+    if key is None:
+        key = head.decode("ascii").strip().upper()
+        if len(_KEYWORDS) < _MEMO_MAX:
+            _KEYWORDS[bytes(head)] = key
+    return key
 
 
 def parse(raw: bytes) -> FastHDUList | None:
