@@ -84,8 +84,9 @@ class _RowBlock:
         return arr
 
     def values_key(self, name: str) -> object:
-        """What the values of an array no source wrote into depend on (RepeatedFiles.content_key)."""
-        return "blank" if not _ABSENT_DIFFERS[name] else self.widths.tobytes()
+        """What the values of an array no source wrote into depend on (RepeatedFiles.content_key): its
+        padding and absent values (its name says them) and, where they differ, the rows' widths."""
+        return (name, "blank") if not _ABSENT_DIFFERS[name] else (name, self.widths.tobytes())
 
 
 @dataclass

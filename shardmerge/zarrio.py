@@ -9,7 +9,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 
 import numpy as np
 import pyarrow as pa
@@ -281,9 +281,10 @@ class RepeatedFiles:
     A shard's arrays that no source fills (the continuum, a mask none of its files has) hold the same values
     block after block: compressing one (1024, 3200) float32 block of NaN takes ~25 ms of Blosc, writing the
     kept bytes almost nothing. A file's bytes depend only on the values in it, the array's codecs, dtype, fill
-    value and chunking, and on how many of its rows lie inside the array: `content_key` holds all of them, so
-    a kept file is only ever written where zarr would have written the same bytes. Per process (a worker's
-    shard tasks share it), bounded, least recently used out first."""
+    value and chunking, on the array's width (how many files a row of them is, how the last is padded) and
+    on how many of their rows lie inside the array: `content_key` holds all of them, so a kept file is only
+    ever written where zarr would have written the same bytes. Per process (a worker's shard tasks share
+    it, and so do the ingests of one Python process), bounded, least recently used out first."""
 
     MAX_ENTRIES = 64
     MAX_ENTRY_BYTES = 1 << 20  # repeated content is nearly constant: it compresses to a few KiB
@@ -295,10 +296,11 @@ class RepeatedFiles:
     @staticmethod
     def content_key(array: zarr.Array, n_rows: int, values_key: object) -> tuple:
         """What the bytes of a row of `n_rows`-row storage files of `array` depend on, with `values_key`
-        standing for the values themselves (equal keys: equal values)."""
+        standing for the values themselves (equal keys: equal values). Of the shape, the rows do not count
+        (they differ from shard to shard), `n_rows` does, and so does everything past the first axis."""
         meta = {k: v for k, v in array.metadata.to_dict().items()
                 if k not in ("shape", "attributes", "dimension_names")}
-        return json.dumps(meta, sort_keys=True, default=str), n_rows, values_key
+        return json.dumps(meta, sort_keys=True, default=str), tuple(array.shape[1:]), n_rows, values_key
 
     def write(self, array: zarr.Array, folder: str, row: int, key: tuple) -> bool:
         """Write the files kept under `key` as storage-file row `row` of `array` (its files under `folder`);
@@ -390,7 +392,9 @@ class BlockChunks:
         pieces = [(r, c) for r in range(0, n, rows) for c in range(0, width, cols)]
         for path in {os.path.dirname(self._path(start, r, c)) for r, c in pieces}:
             os.makedirs(path, exist_ok=True)
-        for done in [encoders.submit(self._write_one, start, block, r, c) for r, c in pieces]:
+        writes = [encoders.submit(self._write_one, start, block, r, c) for r, c in pieces]
+        wait(writes)  # every one finished before a failure is raised: none may write into a removed partial
+        for done in writes:
             done.result()
 
     def _path(self, start: int, r: int, c: int) -> str:

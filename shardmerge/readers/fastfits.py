@@ -423,17 +423,18 @@ _FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[EeDd][+-]?[0-9]+)?")
 _MEMO_MAX = 1 << 16
 _VALUES: dict[bytes, object] = {}
 _KEYWORDS: dict[bytes, str] = {}
+_ASTROPY = object()  # _plain_value's answer for a card only astropy parses
 
 
 def card_value(card: bytes) -> object:
     """The value of a `KEYWORD = value / comment` card (HIERARCH ones too), as astropy gives it, for the
     plain cases (integer, real, logical, simple string); anything else (complex, undefined, odd quoting)
     goes to astropy's Card.fromstring. Plain values are remembered by the card's bytes (_VALUES)."""
-    value = _VALUES.get(card, _VALUES)
-    if value is not _VALUES:
+    value = _VALUES.get(card, _ASTROPY)
+    if value is not _ASTROPY:
         return value
     value = _plain_value(card)
-    if value is _VALUES:
+    if value is _ASTROPY:
         return fits.Card.fromstring(card.decode("ascii")).value
     if len(_VALUES) < _MEMO_MAX:
         _VALUES[bytes(card)] = value
@@ -441,7 +442,7 @@ def card_value(card: bytes) -> object:
 
 
 def _plain_value(card: bytes) -> object:
-    """card_value's plain cases; _VALUES (a sentinel) for anything astropy must parse."""
+    """card_value's plain cases; _ASTROPY for anything astropy must parse."""
     if card.startswith(b"HIERARCH "):
         eq = card.find(b"=")
         field = card[eq + 1 :].lstrip(b" ") if eq > 9 else None
@@ -462,7 +463,7 @@ def _plain_value(card: bytes) -> object:
                 return int(token)
             if _FLOAT.fullmatch(token):
                 return float(token.replace(b"D", b"E").replace(b"d", b"e"))
-    return _VALUES
+    return _ASTROPY
 
 
 def _keyword(card: bytes) -> str:

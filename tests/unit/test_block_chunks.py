@@ -4,6 +4,7 @@ chunks padded as zarr pads them, in Zarr v2 and v3, and it must leave to zarr wh
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -76,3 +77,21 @@ def test_what_it_cannot_match_is_left_to_zarr(tmp_path):
     assert BlockChunks.for_array(zstd, str(tmp_path / "other")) is None
     one_d = group.create_array("d", shape=(8,), chunks=(4,), dtype="float32")
     assert BlockChunks.for_array(one_d, str(tmp_path / "other")) is None
+
+
+def test_a_failed_chunk_write_is_raised_only_once_every_other_write_has_finished(tmp_path, monkeypatch):
+    # the shard task removes its partial store on a failure: no encode thread may still be writing into it
+    _, direct = _pair(tmp_path, 3, (8, 40), (8, 8), "float32")
+    writer = BlockChunks.for_array(direct, str(tmp_path / "direct"))
+    finished = []
+
+    def one(start, block, r, c):
+        if c == 0:
+            raise OSError(28, "No space left on device")
+        time.sleep(0.05)  # longer under load: the wait below must cover it whatever it takes
+        finished.append(c)
+
+    monkeypatch.setattr(writer, "_write_one", one)
+    with ThreadPoolExecutor(2) as pool, pytest.raises(OSError, match="No space"):
+        writer.write(0, np.zeros((8, 40), np.float32), pool)
+    assert sorted(finished) == [8, 16, 24, 32]

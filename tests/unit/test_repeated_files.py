@@ -78,7 +78,7 @@ def test_an_array_a_source_starts_mid_block_holds_the_absent_value_over_the_rows
     assert mask[1].tolist() == [0] * 5
     assert (mask[2:] == MASK_PADDING).all()  # not filled yet: padding until a row is
     assert np.isnan(block.written("continuum_model")).all()  # absent and padding are both NaN
-    assert block.values_key("continuum_model") == "blank"
+    assert block.values_key("continuum_model") == ("continuum_model", "blank")
     other = _RowBlock(start=0, n=4, n_pix=5, wavelength=None)
     other.widths[:2] = [3, 4]
     assert other.values_key("mask_raw") != block.values_key("mask_raw")  # other widths, other values
@@ -102,3 +102,22 @@ def test_kept_files_are_bounded_least_recently_used_out_first(tmp_path):
     assert not kept.write(arr, folder, 1, keys[1])
     assert kept.write(arr, folder, 2, keys[0]) and kept.write(arr, folder, 3, keys[2])
     assert kept.content_key(arr, 2, "x") != kept.content_key(arr, 1, "x")  # a last, shorter storage file
+
+
+def test_files_kept_for_a_narrower_array_are_never_written_into_a_wider_one(tmp_path):
+    # one Python process runs many ingests (the API, --workers 0): arrays alike but for their width must not
+    # share kept files (a row of them is another number of files, the last padded otherwise)
+    import zarr
+
+    kept = RepeatedFiles()
+    made = {}
+    for width in (12, 20):
+        group = zarr.open_group(str(tmp_path / f"w{width}"), mode="w")
+        arr = group.create_array("a", shape=(4, width), chunks=(2, 8), dtype="float32", fill_value=np.nan,
+                                 config={"write_empty_chunks": True})
+        arr[:] = np.nan
+        made[width] = arr
+    narrow, wide = made[12], made[20]
+    kept.keep(narrow, str(tmp_path / "w12" / "a"), 0, kept.content_key(narrow, 2, "blank"))
+    assert kept.content_key(narrow, 2, "blank") != kept.content_key(wide, 2, "blank")
+    assert not kept.write(wide, str(tmp_path / "w20" / "a"), 1, kept.content_key(wide, 2, "blank"))
