@@ -398,8 +398,7 @@ class BlockChunks:
             done.result()
 
     def _path(self, start: int, r: int, c: int) -> str:
-        key = self.array.metadata.encode_chunk_key(((start + r) // self.chunks[0], c // self.chunks[1]))
-        return os.path.join(self.folder, *key.split("/"))
+        return _storage_file(self.array, self.folder, ((start + r) // self.chunks[0], c // self.chunks[1]))
 
     def _write_one(self, start: int, block: np.ndarray, r: int, c: int) -> None:
         rows, cols = self.chunks

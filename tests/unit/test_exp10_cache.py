@@ -47,7 +47,7 @@ def test_different_arguments_get_their_own_results():
 
 def test_an_entry_answers_only_its_own_bytes():
     cache = _GridCache()
-    cache._entries[((3,), hash(b"b" * 24))] = (b"a" * 24, np.zeros(3))  # as if b's hash collided with a's
+    cache.put(b"a" * 24, (3,), np.zeros(3))
     assert cache.get(b"b" * 24, (3,)) is None
 
 
