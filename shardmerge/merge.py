@@ -16,8 +16,7 @@ import queue
 import shutil
 import threading
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -44,6 +43,7 @@ from .schema import (
 from .shardstore import ROWS_FILE, ROWWISE_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
 from .threads import Background
 from .zarrio import (
+    MetadataInMemory,
     RawChunks,
     StringChunks,
     array_spec,
@@ -309,10 +309,14 @@ class Merger:
         self.added = 0  # shards whose rows are in (in row order)
         self.placed: set[int] = set()  # shards whose chunk files are in (any order)
         claim_tmp(tmp)  # first: a crash from here on leaves a .tmp the next run knows as ours
-        root = zarr.open_group(tmp, mode="a", zarr_format=plan.zarr_format)  # (the folder holds our marker only)
-        self.root = root
-        self.data, self.wave, rows = create_layout(root, plan.layout)
-        self.dst_meta = {name: _array_json(os.path.join(tmp, *arr.path.split("/")))
+        # the arrays' documents are made in memory and written behind the merge thread; the root's, which
+        # says whose the store is, at the end with the provenance and consolidated metadata
+        self.meta = MetadataInMemory(tmp, plan.zarr_format)
+        data, wave, rows = create_layout(self.meta.group, plan.layout)
+        self.data = {name: self.meta.bind(arr) for name, arr in data.items()}
+        self.wave = self.meta.bind(wave)
+        rows = {name: self.meta.bind(arr) for name, arr in rows.items()}
+        self.dst_meta = {name: _v3_array(self.meta.document(f"{arr.path}/zarr.json"))
                          for name, arr in {**self.data, "wavelength": self.wave}.items()}
         self.rows = rows
         self.rowwise = _RowWiseWriter(rows, rows["spec_id"].chunks[0], tmp)
@@ -325,6 +329,7 @@ class Merger:
         self._behind = ThreadPoolExecutor(BEHIND_THREADS, thread_name_prefix="shardmerge-behind")
         self._index_writer = ThreadPoolExecutor(1, thread_name_prefix="shardmerge-index")
         self._index_writes: list = []
+        self._documents = self._behind.submit(self.meta.write, self.meta.changed(lambda key: "/" in key))
         self.folders: set[str] = set()  # chunk folders made: place links into them without a mkdir
         # {storage row: (its folders, the job making them)}, submitted in row order: shards come roughly so
         self._folder_jobs = {row: (part, self._behind.submit(_make_folders, part)) for row, part in
@@ -405,18 +410,17 @@ class Merger:
         self.checksums.update(self.rowwise.checksums)
         self._await_folders(list(self._folder_jobs))
         _results(self._index_writes)  # a failed write raises here, not in close
+        self.checksums.update(self._documents.result())
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
-        self.root.attrs.update(provenance)
+        self.meta.group.attrs.update(provenance)
+        self.meta.consolidate()
+        self.checksums.update(self.meta.write(self.meta.changed()))
         unmark_tmp(self.tmp)  # the root attrs say whose it is now; the published store holds no marker
-        consolidate(self.tmp)
         checksums = self.checksums
-        for dirpath, _, names in os.walk(self.tmp):  # what was not copied from a shard: checksum it as written
-            for name in names:
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, self.tmp)
-                if rel not in checksums:
-                    checksums[rel] = file_checksum(full)
+        for rel in _store_files(self.tmp):  # what neither a shard nor this writer summed: checksum it as written
+            if rel not in checksums:
+                checksums[rel] = file_checksum(os.path.join(self.tmp, rel))
         unverified = self.stats.get("unverified_flux_shards", 0)
         self.seconds += time.perf_counter() - t0
         return MergeResult(checksums=checksums, flux_rows=None if unverified else self.flux_rows,
@@ -427,7 +431,7 @@ class Merger:
         """Wait for what the helper threads are writing (their errors are `finish`'s to raise), then close the
         index writer (its file stays `.partial` unless `finish` renames it). Nothing writes into the store after."""
         self.rowwise.abort()
-        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes]:
+        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes, self._documents]:
             job.exception()  # waits; an error was raised by finish, or the run is failing for its own
         self._folder_jobs, self._index_writes = {}, []
         self._behind.shutdown()
@@ -485,6 +489,17 @@ def _chunk_folders(arrays: Sequence[zarr.Array], root: str) -> dict[int, list[st
             if folder != base:
                 (rows.setdefault(r, []) if arr.ndim > 1 else flat).append(folder)
     return {**dict(sorted(rows.items())), **({-1: flat} if flat else {})}
+
+
+def _store_files(root: str, prefix: str = "") -> Iterator[str]:
+    """The path of every file below `root`, relative to it (os.walk's, without a relpath a file)."""
+    with os.scandir(os.path.join(root, prefix) if prefix else root) as entries:
+        for entry in entries:
+            rel = f"{prefix}{os.sep}{entry.name}" if prefix else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from _store_files(root, rel)
+            else:
+                yield rel
 
 
 def _make_folders(folders: Sequence[str]) -> None:
@@ -747,16 +762,6 @@ class StreamedMerge:
             remove_tree(self.tmp)
 
 
-def consolidate(store: str) -> None:
-    """Write consolidated metadata, so that zarr and xarray open the store with one read instead of
-    listing every folder (slow on Lustre and object stores) and without tripping over index.parquet.
-    Zarr v3 has no consolidated metadata in its spec yet; zarr-python and xarray read it all the same."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*is not recognized as a component of a Zarr hierarchy")
-        warnings.filterwarnings("ignore", message=r"Consolidated metadata is currently not part")
-        zarr.consolidate_metadata(store)
-
-
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
              stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
@@ -801,10 +806,13 @@ def _array_json(folder: str) -> dict | None:
     """A Zarr v3 array's metadata document, as written; None for any other (a v2 array has no zarr.json)."""
     try:
         with open(os.path.join(folder, "zarr.json"), "rb") as f:
-            meta = json.load(f)
+            return _v3_array(json.load(f))
     except FileNotFoundError:
         return None
-    return meta if meta.get("zarr_format") == 3 and meta.get("node_type") == "array" else None
+
+
+def _v3_array(meta: dict | None) -> dict | None:
+    return meta if meta is not None and meta.get("zarr_format") == 3 and meta.get("node_type") == "array" else None
 
 
 def same_encoding(src: dict | None, dst: dict | None) -> bool:

@@ -116,3 +116,49 @@ def test_a_row_wise_chunk_that_fails_behind_the_merge_stops_it(shards, tmp_path,
     monkeypatch.setattr(zarrio.RawChunks, "write", failing)
     with pytest.raises(OSError, match="No space left"):
         merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_the_metadata_documents_are_zarrs_own_consolidated_on_disk(tmp_path, zarr_format):
+    """The documents made in memory and consolidated there are, byte for byte, what zarr writes when it
+    creates the arrays in the folder and consolidates the store from disk (which the merge did before)."""
+    import shutil
+
+    import zarr
+
+    corpus = tmp_path / "corpus"
+    make_mixed_corpus(corpus, n_wcs1d=4, n_image2d=1, rows_per_image=10, n_sdss=2)
+    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16, zarr_format=zarr_format),
+                       rules=RULES, cluster=ClusterRequest(workers=0))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    context = plan.context(write_file_table(plan, str(scratch)))
+    for s in plan.shards:
+        write_shard(s, context, str(scratch), RULES)
+    ours = tmp_path / "ours.tmp"
+    result = merge.materialize(plan, [shard_path(str(scratch), s) for s in plan.shards], str(ours), _provenance(plan))
+    disk = tmp_path / "disk"
+    shutil.copytree(ours, disk)
+    with pytest.warns(UserWarning):  # zarr's own: not part of the v3 spec, index.parquet not a node
+        zarr.consolidate_metadata(str(disk))
+    names = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+    docs = sorted(os.path.relpath(os.path.join(d, n), ours) for d, _, files in os.walk(ours) for n in files
+                  if n in names)
+    assert len(docs) > len(plan.layout.metadata_keys)  # every array's, every group's, the root's
+    for rel in docs:
+        assert (ours / rel).read_bytes() == (disk / rel).read_bytes(), rel
+        assert result.checksums[rel][0] == (ours / rel).stat().st_size
+    root = zarr.open_group(str(ours), mode="r")
+    assert root.metadata.consolidated_metadata is not None if zarr_format == 3 else (ours / ".zmetadata").exists()
+
+
+def test_a_metadata_document_that_fails_behind_the_merge_stops_it(shards, tmp_path, monkeypatch):
+    plan, paths = shards
+    from shardmerge import zarrio
+
+    def failing(self, docs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarrio.MetadataInMemory, "write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
