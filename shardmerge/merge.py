@@ -7,6 +7,7 @@ one row-wise chunk at a time, index.parquet is streamed shard by shard."""
 from __future__ import annotations
 
 import errno
+import functools
 import heapq
 import itertools
 import json
@@ -40,7 +41,15 @@ from .schema import (
     flux_unit_attrs,
     rowwise_arrays,
 )
-from .shardstore import ROWS_FILE, ROWWISE_FILE, load_manifest, manifest_matches, shard_arrays, spectral_specs
+from .shardstore import (
+    ROWS_FILE,
+    ROWWISE_FILE,
+    load_manifest,
+    manifest_matches,
+    read_index_rows,
+    shard_arrays,
+    spectral_specs,
+)
 from .threads import Background
 from .zarrio import (
     MetadataInMemory,
@@ -365,7 +374,7 @@ class Merger:
         self.placed.add(shard.index)
         self.seconds += time.perf_counter() - t0
 
-    def add_rows(self, shard: ShardSpec, path: str, rows: tuple[pa.Table, bytes | None] | None = None) -> None:
+    def add_rows(self, shard: ShardSpec, path: str, rows: _RowsAhead | None = None) -> None:
         """The next shard in row order, placed already: its shared wavelength grid (one grid, written by
         shard 0), row-wise values and index rows."""
         t0 = time.perf_counter()
@@ -378,9 +387,13 @@ class Merger:
             _check_shared_grid(shard, path, self.wave)
         if rows is None:  # else read ahead (ShardPrecheck.submit_rows)
             rows = _read_rows(path)
-        table, rowwise = rows
-        _check_rows(shard, path, table)
+        rowwise = rows.rowwise
         manifest = self._manifests.pop(shard.index, None) or load_manifest(path) or {}
+        _check_rowwise(path, manifest, rowwise)
+        table = read_index_rows(rowwise, manifest.get("rowwise_index")) if rowwise is not None else None
+        if table is None:  # a shard written before its index rows were in rowwise.bin
+            table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read(columns=list(INDEX_COLUMNS))
+        _check_rows(shard, path, table)
         pieces = _pieces(path, manifest, rowwise, shard.n_rows, self.rowwise)
         whole: list[pa.Table] = []
 
@@ -523,7 +536,7 @@ class ShardPrecheck:
     read: the checksums were 80 % of placement and a third of the merge thread's time with every shard
     written at once (benchmarks/merge_writer.py). Each sum comes with the file's stat key before and
     after it was read; `place` uses it only if the file's key is still the same, else reads the file
-    itself. And the next shard's `rows.parquet` in row order, while the merge thread adds the current
+    itself. And the next shard's `rowwise.bin` in row order, while the merge thread adds the current
     one's rows. The crc32 (ISA-L's or zlib's), the reads and pyarrow's decoding release the GIL. A job that failed (the
     store is gone: the run is failing) is simply not used. Daemon threads, as the merge thread's: one
     stuck on a hung disk must not keep the process from exiting, and `close` releases whoever waits in
@@ -547,7 +560,7 @@ class ShardPrecheck:
         self._submit(("sums", k), _sums_ahead, path, priority=1)
 
     def submit_rows(self, k: int, path: str) -> None:
-        """Read shard k's rows.parquet ahead: only the next shard in row order (one table held at most)."""
+        """Read shard k's rowwise.bin ahead: only the next shard in row order (one held at most)."""
         self._submit(("rows", k), _read_rows, path, priority=0)
 
     def take(self, k: int) -> _ReadAhead | None:
@@ -555,9 +568,9 @@ class ShardPrecheck:
         result = self._take(("sums", k))
         return result if isinstance(result, _ReadAhead) else None
 
-    def take_rows(self, k: int) -> tuple[pa.Table, bytes | None] | None:
+    def take_rows(self, k: int) -> _RowsAhead | None:
         result = self._take(("rows", k))
-        return result if isinstance(result, tuple) else None
+        return result if isinstance(result, _RowsAhead) else None
 
     def _submit(self, key: tuple, fn: Callable, path: str, priority: int) -> None:
         with self._cond:
@@ -595,26 +608,33 @@ class ShardPrecheck:
                 self._cond.notify_all()
 
 
-def _read_rows(path: str) -> tuple[pa.Table, bytes | None]:
-    """A shard's index columns (of rows.parquet: nothing else is decoded) and its rowwise.bin (None if it
-    has none)."""
-    # ParquetFile: read_table would import pandas
-    table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read(columns=list(INDEX_COLUMNS))
+@dataclass
+class _RowsAhead:
+    """A shard's rowwise.bin, read ahead of add_rows (None: the shard has none)."""
+
+    rowwise: bytes | None
+
+
+def _read_rows(path: str) -> _RowsAhead:
     try:
         with open(os.path.join(path, ROWWISE_FILE), "rb") as f:
-            return table, f.read()
+            return _RowsAhead(f.read())
     except FileNotFoundError:
-        return table, None
+        return _RowsAhead(None)
+
+
+def _check_rowwise(path: str, manifest: dict, rowwise: bytes | None) -> None:
+    """A shard's rowwise.bin (if it has one) must be, byte for byte, what its shard task recorded."""
+    if rowwise is not None and manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), crc32(rowwise)]:
+        raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
 
 
 def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _RowWiseWriter) -> dict[str, _Piece]:
-    """The row-wise pieces a shard's manifest lists, from its rowwise.bin bytes, checked against the crc32
-    its shard task recorded and against their row count."""
+    """The row-wise pieces a shard's manifest lists, from its rowwise.bin bytes (checked against the crc32
+    its shard task recorded by the caller), each checked against its row count."""
     listed = manifest.get("rowwise")
     if not isinstance(listed, dict) or rowwise is None:
         return {}
-    if manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), crc32(rowwise)]:
-        raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
     view, out = memoryview(rowwise), {}
     for column, (at, size, off_at, off_size) in listed.items():
         if column not in writer.arrays:
@@ -637,21 +657,32 @@ def _stat_key(path: str) -> tuple[int, int, int, int]:
 
 def _sums_ahead(path: str) -> _ReadAhead:
     """A shard store's manifest, its arrays' zarr.json, and the sums of its files but the manifest and rows,
-    each read while its stat key stayed the same."""
+    each read while its stat key stayed the same. A zarr.json is read once for its sum and its document."""
     manifest = load_manifest(path)
     files = (manifest or {}).get("files", {})
-    metas = {rel[: -len("/zarr.json")]: _array_json(os.path.join(path, os.path.dirname(rel)))
-             for rel in files if rel.count("/") == 1 and rel.endswith("/zarr.json")}
-    sums = {}
+    metas, sums = {}, {}
     for rel in files:
         if rel in (ROWS_FILE, ROWWISE_FILE):
             continue
         full = os.path.join(path, rel)
         before = _stat_key(full)
-        got = file_checksum(full)
+        if rel.count("/") == 1 and rel.endswith("/zarr.json"):
+            with open(full, "rb") as f:
+                doc = f.read()
+            got = [len(doc), crc32(doc)]
+            metas[rel[: -len("/zarr.json")]] = _v3_array_doc(doc)
+        else:
+            got = file_checksum(full)
         if _stat_key(full) == before:
             sums[rel] = (got, before)
     return _ReadAhead(manifest, metas, sums)
+
+
+@functools.lru_cache(maxsize=256)
+def _v3_array_doc(doc: bytes) -> dict | None:
+    """_v3_array of a zarr.json's bytes, parsed once for the many shards whose array documents are the same
+    bytes (same rows, same layout). The dict is shared: not to be changed."""
+    return _v3_array(json.loads(doc))
 
 
 ABANDON_WAIT_S = 30  # how long a failed run waits for the merge thread to stop before it goes on without it

@@ -32,7 +32,7 @@ from .readers.fitsio import open_rows, open_verified, whole_file_verdict
 from .readers.inflate import inflating_once
 from .readers.oddities import Oddities, kind_of
 from .readers.splitsums import segment_sums
-from .schema import ARRAY_BY_NAME, ARRAYS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX, rowwise_arrays
+from .schema import ARRAY_BY_NAME, ARRAYS, INDEX_COLUMNS, META_PREFIX, METADATA_CANONICAL, PARAM_PREFIX, rowwise_arrays
 from .shardstore import (
     ROWS_FILE,
     SHARD_FORMAT,
@@ -247,11 +247,13 @@ def _materialize(plan: Plan, shard: ShardSpec, segments: tuple[FileSegment, ...]
         _write_shared(wave_arr, shared_grid[0])
     row_table = pa.table(table.columns)
     pq.write_table(row_table, os.path.join(path, ROWS_FILE))
-    rowwise = write_rowwise_pieces(path, row_table, {r.column: r.dtype for r in plan_rowwise_arrays(plan)})
+    rowwise, index_rows = write_rowwise_pieces(path, row_table, {r.column: r.dtype for r in plan_rowwise_arrays(plan)},
+                                               INDEX_COLUMNS)
     return {
         "key": shard.key,
         "format": SHARD_FORMAT,
         "rowwise": rowwise,  # the row-wise values as chunk bytes, in rowwise.bin (shardstore.rowwise_piece)
+        "rowwise_index": index_rows,  # the index.parquet columns, an Arrow IPC stream in rowwise.bin
         "plan": plan.fingerprint,
         "shard": shard.index,
         "row_start": shard.row_start,

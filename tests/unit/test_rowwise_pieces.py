@@ -13,7 +13,7 @@ import zarr
 
 from shardmerge.config import CodecConfig
 from shardmerge.errors import ShardError
-from shardmerge.merge import _Piece, _pieces, _RowWiseWriter
+from shardmerge.merge import _check_rowwise, _Piece, _pieces, _RowWiseWriter
 from shardmerge.shardstore import ROWWISE_FILE, SHARD_FORMAT, manifest_matches, rowwise_piece, write_rowwise_pieces
 from shardmerge.zarrio import RawChunks, array_spec, create_arrays
 
@@ -92,7 +92,8 @@ def test_a_damaged_piece_file_is_refused_and_its_shard_removed(tmp_path):
     shard = tmp_path / "shard.zarr"
     shard.mkdir()
     table = pa.table(_values(5))
-    listed = write_rowwise_pieces(str(shard), table, COLUMNS)
+    listed, index_rows = write_rowwise_pieces(str(shard), table, COLUMNS)
+    assert index_rows is None
     data = (shard / ROWWISE_FILE).read_bytes()
     import zlib
 
@@ -102,8 +103,9 @@ def test_a_damaged_piece_file_is_refused_and_its_shard_removed(tmp_path):
     with pytest.raises(ShardError, match="does not hold 4 rows"):  # a piece of the wrong length
         _pieces(str(shard), manifest, data, 4, writer)
     damaged = bytes([data[0] ^ 1]) + data[1:]
+    _check_rowwise(str(shard), manifest, data)
     with pytest.raises(ShardError, match="does not match its manifest checksum"):
-        _pieces(str(shard), manifest, damaged, 5, writer)
+        _check_rowwise(str(shard), manifest, damaged)
     assert not shard.exists()
 
 
@@ -114,3 +116,23 @@ def test_a_shard_of_the_former_format_is_not_reused():
     manifest = {"key": "k", "row_start": 0, "row_stop": 4, "files": {}}
     assert not manifest_matches(manifest, Shard())
     assert manifest_matches({**manifest, "format": SHARD_FORMAT}, Shard())
+
+
+def test_the_index_rows_travel_in_rowwise_bin_after_the_pieces(tmp_path):
+    """The index columns written as an Arrow IPC stream after the pieces are the table's, values and types;
+    a manifest that names no stream (a shard of before) or one outside the file gives none (rows.parquet)."""
+    from shardmerge.shardstore import read_index_rows
+
+    shard = tmp_path / "shard.zarr"
+    shard.mkdir()
+    table = pa.table({**_values(6), "row": pa.array(np.arange(10, 16)), "object": pa.array(["a", None] * 3)})
+    listed, index_rows = write_rowwise_pieces(str(shard), table, COLUMNS, ("row", "name", "object"))
+    data = (shard / ROWWISE_FILE).read_bytes()
+    ends = [max(at + size, off_at + off_size) for at, size, off_at, off_size in listed.values()]
+    assert index_rows[0] == max(ends) and index_rows[0] + index_rows[1] == len(data)  # last, after every piece
+    back = read_index_rows(data, index_rows)
+    assert back.equals(table.select(["row", "name", "object"]))
+    assert back.schema.equals(table.select(["row", "name", "object"]).schema)
+    assert read_index_rows(data, None) is None
+    assert read_index_rows(data, [index_rows[0], len(data)]) is None  # runs past the file
+    assert read_index_rows(data, ["0", 5]) is None
