@@ -9,7 +9,18 @@ written at once (what many cores approach), on the shards of a real ingest, and 
 - the merge's seconds and spectra per second, with the seconds of each part;
 - the shard tasks' own seconds (the sum of their manifests' `seconds`: the work the cores divide);
 - their ratio: the number of busy cores at which the shard tasks produce spectra as fast as one merge
-  writer takes them. Past it, more cores shorten the shard phase but not the run.
+  writer takes them. Past it, more cores shorten the shard phase but not the run;
+- the merge's serial CPU: the merge thread's own CPU seconds and the caller's in `finish`. The crc32s, the
+  mkdirs, the row-wise compression and index.parquet run on helper threads, which a merge node's cores
+  share out; what bounds one writer where the helpers have cores of their own is this serial part.
+
+Two ways, interleaved: every shard read and summed whole (shards written on other nodes, or reused from an
+earlier run: the cluster case, the headline) and every shard written on this host in this run, whose
+files' sums are taken by their stat keys (merge.stat_proof: a local ingest). For the latter each replay
+first records the files' keys as a shard task that has just summed them does (the replays' own hard links
+set the files' ctimes). The replays' stores are removed at the end, not between repeats: ext4 skips the
+inodes of recently deleted files when it allocates (`recently_deleted`), and a store removed a second
+before made the next replay's mkdirs and creates several times slower.
 
     python benchmarks/merge_writer.py --corpus DIR [--repeats 3] [--out benchmarks/results/merge_writer_2core]
 
@@ -33,8 +44,9 @@ from pathlib import Path
 import shardmerge.nopandas  # noqa: F401 - as in the ingest's process: pyarrow must not import pandas
 from shardmerge import merge
 from shardmerge.config import ClusterRequest, LayoutRequest
+from shardmerge.durable import stat_key
 from shardmerge.pipeline import plan_inputs, scratch_dir
-from shardmerge.shardstore import load_manifest, shard_path
+from shardmerge.shardstore import load_manifest, shard_path, write_manifest
 
 PARTS = (("Merger", "__init__"), ("Merger", "place"), ("Merger", "add_rows"), ("_RowWiseWriter", "_write"),
          ("Merger", "finish"))
@@ -58,6 +70,55 @@ def timed_parts(spent: collections.Counter) -> None:
         setattr(cls, name, wrap)
 
 
+def as_just_written(shards: list[str]) -> None:
+    """Record each shard file's stat key as its shard task does when it sums the file (shard.write_shard)."""
+    for path in shards:
+        manifest = load_manifest(path)
+        manifest["file_stats"] = {rel: stat_key(os.path.join(path, rel)) for rel in manifest["files"]}
+        write_manifest(path, manifest)
+
+
+def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collections.Counter) -> dict:
+    """One merge of every shard at once: wall seconds, the process's CPU seconds, the serial CPU seconds."""
+    serial = []
+    run = merge.StreamedMerge._run
+
+    def timed_run(self, _run=run):
+        t0 = time.thread_time()
+        try:
+            _run(self)
+        finally:
+            serial.append(time.thread_time() - t0)
+
+    merge.StreamedMerge._run = timed_run
+    try:
+        spent.clear()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
+        for s in plan.shards:  # every shard written at once
+            streamed.shard_written(s.index, written_here=written_here)
+        f0 = time.thread_time()
+        streamed.finish({"ingest_pipeline": "bench"})
+        serial.append(time.thread_time() - f0)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        merge.StreamedMerge._run = run
+    return {"seconds": seconds, "cpu_s": round(cpu, 4), "serial_cpu_s": round(sum(serial), 4),
+            **{k: round(v, 3) for k, v in spent.items()}}
+
+
+def summary(runs: list[dict], n_spec: int, shard_seconds: float) -> dict:
+    seconds = statistics.median(r["seconds"] for r in runs)
+    serial = statistics.median(r["serial_cpu_s"] for r in runs)
+    parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]
+             if k not in ("seconds", "cpu_s", "serial_cpu_s")}
+    return {"merge_s": round(seconds, 3), "spectra_per_s": round(n_spec / seconds),
+            "merge_us_per_spectrum": round(seconds / n_spec * 1e6, 1),
+            "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+            "serial_cpu_us_per_spectrum": round(serial / n_spec * 1e6, 2),
+            "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "parts_s": parts, "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -75,33 +136,30 @@ def main() -> None:
         shard_seconds = sum(load_manifest(s)["seconds"] for s in shards)
         spent: collections.Counter = collections.Counter()
         timed_parts(spent)
-        runs = []
+        runs: dict[str, list[dict]] = {"read": [], "local": []}
         for rep in range(args.repeats):
-            spent.clear()
-            out = work / f"replay-{rep}.zarr"  # the merge makes it (publish.claim_tmp)
-            t0 = time.perf_counter()
-            streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
-            for s in plan.shards:  # every shard written at once
-                streamed.shard_written(s.index)
-            streamed.finish({"ingest_pipeline": "bench"})
-            runs.append({"seconds": time.perf_counter() - t0, **{k: round(v, 3) for k, v in spent.items()}})
-            shutil.rmtree(out)
-        seconds = statistics.median(r["seconds"] for r in runs)
-        parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0] if k != "seconds"}
+            for way in runs:  # interleaved: a noisy minute hurts both alike
+                if way == "local":
+                    as_just_written(shards)
+                out = work / f"replay-{way}-{rep}.zarr"  # the merge makes it (publish.claim_tmp)
+                runs[way].append(replay(plan, shards, out, way == "local", spent))
+        read, local = (summary(runs[way], plan.n_spec, shard_seconds) for way in ("read", "local"))
         result = {"cores": os.cpu_count(), "n_spec": plan.n_spec, "n_pix": plan.n_pix, "shards": len(shards),
-                  "merge_s": round(seconds, 3), "spectra_per_s": round(plan.n_spec / seconds),
-                  "merge_us_per_spectrum": round(seconds / plan.n_spec * 1e6, 1), "parts_s": parts,
-                  "shard_task_s": round(shard_seconds, 2),
-                  "shard_task_us_per_spectrum": round(shard_seconds / plan.n_spec * 1e6, 1),
-                  "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "runs": runs}
-        text = (f"{os.cpu_count()} cores, {plan.n_spec} spectra x {plan.n_pix} px in {len(shards)} shards, median of "
-                f"{args.repeats}\n"
-                f"merge with every shard written at once: {seconds:.2f} s, {plan.n_spec / seconds:,.0f} spectra/s, "
-                f"{result['merge_us_per_spectrum']} us a spectrum\n"
-                + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in parts.items())
+                  **read, "shard_task_s": round(shard_seconds, 2),
+                  "shard_task_us_per_spectrum": round(shard_seconds / plan.n_spec * 1e6, 1), "local": local}
+
+        def lines(r: dict, what: str) -> str:
+            return (f"{what}: {r['merge_s']:.3f} s, {r['spectra_per_s']:,} spectra/s, {r['merge_us_per_spectrum']} us "
+                    f"a spectrum ({r['cpu_s']:.2f} CPU s; serial {r['serial_cpu_us_per_spectrum']} us a spectrum), "
+                    f"keeps up with ~{r['cores_one_writer_keeps_up_with']} busy cores\n"
+                    + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in r["parts_s"].items()))
+
+        text = (f"{os.cpu_count()} cores, {plan.n_spec} spectra x {plan.n_pix} px in {len(shards)} shards, every "
+                f"shard written at once, median of {args.repeats}\n"
+                + lines(read, "every shard read and summed (written on other nodes, or reused)")
+                + lines(local, "every shard written on this host in this run (stat proof)")
                 + f"shard tasks' own seconds: {shard_seconds:.1f} ({result['shard_task_us_per_spectrum']} us a "
-                f"spectrum)\none merge writer keeps up with ~{result['cores_one_writer_keeps_up_with']} busy cores "
-                "of shard tasks\n")
+                f"spectrum)\n")
         print(text, end="")
         if args.out:
             args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

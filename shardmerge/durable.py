@@ -78,20 +78,41 @@ def fsync_path(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def fsync_tree(path: str, checksums: bool = False) -> dict[str, list[int]]:
+def fsync_tree(path: str, checksums: bool = False, stats: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
     """fsync every file and folder under `path`, then the folder holding it. With `checksums`, also
-    return {relative path: [size, crc32]} of every file, for a manifest."""
+    return {relative path: [size, crc32]} of every file, for a manifest; and with `stats`, fill it with
+    {relative path: stat_key} of each file whose key was the same before its sum was read and after its
+    fsync (nothing wrote it meanwhile: the sum is of the file as it stands with that key)."""
     sums: dict[str, list[int]] = {}
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
+            before = stat_key(full) if stats is not None else None
             if checksums:
                 sums[os.path.relpath(full, path)] = file_checksum(full)
             fsync_path(full)
+            if before is not None and stat_key(full) == before:
+                stats[os.path.relpath(full, path)] = before
         fsync_path(root, directory=True)
     fsync_path(os.path.dirname(os.path.abspath(path)), directory=True)
     return sums
+
+
+def stat_key(path: str) -> list[int]:
+    """[inode, size, mtime_ns, ctime_ns] of a file: any write to it, a truncation, a chmod or a new hard
+    link sets its ctime, which no tool can set back short of the clock."""
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def boot_id() -> str | None:
+    """This kernel's boot id (Linux): equal on two processes, they share one page cache. None elsewhere."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _syncfs_function():

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from .durable import crc32, file_checksum, remove_tree, storage_errors
+from .durable import boot_id, crc32, file_checksum, remove_tree, stat_key, storage_errors
 from .errors import ShardError
 from .failpoints import failpoint
 from .plan import Plan, ShardSpec, StoreLayout
@@ -527,7 +527,7 @@ class _ReadAhead:
 
     manifest: dict | None
     metas: dict[str, dict | None]
-    sums: dict[str, tuple[list[int], tuple]]
+    sums: dict[str, tuple[list[int], list[int]]]
 
 
 class ShardPrecheck:
@@ -555,9 +555,9 @@ class ShardPrecheck:
         for i in range(self.THREADS):
             threading.Thread(target=self._work, name=f"shardmerge-precheck-{i}", daemon=True).start()
 
-    def submit(self, k: int, path: str) -> None:
-        """Read shard k's sums ahead (its store is written)."""
-        self._submit(("sums", k), _sums_ahead, path, priority=1)
+    def submit(self, k: int, path: str, written_here: bool = False) -> None:
+        """Read shard k's sums ahead (its store is written; `written_here`: by this run, stat_proof)."""
+        self._submit(("sums", k), functools.partial(_sums_ahead, written_here=written_here), path, priority=1)
 
     def submit_rows(self, k: int, path: str) -> None:
         """Read shard k's rowwise.bin ahead: only the next shard in row order (one held at most)."""
@@ -650,32 +650,50 @@ def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _R
     return out
 
 
-def _stat_key(path: str) -> tuple[int, int, int, int]:
-    st = os.stat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _sums_ahead(path: str) -> _ReadAhead:
+def _sums_ahead(path: str, written_here: bool = False) -> _ReadAhead:
     """A shard store's manifest, its arrays' zarr.json, and the sums of its files but the manifest and rows,
-    each read while its stat key stayed the same. A zarr.json is read once for its sum and its document."""
+    each read while its stat key stayed the same, or proven by it (stat_proof). A zarr.json is read once
+    for its sum and its document."""
     manifest = load_manifest(path)
     files = (manifest or {}).get("files", {})
+    proven = stat_proof(manifest, written_here)
     metas, sums = {}, {}
     for rel in files:
         if rel in (ROWS_FILE, ROWWISE_FILE):
             continue
         full = os.path.join(path, rel)
-        before = _stat_key(full)
+        before = stat_key(full)
         if rel.count("/") == 1 and rel.endswith("/zarr.json"):
             with open(full, "rb") as f:
                 doc = f.read()
             got = [len(doc), crc32(doc)]
             metas[rel[: -len("/zarr.json")]] = _v3_array_doc(doc)
+        elif proven.get(rel) == before:
+            sums[rel] = (files[rel], before)
+            continue
         else:
             got = file_checksum(full)
-        if _stat_key(full) == before:
+        if stat_key(full) == before:
             sums[rel] = (got, before)
     return _ReadAhead(manifest, metas, sums)
+
+
+def stat_proof(manifest: dict | None, written_here: bool) -> dict[str, list[int]]:
+    """{file: the stat key its shard task recorded as it summed it} of a shard written in this run
+    (`written_here`) by a process of this kernel (the manifest's boot id is ours): a file whose key is
+    still that one is unchanged since it was summed (any write, truncation or new link sets its ctime), and
+    a second read would come from the same page cache, so its sum is taken as recorded. Empty for any other
+    shard: one reused from an earlier run, or written on another node, is read and summed whole (what is
+    read then may come from the disk, and the sum checks that too)."""
+    if not written_here or not manifest or manifest.get("boot_id") is None or manifest.get("boot_id") != _boot_id():
+        return {}
+    stats = manifest.get("file_stats")
+    return stats if isinstance(stats, dict) else {}
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    return boot_id()
 
 
 @functools.lru_cache(maxsize=256)
@@ -711,10 +729,11 @@ class StreamedMerge:
         self._precheck = ShardPrecheck()
         self._thread = Background(self._run, name="shardmerge-merge")
 
-    def shard_written(self, shard_index: int) -> None:
-        """Shard `shard_index`'s store is final (written, or reused). Any thread."""
+    def shard_written(self, shard_index: int, written_here: bool = False) -> None:
+        """Shard `shard_index`'s store is final (written, or reused). Any thread. `written_here`: a task of
+        this run wrote it where the merge reads it (not reused, not fetched): see stat_proof."""
         k = self._position[shard_index]
-        self._precheck.submit(k, self.paths[k])
+        self._precheck.submit(k, self.paths[k], written_here)
         with self._cond:
             self._ready[k] = True
             heapq.heappush(self._written, k)
@@ -860,7 +879,7 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
 def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
                       row_offset: int, shard_sums: dict[str, list[int]], link: bool,
                       checksums: dict[str, list[int]], linked: dict[str, list[int]],
-                      prechecked: dict[str, tuple[list[int], tuple]] | None = None,
+                      prechecked: dict[str, tuple[list[int], list[int]]] | None = None,
                       made: set[str] | None = None) -> int:
     """Put the compressed chunk files of shard array `name` (of `shape`) in place in the final array,
     shifted down by `row_offset` chunk rows. The two arrays encode alike (same_encoding), so `dst`'s key
@@ -886,7 +905,7 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
         source = os.path.join(src_root, rel)
         try:
             ahead = prechecked.get(rel) if prechecked else None
-            actual = ahead[0] if ahead and _stat_key(source) == ahead[1] else file_checksum(source)
+            actual = ahead[0] if ahead and stat_key(source) == ahead[1] else file_checksum(source)
         except FileNotFoundError as exc:
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:

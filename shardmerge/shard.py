@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from .durable import fsync_path, fsync_tree, remove_tree, storage_errors
+from .durable import boot_id, fsync_path, fsync_tree, remove_tree, storage_errors
 from .errors import BadFileError, BadFilesError, ShardError
 from .failpoints import failpoint
 from .filetable import stat_id
@@ -160,7 +160,11 @@ def write_shard_job(shard: ShardSpec, job: ShardJob) -> dict:
                         raise
                     raise BadFilesError([(first.path, first.reason), *others]) from first
             manifest["inflated_bytes"] = inflations.inflated_bytes
-            manifest["files"] = fsync_tree(partial, checksums=True)
+            # with the key of each file as summed: the merge on this host in this run takes a file whose key
+            # is unchanged as summed (merge.stat_proof), without reading it again from the same page cache
+            manifest["file_stats"] = {}
+            manifest["files"] = fsync_tree(partial, checksums=True, stats=manifest["file_stats"])
+            manifest["boot_id"] = boot_id()
             manifest["seconds"] = round(time.perf_counter() - t0, 4)
             write_manifest(partial, manifest)
             failpoint("shard-before-rename")

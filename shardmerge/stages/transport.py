@@ -75,7 +75,7 @@ class SharedScratch:
             merging.raise_error()  # a failed merge stops the run now, not once every shard is written
             progress(r)
             if isinstance(r, dict):
-                merging.shard_written(r["shard"])
+                merging.shard_written(r["shard"], written_here=r.get("reused") is False)
 
         job = ShardJob(layout=plan.context(file_table), scratch=work.scratch, rules=work.rules, strict=work.strict)
         return work.ex.map(partial(write_shard, job=job), plan.shards, name=f"shard-{plan.fingerprint}",

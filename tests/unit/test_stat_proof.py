@@ -1,0 +1,111 @@
+"""The merge's stat proof (merge.stat_proof): a shard written in this run on this host has each chunk file's
+sum taken as its shard task recorded it while the file's stat key is the one recorded then; any other
+shard, and any file written since, is read and summed, so damage is still refused."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shardmerge import durable, merge
+from shardmerge.config import ClusterRequest, LayoutRequest
+from shardmerge.errors import ShardError
+from shardmerge.headers import load_header_rules
+from shardmerge.pipeline import plan_inputs
+from shardmerge.provenance import provenance_attrs
+from shardmerge.shard import write_shard
+from shardmerge.shardstore import MANIFEST_FILE, load_manifest, shard_path, write_file_table
+from shardmerge.testing.spectra import make_mixed_corpus
+
+RULES = load_header_rules()
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    corpus = tmp_path / "corpus"
+    make_mixed_corpus(corpus, n_wcs1d=6, n_image2d=2, rows_per_image=20, n_sdss=3)
+    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16),
+                       rules=RULES, cluster=ClusterRequest(workers=0))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    context = plan.context(write_file_table(plan, str(scratch)))
+    for s in plan.shards:
+        write_shard(s, context, str(scratch), RULES)
+    return plan, [shard_path(str(scratch), s) for s in plan.shards]
+
+
+def _chunks(path: str) -> list[str]:
+    return [rel for rel in load_manifest(path)["files"] if "/c/" in rel]
+
+
+PROVENANCE = provenance_attrs(n_inputs=1, input_bytes=1, command=["test"])  # once: it holds the time
+
+
+def _merge(plan, paths, out, written_here: bool):
+    streamed = merge.StreamedMerge(plan, paths, str(out), link_chunks=False)
+    for s in plan.shards:
+        streamed.shard_written(s.index, written_here=written_here)
+    try:
+        return streamed.finish(PROVENANCE)
+    except BaseException:
+        streamed.abandon()
+        raise
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    read: list[str] = []
+    real = merge.file_checksum
+    monkeypatch.setattr(merge, "file_checksum", lambda path: read.append(path) or real(path))
+    return read
+
+
+def test_a_shard_task_records_the_key_of_every_file_it_summed(shards):
+    _, paths = shards
+    for path in paths:
+        manifest = load_manifest(path)
+        assert manifest["boot_id"] == durable.boot_id() is not None
+        assert set(manifest["file_stats"]) == set(manifest["files"])
+        for rel, key in manifest["file_stats"].items():
+            assert key == durable.stat_key(os.path.join(path, rel))
+        assert MANIFEST_FILE not in manifest["files"]
+
+
+def test_chunks_of_shards_written_here_are_not_read_again_and_the_store_is_the_same(shards, tmp_path, monkeypatch):
+    plan, paths = shards
+    read = _count_reads(monkeypatch)
+    proven = _merge(plan, paths, tmp_path / "proven.tmp", written_here=True)
+    assert not [p for p in read if "/c/" in p and "scratch" in p]  # no chunk file of a shard read again
+    summed = _merge(plan, paths, tmp_path / "summed.tmp", written_here=False)
+    chunk_reads = [p for p in read if "/c/" in p and "scratch" in p]
+    assert len(chunk_reads) == sum(len(_chunks(p)) for p in paths)  # every one read and summed
+    assert proven.checksums == summed.checksums
+    for rel in proven.checksums:
+        assert (tmp_path / "proven.tmp" / rel).read_bytes() == (tmp_path / "summed.tmp" / rel).read_bytes(), rel
+
+
+def test_a_chunk_written_since_its_shard_was_summed_is_read_and_refused(shards, tmp_path):
+    """One bit flipped with size and mtime kept: the ctime is not, so the proof does not hold, the file is
+    read, and its sum does not match."""
+    plan, paths = shards
+    victim = os.path.join(paths[1], _chunks(paths[1])[0])
+    st = os.stat(victim)
+    with open(victim, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ShardError, match="does not match its manifest checksum"):
+        _merge(plan, paths, tmp_path / "out.tmp", written_here=True)
+    assert not (tmp_path / "out.tmp").exists()
+
+
+def test_no_proof_for_a_shard_of_another_kernel_or_of_an_earlier_run(shards):
+    _, paths = shards
+    manifest = load_manifest(paths[0])
+    assert merge.stat_proof(manifest, written_here=True) == manifest["file_stats"]
+    assert merge.stat_proof(manifest, written_here=False) == {}  # reused: read whole (maybe from the disk)
+    assert merge.stat_proof({**manifest, "boot_id": "another-node"}, written_here=True) == {}
+    assert merge.stat_proof({**manifest, "boot_id": None}, written_here=True) == {}
+    assert merge.stat_proof({k: v for k, v in manifest.items() if k != "file_stats"}, written_here=True) == {}
