@@ -12,12 +12,13 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,6 +59,7 @@ from .zarrio import (
     array_spec,
     create_arrays,
     create_groups,
+    storage_grid,
     storage_grid_shape,
     write_block,
     write_slabs,
@@ -338,6 +340,8 @@ class Merger:
         self._behind = ThreadPoolExecutor(BEHIND_THREADS, thread_name_prefix="shardmerge-behind")
         self._index_writer = ThreadPoolExecutor(1, thread_name_prefix="shardmerge-index")
         self._index_writes: list = []
+        self._placer = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="shardmerge-place")
+        self._puts: list[Future] = []  # each shard's chunk files being put in place
         self._documents = self._behind.submit(self.meta.write, self.meta.changed(lambda key: "/" in key))
         self.folders: set[str] = set()  # chunk folders made: place links into them without a mkdir
         # {storage row: (its folders, the job making them)}, submitted in row order: shards come roughly so
@@ -364,8 +368,12 @@ class Merger:
         self._await_folders(range(shard.row_start // outer, -(-shard.row_stop // outer)))
         stats = self.stats
         raw_before = stats["raw_chunks"]
+        puts: list[tuple[str, str, str]] = []
         _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
-                 self.link, self.checksums, self.linked, prechecked, self.folders)
+                 puts, self.checksums, prechecked, self.folders)
+        if puts:  # linked (or copied) behind the merge thread, which goes on with the next shard
+            self._puts.append(self._placer.submit(_put_files, puts, self.link))
+            self._collect_puts(PUT_BACKLOG)
         if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
             for kind in self.flux_rows:
                 self.flux_rows[kind].extend(manifest["flux_rows"].get(kind, []))
@@ -423,6 +431,7 @@ class Merger:
         self.checksums.update(self.rowwise.checksums)
         self._await_folders(list(self._folder_jobs))
         _results(self._index_writes)  # a failed write raises here, not in close
+        self._collect_puts(0)
         self.checksums.update(self._documents.result())
         self.close()
         os.replace(self.partial_index, os.path.join(self.tmp, INDEX_FILE))
@@ -431,7 +440,8 @@ class Merger:
         self.checksums.update(self.meta.write(self.meta.changed()))
         unmark_tmp(self.tmp)  # the root attrs say whose it is now; the published store holds no marker
         checksums = self.checksums
-        for rel in _store_files(self.tmp):  # what neither a shard nor this writer summed: checksum it as written
+        arrays = [*self.data.values(), self.wave, *self.rows.values()]
+        for rel in _unsummed_files(self.tmp, arrays, checksums):  # what neither a shard nor this writer summed
             if rel not in checksums:
                 checksums[rel] = file_checksum(os.path.join(self.tmp, rel))
         unverified = self.stats.get("unverified_flux_shards", 0)
@@ -444,10 +454,11 @@ class Merger:
         """Wait for what the helper threads are writing (their errors are `finish`'s to raise), then close the
         index writer (its file stays `.partial` unless `finish` renames it). Nothing writes into the store after."""
         self.rowwise.abort()
-        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes, self._documents]:
+        for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes, self._documents, *self._puts]:
             job.exception()  # waits; an error was raised by finish, or the run is failing for its own
-        self._folder_jobs, self._index_writes = {}, []
+        self._folder_jobs, self._index_writes, self._puts = {}, [], []
         self._behind.shutdown()
+        self._placer.shutdown()
         self._index_writer.shutdown()
         if self.writer is not None:
             self.writer.close()
@@ -461,6 +472,12 @@ class Merger:
                 job.result()
                 self.folders.update(part)
                 del self._folder_jobs[row]
+
+    def _collect_puts(self, keep: int) -> None:
+        """Take what the shards' puts linked, in order, raising a failed put's error, waiting until at most
+        `keep` are in flight."""
+        while self._puts and (len(self._puts) > keep or self._puts[0].done()):
+            self.linked.update(self._puts.pop(0).result())
 
     def _write_index(self, index: pa.Table) -> None:
         """Append a shard's index rows (one row group) on the index thread, at most INDEX_BACKLOG behind."""
@@ -477,6 +494,8 @@ class Merger:
 
 
 BEHIND_THREADS = 4  # mkdirs at once (a parallel filesystem serves them concurrently)
+PUT_THREADS = 2  # shards whose chunk files are being linked at once
+PUT_BACKLOG = 64  # shards' puts in flight at most (each a list of paths)
 INDEX_BACKLOG = 8  # shards' index rows waiting for the index thread at most
 
 
@@ -502,6 +521,35 @@ def _chunk_folders(arrays: Sequence[zarr.Array], root: str) -> dict[int, list[st
             if folder != base:
                 (rows.setdefault(r, []) if arr.ndim > 1 else flat).append(folder)
     return {**dict(sorted(rows.items())), **({-1: flat} if flat else {})}
+
+
+def _unsummed_files(root: str, arrays: Sequence[zarr.Array], checksums: Mapping[str, list[int]]) -> Iterator[str]:
+    """The files below `root` that `checksums` may not hold, without listing every chunk folder (one a chunk
+    row and 2-D array): every file of the folders that are no array's (the root's, the groups'), and every
+    file of each array whose storage files `checksums` does not all hold (one written through zarr)."""
+    folders = {os.path.join(*a.path.split("/")): math.prod(storage_grid(a)) for a in arrays}
+    held = dict.fromkeys(folders, 0)
+    for rel in checksums:
+        folder = os.path.dirname(rel)
+        while folder and folder not in held:
+            folder = os.path.dirname(folder)
+        if folder and os.path.basename(rel) not in METADATA_FILES:
+            held[folder] += 1
+    walk = [""]
+    while walk:
+        prefix = walk.pop()
+        with os.scandir(os.path.join(root, prefix) if prefix else root) as entries:
+            for entry in entries:
+                rel = os.path.join(prefix, entry.name) if prefix else entry.name
+                if not entry.is_dir(follow_symlinks=False):
+                    yield rel
+                elif rel not in folders:
+                    walk.append(rel)  # a group's folder
+                elif held[rel] != folders[rel]:
+                    yield from _store_files(root, rel)
+
+
+METADATA_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
 
 def _store_files(root: str, prefix: str = "") -> Iterator[str]:
@@ -814,8 +862,8 @@ class StreamedMerge:
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
-             stats: dict[str, int], link: bool, checksums: dict[str, list[int]],
-             linked: dict[str, list[int]], prechecked: _ReadAhead | None = None, made: set[str] | None = None) -> None:
+             stats: dict[str, int], puts: list[tuple[str, str, str]], checksums: dict[str, list[int]],
+             prechecked: _ReadAhead | None = None, made: set[str] | None = None) -> None:
     # Each shard array's zarr.json is read as JSON, not opened through zarr: that took ~14 ms a shard of
     # the merge thread, holding the GIL beside an in-process scheduler. zarr opens an array only where
     # it has no v3 zarr.json or is re-encoded. `dst_meta`: the final arrays' zarr.json, read once.
@@ -833,7 +881,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
         meta = metas[name]
         if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
             stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
-                                                     shard.row_start // outer, shard_sums, link, checksums, linked,
+                                                     shard.row_start // outer, shard_sums, puts, checksums,
                                                      prechecked.sums if prechecked is not None else None, made)
             continue
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
@@ -877,19 +925,18 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
 
 
 def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
-                      row_offset: int, shard_sums: dict[str, list[int]], link: bool,
-                      checksums: dict[str, list[int]], linked: dict[str, list[int]],
+                      row_offset: int, shard_sums: dict[str, list[int]], puts: list[tuple[str, str, str]],
+                      checksums: dict[str, list[int]],
                       prechecked: dict[str, tuple[list[int], list[int]]] | None = None,
                       made: set[str] | None = None) -> int:
-    """Put the compressed chunk files of shard array `name` (of `shape`) in place in the final array,
-    shifted down by `row_offset` chunk rows. The two arrays encode alike (same_encoding), so `dst`'s key
+    """Check the compressed chunk files of shard array `name` (of `shape`) for their place in the final
+    array, shifted down by `row_offset` chunk rows, and add (source, target, path in the store) of each to
+    `puts` (_put_files puts them there). The two arrays encode alike (same_encoding), so `dst`'s key
     encoding and storage grid name the shard's files too. No decode, no encode, but each file's size and
     crc32 must equal the shard manifest's (a chunk damaged in scratch since its shard was written is
-    caught here, not published). With `link`, hard-link where the filesystem allows: shard files are
-    never modified after their rename, and the caller deletes the scratch afterwards. `prechecked`:
-    {rel: ([size, crc32], stat key)} computed ahead by ShardPrecheck; a file whose stat key is unchanged
-    since is taken as read then, any other is read here. `made`: folders known to exist (Merger makes them
-    up front), added to as this makes others."""
+    caught here, not published). `prechecked`: {rel: ([size, crc32], stat key)} computed ahead by
+    ShardPrecheck; a file whose stat key is unchanged since is taken as read then, any other is read here.
+    `made`: folders known to exist (Merger makes them up front), added to as this makes others."""
     grid = tuple(-(-n // c) for n, c in zip(shape, storage_grid_shape(dst), strict=True))
     dst_dir = os.path.join(dst_root, *dst.path.split("/"))
     made = made if made is not None else set()
@@ -912,6 +959,17 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
         rel_target = os.path.join(*dst.path.split("/"), *key_dst.split("/"))  # = relpath(target, dst_root)
         checksums[rel_target] = actual
+        puts.append((source, target, rel_target))
+    return int(np.prod(grid))
+
+
+def _put_files(puts: Sequence[tuple[str, str, str]], link: bool) -> dict[str, list[int]]:
+    """Put checked chunk files in place: (source, target, path in the store) each. With `link`, hard-link
+    where the filesystem allows: shard files are never modified after their rename, and the caller deletes
+    the scratch afterwards. Returns {path in the store: [inode, size, ctime_ns]} of the files linked (the
+    gate proves them unchanged from a stat)."""
+    linked = {}
+    for source, target, rel_target in puts:
         if link:
             try:
                 os.link(source, target)
@@ -926,7 +984,7 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
             if exc.errno in _FULL_ERRNOS:  # the copy's error names its source; what is full is the store's disk
                 raise OSError(exc.errno, exc.strerror, target) from exc
             raise
-    return int(np.prod(grid))
+    return linked
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

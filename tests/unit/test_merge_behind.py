@@ -162,3 +162,31 @@ def test_a_metadata_document_that_fails_behind_the_merge_stops_it(shards, tmp_pa
     monkeypatch.setattr(zarrio.MetadataInMemory, "write", failing)
     with pytest.raises(OSError, match="No space left"):
         merge.materialize(plan, paths, str(tmp_path / "out.tmp"), _provenance(plan))
+
+
+@pytest.mark.parametrize("rowwise_path", ["raw", "zarr"])
+def test_every_file_of_the_store_is_summed_without_listing_every_chunk_folder(shards, tmp_path, monkeypatch,
+                                                                               rowwise_path):
+    """The merge lists only the folders whose files it did not sum as it wrote them: the root's and the
+    groups', and arrays written through zarr (here every row-wise array when raw chunks are not used).
+    Its checksums still hold every file of the store, each as it is on disk."""
+    from shardmerge import durable, zarrio
+
+    plan, paths = shards
+    if rowwise_path == "zarr":
+        monkeypatch.setattr(zarrio.RawChunks, "for_array", classmethod(lambda cls, array, root: None))
+        monkeypatch.setattr(zarrio.StringChunks, "for_array", classmethod(lambda cls, array, root: None))
+    listed = []
+    real = merge._store_files
+    monkeypatch.setattr(merge, "_store_files", lambda root, prefix="": listed.append(prefix) or real(root, prefix))
+    out = tmp_path / "out.tmp"
+    result = merge.materialize(plan, paths, str(out), _provenance(plan))
+    files = {os.path.relpath(os.path.join(d, n), out) for d, _, names in os.walk(out) for n in names}
+    assert set(result.checksums) == files
+    for rel in files:
+        assert result.checksums[rel] == durable.file_checksum(str(out / rel)), rel
+    rowwise = {os.path.join(*a.path.split("/")) for a in merge.create_layout(
+        merge.MetadataInMemory(str(tmp_path / "x"), plan.zarr_format).group, plan.layout)[2].values()}
+    walked = {rel for rel in listed if not any(rel.startswith(f"{r}{os.sep}") for r in rowwise)}  # not below one
+    assert walked == (rowwise if rowwise_path == "zarr" else set())
+    assert len(listed) < len({os.path.dirname(f) for f in files})  # not every folder
