@@ -190,3 +190,32 @@ def test_every_file_of_the_store_is_summed_without_listing_every_chunk_folder(sh
     walked = {rel for rel in listed if not any(rel.startswith(f"{r}{os.sep}") for r in rowwise)}  # not below one
     assert walked == (rowwise if rowwise_path == "zarr" else set())
     assert len(listed) < len({os.path.dirname(f) for f in files})  # not every folder
+
+
+def test_chunk_files_are_copied_where_links_fail_and_a_full_disk_names_the_store(shards, tmp_path, monkeypatch):
+    """The puts behind the merge thread: a filesystem that refuses hard links gets copies (the same bytes,
+    none recorded as linked); a copy that fails for want of space names its target in the store, and stops
+    the merge."""
+    import shutil
+
+    plan, paths = shards
+    linked = merge.materialize(plan, paths, str(tmp_path / "linked.tmp"), _provenance(plan), link_chunks=True)
+    assert linked.linked and all(rel in linked.checksums for rel in linked.linked)
+
+    def no_links(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(merge.os, "link", no_links)
+    copied = merge.materialize(plan, paths, str(tmp_path / "copied.tmp"), _provenance(plan), link_chunks=True)
+    assert copied.linked == {}
+    for rel in linked.linked:
+        assert (tmp_path / "copied.tmp" / rel).read_bytes() == (tmp_path / "linked.tmp" / rel).read_bytes()
+        assert os.stat(tmp_path / "copied.tmp" / rel).st_nlink == 1
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", src)
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(OSError, match="No space left") as raised:
+        merge.materialize(plan, paths, str(tmp_path / "full.tmp"), _provenance(plan), link_chunks=True)
+    assert str(tmp_path / "full.tmp") in raised.value.filename
