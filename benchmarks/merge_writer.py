@@ -10,6 +10,9 @@ written at once (what many cores approach), on the shards of a real ingest, and 
 - the shard tasks' own seconds (the sum of their manifests' `seconds`: the work the cores divide);
 - their ratio: the number of busy cores at which the shard tasks produce spectra as fast as one merge
   writer takes them. Past it, more cores shorten the shard phase but not the run;
+- the steady seconds: from the first shard's placement to the last shard's rows, without the set-up
+  (creating the store's arrays, which in an ingest runs while the first shards are written) and `finish`
+  (the tail, a fixed cost): what sets the rate one writer keeps up with on a long run;
 - the merge's serial CPU: the merge thread's own CPU seconds and the caller's in `finish`. The crc32s, the
   mkdirs, the row-wise compression and index.parquet run on helper threads, which a merge node's cores
   share out; what bounds one writer where the helpers have cores of their own is this serial part.
@@ -79,9 +82,11 @@ def as_just_written(shards: list[str]) -> None:
 
 
 def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collections.Counter) -> dict:
-    """One merge of every shard at once: wall seconds, the process's CPU seconds, the serial CPU seconds."""
-    serial = []
-    run = merge.StreamedMerge._run
+    """One merge of every shard at once: wall seconds, the process's CPU seconds, the serial CPU seconds, and
+    the steady seconds: from the first shard's placement to the last shard's rows, without the set-up
+    (which in an ingest runs while the first shards are written) and `finish` (the tail)."""
+    serial, steady = [], []
+    run, place, add_rows = merge.StreamedMerge._run, merge.Merger.place, merge.Merger.add_rows
 
     def timed_run(self, _run=run):
         t0 = time.thread_time()
@@ -90,7 +95,17 @@ def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collec
         finally:
             serial.append(time.thread_time() - t0)
 
-    merge.StreamedMerge._run = timed_run
+    def first_place(self, *args, _place=place, **kwargs):
+        steady.append(time.perf_counter()) if not steady else None
+        return _place(self, *args, **kwargs)
+
+    def last_rows(self, *args, _add_rows=add_rows, **kwargs):
+        try:
+            return _add_rows(self, *args, **kwargs)
+        finally:
+            steady[1:] = [time.perf_counter()]
+
+    merge.StreamedMerge._run, merge.Merger.place, merge.Merger.add_rows = timed_run, first_place, last_rows
     try:
         spent.clear()
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -102,18 +117,20 @@ def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collec
         serial.append(time.thread_time() - f0)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
-        merge.StreamedMerge._run = run
-    return {"seconds": seconds, "cpu_s": round(cpu, 4), "serial_cpu_s": round(sum(serial), 4),
-            **{k: round(v, 3) for k, v in spent.items()}}
+        merge.StreamedMerge._run, merge.Merger.place, merge.Merger.add_rows = run, place, add_rows
+    return {"seconds": seconds, "steady_s": round(steady[1] - steady[0], 4), "cpu_s": round(cpu, 4),
+            "serial_cpu_s": round(sum(serial), 4), **{k: round(v, 3) for k, v in spent.items()}}
 
 
 def summary(runs: list[dict], n_spec: int, shard_seconds: float) -> dict:
     seconds = statistics.median(r["seconds"] for r in runs)
     serial = statistics.median(r["serial_cpu_s"] for r in runs)
+    steady = statistics.median(r["steady_s"] for r in runs)
     parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]
-             if k not in ("seconds", "cpu_s", "serial_cpu_s")}
+             if k not in ("seconds", "steady_s", "cpu_s", "serial_cpu_s")}
     return {"merge_s": round(seconds, 3), "spectra_per_s": round(n_spec / seconds),
             "merge_us_per_spectrum": round(seconds / n_spec * 1e6, 1),
+            "steady_us_per_spectrum": round(steady / n_spec * 1e6, 2),
             "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
             "serial_cpu_us_per_spectrum": round(serial / n_spec * 1e6, 2),
             "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "parts_s": parts, "runs": runs}
@@ -134,6 +151,7 @@ def main() -> None:
         scratch = scratch_dir(str(work / "scratch"), str(made))
         shards = [shard_path(scratch, s) for s in plan.shards]
         shard_seconds = sum(load_manifest(s)["seconds"] for s in shards)
+        os.sync()  # the ingest's writeback is not the merge's to wait behind
         spent: collections.Counter = collections.Counter()
         timed_parts(spent)
         runs: dict[str, list[dict]] = {"read": [], "local": []}
@@ -150,8 +168,9 @@ def main() -> None:
 
         def lines(r: dict, what: str) -> str:
             return (f"{what}: {r['merge_s']:.3f} s, {r['spectra_per_s']:,} spectra/s, {r['merge_us_per_spectrum']} us "
-                    f"a spectrum ({r['cpu_s']:.2f} CPU s; serial {r['serial_cpu_us_per_spectrum']} us a spectrum), "
-                    f"keeps up with ~{r['cores_one_writer_keeps_up_with']} busy cores\n"
+                    f"a spectrum ({r['cpu_s']:.2f} CPU s); steady {r['steady_us_per_spectrum']} us a spectrum, serial "
+                    f"CPU {r['serial_cpu_us_per_spectrum']} us a spectrum; keeps up with "
+                    f"~{r['cores_one_writer_keeps_up_with']} busy cores\n"
                     + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in r["parts_s"].items()))
 
         text = (f"{os.cpu_count()} cores, {plan.n_spec} spectra x {plan.n_pix} px in {len(shards)} shards, every "

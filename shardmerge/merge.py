@@ -358,7 +358,8 @@ class Merger:
     def place(self, shard: ShardSpec, path: str, prechecked: _ReadAhead | None = None) -> None:
         """A shard's 2-D chunk files, in place in any order (each covers its own chunk rows): checked
         against its manifest (with the sums in `prechecked` where a file is unchanged since: ShardPrecheck),
-        then linked or copied. Its row-wise values wait for `add_rows`."""
+        then linked or copied on a helper thread (_put_files; `finish` waits for them). Its row-wise values
+        wait for `add_rows`."""
         t0 = time.perf_counter()
         manifest = prechecked.manifest if prechecked is not None else load_manifest(path)
         if not manifest_matches(manifest, shard):
