@@ -448,13 +448,15 @@ class PlacedFiles:
     their rows of it from the file table on scratch (shardstore.write_file_table)."""
 
     table: FileTable
-    row_bounds: array  # file i holds global rows [row_bounds[i], row_bounds[i + 1])
+    row_bounds: array | range  # file i holds global rows [row_bounds[i], row_bounds[i + 1]) (see row_bounds)
     companions: dict[int, tuple[Companion, ...]]  # row of the table -> its companion files
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PlacedFiles):
             return NotImplemented
-        return (self.table, self.row_bounds, self.companions) == (other.table, other.row_bounds, other.companions)
+        same_rows = (self.row_bounds == other.row_bounds if type(self.row_bounds) is type(other.row_bounds)
+                     else array("q", self.row_bounds) == array("q", other.row_bounds))
+        return same_rows and (self.table, self.companions) == (other.table, other.companions)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -498,7 +500,15 @@ def place_files(table: FileTable) -> PlacedFiles:
                 raise PlanError(f"{own.path(host)}: {len(comps)} companion files attach to it "
                                 f"({', '.join(c.path for c in comps)}); keep one")
         attached = {k: tuple(v) for k, v in found.items()}
-    return PlacedFiles(own, array("q", accumulate(own.n_spectra, initial=0)), attached)
+    return PlacedFiles(own, row_bounds(own.n_spectra), attached)
+
+
+def row_bounds(n_spectra: array) -> array | range:
+    """The first global row of each file, then the row count: a range where every file holds one spectrum
+    (10^7 one-spectrum files: 76 MiB of the driver's memory less), else an array("q")."""
+    if n_spectra.count(1) == len(n_spectra):
+        return range(len(n_spectra) + 1)
+    return array("q", accumulate(n_spectra, initial=0))
 
 
 def cut_shards(placed: PlacedFiles, shard_rows: int) -> tuple[ShardSpec, ...]:

@@ -224,6 +224,7 @@ def write_file_table(plan: Plan, scratch: str) -> str:
                 writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
         fsync_path(partial)  # a failure is a DurabilityError: never retried
         os.replace(partial, final)
+        pa.default_memory_pool().release_unused()  # the batches' buffers: ~13 MiB the driver's pool kept at 10^7
     except BaseException:
         if os.path.lexists(partial):
             os.unlink(partial)
@@ -254,7 +255,11 @@ def _file_table_batch(placed, lo: int, hi: int, dictionaries: tuple, companions:
     """Rows lo..hi of the file table as one Arrow record batch, over views of the plan's columns."""
     import pyarrow as pa
 
-    t, bounds, n = placed.table, memoryview(placed.row_bounds), hi - lo
+    t, n = placed.table, hi - lo
+    if isinstance(placed.row_bounds, array):
+        bounds = memoryview(placed.row_bounds)[lo : hi + 1]
+    else:  # a range (one spectrum a file: plan.row_bounds), made an array a batch at a time
+        bounds = memoryview(array("q", placed.row_bounds[lo : hi + 1]))
 
     def ints(view: memoryview, kind=None) -> pa.Array:
         return pa.Array.from_buffers(kind or pa.int64(), n, [None, pa.py_buffer(view)])
@@ -268,8 +273,8 @@ def _file_table_batch(placed, lo: int, hi: int, dictionaries: tuple, companions:
                                                  pa.py_buffer(memoryview(t.names)[base : base + offsets[-1]])),
         "format": pa.DictionaryArray.from_arrays(ints(memoryview(t.profile)[lo:hi], pa.int32()), dictionaries[1]),
         **{name: ints(memoryview(getattr(t, name))[lo:hi]) for name in ("size", "mtime_ns", "stat_id")},
-        "first_row": ints(bounds[lo:hi]),
-        "row_stop": ints(bounds[lo + 1 : hi + 1]),
+        "first_row": ints(bounds[:n]),
+        "row_stop": ints(bounds[1 : n + 1]),
     }
     for name, _, kind in _COMPANION_COLUMNS:  # no companions: null-typed columns, which allocate nothing
         columns[name] = pa.array(companions[name][lo:hi], getattr(pa, kind)()) if companions else pa.nulls(n)

@@ -262,3 +262,30 @@ def test_the_segment_holding_most_of_a_split_file_verifies_it(start, n, shard_ro
         segments.append(FileSegment("/f.fits", "image-2d", at - start, end - at, at, 1, 1, (), n))
         at = end
     assert [s.row for s in segments if s.verifies_file(shard_rows)] == [verifier_row]
+
+
+def test_row_bounds_are_a_range_for_one_spectrum_files_and_the_file_table_is_the_same(tmp_path):
+    """One spectrum a file (a survey of 10^7 files: 76 MiB less of the driver's memory): the rows are a
+    range, and the file table and every shard's segments are those an array of the same bounds gives."""
+    import dataclasses
+    from array import array
+
+    import pyarrow as pa
+
+    from shardmerge.plan import row_bounds
+    from shardmerge.shardstore import write_file_table
+
+    assert row_bounds(array("q", [1] * 5)) == range(6)
+    assert row_bounds(array("q", [1, 3, 0, 2])) == array("q", [0, 1, 4, 4, 6])
+    plan = make_plan([scan(f"/d/f{i:04d}.fits") for i in range(2500)], LayoutRequest(shard_rows=512, chunk_rows=256))
+    assert isinstance(plan.files.row_bounds, range)
+    as_array = dataclasses.replace(plan, files=dataclasses.replace(plan.files, row_bounds=array("q", range(2501))))
+    assert as_array.files == plan.files
+    tables = []
+    for p, where in ((plan, "range"), (as_array, "array")):
+        (tmp_path / where).mkdir()
+        with pa.memory_map(write_file_table(p, str(tmp_path / where))) as f:
+            tables.append(pa.ipc.open_file(f).read_all())
+    assert tables[0].equals(tables[1])
+    assert tables[0].column("first_row").to_pylist() == list(range(2500))
+    assert [plan.files.segments(s) for s in plan.shards] == [as_array.files.segments(s) for s in plan.shards]
