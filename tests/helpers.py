@@ -47,3 +47,27 @@ def verified_notes(path: object, strict: frozenset[str] = frozenset()) -> tuple[
     with open_verified(str(path), oddities):
         pass
     return tuple(oddities.notes)
+
+
+def written_shards(tmp_path: Path, zarr_format: int = 3, n_wcs1d: int = 6, n_image2d: int = 2,
+                   rows_per_image: int = 20, n_sdss: int = 3) -> tuple:
+    """(plan, shard store paths) of a mixed corpus under `tmp_path`, planned into 16-row shards (several
+    chunk rows) and every shard written, in this process, as a shard task writes it."""
+    from shardmerge.config import ClusterRequest, LayoutRequest
+    from shardmerge.headers import load_header_rules
+    from shardmerge.pipeline import plan_inputs
+    from shardmerge.shard import write_shard
+    from shardmerge.shardstore import shard_path, write_file_table
+    from shardmerge.testing.spectra import make_mixed_corpus
+
+    rules = load_header_rules()
+    corpus = tmp_path / "corpus"
+    make_mixed_corpus(corpus, n_wcs1d=n_wcs1d, n_image2d=n_image2d, rows_per_image=rows_per_image, n_sdss=n_sdss)
+    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16, zarr_format=zarr_format),
+                       rules=rules, cluster=ClusterRequest(workers=0))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    context = plan.context(write_file_table(plan, str(scratch)))
+    for s in plan.shards:
+        write_shard(s, context, str(scratch), rules)
+    return plan, [shard_path(str(scratch), s) for s in plan.shards]

@@ -11,32 +11,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardmerge import merge
-from shardmerge.config import ClusterRequest, LayoutRequest
-from shardmerge.headers import load_header_rules
-from shardmerge.pipeline import plan_inputs
 from shardmerge.provenance import provenance_attrs
-from shardmerge.shard import write_shard
-from shardmerge.shardstore import shard_path, write_file_table
-from shardmerge.testing.spectra import make_mixed_corpus
 from shardmerge.validate import Expectation, failures, run_checks
-
-RULES = load_header_rules()
+from tests.helpers import written_shards
 
 
 @pytest.fixture
 def shards(tmp_path):
     """A mixed corpus planned into 16-row shards (several chunk rows)."""
-    corpus = tmp_path / "corpus"
-    make_mixed_corpus(corpus, n_wcs1d=6, n_image2d=2, rows_per_image=20, n_sdss=3)
-    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16),
-                       rules=RULES, cluster=ClusterRequest(workers=0))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    context = plan.context(write_file_table(plan, str(scratch)))
-    for s in plan.shards:
-        write_shard(s, context, str(scratch), RULES)
+    plan, paths = written_shards(tmp_path)
     assert len(plan.shards) >= 3
-    return plan, [shard_path(str(scratch), s) for s in plan.shards]
+    return plan, paths
 
 
 def _provenance(plan) -> dict:
@@ -126,17 +111,9 @@ def test_the_metadata_documents_are_zarrs_own_consolidated_on_disk(tmp_path, zar
 
     import zarr
 
-    corpus = tmp_path / "corpus"
-    make_mixed_corpus(corpus, n_wcs1d=4, n_image2d=1, rows_per_image=10, n_sdss=2)
-    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16, zarr_format=zarr_format),
-                       rules=RULES, cluster=ClusterRequest(workers=0))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    context = plan.context(write_file_table(plan, str(scratch)))
-    for s in plan.shards:
-        write_shard(s, context, str(scratch), RULES)
+    plan, paths = written_shards(tmp_path, zarr_format, n_wcs1d=4, n_image2d=1, rows_per_image=10, n_sdss=2)
     ours = tmp_path / "ours.tmp"
-    result = merge.materialize(plan, [shard_path(str(scratch), s) for s in plan.shards], str(ours), _provenance(plan))
+    result = merge.materialize(plan, paths, str(ours), _provenance(plan))
     disk = tmp_path / "disk"
     shutil.copytree(ours, disk)
     with pytest.warns(UserWarning):  # zarr's own: not part of the v3 spec, index.parquet not a node

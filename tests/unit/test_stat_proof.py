@@ -9,31 +9,17 @@ import os
 import pytest
 
 from shardmerge import durable, merge
-from shardmerge.config import ClusterRequest, LayoutRequest
 from shardmerge.errors import ShardError
-from shardmerge.headers import load_header_rules
-from shardmerge.pipeline import plan_inputs
 from shardmerge.provenance import provenance_attrs
-from shardmerge.shard import write_shard
-from shardmerge.shardstore import MANIFEST_FILE, load_manifest, shard_path, write_file_table
-from shardmerge.testing.spectra import make_mixed_corpus
+from shardmerge.shardstore import MANIFEST_FILE, load_manifest
+from tests.helpers import written_shards
 
-RULES = load_header_rules()
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
 def shards(tmp_path):
-    corpus = tmp_path / "corpus"
-    make_mixed_corpus(corpus, n_wcs1d=6, n_image2d=2, rows_per_image=20, n_sdss=3)
-    plan = plan_inputs([str(corpus)], request=LayoutRequest(chunk_rows=16, shard_rows=16),
-                       rules=RULES, cluster=ClusterRequest(workers=0))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    context = plan.context(write_file_table(plan, str(scratch)))
-    for s in plan.shards:
-        write_shard(s, context, str(scratch), RULES)
-    return plan, [shard_path(str(scratch), s) for s in plan.shards]
+    return written_shards(tmp_path)
 
 
 def _chunks(path: str) -> list[str]:
