@@ -96,7 +96,8 @@ def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collec
             serial.append(time.thread_time() - t0)
 
     def first_place(self, *args, _place=place, **kwargs):
-        steady.append(time.perf_counter()) if not steady else None
+        if not steady:
+            steady.append(time.perf_counter())
         return _place(self, *args, **kwargs)
 
     def last_rows(self, *args, _add_rows=add_rows, **kwargs):
