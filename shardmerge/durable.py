@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import shutil
 import sys
@@ -106,6 +107,7 @@ def stat_key(path: str) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+@functools.cache
 def boot_id() -> str | None:
     """This kernel's boot id (Linux): equal on two processes, they share one page cache. None elsewhere."""
     try:

@@ -734,15 +734,11 @@ def stat_proof(manifest: dict | None, written_here: bool) -> dict[str, list[int]
     a second read would come from the same page cache, so its sum is taken as recorded. Empty for any other
     shard: one reused from an earlier run, or written on another node, is read and summed whole (what is
     read then may come from the disk, and the sum checks that too)."""
-    if not written_here or not manifest or manifest.get("boot_id") is None or manifest.get("boot_id") != _boot_id():
+    ours = boot_id()
+    if not written_here or not manifest or ours is None or manifest.get("boot_id") != ours:
         return {}
     stats = manifest.get("file_stats")
     return stats if isinstance(stats, dict) else {}
-
-
-@functools.cache
-def _boot_id() -> str | None:
-    return boot_id()
 
 
 @functools.lru_cache(maxsize=256)
@@ -905,7 +901,7 @@ def _array_json(folder: str) -> dict | None:
     """A Zarr v3 array's metadata document, as written; None for any other (a v2 array has no zarr.json)."""
     try:
         with open(os.path.join(folder, "zarr.json"), "rb") as f:
-            return _v3_array(json.load(f))
+            return _v3_array_doc(f.read())
     except FileNotFoundError:
         return None
 
