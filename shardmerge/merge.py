@@ -398,7 +398,7 @@ class Merger:
             rows = _read_rows(path)
         rowwise = rows.rowwise
         manifest = self._manifests.pop(shard.index, None) or load_manifest(path) or {}
-        _check_rowwise(path, manifest, rowwise)
+        _check_rowwise(path, manifest, rows)
         table = read_index_rows(rowwise, manifest.get("rowwise_index")) if rowwise is not None else None
         if table is None:  # a shard written before its index rows were in rowwise.bin
             table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read(columns=list(INDEX_COLUMNS))
@@ -659,22 +659,25 @@ class ShardPrecheck:
 
 @dataclass
 class _RowsAhead:
-    """A shard's rowwise.bin, read ahead of add_rows (None: the shard has none)."""
+    """A shard's rowwise.bin, read ahead of add_rows, with its [size, crc32] (None: the shard has none).
+    Summed where it was read: off the merge thread when read ahead."""
 
     rowwise: bytes | None
+    checksum: list[int] | None
 
 
 def _read_rows(path: str) -> _RowsAhead:
     try:
         with open(os.path.join(path, ROWWISE_FILE), "rb") as f:
-            return _RowsAhead(f.read())
+            rowwise = f.read()
     except FileNotFoundError:
-        return _RowsAhead(None)
+        return _RowsAhead(None, None)
+    return _RowsAhead(rowwise, [len(rowwise), crc32(rowwise)])
 
 
-def _check_rowwise(path: str, manifest: dict, rowwise: bytes | None) -> None:
+def _check_rowwise(path: str, manifest: dict, rows: _RowsAhead) -> None:
     """A shard's rowwise.bin (if it has one) must be, byte for byte, what its shard task recorded."""
-    if rowwise is not None and manifest.get("files", {}).get(ROWWISE_FILE) != [len(rowwise), crc32(rowwise)]:
+    if rows.rowwise is not None and manifest.get("files", {}).get(ROWWISE_FILE) != rows.checksum:
         raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
 
 
@@ -728,12 +731,13 @@ def _sums_ahead(path: str, written_here: bool = False) -> _ReadAhead:
 
 
 def stat_proof(manifest: dict | None, written_here: bool) -> dict[str, list[int]]:
-    """{file: the stat key its shard task recorded as it summed it} of a shard written in this run
-    (`written_here`) by a process of this kernel (the manifest's boot id is ours): a file whose key is
-    still that one is unchanged since it was summed (any write, truncation or new link sets its ctime), and
-    a second read would come from the same page cache, so its sum is taken as recorded. Empty for any other
-    shard: one reused from an earlier run, or written on another node, is read and summed whole (what is
-    read then may come from the disk, and the sum checks that too)."""
+    """{file: the stat key recorded as its bytes were summed} of a shard written in this run
+    (`written_here`) by a process of this kernel (the manifest's boot id is ours): by its shard task, or by
+    the keeper of a fetched node-local store, which writes each file from bytes it has just checked. A
+    file whose key is still that one is unchanged since (any write, truncation or new link sets its
+    ctime), and a second read would come from the same page cache, so its sum is taken as recorded. Empty
+    for any other shard: one reused from an earlier run, or written by another node's kernel, is read and
+    summed whole (what is read then may come from the disk, and the sum checks that too)."""
     ours = boot_id()
     if not written_here or not manifest or ours is None or manifest.get("boot_id") != ours:
         return {}
@@ -775,8 +779,9 @@ class StreamedMerge:
         self._thread = Background(self._run, name="shardmerge-merge")
 
     def shard_written(self, shard_index: int, written_here: bool = False) -> None:
-        """Shard `shard_index`'s store is final (written, or reused). Any thread. `written_here`: a task of
-        this run wrote it where the merge reads it (not reused, not fetched): see stat_proof."""
+        """Shard `shard_index`'s store is final (written, or reused). Any thread. `written_here`: this run
+        wrote it where the merge reads it, on this host (a shard task, or the keeper of a fetched node-local
+        store; not reused): see stat_proof."""
         k = self._position[shard_index]
         self._precheck.submit(k, self.paths[k], written_here)
         with self._cond:

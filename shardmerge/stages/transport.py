@@ -198,7 +198,7 @@ class _FetchRounds:
         self.transport.fetched += 1
         self.results[i] = {**manifest, "reused": reused}
         self.fetch_progress(manifest)
-        self.merging.shard_written(self.plan.shards[i].index)
+        self.merging.shard_written(self.plan.shards[i].index, written_here=True)  # by the keeper, in this run
         failpoint("shard-fetched")
 
 

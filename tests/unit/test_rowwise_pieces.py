@@ -13,7 +13,7 @@ import zarr
 
 from shardmerge.config import CodecConfig
 from shardmerge.errors import ShardError
-from shardmerge.merge import _check_rowwise, _Piece, _pieces, _RowWiseWriter
+from shardmerge.merge import _check_rowwise, _Piece, _pieces, _read_rows, _RowWiseWriter
 from shardmerge.shardstore import ROWWISE_FILE, SHARD_FORMAT, manifest_matches, rowwise_piece, write_rowwise_pieces
 from shardmerge.zarrio import RawChunks, array_spec, create_arrays
 
@@ -100,13 +100,13 @@ def test_a_damaged_piece_file_is_refused_and_its_shard_removed(tmp_path):
     manifest = {"rowwise": listed, "files": {ROWWISE_FILE: [len(data), zlib.crc32(data)]}}
     writer = _RowWiseWriter(_arrays(str(tmp_path / "s.zarr"), 3, 5, 4), 4, str(tmp_path / "s.zarr"))
     assert set(_pieces(str(shard), manifest, data, 5, writer)) == set(COLUMNS)
+    _check_rowwise(str(shard), manifest, _read_rows(str(shard)))  # summed where it is read
+    (shard / ROWWISE_FILE).write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    with pytest.raises(ShardError, match="does not match its manifest checksum"):
+        _check_rowwise(str(shard), manifest, _read_rows(str(shard)))
+    assert not shard.exists()
     with pytest.raises(ShardError, match="does not hold 4 rows"):  # a piece of the wrong length
         _pieces(str(shard), manifest, data, 4, writer)
-    damaged = bytes([data[0] ^ 1]) + data[1:]
-    _check_rowwise(str(shard), manifest, data)
-    with pytest.raises(ShardError, match="does not match its manifest checksum"):
-        _check_rowwise(str(shard), manifest, damaged)
-    assert not shard.exists()
 
 
 def test_a_shard_of_the_former_format_is_not_reused():

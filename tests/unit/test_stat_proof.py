@@ -5,6 +5,7 @@ shard, and any file written since, is read and summed, so damage is still refuse
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,51 @@ def test_no_proof_for_a_shard_of_another_kernel_or_of_an_earlier_run(shards):
     assert merge.stat_proof({**manifest, "boot_id": "another-node"}, written_here=True) == {}
     assert merge.stat_proof({**manifest, "boot_id": None}, written_here=True) == {}
     assert merge.stat_proof({k: v for k, v in manifest.items() if k != "file_stats"}, written_here=True) == {}
+
+
+def _fetched_and_kept(plan, paths, scratch) -> list[str]:
+    """Each shard store's files as a node-local fetch brings them (manifest included), kept on `scratch`."""
+    from shardmerge.shardstore import FetchedShardKeeper, shard_path
+
+    keeper, kept = FetchedShardKeeper(str(scratch)), []
+    for shard, path in zip(plan.shards, paths, strict=True):
+        files = {}
+        for root, _, names in os.walk(path):
+            for name in names:
+                full = os.path.join(root, name)
+                files[os.path.relpath(full, path)] = Path(full).read_bytes()
+        keeper.keep(shard, files, kept.append)
+    keeper.close()
+    assert len(kept) == len(plan.shards)
+    return [shard_path(str(scratch), s) for s in plan.shards]
+
+
+def test_a_fetched_node_local_shard_is_proven_by_the_keys_of_the_files_its_keeper_wrote(shards, tmp_path,
+                                                                                        monkeypatch):
+    """The keeper writes each file from bytes whose crc32 it has just checked, and records the key of the
+    file it wrote (the shard task's keys are another node's inodes): the merge reads none of them again."""
+    plan, paths = shards
+    scratch = tmp_path / "driver-scratch"
+    scratch.mkdir()
+    kept = _fetched_and_kept(plan, paths, scratch)
+    for path in kept:
+        manifest = load_manifest(path)
+        assert manifest["boot_id"] == durable.boot_id() is not None
+        assert set(manifest["file_stats"]) == set(manifest["files"])
+        for rel, key in manifest["file_stats"].items():
+            assert key == durable.stat_key(os.path.join(path, rel))
+    read = _count_reads(monkeypatch)
+    proven = _merge(plan, kept, tmp_path / "proven.tmp", written_here=True)
+    assert not [p for p in read if "/c/" in p and "driver-scratch" in p]
+    summed = _merge(plan, paths, tmp_path / "summed.tmp", written_here=False)
+    assert proven.checksums == summed.checksums
+
+    victim = os.path.join(kept[0], _chunks(kept[0])[-1])  # written since it was kept: read, and refused
+    st = os.stat(victim)
+    data = bytearray(Path(victim).read_bytes())
+    data[-1] ^= 1
+    with open(victim, "r+b") as f:
+        f.write(data)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ShardError, match="does not match its manifest checksum"):
+        _merge(plan, kept, tmp_path / "refused.tmp", written_here=True)
