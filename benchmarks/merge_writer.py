@@ -15,7 +15,9 @@ written at once (what many cores approach), on the shards of a real ingest, and 
   (the tail, a fixed cost): what sets the rate one writer keeps up with on a long run;
 - the merge's serial CPU: the merge thread's own CPU seconds and the caller's in `finish`. The crc32s, the
   mkdirs, the row-wise compression and index.parquet run on helper threads, which a merge node's cores
-  share out; what bounds one writer where the helpers have cores of their own is this serial part.
+  share out; what bounds one writer where the helpers have cores of their own is this serial part;
+- the helper threads' CPU seconds by job, and the process's CPU over this machine's cores: the floor of
+  the replay's wall time here, however well the helpers overlap.
 
 Two ways, interleaved: every shard read and summed whole (shards written on other nodes, or reused from an
 earlier run: the cluster case, the headline) and every shard written on this host in this run, whose
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import shutil
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import shardmerge.nopandas  # noqa: F401 - as in the ingest's process: pyarrow must not import pandas
@@ -73,6 +77,31 @@ def timed_parts(spent: collections.Counter) -> None:
         setattr(cls, name, wrap)
 
 
+def timed_helper_jobs(cpu: collections.Counter) -> None:
+    """Add each helper-thread job's own CPU seconds to `cpu`, by what the job is: the jobs of the merge's
+    thread pools (compressing row-wise chunks, index.parquet, mkdirs, links, metadata documents) and the
+    read-ahead's (a shard's files read and summed; a rowwise.bin read). What they add up to, with the merge
+    thread's, is the CPU one replay needs: over the cores, the floor no scheduling can beat."""
+    submit = ThreadPoolExecutor.submit
+
+    def timed(fn, key):
+        def run(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cpu[key] += time.thread_time() - t0
+        return run
+
+    def timed_submit(self, fn, /, *args, **kwargs):
+        inner = fn.func if isinstance(fn, functools.partial) else fn
+        return submit(self, timed(fn, getattr(inner, "__qualname__", repr(inner))), *args, **kwargs)
+
+    ThreadPoolExecutor.submit = timed_submit
+    merge._sums_ahead = timed(merge._sums_ahead, "read-ahead: shard files read and summed")
+    merge._read_rows = timed(merge._read_rows, "read-ahead: rowwise.bin read and summed")
+
+
 def as_just_written(shards: list[str]) -> None:
     """Record each shard file's stat key as its shard task does when it sums the file (shard.write_shard)."""
     for path in shards:
@@ -81,7 +110,8 @@ def as_just_written(shards: list[str]) -> None:
         write_manifest(path, manifest)
 
 
-def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collections.Counter) -> dict:
+def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collections.Counter,
+           helper_cpu: collections.Counter) -> dict:
     """One merge of every shard at once: wall seconds, the process's CPU seconds, the serial CPU seconds, and
     the steady seconds: from the first shard's placement to the last shard's rows, without the set-up
     (which in an ingest runs while the first shards are written) and `finish` (the tail)."""
@@ -109,6 +139,7 @@ def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collec
     merge.StreamedMerge._run, merge.Merger.place, merge.Merger.add_rows = timed_run, first_place, last_rows
     try:
         spent.clear()
+        helper_cpu.clear()
         cpu0, t0 = time.process_time(), time.perf_counter()
         streamed = merge.StreamedMerge(plan, shards, str(out), link_chunks=True)
         for s in plan.shards:  # every shard written at once
@@ -120,7 +151,8 @@ def replay(plan, shards: list[str], out: Path, written_here: bool, spent: collec
     finally:
         merge.StreamedMerge._run, merge.Merger.place, merge.Merger.add_rows = run, place, add_rows
     return {"seconds": seconds, "steady_s": round(steady[1] - steady[0], 4), "cpu_s": round(cpu, 4),
-            "serial_cpu_s": round(sum(serial), 4), **{k: round(v, 3) for k, v in spent.items()}}
+            "serial_cpu_s": round(sum(serial), 4), **{k: round(v, 3) for k, v in spent.items()},
+            "helper_cpu_s": {k: round(v, 4) for k, v in helper_cpu.most_common()}}
 
 
 def summary(runs: list[dict], n_spec: int, shard_seconds: float) -> dict:
@@ -128,11 +160,17 @@ def summary(runs: list[dict], n_spec: int, shard_seconds: float) -> dict:
     serial = statistics.median(r["serial_cpu_s"] for r in runs)
     steady = statistics.median(r["steady_s"] for r in runs)
     parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]
-             if k not in ("seconds", "steady_s", "cpu_s", "serial_cpu_s")}
+             if k not in ("seconds", "steady_s", "cpu_s", "serial_cpu_s", "helper_cpu_s")}
+    helpers = {k: round(statistics.median(r["helper_cpu_s"].get(k, 0.0) for r in runs), 4)
+               for k in runs[0]["helper_cpu_s"]}
+    cpu = statistics.median(r["cpu_s"] for r in runs)
     return {"merge_s": round(seconds, 3), "spectra_per_s": round(n_spec / seconds),
             "merge_us_per_spectrum": round(seconds / n_spec * 1e6, 1),
             "steady_us_per_spectrum": round(steady / n_spec * 1e6, 2),
-            "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+            "cpu_s": round(cpu, 3),
+            # the process's CPU over this machine's cores: what no scheduling of the helpers can beat here
+            "cpu_floor_us_per_spectrum": round(cpu / (os.cpu_count() or 1) / n_spec * 1e6, 2),
+            "helper_cpu_s": helpers,
             "serial_cpu_us_per_spectrum": round(serial / n_spec * 1e6, 2),
             "cores_one_writer_keeps_up_with": round(shard_seconds / seconds, 1), "parts_s": parts, "runs": runs}
 
@@ -155,13 +193,15 @@ def main() -> None:
         os.sync()  # the ingest's writeback is not the merge's to wait behind
         spent: collections.Counter = collections.Counter()
         timed_parts(spent)
+        helper_cpu: collections.Counter = collections.Counter()
+        timed_helper_jobs(helper_cpu)
         runs: dict[str, list[dict]] = {"read": [], "local": []}
         for rep in range(args.repeats):
             for way in runs:  # interleaved: a noisy minute hurts both alike
                 if way == "local":
                     as_just_written(shards)
                 out = work / f"replay-{way}-{rep}.zarr"  # the merge makes it (publish.claim_tmp)
-                runs[way].append(replay(plan, shards, out, way == "local", spent))
+                runs[way].append(replay(plan, shards, out, way == "local", spent, helper_cpu))
         read, local = (summary(runs[way], plan.n_spec, shard_seconds) for way in ("read", "local"))
         result = {"cores": os.cpu_count(), "n_spec": plan.n_spec, "n_pix": plan.n_pix, "shards": len(shards),
                   **read, "shard_task_s": round(shard_seconds, 2),
@@ -171,8 +211,11 @@ def main() -> None:
             return (f"{what}: {r['merge_s']:.3f} s, {r['spectra_per_s']:,} spectra/s, {r['merge_us_per_spectrum']} us "
                     f"a spectrum ({r['cpu_s']:.2f} CPU s); steady {r['steady_us_per_spectrum']} us a spectrum, serial "
                     f"CPU {r['serial_cpu_us_per_spectrum']} us a spectrum; keeps up with "
-                    f"~{r['cores_one_writer_keeps_up_with']} busy cores\n"
-                    + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in r["parts_s"].items()))
+                    f"~{r['cores_one_writer_keeps_up_with']} busy cores; the CPU over {os.cpu_count()} cores: "
+                    f"{r['cpu_floor_us_per_spectrum']} us a spectrum\n"
+                    + "".join(f"  {k:<24} {v:6.3f} s\n" for k, v in r["parts_s"].items())
+                    + "  helper threads' CPU by job:\n"
+                    + "".join(f"    {k:<44} {v:6.3f} s\n" for k, v in r["helper_cpu_s"].items()))
 
         text = (f"{os.cpu_count()} cores, {plan.n_spec} spectra x {plan.n_pix} px in {len(shards)} shards, every "
                 f"shard written at once, median of {args.repeats}\n"
