@@ -369,11 +369,11 @@ class Merger:
         self._await_folders(range(shard.row_start // outer, -(-shard.row_stop // outer)))
         stats = self.stats
         raw_before = stats["raw_chunks"]
-        puts: list[tuple[str, str, str]] = []
+        puts: list[tuple[str, str, str, list[int]]] = []
         _copy_2d(self.plan, shard, path, manifest["files"], self.data, self.wave, self.dst_meta, self.tmp, stats,
                  puts, self.checksums, prechecked, self.folders)
         if puts:  # linked (or copied) behind the merge thread, which goes on with the next shard
-            self._puts.append(self._placer.submit(_put_files, puts, self.link))
+            self._puts.append(self._placer.submit(_put_files, puts, self.link, path))
             self._collect_puts(PUT_BACKLOG)
         if stats["raw_chunks"] > raw_before and isinstance(manifest.get("flux_rows"), dict):
             for kind in self.flux_rows:
@@ -392,23 +392,27 @@ class Merger:
             raise ShardError(f"{path}: shard {shard.index} given where shard {expected} comes next")
         if shard.index not in self.placed:
             raise ShardError(f"{path}: shard {shard.index}'s rows given before its chunks were placed")
+        manifest = self._manifests.pop(shard.index, None) or load_manifest(path) or {}
         if self.plan.wavelength_shared:
-            _check_shared_grid(shard, path, self.wave)
+            _check_shared_grid(shard, path, self.wave, manifest.get("files", {}))
         if rows is None:  # else read ahead (ShardPrecheck.submit_rows)
             rows = _read_rows(path)
         rowwise = rows.rowwise
-        manifest = self._manifests.pop(shard.index, None) or load_manifest(path) or {}
         _check_rowwise(path, manifest, rows)
-        table = read_index_rows(rowwise, manifest.get("rowwise_index")) if rowwise is not None else None
+        listed = manifest.get("rowwise_index")
+        table = read_index_rows(rowwise, listed) if rowwise is not None else None
+        if table is None and listed is not None:
+            raise _corrupt_shard(path, f"its manifest's rowwise_index {listed!r} names no part of its {ROWWISE_FILE}"
+                                 + ("" if rowwise is not None else f" (there is no {ROWWISE_FILE})"))
         if table is None:  # a shard written before its index rows were in rowwise.bin
-            table = pq.ParquetFile(os.path.join(path, ROWS_FILE)).read(columns=list(INDEX_COLUMNS))
+            table = _read_rows_file(path, manifest, list(INDEX_COLUMNS))
         _check_rows(shard, path, table)
         pieces = _pieces(path, manifest, rowwise, shard.n_rows, self.rowwise)
         whole: list[pa.Table] = []
 
         def full_table() -> pa.Table:  # only for a column no piece holds
             if not whole:
-                whole.append(pq.ParquetFile(os.path.join(path, ROWS_FILE)).read())
+                whole.append(_read_rows_file(path, manifest))
                 _check_rows(shard, path, whole[0])
             return whole[0]
 
@@ -676,9 +680,26 @@ def _read_rows(path: str) -> _RowsAhead:
 
 
 def _check_rowwise(path: str, manifest: dict, rows: _RowsAhead) -> None:
-    """A shard's rowwise.bin (if it has one) must be, byte for byte, what its shard task recorded."""
-    if rows.rowwise is not None and manifest.get("files", {}).get(ROWWISE_FILE) != rows.checksum:
+    """A shard's rowwise.bin must be, byte for byte, what its shard task recorded (and there, if it
+    recorded one)."""
+    listed = manifest.get("files", {}).get(ROWWISE_FILE)
+    if rows.rowwise is None:
+        if listed is not None:
+            raise _corrupt_shard(path, f"{ROWWISE_FILE} is missing")
+    elif listed != rows.checksum:
         raise _corrupt_shard(path, f"{ROWWISE_FILE} does not match its manifest checksum")
+
+
+def _read_rows_file(path: str, manifest: dict, columns: list[str] | None = None) -> pa.Table:
+    """A shard's rows.parquet, checked against the crc32 its shard task recorded before it is decoded."""
+    try:
+        with open(os.path.join(path, ROWS_FILE), "rb") as f:
+            data = f.read()
+    except FileNotFoundError as exc:
+        raise _corrupt_shard(path, f"{ROWS_FILE} is missing") from exc
+    if manifest.get("files", {}).get(ROWS_FILE) != [len(data), crc32(data)]:
+        raise _corrupt_shard(path, f"{ROWS_FILE} does not match its manifest checksum")
+    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
 
 
 def _pieces(path: str, manifest: dict, rowwise: bytes | None, n: int, writer: _RowWiseWriter) -> dict[str, _Piece]:
@@ -719,7 +740,8 @@ def _sums_ahead(path: str, written_here: bool = False) -> _ReadAhead:
             with open(full, "rb") as f:
                 doc = f.read()
             got = [len(doc), crc32(doc)]
-            metas[rel[: -len("/zarr.json")]] = _v3_array_doc(doc)
+            if got == files[rel]:  # else the merge thread reads it, and says what is wrong
+                metas[rel[: -len("/zarr.json")]] = _v3_array_doc(doc)
         elif proven.get(rel) == before:
             sums[rel] = (files[rel], before)
             continue
@@ -864,7 +886,7 @@ class StreamedMerge:
 
 def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list[int]],  # noqa: PLR0913 - one shard's copy: its plan, paths, sums and the writer's state
              data: dict[str, zarr.Array], wave: zarr.Array, dst_meta: dict[str, dict | None], tmp: str,
-             stats: dict[str, int], puts: list[tuple[str, str, str]], checksums: dict[str, list[int]],
+             stats: dict[str, int], puts: list[tuple[str, str, str, list[int]]], checksums: dict[str, list[int]],
              prechecked: _ReadAhead | None = None, made: set[str] | None = None) -> None:
     # Each shard array's zarr.json is read as JSON, not opened through zarr: that took ~14 ms a shard of
     # the merge thread, holding the GIL beside an in-process scheduler. zarr opens an array only where
@@ -872,7 +894,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
     cr, cp = plan.chunks_2d
     pairs = dict(data) if plan.wavelength_shared else {**data, "wavelength": wave}
     ahead = prechecked.metas if prechecked is not None else {}
-    metas = {name: ahead[name] if name in ahead else _array_json(os.path.join(path, name)) for name in pairs}
+    metas = {name: ahead[name] if name in ahead else _array_json(path, name, shard_sums) for name in pairs}
     opened = {name: zarr.open_array(os.path.join(path, name), mode="r") for name, m in metas.items() if m is None}
     for name in pairs:  # every shape before anything is copied
         shape = tuple(metas[name]["shape"]) if metas[name] else opened[name].shape
@@ -886,6 +908,7 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
                                                      shard.row_start // outer, shard_sums, puts, checksums,
                                                      prechecked.sums if prechecked is not None else None, made)
             continue
+        _check_array_files(path, name, shard_sums, prechecked.sums if prechecked is not None else None)
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -893,8 +916,28 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
         stats["recoded_arrays"] += 1
 
 
-def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array) -> None:
+def _check_array_files(path: str, name: str, shard_sums: dict[str, list[int]],
+                       prechecked: dict[str, tuple[list[int], list[int]]] | None = None) -> None:
+    """Every file of shard array `name` as its manifest lists it (with the sums in `prechecked` where a
+    file is unchanged since), before zarr decodes the array: a damaged chunk may still decompress, into
+    other values."""
+    prefix = f"{name}/"
+    for rel, listed in shard_sums.items():
+        if not rel.startswith(prefix):
+            continue
+        full = os.path.join(path, rel)
+        try:
+            ahead = prechecked.get(rel) if prechecked else None
+            actual = ahead[0] if ahead and stat_key(full) == ahead[1] else file_checksum(full)
+        except FileNotFoundError as exc:
+            raise _corrupt_shard(path, f"{rel} is missing") from exc
+        if actual != listed:
+            raise _corrupt_shard(path, f"{rel} does not match its manifest checksum")
+
+
+def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array, shard_sums: dict[str, list[int]]) -> None:
     """One wavelength grid for every row: shard 0 writes it, every later shard must hold the same."""
+    _check_array_files(path, "wavelength", shard_sums)
     grid = zarr.open_array(os.path.join(path, "wavelength"), mode="r")[:]
     if shard.index == 0:
         write_block(wave, (0,), grid)
@@ -902,13 +945,17 @@ def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array) -> None:
         raise ShardError(f"{path}: its wavelength grid differs from shard 0's, though the plan found one grid")
 
 
-def _array_json(folder: str) -> dict | None:
-    """A Zarr v3 array's metadata document, as written; None for any other (a v2 array has no zarr.json)."""
+def _array_json(path: str, name: str, shard_sums: dict[str, list[int]]) -> dict | None:
+    """Shard array `name`'s Zarr v3 metadata document, as its shard task wrote it (checked against the
+    manifest's crc32); None for any other (a v2 array has no zarr.json)."""
     try:
-        with open(os.path.join(folder, "zarr.json"), "rb") as f:
-            return _v3_array_doc(f.read())
+        with open(os.path.join(path, name, "zarr.json"), "rb") as f:
+            doc = f.read()
     except FileNotFoundError:
         return None
+    if shard_sums.get(f"{name}/zarr.json") != [len(doc), crc32(doc)]:
+        raise _corrupt_shard(path, f"{name}/zarr.json does not match its manifest checksum")
+    return _v3_array_doc(doc)
 
 
 def _v3_array(meta: dict | None) -> dict | None:
@@ -927,7 +974,7 @@ def same_encoding(src: dict | None, dst: dict | None) -> bool:
 
 
 def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root: str, dst: zarr.Array,  # noqa: PLR0913 - source and target of a raw chunk copy, each side named
-                      row_offset: int, shard_sums: dict[str, list[int]], puts: list[tuple[str, str, str]],
+                      row_offset: int, shard_sums: dict[str, list[int]], puts: list[tuple[str, str, str, list[int]]],
                       checksums: dict[str, list[int]],
                       prechecked: dict[str, tuple[list[int], list[int]]] | None = None,
                       made: set[str] | None = None) -> int:
@@ -953,33 +1000,48 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
         rel = os.path.join(name, *key_src.split("/"))
         source = os.path.join(src_root, rel)
         try:
+            key = stat_key(source)
             ahead = prechecked.get(rel) if prechecked else None
-            actual = ahead[0] if ahead and stat_key(source) == ahead[1] else file_checksum(source)
+            if ahead and key == ahead[1]:
+                actual = ahead[0]
+            else:
+                actual = file_checksum(source)
+                if stat_key(source) != key:
+                    raise _corrupt_shard(src_root, f"chunk {rel} changed while it was checked")
         except FileNotFoundError as exc:
             raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
         if shard_sums.get(rel) != actual:
             raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
         rel_target = os.path.join(*dst.path.split("/"), *key_dst.split("/"))  # = relpath(target, dst_root)
         checksums[rel_target] = actual
-        puts.append((source, target, rel_target))
+        puts.append((source, target, rel_target, key))
     return int(np.prod(grid))
 
 
-def _put_files(puts: Sequence[tuple[str, str, str]], link: bool) -> dict[str, list[int]]:
-    """Put checked chunk files in place: (source, target, path in the store) each. With `link`, hard-link
-    where the filesystem allows: shard files are never modified after their rename, and the caller deletes
-    the scratch afterwards. Returns {path in the store: [inode, size, ctime_ns]} of the files linked (the
-    gate proves them unchanged from a stat)."""
+def _put_files(puts: Sequence[tuple[str, str, str, list[int]]], link: bool, shard_root: str) -> dict[str, list[int]]:
+    """Put checked chunk files in place: (source, target, path in the store, its stat key when its sum was
+    checked) each. With `link`, hard-link where the filesystem allows: shard files are never modified
+    after their rename, and the caller deletes the scratch afterwards. A file whose key is no longer the
+    one it was checked with was written since (this runs behind the check): its shard is refused, and the
+    link must be that same file. Returns {path in the store: [inode, size, ctime_ns]} of the files linked
+    (the gate proves them unchanged from a stat); a copied file the gate reads and sums."""
     linked = {}
-    for source, target, rel_target in puts:
+    for source, target, rel_target, key in puts:
         if link:
+            if stat_key(source) != key:
+                raise _corrupt_shard(shard_root, f"{os.path.relpath(source, shard_root)} changed after its "
+                                     "crc32 was checked")
             try:
                 os.link(source, target)
                 st = os.stat(target)
-                linked[rel_target] = [st.st_ino, st.st_size, st.st_ctime_ns]
-                continue
             except OSError:
                 link = False  # another filesystem, or links not allowed: copy from now on
+            else:
+                if [st.st_ino, st.st_size, st.st_mtime_ns] != key[:3]:  # the link sets the ctime, not these
+                    raise _corrupt_shard(shard_root, f"{os.path.relpath(source, shard_root)} changed as it was "
+                                         "linked")
+                linked[rel_target] = [st.st_ino, st.st_size, st.st_ctime_ns]
+                continue
         try:
             shutil.copyfile(source, target)  # in the kernel (copy_file_range/sendfile), from the page cache
         except OSError as exc:

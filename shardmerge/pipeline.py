@@ -228,7 +228,7 @@ class _Run:
                 verdict = gate(tmp, plan, merged)
                 report.record_gate(verdict)
                 verdict.check(tmp)
-            report.bytes["store"] = sum(size for size, _ in merged.checksums.values())  # the merge listed every file
+            report.bytes["store"] = sum(size for size, _ in merged.checksums.values())  # every file the merge wrote
             report.counts["store_files"] = len(merged.checksums)
             with report.phase("publish"):
                 publish_store(tmp, self.out, report.record_publish)

@@ -70,12 +70,15 @@ class SharedScratch:
         file_table = write_file_table(plan, work.scratch)  # the tasks read their files from it: a small graph
         sweep_file_tables(work.scratch, keep=file_table)
         progress = Progress("shard", len(plan.shards), "shards", work.progress_to)
+        # only where every worker is on this machine: the boot id alone does not tell two clones of one VM
+        # image apart, and a file of another node's page cache is read, to check the disk it came from
+        on_this_host = work.ex.local
 
         def written_one(r: object) -> None:
             merging.raise_error()  # a failed merge stops the run now, not once every shard is written
             progress(r)
             if isinstance(r, dict):
-                merging.shard_written(r["shard"], written_here=r.get("reused") is False)
+                merging.shard_written(r["shard"], written_here=on_this_host and r.get("reused") is False)
 
         job = ShardJob(layout=plan.context(file_table), scratch=work.scratch, rules=work.rules, strict=work.strict)
         return work.ex.map(partial(write_shard, job=job), plan.shards, name=f"shard-{plan.fingerprint}",

@@ -196,3 +196,42 @@ def test_chunk_files_are_copied_where_links_fail_and_a_full_disk_names_the_store
     with pytest.raises(OSError, match="No space left") as raised:
         merge.materialize(plan, paths, str(tmp_path / "full.tmp"), _provenance(plan), link_chunks=True)
     assert str(tmp_path / "full.tmp") in raised.value.filename
+
+
+def test_a_chunk_written_between_its_check_and_its_link_behind_is_refused(shards, tmp_path, monkeypatch):
+    """The link runs behind the check, on a helper thread: a chunk file written in between (the same inode,
+    new bytes, its mtime put back) must not be linked into the store as if it were the file checked."""
+    import threading
+
+    from shardmerge.errors import ShardError
+    from shardmerge.shardstore import load_manifest
+
+    plan, paths = shards
+    release, real = threading.Event(), merge._put_files
+
+    def held(puts, link, shard_root):
+        assert release.wait(60)
+        return real(puts, link, shard_root)
+
+    monkeypatch.setattr(merge, "_put_files", held)
+    merger = merge.Merger(plan, str(tmp_path / "out.tmp"), link_chunks=True)
+    try:
+        for shard, path in zip(plan.shards, paths, strict=True):
+            merger.place(shard, path)  # every chunk checked; none linked yet
+        rel = next(r for r in load_manifest(paths[1])["files"] if "/c/" in r)
+        victim = os.path.join(paths[1], rel)
+        st = os.stat(victim)
+        with open(victim, "r+b") as f:
+            first = f.read(1)
+            f.seek(0)
+            f.write(bytes([first[0] ^ 1]))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        release.set()
+        with pytest.raises(ShardError, match=f"{rel} changed after its crc32 was checked"):
+            for shard, path in zip(plan.shards, paths, strict=True):
+                merger.add_rows(shard, path)
+            merger.finish(_provenance(plan))
+    finally:
+        release.set()
+        merger.close()
+    assert not os.path.exists(paths[1])  # removed: the rerun writes it again

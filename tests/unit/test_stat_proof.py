@@ -144,3 +144,40 @@ def test_a_fetched_node_local_shard_is_proven_by_the_keys_of_the_files_its_keepe
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(ShardError, match="does not match its manifest checksum"):
         _merge(plan, kept, tmp_path / "refused.tmp", written_here=True)
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_only_shards_of_a_cluster_on_this_machine_count_as_written_here(tmp_path, local):
+    """Clones of one VM image share a boot id: a shard written by a worker elsewhere (a batch or remote
+    cluster) is read whole, whatever its manifest says. The executor stands in for a remote cluster's: its
+    tasks run here, so only its `local` differs."""
+    from shardmerge.config import ClusterRequest, LayoutRequest
+    from shardmerge.executors.inline import InlineExecutor
+    from shardmerge.headers import load_header_rules
+    from shardmerge.pipeline import plan_inputs
+    from shardmerge.stages.transport import ShardWork, SharedScratch
+    from shardmerge.testing.spectra import make_mixed_corpus
+
+    make_mixed_corpus(tmp_path / "corpus", n_wcs1d=4, n_image2d=1, rows_per_image=20, n_sdss=2)
+    plan = plan_inputs([str(tmp_path / "corpus")], request=LayoutRequest(chunk_rows=16, shard_rows=16),
+                       cluster=ClusterRequest(workers=0))
+    (tmp_path / "scratch").mkdir()
+
+    ex = InlineExecutor()
+    ex.local = local
+
+    class Merging:
+        def __init__(self):
+            self.written = []
+
+        def raise_error(self):
+            pass
+
+        def shard_written(self, index, written_here=False):
+            self.written.append(written_here)
+
+    merging = Merging()
+    work = ShardWork(ex=ex, scratch=str(tmp_path / "scratch"), rules=load_header_rules(), strict=frozenset(),
+                     progress_to="off")
+    SharedScratch().write(work, plan, merging)
+    assert merging.written == [local] * len(plan.shards)
