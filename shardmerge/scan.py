@@ -51,7 +51,8 @@ def scan_file(path: str, choice: FormatChoice | None, rules: HeaderRules,
         chosen = choice.name if choice else None
         reader = get_reader(chosen, choice.mapping) if chosen else detect(path, hdul)
         if chosen and not reader.identify(hdul):
-            raise BadFileError(path, f"does not have the layout of --format {chosen}")
+            expected = f" ({reader.description})" if reader.description else ""
+            raise BadFileError(path, f"does not have the layout of --format {chosen}{expected}")
         layout = reader.layout(path, hdul) if exact_grids else reader.scan_layout(path, hdul)
         flux_unit, n_pix, used = _checked_layout(path, hdul, layout, oddities)
         header_keys = tuple(sorted(reader.projected_headers(hdul, layout, rules)))

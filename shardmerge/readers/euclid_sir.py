@@ -1,6 +1,7 @@
 """Euclid NISP/SIR 1-D spectra (the SIR processing function's combined and per-dither extracted spectra):
 one binary table per spectrum, a row per pixel, EXTNAME `<object id>_COMBINED1D_SIGNAL` (the combined
-spectrum) or `<object id>_DITH1D_<dither>_SIGNAL` (one dither), columns `WAVELENGTH` (Angstrom, the data
+spectrum), `<object id>_DITH1D_<dither>_SIGNAL` (one dither) or, in the files of one object each that
+the archive serves (Q1), the object id alone (with FSCALE and the columns below), columns `WAVELENGTH` (Angstrom, the data
 model's unit when TUNIT is absent), `SIGNAL` (the flux, in its TUNIT times the HDU's `FSCALE`), `VAR` (its
 variance, in the same scaled unit squared), `MASK` (the SIR pixel mask bits: odd or >= 64 is "do not use"),
 and `QUALITY`, `NDITH` (not stored). A file holds many objects' tables: every one is stored, one row each,
@@ -30,10 +31,14 @@ from .values import as_float32, as_mask, to_sigma
 MASK_CONVENTION = "Euclid SIR MASK"
 _COMBINED = re.compile(r"^(.+?)_COMBINED1D_SIGNAL$", re.IGNORECASE)
 _DITHER = re.compile(r"^(.+?)_DITH1D_(.+?)_SIGNAL$", re.IGNORECASE)
+_OBJECT_ID = re.compile(r"^-?\d+$")
+_SIR_COLUMNS = {"WAVELENGTH", "SIGNAL", "VAR", "MASK"}
 
 
 def _sir_kind(hdu: object) -> tuple[str, str] | None:
-    """(object id, "combined" | "dither <n>") of a SIR spectrum table, from its EXTNAME; None otherwise."""
+    """(object id, "combined" | "dither <n>") of a SIR spectrum table, from its EXTNAME; None otherwise.
+    A table named by its object id alone, with the SIR columns and FSCALE, is a combined spectrum as the
+    archive serves them one object a file (Q1: EXTNAME = SOURC_ID)."""
     if not is_table(hdu):
         return None
     extname = str(hdu.header.get("EXTNAME", "")).strip()
@@ -41,6 +46,9 @@ def _sir_kind(hdu: object) -> tuple[str, str] | None:
         return m.group(1), "combined"
     if m := _DITHER.match(extname):
         return m.group(1), f"dither {m.group(2)}"
+    if (_OBJECT_ID.match(extname) and "FSCALE" in hdu.header
+            and _SIR_COLUMNS <= {str(n).upper() for n in hdu.columns.names}):
+        return extname, "combined"
     return None
 
 

