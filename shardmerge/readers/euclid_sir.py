@@ -1,7 +1,7 @@
-"""Euclid NISP/SIR 1-D spectra (the SIR processing function's combined and per-dither extracted spectra):
-one binary table per spectrum, a row per pixel, EXTNAME `<object id>_COMBINED1D_SIGNAL` (the combined
-spectrum), `<object id>_DITH1D_<dither>_SIGNAL` (one dither) or, in the files of one object each that
-the archive serves (Q1), the object id alone (with FSCALE and the columns below), columns `WAVELENGTH` (Angstrom, the data
+"""Euclid NISP/SIR 1-D spectra (the SIR processing function's combined and per-dither extracted spectra): one
+binary table per spectrum, a row per pixel, EXTNAME `<object id>_COMBINED1D_SIGNAL` (the combined spectrum),
+`<object id>_DITH1D_<dither>_SIGNAL` (one dither) or, in the files of one object each that the archive serves
+(Q1), the object id alone (with FSCALE and the columns below), columns `WAVELENGTH` (Angstrom, the data
 model's unit when TUNIT is absent), `SIGNAL` (the flux, in its TUNIT times the HDU's `FSCALE`), `VAR` (its
 variance, in the same scaled unit squared), `MASK` (the SIR pixel mask bits: odd or >= 64 is "do not use"),
 and `QUALITY`, `NDITH` (not stored). A file holds many objects' tables: every one is stored, one row each,
@@ -10,8 +10,8 @@ HDU index and EXTNAME).
 
 Values are the file's (bit-exact); the scale FSCALE is written into the unit (`1e-16 erg / (Angstrom cm2
 s)`), as IRSA's VOTable serving of these spectra does. The files hold one flux unit: tables whose FSCALE
-or SIGNAL unit differ are refused, naming the values. A single SIR table without these EXTNAMEs is read by
-`table-1d` (its columns are found by unit)."""
+or SIGNAL unit differ are refused, naming the values. A single SIR table without these EXTNAMEs (and not
+named by its object id) is read by `table-1d` (its columns are found by unit)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _sir_kind(hdu: object) -> tuple[str, str] | None:
     if m := _DITHER.match(extname):
         return m.group(1), f"dither {m.group(2)}"
     if (_OBJECT_ID.match(extname) and "FSCALE" in hdu.header
-            and _SIR_COLUMNS <= {str(n).upper() for n in hdu.columns.names}):
+            and {str(n).upper() for n in hdu.columns.names} >= _SIR_COLUMNS):
         return extname, "combined"
     return None
 
