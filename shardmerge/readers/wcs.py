@@ -291,9 +291,11 @@ def _unit_factor(path: str, header: fits.Header) -> tuple[float, tuple[tuple[str
             return wat_factor, ((STALE_AXIS_UNIT, f"CUNIT1 = {unit!r} is no wavelength unit; IRAF's WAT1_001 says "
                                                   f"units={wat}: read in {wat} (CUNIT1 overridden)"),)
         if wat_factor is not None and card_factor != wat_factor:
+            card = str(unit).strip()
             raise BadFileError(path, f"CUNIT1 = {unit!r} and IRAF's WAT1_001 units={wat} disagree about the "
-                                     "wavelength unit: say which with --format mapping ([wavelength] wcs = true, "
-                                     f"unit = \"{wat}\")")
+                                     f"wavelength unit{_readings(header, ((card, card_factor), (wat, wat_factor)))}: "
+                                     "say which with --format mapping ([wavelength] wcs = true, and unit = "
+                                     f"\"{card}\" or unit = \"{wat}\")")
     if wat is not None and (unit is None or not str(unit).strip()) and wavelength_factor(wat) is not None:
         unit = wat
     if unit is None or not str(unit).strip():  # MPDAF writes CUNIT1 = '' on its STAT extension
@@ -313,6 +315,22 @@ def _unit_factor(path: str, header: fits.Header) -> tuple[float, tuple[tuple[str
                                  "axis is in another unit, say it with --format mapping ([wavelength] wcs = true, "
                                  "unit = \"Angstrom\")")
     return factor, ()
+
+
+def _readings(header: fits.Header, units: tuple[tuple[str, float], ...]) -> str:
+    """', read in nm axis 1 spans 5303-10137 A, in angstroms 530.3-1013.7 A': what each unit would make of
+    the linear axis (log-linear where DC-FLAG = 1), so the choice can be made from the spectrum's range;
+    "" where the header's WCS cannot say."""
+    try:
+        crval, cdelt = float(header["CRVAL1"]), float(header.get("CDELT1", header.get("CD1_1")))
+        crpix, n = float(header.get("CRPIX1", 1.0)), int(header["NAXIS1"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    ends = np.array([crval + (1 - crpix) * cdelt, crval + (n - crpix) * cdelt])
+    if header.get("DC-FLAG", 0) == 1:
+        ends = 10.0**ends
+    lo, hi = sorted(ends)
+    return ", read " + ", ".join(f"in {name} axis 1 spans {lo * f:.5g}-{hi * f:.5g} A" for name, f in units)
 
 
 def _wat1_units(header: fits.Header) -> str | None:

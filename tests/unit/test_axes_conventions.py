@@ -233,8 +233,11 @@ def test_wat_units_in_nanometres_and_a_cunit1_that_disagrees(tmp_path):
     np.testing.assert_allclose(layout.grids[0], (380.0 + 0.1 * np.arange(400)) * 10.0, rtol=1e-15)
     p, _ = image(tmp_path / "both.fits", {"CRVAL1": 380.0, "CDELT1": 0.1, "CRPIX1": 1.0, "CUNIT1": "Angstrom",
                                           "WAT1_001": wat})
+    # each unit's reading shown (400 px: 380.0-419.9), and both choices named, so the range can decide
     with pytest.raises(BadFileError, match=r"both\.fits: CUNIT1 = 'Angstrom' and IRAF's WAT1_001 units=nanometers "
-                                           r"disagree.*unit = \"nanometers\""):
+                                           r"disagree about the wavelength unit, read in Angstrom axis 1 spans "
+                                           r"380-419\.9 A, in nanometers axis 1 spans 3800-4199 A: .*unit = "
+                                           r"\"Angstrom\" or unit = \"nanometers\""):
         scan_file(str(p), None, RULES)
 
 
