@@ -67,6 +67,12 @@ def check_report_path(report: str | None, out: str, inputs: Sequence[str], scrat
         raise ReportPathError(f"--report {report}: is {special}; the report is written to a file of its own and "
                               "renamed over the path, which would replace it (as root, a /dev entry for every "
                               "process): give the path of a regular file")
+    stream = _stream_link(report)
+    if stream:
+        raise ReportPathError(f"--report {report}: is {stream}: the report is renamed over the path, which "
+                              "would replace it with a regular file (as root, /dev/stdout for every "
+                              "process) rather than write to the stream: give the path of a regular file, and "
+                              "cat it")
     where = _landing(report)
     for path, what in beside_out(out):
         if any(_within(where, p) for p in _forms(path)):
@@ -79,6 +85,26 @@ def check_report_path(report: str | None, out: str, inputs: Sequence[str], scrat
         if where in _forms(item) or os.path.abspath(os.path.expanduser(report)) in _forms(item):
             raise ReportPathError(f"--report {report}: is the input {item}; writing the report would replace "
                                   "it: write the report elsewhere")
+
+
+SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
+
+
+def _stream_link(path: str) -> str | None:
+    """What makes `path` a process's stream rather than a file a rename may replace, whatever that stream
+    is open on (fd 1 redirected to a log is a regular file, as far as stat says): a name in /dev, /proc or
+    /sys, or a link whose chain goes through one (`/dev/stdout` -> /proc/self/fd/1). None otherwise."""
+    where = _landing(path)
+    system = next((f for f in SYSTEM_FOLDERS if _within(where, f)), None)
+    if system:
+        return f"in {system} ({where}), whose names are the system's"
+    hop, seen = os.path.abspath(os.path.expanduser(path)), 0
+    while os.path.islink(hop) and seen < 40:  # the kernel's own limit on a link chain
+        target = os.path.normpath(os.path.join(os.path.dirname(hop), os.readlink(hop)))
+        if any(_within(target, f) for f in SYSTEM_FOLDERS):
+            return f"a link to {target}"
+        hop, seen = target, seen + 1
+    return None
 
 
 def _special_kind(path: str) -> str | None:

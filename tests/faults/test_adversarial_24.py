@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,28 @@ def test_a_report_path_that_is_a_fifo_or_a_device_is_refused_untouched(tmp_path,
     after = os.lstat(report)
     assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode), before.st_ino)
     assert not out.exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("form", ["dev-stdout-like", "dev-fd"])
+def test_a_report_to_stdout_redirected_to_a_log_file_is_refused_untouched(tmp_path, inputs, form):
+    """`--report /dev/stdout > log` (a batch job's way): fd 1 is then a regular file, so following the link
+    finds no device, and the rename replaced the link itself (as root, /dev/stdout). A link through /proc, or
+    a name in /dev or /proc, is refused whatever the stream is open on. The /dev/stdout-like link is the
+    test's own, so the real one is never at risk; /dev/fd/1 resolves into /proc, which is refused before
+    anything is written."""
+    report = _stdout_like(tmp_path) if form == "dev-stdout-like" else Path("/dev/fd/1")
+    before = os.lstat(report)  # for /dev/fd/1: this process's fd link, which nothing may touch either
+    out, log = tmp_path / "out.zarr", tmp_path / "run.log"
+    with open(log, "w") as stdout:  # fd 1 of the ingest: a regular file
+        done = subprocess.run([sys.executable, "-m", "shardmerge", "ingest", str(inputs), "-o", str(out),
+                               "--workers", "0", "--scratch", str(tmp_path / "s"), "--report", str(report)],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"--report {report}: " in done.stderr and "regular file" in done.stderr, done.stderr
+    after = os.lstat(report)
+    assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode), before.st_ino)
+    assert not out.exists() and log.read_text() == ""
 
 
 @pytest.mark.timeout(60)
