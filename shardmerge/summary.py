@@ -137,9 +137,9 @@ def plot_figure(store: str, n: int = 5):  # -> (matplotlib Figure, rows)
 def plot(store: str, png: str, n: int = 5) -> list[int]:
     """Write a PNG of `n` spectra spread evenly over the store (flux against wavelength, one panel each).
     Reads only those rows. Returns the rows drawn."""
+    fig, rows = plot_figure(store, n)  # first: it says what to install where matplotlib is missing
     import matplotlib.pyplot as plt
 
-    fig, rows = plot_figure(store, n)
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return rows

@@ -84,6 +84,19 @@ def test_inspect_plot_on_a_store_missing_its_flux(one_unit, tmp_path):
     assert f"shardmerge: error: {store}: a shardmerge store missing signal/flux_raw" in r.output
 
 
+def test_inspect_plot_without_matplotlib_says_what_to_install(one_unit, tmp_path, monkeypatch):
+    """The README's install is `pip install .`, without the plot extra: --plot then names the extra."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    r = run_cli("inspect", one_unit[0], "--plot", tmp_path / "p.png")
+    assert r.exit_code == 2, r
+    assert "inspect --plot needs matplotlib: pip install 'shardmerge[plot]'" in r.output
+    assert not (tmp_path / "p.png").exists()
+
+
 # ---- 2. one list of named checks: the gate and validate run it and count it alike -----------------------------
 
 def test_the_check_list_has_the_spec_nine_and_names_each(tmp_path):
