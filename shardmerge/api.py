@@ -542,11 +542,11 @@ def _run(opts: Any, how: tuple[bool, bool], argv: tuple[str, ...] | None) -> Run
     report = RunReport()
     with _sigterm_interrupts():
         try:
-            return run_pipeline(opts, report)
+            return run_pipeline(opts, report, interrupted=lambda r: interrupt_message(opts, r, argv))
         except KeyboardInterrupt as exc:
             if isinstance(exc, Interrupted):
                 raise
-            message = interrupt_message(opts, report, argv)
+            message = report.error or interrupt_message(opts, report, argv)
             if not cli:
                 log.error("%s", message)
             raise Interrupted(message) from None

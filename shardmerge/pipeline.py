@@ -81,9 +81,11 @@ def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, choice: Format
     return make_plan(scans, request, mapping=choice.mapping)
 
 
-def ingest(opts: IngestOptions, report: RunReport | None = None) -> RunReport:
+def ingest(opts: IngestOptions, report: RunReport | None = None,
+           interrupted: Callable[[RunReport], str] | None = None) -> RunReport:
     """Run one ingest. `report`: filled in as the run goes, for a caller that must know, when the run is
-    interrupted, how far it got (status "published" once OUT is the new store, even if interrupted after)."""
+    interrupted, how far it got (status "published" once OUT is the new store, even if interrupted after).
+    `interrupted(report)`: the line that says what an interrupt left (the report's `error`, as shown)."""
     out = os.path.abspath(opts.out)
     report = report or RunReport()
     report.command, report.output = " ".join(opts.command), out
@@ -101,7 +103,11 @@ def ingest(opts: IngestOptions, report: RunReport | None = None) -> RunReport:
         is_the_run = False  # a process that served the cluster (a rank of an in-allocation runner)
         raise
     except BaseException as exc:
-        report.status, report.error = _failed(report), f"{type(exc).__name__}: {exc}"
+        report.status = _failed(report)
+        if isinstance(exc, KeyboardInterrupt) and interrupted is not None:
+            report.error = interrupted(report)
+        else:
+            report.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise
     finally:
         if opts.report_path and is_the_run:

@@ -3,6 +3,7 @@ true line when the interrupt came after the store was published. Real ingest pro
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -32,8 +33,8 @@ def _interrupted(tmp_path, args, failpoints, point, sig, workers, group):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_local_run_says_in_one_line_what_was_kept_and_how_to_resume(tmp_path, corpus, clean_store,
                                                                                     sig):
-    out, scratch = tmp_path / "o.zarr", tmp_path / "scratch"
-    args = (corpus, "-o", out, "--scratch", scratch, *LAYOUT)
+    out, scratch, report = tmp_path / "o.zarr", tmp_path / "scratch", tmp_path / "interrupted.json"
+    args = (corpus, "-o", out, "--scratch", scratch, "--report", report, *LAYOUT)
     # the 4th shard task pauses: with 2 workers, at least 2 shards are finished by then
     code, output = _interrupted(tmp_path, args, "shard-start=pause@4", "shard-start", sig, workers=2, group=True)
     assert code == 130, output
@@ -47,7 +48,10 @@ def test_an_interrupted_local_run_says_in_one_line_what_was_kept_and_how_to_resu
                                f"shard(s) kept in {kept[0].parent}; rerun the same command to resume: "
                                "shardmerge ingest "), lines[0]
     assert not out.exists() and not (tmp_path / "o.zarr.tmp").exists()
+    written = json.loads(report.read_text())  # the report says it too, in the same words
+    assert (written["status"], written["error"]) == ("failed", lines[0].removeprefix("shardmerge: "))
     resume = lines[0].split("to resume: shardmerge ", 1)[1]
+    resume = resume.replace(f" --report {report}", "")
     r = run_cli_process(*resume.split(" "), "--report", tmp_path / "r.json")  # (no quoting in these paths)
     assert r.exit_code == 0, r
     assert '"shards_reused": ' + str(len(kept)) in (tmp_path / "r.json").read_text()
