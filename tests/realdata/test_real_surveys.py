@@ -61,6 +61,25 @@ def test_eso_sdp_legac(tmp_path, real, dask_scheduler):
     assert g["signal/flux_raw"].attrs["units_source"] == "10**(-19).erg.cm**(-2).s**(-1).angstrom**(-1)"
 
 
+def test_eso_sdp_per_pixel_columns_no_role_takes_are_named_in_the_report(tmp_path, dask_scheduler):
+    """X-shooter XQ-100: FLUX, ERR_FLUX and CONTINUUM are read; the telluric-corrected FLUX_TELL_CORR and
+    ERR_FLUX_TELL_CORR are not stored, and the report's `unread` says so (they were dropped silently)."""
+    from tests.realdata.fetch import ESO_EXTRA_FILES
+
+    path = fetch_or_skip(list(ESO_EXTRA_FILES))["XShooter_XQ100.fits.gz"]
+    g, report = _ingest(tmp_path, [path], dask_scheduler, name="xq100")
+    assert str(g["metadata/format"][0]) == "eso-sdp"
+    with fits.open(path) as h:
+        d = h[1].data
+        flux, err, cont = (np.asarray(d[c][0]) for c in ("FLUX", "ERR_FLUX", "CONTINUUM"))
+    np.testing.assert_array_equal(g["signal/flux_raw"][0, : flux.size], flux.astype(np.float32))
+    np.testing.assert_array_equal(g["signal/uncertainty_raw"][0, : err.size], err.astype(np.float32))
+    np.testing.assert_array_equal(g["continuum/continuum_model"][0, : cont.size], cont.astype(np.float32))
+    (unread,) = report["unread"]
+    assert (unread["hdu"], unread["extname"]) == (1, "SPECTRUM")
+    assert unread["what"] == "columns FLUX_TELL_CORR, ERR_FLUX_TELL_CORR, 9771 values a row as FLUX"
+
+
 def test_apogee_apstar_and_apvisit(tmp_path, real, dask_scheduler):
     g, report = _ingest(tmp_path, [real[n] for n in APOGEE], dask_scheduler)
     names, srows = _rows(g)
