@@ -40,6 +40,9 @@ class Layout:
     join_key: str = ""  # companion files (aspcapStar) attach to the file with this key
     companion: bool = False  # this file adds arrays to another file's rows and has no rows of its own
     companion_rows: tuple[int, ...] = ()  # rows of this file that a companion's spectra 0, 1, … belong to
+    # a companion's (store array it fills in its host's rows, its own array read for it) beyond the arrays
+    # the schema marks `companion`: an XIDL error file's flux is the uncertainty of its flux file
+    companion_arrays: tuple[tuple[str, str], ...] = ()
     # when a reader leaves out spectra that carry no data at all (DESI: inverse variance 0 everywhere), the
     # source's own index of each spectrum kept (for spec_id and source_row), and how many it left out
     source_index: np.ndarray | None = None

