@@ -19,8 +19,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..config import ClusterRequest
-from ..errors import InputError
-from .dask_backend import DaskExecutor, bounds, own_cluster_client, wait_for_workers
+from ..errors import ClusterError, InputError
+from .dask_backend import DaskExecutor, bounds, own_cluster_client
 
 log = logging.getLogger("shardmerge")
 
@@ -191,9 +191,12 @@ def jobqueue_cluster(scheduler: JobQueueScheduler, request: ClusterRequest,
                      request.jobs, label, kwargs["cores"], kwargs["memory"], request.worker_wait_s)
             where = f"; job logs in {kwargs['log_directory']}" if kwargs.get("log_directory") else ""
             submit = cluster.job_cls.submit_command
-            wait_for_workers(client, 1, request.worker_wait_s,
-                             f"{label} ({request.jobs} job(s) requested; an {submit} error above means {label} "
-                             f"refused the request, else check {scheduler.status_command}{where})")
+            _wait_for_first_worker(client, cluster, request.worker_wait_s,
+                                   f"{label} ({request.jobs} job(s) requested; an {submit} error above means "
+                                   f"{label} refused the request, else check {scheduler.status_command}{where})",
+                                   f"{label} refused every job asked of it: {submit} failed (its error is above: "
+                                   f"a partition, account or limit it does not accept, or no controller "
+                                   f"answering){where}")
             first = time.monotonic() - t0
             per_job = int(kwargs.get("processes") or 1)
             with suppress(TimeoutError):  # the rest may join later, the run goes on without them
@@ -207,6 +210,36 @@ def jobqueue_cluster(scheduler: JobQueueScheduler, request: ClusterRequest,
             yield client, info
     finally:
         close_jobqueue_cluster(cluster, label)
+
+
+SUBMIT_POLL_S = 2.0  # how often the wait for the first worker looks whether every submission failed
+
+
+def _wait_for_first_worker(client: Any, cluster: Any, timeout: float, what: str, refused: str) -> None:
+    """Wait for one worker, at most `timeout`, but stop as soon as every job's submission has failed (the
+    submit command refused the job: a partition or account that does not exist, no controller answering):
+    such a job never starts, and the run need not wait out --worker-wait to say so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.wait_for_workers(1, timeout=max(0.01, min(SUBMIT_POLL_S, deadline - time.monotonic())))
+            return
+        except TimeoutError:
+            pass
+        if _every_submission_failed(cluster):
+            raise ClusterError(f"{refused}; no worker can connect")
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"{what}: fewer than 1 worker(s) connected within {timeout:.0f} s")
+
+
+def _every_submission_failed(cluster: Any) -> bool:
+    """dask-jobqueue adds a job to `cluster.workers` once its start has run; a start whose submit command
+    failed left it without a job id."""
+    try:
+        jobs = list(cluster.workers.values())
+    except RuntimeError:  # changed size while the cluster's loop updated it: look again next time
+        return False
+    return bool(jobs) and all(getattr(job, "job_id", None) is None for job in jobs)
 
 
 def submitted_jobs(cluster: Any) -> list[str]:

@@ -108,11 +108,30 @@ def test_a_failing_slurm_run_leaves_no_jobs(tmp_path, mixed_corpus):
 
 
 def test_jobs_that_never_start_are_cancelled_after_the_wait(tmp_path, mixed_corpus):
-    """The node has 16000 MB: a 64 GB job can never run. The wait is bounded and the job cancelled."""
+    """A job SLURM accepts but holds (--begin an hour from now) never starts within the wait: the wait is
+    bounded and the job cancelled. (A 64 GB job on this 16000 MB node is refused by sbatch itself: the
+    test above.)"""
+    held = {**JOBQUEUE_ENV, "DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES": '["--begin=now+3600"]'}
     r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm",
-                        "--job-memory", "64GB", "--interface", "lo", "--worker-wait", "3", env=JOBQUEUE_ENV)
+                        "--interface", "lo", "--worker-wait", "3", env=held)
     assert r.exit_code == 7, r
     assert "fewer than 1 worker(s) connected within 3 s" in r.output
+    _assert_no_jobs_left()
+    assert not (tmp_path / "o.zarr").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "said"), [("--queue", "no-such-partition", "invalid partition"),
+                                                         ("--job-memory", "64GB", "memory specification")])
+def test_jobs_slurm_refuses_fail_the_run_at_once_not_after_the_wait(tmp_path, mixed_corpus, option, value, said):
+    """sbatch refuses a partition that does not exist, and 64 GB on this 16000 MB node: no job can ever
+    start, so the run says so as soon as every submission has failed (exit 7), not after --worker-wait."""
+    t0 = time.monotonic()
+    r = run_cli_process("ingest", mixed_corpus, "-o", tmp_path / "o.zarr", "--cluster", "slurm", "--jobs", "2",
+                        option, value, "--interface", "lo", "--worker-wait", "300", env=JOBQUEUE_ENV, timeout=240)
+    assert r.exit_code == 7, r
+    assert "SLURM refused every job asked of it: sbatch failed" in r.output, r.output
+    assert said in r.output.lower(), r.output  # sbatch's own words, above
+    assert time.monotonic() - t0 < 240  # the 300 s wait was not sat out (the start and close take some)
     _assert_no_jobs_left()
     assert not (tmp_path / "o.zarr").exists()
 
