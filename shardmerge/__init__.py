@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         StorageError,
         StoreChangedError,
         TargetError,
+        TargetExistsError,
         UnknownColumnError,
         UnknownFormatError,
     )
@@ -59,6 +60,7 @@ __all__ = [
     "Store",
     "StoreChangedError",
     "TargetError",
+    "TargetExistsError",
     "UnknownColumnError",
     "UnknownFormatError",
     "__version__",

@@ -117,6 +117,10 @@ class TargetError(ShardmergeError):
     exit_code = 5
 
 
+class TargetExistsError(TargetError):
+    """OUT is a store shardmerge wrote, and --overwrite was not given: nothing was done."""
+
+
 class LockHeldError(TargetError):
     """Another writer holds the target's lock."""
 

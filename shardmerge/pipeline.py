@@ -6,9 +6,11 @@ failure after `<OUT>.tmp` exists deletes it, and OUT is touched only by the publ
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
+import stat
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -18,7 +20,7 @@ from .beside import ReportPathError, check_report_not_input, check_report_path, 
 from .config import ClusterRequest, FormatChoice, LayoutRequest
 from .discover import discover_inputs
 from .durable import remove_tree, remove_trees, storage_errors
-from .errors import InputError, ShardmergeError
+from .errors import InputError, ShardmergeError, TargetExistsError
 from .executors import ServedTheCluster, choose_cluster, executor, job_log_dir, process_role
 from .headers import HeaderRules, load_header_rules
 from .jobs import ScanJob
@@ -96,6 +98,13 @@ def ingest(opts: IngestOptions, report: RunReport | None = None,
     except ReportPathError:
         is_the_run = False  # no report: where it would go is what is wrong
         raise
+    except TargetExistsError as exc:
+        report.status, report.error = _failed(report), str(exc)
+        if opts.report_path and report_of_store(opts.report_path, out):  # the same command run again
+            is_the_run = False
+            log.warning("kept %s: it is the report of the store at %s, which this refused run did not touch",
+                        opts.report_path, out)
+        raise
     except ShardmergeError as exc:
         report.status, report.error = _failed(report), str(exc)
         raise
@@ -116,6 +125,19 @@ def ingest(opts: IngestOptions, report: RunReport | None = None,
             except OSError as exc:  # never let the report hide the run's own outcome
                 log.warning("could not write the run report %s: %s", opts.report_path, exc.strerror)
     return report
+
+
+def report_of_store(path: str, out: str) -> bool:
+    """`path` holds the run report of a run that published the store now at `out` (a small JSON file)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:  # never open a FIFO: it would block
+            return False
+        with open(path, encoding="utf-8") as f:
+            written = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(written, dict) and written.get("status") == "published" and written.get("output") == out
 
 
 def _failed(report: RunReport) -> str:

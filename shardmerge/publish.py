@@ -17,7 +17,7 @@ import uuid
 from contextlib import suppress
 
 from .durable import fsync_path, remove_tree
-from .errors import LockHeldError, TargetError
+from .errors import LockHeldError, TargetError, TargetExistsError
 from .failpoints import failpoint
 from .store import is_shardmerge_store
 
@@ -224,7 +224,7 @@ def check_target(out: str, overwrite: bool) -> None:
             raise TargetError(f"{out} exists and is not a store written by shardmerge; refusing to replace it "
                               "(choose another -o, or move it away yourself)")
         if not overwrite:
-            raise TargetError(f"{out} exists; pass --overwrite to replace it (the old store stays readable "
+            raise TargetExistsError(f"{out} exists; pass --overwrite to replace it (the old store stays readable "
                               "until the new one has passed validation)")
     probe = os.path.join(parent, f".shardmerge-probe-{uuid.uuid4().hex}")
     try:

@@ -36,6 +36,27 @@ def test_existing_target_needs_overwrite(tmp_path, dask_scheduler):
     assert sorted(os.listdir(tmp_path)) == ["in", "o.zarr", "scratch"]  # the old store is gone, no leftovers
 
 
+def test_the_same_command_run_again_keeps_the_report_of_the_store_it_refused_to_replace(tmp_path, dask_scheduler):
+    """Run again without --overwrite, the ingest is refused (exit 5) before any work: the report of the store
+    at OUT is kept, not replaced by the refused run's. A report of anything else there is replaced."""
+    import json
+
+    _inputs(tmp_path / "in")
+    out, report = tmp_path / "o.zarr", tmp_path / "r.json"
+    args = ("ingest", tmp_path / "in", "-o", out, "--scheduler", dask_scheduler, "--report", report)
+    assert run_cli(*args).exit_code == 0
+    published = report.read_text()
+    r = run_cli(*args)
+    assert r.exit_code == 5 and "exists; pass --overwrite" in r.output
+    assert f"kept {report}: it is the report of the store at {out}" in r.output
+    assert report.read_text() == published
+    other = tmp_path / "other.json"  # the report of another run: this run's refusal replaces it
+    other.write_text(json.dumps({**json.loads(published), "output": str(tmp_path / "elsewhere.zarr")}))
+    assert run_cli(*args[:-1], other).exit_code == 5
+    written = json.loads(other.read_text())
+    assert written["status"] == "failed" and "exists; pass --overwrite" in written["error"]
+
+
 def test_overwrite_keeps_old_store_when_new_one_fails(tmp_path, dask_scheduler):
     from shardmerge.testing.spectra import make_image2d
 
