@@ -412,8 +412,8 @@ def mapping_draft_cmd(file, out):
             raise InputError(f"{out}: {exc.strerror}") from exc
     except ShardmergeError as exc:
         _fail(exc)
-    click.echo(f"wrote {os.path.abspath(out)}: edit the commented keys it names, then "
-               f"--format mapping --mapping {out}", err=True)
+    todo = "edit the commented keys it names" if "\n# Edit before use:" in text else "check its guesses"
+    click.echo(f"wrote {os.path.abspath(out)}: {todo}, then --format mapping --mapping {out}", err=True)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def describe_hdus(hdul: object) -> list[HduInfo]:
         h = hdu.header
         extname = str(h.get("EXTNAME", "") or "").strip()
         xtension = str(h.get("XTENSION", "") or "").strip().upper()
-        cards = {k: h.get(k) for k in (*_WCS_KEYS, "BUNIT", "XUNITS", "YUNITS") if h.get(k) is not None}
+        cards = {k: h.get(k) for k in (*_WCS_KEYS, "DC-FLAG", "BUNIT", "XUNITS", "YUNITS") if h.get(k) is not None}
         if xtension in ("BINTABLE", "TABLE") and not h.get("ZIMAGE", False):
             cols = []
             for k in range(1, int(h.get("TFIELDS", 0) or 0) + 1):
@@ -346,14 +346,48 @@ def _analyse_image(a: Analysis, hdu: HduInfo) -> None:
             a.problems.append(f"HDU {hdu.index}: CTYPE1 = {ctype!r} is not a spectral axis type shardmerge knows; if "
                               "axis 1 is a wavelength, a mapping with its unit reads it ([wavelength] wcs = true, "
                               "unit = ...)")
-        elif not cunit:
+        elif not cunit and not _iraf_angstrom(hdu, ctype):
             a.problems.append(f"HDU {hdu.index}: no CUNIT1 says axis 1's unit")
-        a.roles["wavelength"] = {"wcs": Guess(True), "unit": _unit_choice(cunit, "CUNIT1")}
+        unit = _unit_choice(cunit, "CUNIT1")
+        if not cunit and _iraf_angstrom(hdu, ctype):  # as the built-in readers read it: nothing to pick
+            unit = Guess("Angstrom", why="no CUNIT1: IRAF's convention, and the axis then spans a plausible range")
+        a.roles["wavelength"] = {"wcs": Guess(True), "unit": unit}
+        _beside_image(a, hdu)
     else:
         a.problems.append(f"HDU {hdu.index}: no WCS (CRVAL1) for axis 1 and no wavelength array was found")
         others = [h for h in a.hdus if h.kind == "image" and h.index != hdu.index and h.shape[-1:] == hdu.shape[-1:]]
         a.roles["wavelength"] = {"hdu": Guess(others[0].ref if others else hdu.ref, tuple(
             (h.ref, f"HDU {h.index}") for h in others) if len(others) > 1 else ()), "unit": _unit_choice("", "it")}
+
+
+def _iraf_angstrom(hdu: HduInfo, ctype: str) -> bool:
+    """No CUNIT1 and a generic CTYPE1, and axis 1 read in Angstrom (IRAF's convention; log10 where DC-FLAG =
+    1) starts at a plausible wavelength: what the built-in image readers do with it (wcs.linear_wcs_wavelength
+    refuses only an implausible axis)."""
+    if ctype.upper() not in ("", "LINEAR", "WAVE", "WAVELENGTH", "LAMBDA"):
+        return False
+    try:
+        start = float(hdu.cards["CRVAL1"]) + (1.0 - float(hdu.cards.get("CRPIX1", 1.0))) * float(
+            hdu.cards.get("CDELT1", hdu.cards.get("CD1_1")))
+    except (KeyError, TypeError, ValueError):
+        return False
+    if hdu.cards.get("DC-FLAG") == 1:
+        return 2.0 <= start <= 6.0  # log10(Angstrom): 100 A to 100 um
+    return start >= 100.0
+
+
+def _beside_image(a: Analysis, flux: HduInfo) -> None:
+    """[uncertainty] and [mask] from image extensions of the flux's shape whose EXTNAME says what they are
+    (ERR, SIGMA, IVAR, VAR; MASK, DQ, QUAL): the HDUs the built-in image readers pair with the flux."""
+    for hdu in a.hdus:
+        if hdu.kind != "image" or hdu.index == flux.index or hdu.shape != flux.shape or not hdu.extname:
+            continue
+        name = hdu.extname.upper()
+        if "uncertainty" not in a.roles and _has_word(name, _ERROR_WORDS):
+            kind = "ivar" if "IVAR" in name else "var" if _has_word(name, ("VAR",)) else "sigma"
+            a.roles["uncertainty"] = {"hdu": Guess(hdu.ref), "kind": Guess(kind)}
+        elif "mask" not in a.roles and _has_word(name, _MASK_WORDS):
+            a.roles["mask"] = {"hdu": Guess(hdu.ref)}
 
 
 def analyse(path: str, hdul: object) -> Analysis:

@@ -188,6 +188,31 @@ def test_draft_ingests_after_the_edits_its_comments_ask_for(tmp_path, case):
         np.testing.assert_array_equal(flux[row, : len(f)], np.asarray(f, np.float32))
 
 
+@pytest.mark.timeout(120)
+def test_the_draft_of_a_file_a_built_in_reader_takes_reads_it_as_that_reader_does(tmp_path):
+    """An IRAF-style 1-D image (no CUNIT1, axis plausible in Angstrom) with an ERR extension: the draft names
+    nothing as ambiguous (the readers settle the unit by IRAF's convention), includes the ERR extension as
+    [uncertainty], and its store equals the built-in reader's."""
+    from shardmerge.testing.spectra import make_wcs1d
+
+    path = make_wcs1d(tmp_path / "iraf.fits", i=1, n_pix=300, uncertainty="err")
+    text = _draft(tmp_path, path)
+    assert "Nothing was ambiguous" in text and "could not settle" not in text, text
+    assert '[uncertainty]\nhdu = "ERR"\nkind = "sigma"' in text and 'unit = "Angstrom"' in text, text
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(text)
+    values = {}
+    for k, how in enumerate((("--format", "mapping", "--mapping", mapping), ())):
+        (tmp_path / str(k)).mkdir()
+        r = _ingest(tmp_path / str(k), path, *how)
+        assert r.exit_code == 0 and "unread-extension" not in r.output, r.output
+        g = zarr.open_group(tmp_path / str(k) / "out.zarr", mode="r")
+        values[how] = [np.asarray(g[a]) for a in ("signal/wavelength", "signal/flux_raw", "signal/uncertainty_raw")]
+    for drafted, built_in in zip(*values.values(), strict=True):
+        np.testing.assert_array_equal(drafted, built_in)
+    assert not np.isnan(values[()][2]).all()
+
+
 @pytest.mark.timeout(60)
 def test_an_ambiguous_key_left_commented_is_refused_not_guessed(tmp_path):
     path = unitless(tmp_path)
