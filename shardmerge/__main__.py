@@ -10,9 +10,14 @@ from typing import NoReturn
 
 
 def main() -> None:
-    from . import nopandas  # noqa: F401 - this process never uses pandas; pyarrow would import it (0.35 s)
-    from .cli import main as cli_main
+    from .errors import NOTHING_WRITTEN_YET
 
+    try:
+        from . import nopandas  # noqa: F401 - this process never uses pandas; pyarrow would import it (0.35 s)
+        from .cli import main as cli_main
+    except KeyboardInterrupt:  # Ctrl-C while the command line's modules load: nothing has run yet
+        print(f"shardmerge: {NOTHING_WRITTEN_YET}", file=sys.stderr)
+        exit_now(130)
     try:
         cli_main()
     except SystemExit as exc:

@@ -19,7 +19,7 @@ from .config import (
     LayoutRequest,
 )
 from .daskconfig import PARAMS as CONFIG_PARAMS
-from .errors import ArgumentError, ShardmergeError
+from .errors import NOTHING_WRITTEN_YET, ArgumentError, ShardmergeError
 from .executors.registry import Option, backend_options, cluster_help, cluster_kinds
 from .forkserver import early_start_wanted, start_early
 from .headers import load_header_rules
@@ -242,7 +242,7 @@ def ingest_cmd(inputs, out, **options):
     except ShardmergeError as exc:
         _fail(exc)
     except KeyboardInterrupt as exc:  # api.Interrupted: one line, what was kept and how to resume
-        click.echo(f"shardmerge: {exc or 'interrupted'}", err=True)
+        click.echo(f"shardmerge: {str(exc) or NOTHING_WRITTEN_YET}", err=True)  # (before the run: no message)
         sys.exit(130)
     size, files = report.bytes["store"], report.counts["store_files"]  # from the merge: no walk of the store
     click.echo(

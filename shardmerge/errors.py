@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+NOTHING_WRITTEN_YET = "interrupted before the run began: nothing was written"  # Ctrl-C before a run starts
+
 
 class ShardmergeError(Exception):
     """Root of every error shardmerge raises on purpose. The message says what is wrong and where."""

@@ -68,3 +68,34 @@ def test_an_interrupt_after_the_publish_says_it_was_published(tmp_path, corpus, 
     assert f"shardmerge: interrupted: {out} was published" in output
     assert chunk_files(out) == chunk_files(clean_store)
     assert run_cli("validate", out).exit_code == 0
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupt_before_the_run_began_says_nothing_was_written(tmp_path, monkeypatch):
+    """Ctrl-C while the command's modules load, or before the ingest started: one line, exit 130 (it was an
+    empty `shardmerge: `, or an import traceback)."""
+    import subprocess
+    import sys
+
+    import shardmerge.api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shardmerge.api, "ingest", interrupted)  # before api.ingest's run: nothing written
+    r = run_cli("ingest", tmp_path, "-o", tmp_path / "o.zarr", "--workers", "0")
+    assert r.exit_code == 130 and r.output.strip() == "shardmerge: interrupted before the run began: nothing was " \
+                                                        "written", r.output
+    # while `shardmerge.cli` is being imported (a finder stands in for the Ctrl-C that lands there)
+    code = ("import sys\n"
+            "class Interrupting:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'shardmerge.cli':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupting())\n"
+            "from shardmerge.__main__ import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "ingest"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "shardmerge: interrupted before the run began: nothing was written", done.stderr
+    assert not (tmp_path / "o.zarr").exists()
