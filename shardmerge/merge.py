@@ -895,20 +895,25 @@ def _copy_2d(plan: Plan, shard: ShardSpec, path: str, shard_sums: dict[str, list
     pairs = dict(data) if plan.wavelength_shared else {**data, "wavelength": wave}
     ahead = prechecked.metas if prechecked is not None else {}
     metas = {name: ahead[name] if name in ahead else _array_json(path, name, shard_sums) for name in pairs}
-    opened = {name: zarr.open_array(os.path.join(path, name), mode="r") for name, m in metas.items() if m is None}
+    sums_ahead = prechecked.sums if prechecked is not None else None
+    checked = [name for name, m in metas.items() if m is None]  # no v3 document: zarr reads its own, checked first
+    for name in checked:
+        _check_array_files(path, name, shard_sums, sums_ahead)
+    opened = {name: zarr.open_array(os.path.join(path, name), mode="r") for name in checked}
     for name in pairs:  # every shape before anything is copied
         shape = tuple(metas[name]["shape"]) if metas[name] else opened[name].shape
-        if shape != (shard.n_rows, plan.n_pix):
-            raise ShardError(f"{path}/{name}: shape {shape}, expected {(shard.n_rows, plan.n_pix)}")
+        if shape != (shard.n_rows, plan.n_pix):  # its files are the ones its task summed: it wrote them wrong
+            raise _corrupt_shard(path, f"{name}: shape {shape}, expected {(shard.n_rows, plan.n_pix)}")
     outer = plan.write_rows  # rows of one storage file (a chunk, or a Zarr shard)
     for name, d in pairs.items():
         meta = metas[name]
         if meta and same_encoding(meta, dst_meta.get(name)) and shard.row_start % outer == 0:
             stats["raw_chunks"] += _copy_chunk_files(path, name, (shard.n_rows, plan.n_pix), tmp, d,
                                                      shard.row_start // outer, shard_sums, puts, checksums,
-                                                     prechecked.sums if prechecked is not None else None, made)
+                                                     sums_ahead, made)
             continue
-        _check_array_files(path, name, shard_sums, prechecked.sums if prechecked is not None else None)
+        if name not in checked:
+            _check_array_files(path, name, shard_sums, sums_ahead)
         s = opened.get(name) or zarr.open_array(os.path.join(path, name), mode="r")
         for r in range(0, shard.n_rows, cr):  # decode and re-encode, one chunk at a time
             for c in range(0, plan.n_pix, cp):
@@ -948,12 +953,15 @@ def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array, shard_sums
 def _array_json(path: str, name: str, shard_sums: dict[str, list[int]]) -> dict | None:
     """Shard array `name`'s Zarr v3 metadata document, as its shard task wrote it (checked against the
     manifest's crc32); None for any other (a v2 array has no zarr.json)."""
+    listed = shard_sums.get(f"{name}/zarr.json")
     try:
         with open(os.path.join(path, name, "zarr.json"), "rb") as f:
             doc = f.read()
     except FileNotFoundError:
+        if listed is not None:  # its task wrote one: gone since
+            raise _corrupt_shard(path, f"{name}/zarr.json is missing") from None
         return None
-    if shard_sums.get(f"{name}/zarr.json") != [len(doc), crc32(doc)]:
+    if listed != [len(doc), crc32(doc)]:
         raise _corrupt_shard(path, f"{name}/zarr.json does not match its manifest checksum")
     return _v3_array_doc(doc)
 

@@ -103,3 +103,24 @@ def test_the_rows_parquet_of_a_shard_of_before_is_checked_before_it_is_read(tmp_
     merge.materialize(plan, paths, str(tmp_path / "before.tmp"), PROVENANCE)  # such shards still merge
     _flip(os.path.join(paths[1], "rows.parquet"))
     _refused(plan, paths, tmp_path, "rows.parquet does not match its manifest checksum", paths[1])
+
+
+def test_a_missing_array_document_is_damage_not_an_array_of_another_format(tmp_path):
+    """A v3 shard without a zarr.json its manifest lists was taken for a v2 array, and zarr's error failed
+    every rerun alike (the shard was never removed)."""
+    plan, paths = written_shards(tmp_path)
+    os.unlink(os.path.join(paths[1], "flux_raw", "zarr.json"))
+    _refused(plan, paths, tmp_path, "flux_raw/zarr.json is missing", paths[1])
+
+
+def test_a_v2_array_document_is_checked_before_zarr_reads_it(tmp_path):
+    """A .zarray with another shape (still valid JSON) was trusted by the shape check: a refusal that left the
+    shard in place, so every rerun failed the same way."""
+    plan, paths = written_shards(tmp_path, zarr_format=2)
+    doc = os.path.join(paths[1], "flux_raw", ".zarray")
+    with open(doc, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["shape"][0] += 1
+    with open(doc, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    _refused(plan, paths, tmp_path, "flux_raw/.zarray does not match its manifest checksum", paths[1])
