@@ -90,6 +90,17 @@ class PlanError(ShardmergeError):
     exit_code = 2
 
 
+class OrphanCompanionsError(PlanError):
+    """Companion files (they add arrays to another file's rows) whose file is not among the inputs: each
+    is no spectrum of its own. `orphans`: {path: why}; under --on-bad-file skip they are left out."""
+
+    def __init__(self, orphans: dict[str, str]):
+        self.orphans = dict(orphans)
+        first = next(iter(sorted(self.orphans.items())))
+        more = f" (and {len(self.orphans) - 1} more such files)" if len(self.orphans) > 1 else ""
+        super().__init__(f"{first[0]}: {first[1]}{more}")
+
+
 class SlabShapeError(ShardmergeError):
     """A slab about to be written does not match its selection (zarr would silently truncate it)."""
 

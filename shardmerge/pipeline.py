@@ -25,7 +25,7 @@ from .executors import ServedTheCluster, choose_cluster, executor, job_log_dir, 
 from .headers import HeaderRules, load_header_rules
 from .jobs import ScanJob
 from .merge import StreamedMerge
-from .plan import Plan, describe, make_plan
+from .plan import Plan, describe
 from .progress import planned, progress_mode, run_display
 from .publish import TargetLock, check_target, remove_own_tmp, sweep_leftovers, tmp_path
 from .report import RunReport
@@ -34,7 +34,7 @@ from .shardstore import shard_path
 from .stages.finish import finish_merge, gate, publish_store, store_provenance
 from .stages.notes import input_notes, oddity_provenance
 from .stages.scan import SCAN_BATCH_FILES, SCAN_BATCH_MAX_FILES, scan_batch_files, scan_inputs
-from .stages.shards import ReplanRules, ShardsResult, ShardTally, write_shards
+from .stages.shards import ReplanRules, ShardsResult, ShardTally, plan_leaving_out_orphans, write_shards
 from .stages.transport import ShardWork, choose_transport
 from .stages.verdicts import split_file_damage
 from .threads import Background
@@ -80,7 +80,10 @@ def plan_inputs(inputs: Sequence[str], *, request: LayoutRequest, choice: Format
         report.record_scan(scanned)
         scans = scanned.check(on_bad_file)
     report_oddities(report, input_notes(scans))  # the headers' only: data units are checked by an ingest
-    return make_plan(scans, request, mapping=choice.mapping)
+    skipped: list[dict[str, str]] = []
+    plan, _ = plan_leaving_out_orphans(scans, request, choice.mapping, on_bad_file, skipped)
+    report.skipped_files += skipped
+    return plan
 
 
 def ingest(opts: IngestOptions, report: RunReport | None = None,
@@ -227,10 +230,11 @@ class _Run:
                                   self.mode)
             report.record_scan(scanned)
             scans = scanned.check(opts.on_bad_file)
-        with report.phase("plan"):
-            plan = make_plan(scans, opts.layout, mapping=opts.format.mapping)
-        planned(plan.input_bytes, plan.estimated_bytes())  # the overall bar's split of what is left
         tally = ShardTally()
+        with report.phase("plan"):
+            plan, scans = plan_leaving_out_orphans(scans, opts.layout, opts.format.mapping, opts.on_bad_file,
+                                                   tally.skipped)
+        planned(plan.input_bytes, plan.estimated_bytes())  # the overall bar's split of what is left
         work = ShardWork(ex, self.scratch, self.rules, opts.strict, self.mode)
         replan = ReplanRules(opts.layout, opts.format.mapping, opts.on_bad_file, link_chunks=not opts.keep_scratch)
         with report.phase("shard"):  # the merge into tmp runs beside it, shard by shard

@@ -30,7 +30,7 @@ from .config import (
     CodecConfig,
     LayoutRequest,
 )
-from .errors import PlanError
+from .errors import OrphanCompanionsError, PlanError
 from .filescan import FileScan, grid_keys_unsure
 from .filetable import FileTable, runs
 from .schema import REQUIRED_GROUPS, UNITS_LAYOUT, arrays_for, rowwise_arrays
@@ -485,16 +485,23 @@ def place_files(table: FileTable) -> PlacedFiles:
         for row, key in own.join_keys.items():
             hosts_by_key.setdefault(key, []).append(row)
         found: dict[int, list[Companion]] = {}
+        orphans: dict[str, str] = {}
         for row in compress(range(len(table)), is_companion):
             path, key = table.path(row), table.join_keys.get(row, "")
             hosts = hosts_by_key.get(key, [])
+            if not hosts:  # its file was left out (damaged, under --on-bad-file skip) or not given
+                orphans[path] = (f"a {table.format(row)} file that adds to the rows of another file of the same "
+                                 f"object ({key!r}), but no file among the inputs has that key; it has no raw flux "
+                                 "of its own to ingest")
+                continue
             if len(hosts) != 1:
-                what = "no file" if not hosts else f"{len(hosts)} files ({', '.join(own.path(h) for h in hosts)})"
                 raise PlanError(f"{path}: a {table.format(row)} file adds to the rows of another file of the same "
-                                f"object ({key!r}), but {what} among the inputs has that key; it has no raw flux of "
-                                "its own to ingest")
+                                f"object ({key!r}), but {len(hosts)} files ({', '.join(own.path(h) for h in hosts)}) "
+                                "among the inputs have that key; it has no raw flux of its own to ingest")
             found.setdefault(hosts[0], []).append(Companion(path, table.format(row), table.size[row],
                                                             table.mtime_ns[row], table.stat_id[row]))
+        if orphans:
+            raise OrphanCompanionsError(orphans)
         for host, comps in found.items():
             if len(comps) > 1:
                 raise PlanError(f"{own.path(host)}: {len(comps)} companion files attach to it "

@@ -460,10 +460,9 @@ def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp
         name, src = spec.name, extra.get(given[spec.name]) if spec.name in given else None
         if src is None:
             continue
-        if spec.name in dict(clayout.companion_arrays):  # the companion's own flux, read as this array
-            _check_companion_grid(seg, layout, comp, clayout, targets, name)
-            if (held := values.get(name)) is not None and not np.isnan(held[[r - seg.first for r in targets]]).all():
-                raise BadFileError(comp.path, f"gives {name} for {seg.path}, which has its own: keep one")
+        held = values.get(name) if spec.name in dict(clayout.companion_arrays) else None  # its flux, as this array
+        if held is not None and not np.isnan(held[[r - seg.first for r in targets]]).all():
+            raise BadFileError(comp.path, f"gives {name} for {seg.path}, which has its own: keep one")
         dst = values.get(name)
         if dst is None:
             dst = np.full(values.flux.shape, spec.absent, dtype=spec.dtype)
@@ -477,19 +476,6 @@ def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp
             dst[r - seg.first, :width] = src[k, :width]
     if extra.continuum is not None and values.continuum_method == "none":
         values.continuum_method = extra.continuum_method
-
-
-def _check_companion_grid(seg: FileSegment, layout: Layout, comp: Companion, clayout: Layout,
-                          targets: list[int], name: str) -> None:
-    """A companion whose own spectrum is read as another array of its host's rows (an XIDL error file)
-    must be on the host's wavelength grid, pixel for pixel."""
-    for r in targets:
-        k = layout.companion_rows.index(r)
-        mine, theirs = layout.grids[int(layout.grid_of[r])], clayout.grids[int(clayout.grid_of[k])]
-        if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
-            raise BadFileError(comp.path, f"its wavelength grid is not that of {seg.path} ({theirs.size} pixels "
-                                          f"{theirs[0]:.6g}-{theirs[-1]:.6g} A, against {mine.size} pixels "
-                                          f"{mine[0]:.6g}-{mine[-1]:.6g} A): it cannot be its {name}")
 
 
 def _check_shared_grid(seg: FileSegment, layout: Layout, shared: list[np.ndarray]) -> None:

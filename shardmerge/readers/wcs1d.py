@@ -1,9 +1,11 @@
 """Layout (a): one spectrum per file in a 1-D image with a linear or log-linear WCS; the uncertainty,
 if any, in an image extension named ERR/SIGMA/STD (1-sigma), IVAR or VAR, or in a file of its own beside
 it, as XIDL writes them (Keck HIRES/ESI, Magellan MagE, the KODIAQ releases): `NAME_f.fits` the flux and
-`NAME_e.fits` its 1-sigma error (`_F`/`_E`, and `_nF`/`_nE` for continuum-normalised ones; either may be
-gzip'd). The error file then adds its values to the flux file's row as `uncertainty_raw` (a companion: no
-row of its own), provided its wavelength grid is the flux file's."""
+`NAME_e.fits` its 1-sigma error (`_F`/`_E`, and `_nF`/`_nE` for continuum-normalised ones; any FITS
+suffix, either half gzip'd). The two are a pair when both primary headers are 1-D images with the same
+WCS (NAXIS1, CRVAL1, CDELT1 or CD1_1, CRPIX1, DC-FLAG, CTYPE1, CUNIT1): the error file then adds its
+values to the flux file's row as `uncertainty_raw` (a companion: no row of its own). Each half decides
+from the same two headers, so they agree; neighbours whose names only look alike are ordinary spectra."""
 
 from __future__ import annotations
 
@@ -13,24 +15,55 @@ from dataclasses import replace
 
 from astropy.io import fits
 
+from ..errors import BadFileError
 from .base import Layout
+from .fitsio import open_fits
 from .wcs_image import WcsImageReader
 
-_XIDL_NAME = re.compile(r"^(?P<stem>.+_n?)(?P<role>[fFeE])(?P<ext>\.fits(?:\.gz)?)$")
-_OTHER = {"f": "e", "e": "f", "F": "E", "E": "F"}
+_XIDL_NAME = re.compile(r"^(?P<stem>.+_n?)(?P<role>[fe])(?P<ext>\.(?:fits|fit|fts)(?:\.gz)?)$", re.IGNORECASE)
+_PAIR_CARDS = ("NAXIS", "NAXIS1", "CRVAL1", "CDELT1", "CD1_1", "CRPIX1", "DC-FLAG", "CTYPE1", "CUNIT1")
 
 
-def xidl_pair(path: str) -> tuple[str, str] | None:
-    """("flux" or "error", the pair's join key) of a file named as one half of an XIDL flux/error pair
-    whose other half is beside it (exactly one of `.fits`, `.fits.gz`); None otherwise."""
-    folder, name = os.path.split(os.path.abspath(path))
+def _other_half(path: str) -> tuple[str, str, list[str]] | None:
+    """("flux" or "error", the pair's join key, the other half's files that exist) of a file named as one
+    half of an XIDL pair; None for any other name. The folder's real path keys it (a link to the folder
+    names the same pair)."""
+    folder, name = os.path.split(os.path.realpath(path))
     m = _XIDL_NAME.match(name)
     if m is None:
         return None
-    other = [f"{m['stem']}{_OTHER[m['role']]}{ext}" for ext in (".fits", ".fits.gz")]
-    if sum(os.path.isfile(os.path.join(folder, n)) for n in other) != 1:
+    role = "error" if m["role"] in "eE" else "flux"
+    other = "fF" if role == "error" else "eE"
+    ext = m["ext"]
+    plain = ext[:-3] if ext.lower().endswith(".gz") else ext
+    names = {f"{m['stem']}{letter}{suffix}" for letter in other for suffix in (plain, plain + ".gz", plain + ".GZ")}
+    found = sorted(n for n in names if os.path.isfile(os.path.join(folder, n)))
+    return role, f"xidl:{os.path.join(folder, m['stem'].lower())}", [os.path.join(folder, n) for n in found]
+
+
+def _same_axis(mine: fits.Header, theirs: fits.Header) -> bool:
+    return mine.get("NAXIS") == 1 and all(mine.get(k) == theirs.get(k) for k in _PAIR_CARDS)
+
+
+def xidl_pair(path: str, header: fits.Header) -> tuple[str, str] | None:
+    """("flux" or "error", the join key) when `path` (whose primary header is `header`) is one half of an
+    XIDL flux/error pair; None when it is an ordinary spectrum. An error file whose flux file cannot be read
+    is still its companion (the flux file is refused on its own, and the error file with it: it is no
+    spectrum to store alone); a flux file whose error file cannot be read is ordinary (the error file is
+    refused on its own). Two copies of the other half (plain and gzip'd) are refused, naming both."""
+    half = _other_half(path)
+    if half is None or not half[2]:
         return None
-    return ("error" if m["role"] in "eE" else "flux"), f"xidl:{os.path.join(folder, m['stem'])}"
+    role, key, others = half
+    if len(others) > 1:
+        raise BadFileError(path, f"its XIDL {'flux' if role == 'error' else 'error'} file is there twice "
+                                 f"({', '.join(others)}): keep one")
+    try:
+        with open_fits(others[0], headers_only=True) as hdul:
+            theirs = hdul[0].header
+    except (BadFileError, OSError):
+        return (role, key) if role == "error" else None
+    return (role, key) if _same_axis(header, theirs) else None
 
 
 class WcsImage1DReader(WcsImageReader):
@@ -41,7 +74,7 @@ class WcsImage1DReader(WcsImageReader):
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         layout = super().layout(path, hdul)
-        pair = xidl_pair(path) if layout.n_spectra == 1 else None
+        pair = xidl_pair(path, hdul[0].header) if layout.n_spectra == 1 and layout.flux_hdu == 0 else None
         if pair is None:
             return layout
         role, key = pair

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import LayoutRequest
 from ..durable import storage_errors
-from ..errors import BadFilesError, InputError
+from ..errors import BadFilesError, InputError, OrphanCompanionsError
 from ..filetable import FileTable
 from ..merge import StreamedMerge
 from ..plan import Plan, make_plan
@@ -75,7 +75,7 @@ def write_shards(  # noqa: PLR0913 - the stage's inputs, each one typed value (w
         scans = _leave_out(bad, rules, scans, tally, round_no)
         written.update(s.store_name for s, r in zip(plan.shards, results, strict=True)
                        if isinstance(r, dict) and not r.get("reused"))
-        plan = make_plan(scans, rules.layout, mapping=rules.mapping)
+        plan, scans = plan_leaving_out_orphans(scans, rules.layout, rules.mapping, rules.on_bad_file, tally.skipped)
     _tally_shards(tally, plan, results, written)
     return ShardsResult(plan, scans, results, merging)
 
@@ -111,6 +111,27 @@ def _leave_out(bad: dict[str, str], rules: ReplanRules, scans: FileTable, tally:
         raise InputError("every input file was left out as damaged (each is named above and in the run "
                          "report's skipped_files): nothing to publish")
     return scans
+
+
+def plan_leaving_out_orphans(scans: FileTable, layout: LayoutRequest, mapping: tuple[str, ...], on_bad_file: str,
+                             skipped: list[dict[str, str]]) -> tuple[Plan, FileTable]:
+    """make_plan, and under --on-bad-file skip the companions whose file was left out (an XIDL error file
+    whose flux file is damaged) are left out with it, added to `skipped`: alone, each would be no spectrum
+    of its own. Otherwise such a companion fails the plan, naming it."""
+    try:
+        return make_plan(scans, layout, mapping=mapping), scans
+    except OrphanCompanionsError as exc:
+        if on_bad_file != "skip":
+            raise
+        orphans = exc.orphans
+    for path, why in sorted(orphans.items()):
+        log.warning("skipped %s: %s", path, why)
+        skipped.append({"path": path, "reason": why})
+    scans = scans.without_paths(orphans)
+    if not len(scans):
+        raise InputError("every input file was left out (each is named above and in the run report's "
+                         "skipped_files): nothing to publish")
+    return make_plan(scans, layout, mapping=mapping), scans
 
 
 def _tally_shards(tally: ShardTally, plan: Plan, manifests: list[dict], written: set[str]) -> None:

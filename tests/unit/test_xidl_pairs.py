@@ -59,13 +59,69 @@ def test_an_error_file_is_the_uncertainty_of_its_flux_file(tmp_path, flux_suffix
     assert json.loads(report.read_text())["counts"]["spectra"] == 2
 
 
-def test_an_error_file_on_another_grid_is_refused_naming_it(tmp_path):
+def test_an_error_file_on_another_grid_is_no_pair_but_an_ordinary_spectrum(tmp_path):
+    """Both halves decide from the same two primary headers: on different axes, neither pairs."""
     folder = tmp_path / "in"
     folder.mkdir()
     _pair(folder, error_crval=4100.0)
     r, out, _ = _ingest(tmp_path, folder)
-    assert r.exit_code != 0 and not out.exists()
-    assert "q0100_e.fits: its wavelength grid is not that of" in r.output and "uncertainty_raw" in r.output
+    assert r.exit_code == 0, r.output
+    g = zarr.open_group(out, mode="r")
+    assert sorted(str(p).rsplit("/", 1)[1] for p in g["metadata/source_path"][:]) == ["q0100_e.fits", "q0100_f.fits"]
+
+
+@pytest.mark.parametrize(("flux_name", "error_name"), [("Q0100_F.FITS", "Q0100_E.FITS"), ("q0100_F.fit", "q0100_e.fit"),
+                                                       ("q0100_f.fts.gz", "q0100_e.fts")])
+def test_any_fits_suffix_and_either_case_pairs(tmp_path, flux_name, error_name):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    flux, sigma = _pair(folder)
+    for path, name in ((flux, flux_name), (folder / "q0100_e.fits", error_name)):
+        if name.endswith(".gz"):
+            with open(path, "rb") as src, gzip.open(folder / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            path.unlink()
+        else:
+            path.rename(folder / name)
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 0, r.output
+    g = zarr.open_group(out, mode="r")
+    assert [str(p).rsplit("/", 1)[1] for p in g["metadata/source_path"][:]] == [flux_name]
+    np.testing.assert_array_equal(g["signal/uncertainty_raw"][0, :N_PIX], sigma)
+
+
+def test_a_pair_reached_through_a_linked_folder_is_one_pair(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _pair(folder)
+    (tmp_path / "alias").symlink_to(folder)
+    r = run_cli("ingest", folder / "q0100_f.fits", tmp_path / "alias" / "q0100_e.fits", "-o", tmp_path / "out.zarr",
+                "--workers", "0", "--scratch", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    assert zarr.open_group(tmp_path / "out.zarr", mode="r")["signal/flux_raw"].shape[0] == 1
+
+
+def test_two_copies_of_the_other_half_are_refused_naming_both(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _pair(folder)
+    with open(folder / "q0100_e.fits", "rb") as src, gzip.open(folder / "q0100_e.fits.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 3 and not out.exists(), r.output
+    assert "q0100_f.fits: its XIDL error file is there twice" in r.output and "q0100_e.fits.gz" in r.output
+
+
+def test_a_flux_file_that_is_no_1d_image_pairs_with_nothing(tmp_path):
+    from shardmerge.testing.spectra import make_image2d
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image2d(folder / "plate_f.fits", n_rows=4, n_pix=N_PIX, seed=3)
+    make_wcs1d(folder / "plate_e.fits", i=1, n_pix=N_PIX, uncertainty=None, seed=4)
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 0, r.output
+    assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape[0] == 5
 
 
 def test_names_that_only_look_like_a_pair_are_ordinary_spectra(tmp_path):
@@ -73,7 +129,7 @@ def test_names_that_only_look_like_a_pair_are_ordinary_spectra(tmp_path):
     folder.mkdir()
     make_wcs1d(folder / "star_e.fits", i=1, n_pix=N_PIX, seed=1)  # no star_f.fits beside it
     make_wcs1d(folder / "galaxy_f.fits", i=2, n_pix=N_PIX, seed=2)  # no galaxy_e.fits
-    assert xidl_pair(str(folder / "star_e.fits")) is None and xidl_pair(str(folder / "galaxy_f.fits")) is None
+    assert all(xidl_pair(str(p), fits.getheader(p)) is None for p in (folder / "star_e.fits", folder / "galaxy_f.fits"))
     r, out, _ = _ingest(tmp_path, folder)
     assert r.exit_code == 0, r.output
     assert zarr.open_group(out, mode="r")["signal/flux_raw"].shape[0] == 2
@@ -87,3 +143,40 @@ def test_an_error_file_given_without_its_flux_file_is_refused_saying_so(tmp_path
                 "--scratch", tmp_path / "s")
     assert r.exit_code != 0 and not (tmp_path / "out.zarr").exists()
     assert "q0100_e.fits" in r.output and "no file among the inputs has that key" in r.output, r.output
+
+
+def test_a_flux_file_with_its_own_uncertainty_and_an_error_file_is_refused(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_wcs1d(folder / "q0100_f.fits", i=1, n_pix=N_PIX, uncertainty="err", seed=1)
+    make_wcs1d(folder / "q0100_e.fits", i=1, n_pix=N_PIX, uncertainty=None, flux=np.ones(N_PIX, np.float32))
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 3 and not out.exists(), r.output
+    assert "q0100_e.fits" in r.output and "which has its own: keep one" in r.output
+
+
+@pytest.mark.parametrize("damage", ["header", "data"])
+def test_skipping_a_damaged_flux_file_leaves_its_error_file_out_with_it(tmp_path, damage):
+    """--on-bad-file skip: a flux file refused (by the scan: its header; or by its shard task: its data)
+    takes its error file with it, named in the report; the rest is published. Without skip, both are named."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    flux, _ = _pair(folder)
+    make_wcs1d(folder / "other.fits", i=2, n_pix=N_PIX, uncertainty="err", seed=2)
+    raw = bytearray(flux.read_bytes())
+    if damage == "header":
+        raw = raw[:1000]  # not even its header whole
+    else:
+        raw = raw[: 2880 + 1000]  # the header whole, the data cut short
+    flux.write_bytes(bytes(raw))
+    out, report = tmp_path / "out.zarr", tmp_path / "r.json"
+    r = run_cli("ingest", folder, "-o", out, "--workers", "0", "--scratch", tmp_path / "s", "--report", report,
+                "--on-bad-file", "skip")
+    assert r.exit_code == 0, r.output
+    g = zarr.open_group(out, mode="r")
+    assert [str(p).rsplit("/", 1)[1] for p in g["metadata/source_path"][:]] == ["other.fits"]
+    skipped = {s["path"].rsplit("/", 1)[1]: s["reason"] for s in json.loads(report.read_text())["skipped_files"]}
+    assert set(skipped) == {"q0100_f.fits", "q0100_e.fits"}, skipped
+    assert "no file among the inputs has that key" in skipped["q0100_e.fits"]
+    r = run_cli("ingest", folder, "-o", tmp_path / "failed.zarr", "--workers", "0", "--scratch", tmp_path / "s2")
+    assert r.exit_code != 0 and "q0100_f.fits" in r.output and not (tmp_path / "failed.zarr").exists()
