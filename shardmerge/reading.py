@@ -84,7 +84,8 @@ def _optional(module: str, what: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(f"{what} needs {module.split('.')[0]}, which is not installed: "
-                          f"pip install 'shardmerge[read]'") from exc
+                          "pip install '.[read]' in a clone of shardmerge (or 'shardmerge[read]' from an "
+                          "index)") from exc
 
 
 def _spectrum_class() -> type:

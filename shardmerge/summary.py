@@ -109,7 +109,8 @@ def plot_figure(store: str, n: int = 5):  # -> (matplotlib Figure, rows)
     try:
         import matplotlib
     except ImportError as exc:
-        raise InputError("inspect --plot needs matplotlib: pip install 'shardmerge[plot]'") from exc
+        raise InputError("inspect --plot needs matplotlib: pip install '.[plot]' in a clone of shardmerge (or "
+                         "'shardmerge[plot]' from an index)") from exc
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 

@@ -93,7 +93,7 @@ def test_inspect_plot_without_matplotlib_says_what_to_install(one_unit, tmp_path
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
     r = run_cli("inspect", one_unit[0], "--plot", tmp_path / "p.png")
     assert r.exit_code == 2, r
-    assert "inspect --plot needs matplotlib: pip install 'shardmerge[plot]'" in r.output
+    assert "inspect --plot needs matplotlib: pip install '.[plot]' in a clone of shardmerge" in r.output
     assert not (tmp_path / "p.png").exists()
 
 

@@ -163,12 +163,9 @@ def test_skipping_a_damaged_flux_file_leaves_its_error_file_out_with_it(tmp_path
     folder.mkdir()
     flux, _ = _pair(folder)
     make_wcs1d(folder / "other.fits", i=2, n_pix=N_PIX, uncertainty="err", seed=2)
-    raw = bytearray(flux.read_bytes())
-    if damage == "header":
-        raw = raw[:1000]  # not even its header whole
-    else:
-        raw = raw[: 2880 + 1000]  # the header whole, the data cut short
-    flux.write_bytes(bytes(raw))
+    raw = flux.read_bytes()
+    # not even its header whole; or the header whole and the data cut short
+    flux.write_bytes(raw[:1000] if damage == "header" else raw[: 2880 + 1000])
     out, report = tmp_path / "out.zarr", tmp_path / "r.json"
     r = run_cli("ingest", folder, "-o", out, "--workers", "0", "--scratch", tmp_path / "s", "--report", report,
                 "--on-bad-file", "skip")
