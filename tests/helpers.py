@@ -71,3 +71,15 @@ def written_shards(tmp_path: Path, zarr_format: int = 3, n_wcs1d: int = 6, n_ima
     for s in plan.shards:
         write_shard(s, context, str(scratch), rules)
     return plan, [shard_path(str(scratch), s) for s in plan.shards]
+
+
+def flip_bit_keeping_mtime(path: str | Path, at: int = 0) -> None:
+    """One bit of byte `at` (negative: from the end) flipped in place (same inode and size), the mtime put
+    back: only the ctime tells that the file was written."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(at, os.SEEK_SET if at >= 0 else os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))

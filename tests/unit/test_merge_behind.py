@@ -13,7 +13,7 @@ import pytest
 from shardmerge import merge
 from shardmerge.provenance import provenance_attrs
 from shardmerge.validate import Expectation, failures, run_checks
-from tests.helpers import written_shards
+from tests.helpers import flip_bit_keeping_mtime, written_shards
 
 
 @pytest.fixture
@@ -219,13 +219,7 @@ def test_a_chunk_written_between_its_check_and_its_link_behind_is_refused(shards
         for shard, path in zip(plan.shards, paths, strict=True):
             merger.place(shard, path)  # every chunk checked; none linked yet
         rel = next(r for r in load_manifest(paths[1])["files"] if "/c/" in r)
-        victim = os.path.join(paths[1], rel)
-        st = os.stat(victim)
-        with open(victim, "r+b") as f:
-            first = f.read(1)
-            f.seek(0)
-            f.write(bytes([first[0] ^ 1]))
-        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        flip_bit_keeping_mtime(os.path.join(paths[1], rel))
         release.set()
         with pytest.raises(ShardError, match=f"{rel} changed after its crc32 was checked"):
             for shard, path in zip(plan.shards, paths, strict=True):

@@ -13,7 +13,7 @@ from shardmerge import durable, merge
 from shardmerge.errors import ShardError
 from shardmerge.provenance import provenance_attrs
 from shardmerge.shardstore import MANIFEST_FILE, load_manifest
-from tests.helpers import written_shards
+from tests.helpers import flip_bit_keeping_mtime, written_shards
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,13 +76,7 @@ def test_a_chunk_written_since_its_shard_was_summed_is_read_and_refused(shards, 
     """One bit flipped with size and mtime kept: the ctime is not, so the proof does not hold, the file is
     read, and its sum does not match."""
     plan, paths = shards
-    victim = os.path.join(paths[1], _chunks(paths[1])[0])
-    st = os.stat(victim)
-    with open(victim, "r+b") as f:
-        first = f.read(1)
-        f.seek(0)
-        f.write(bytes([first[0] ^ 1]))
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    flip_bit_keeping_mtime(os.path.join(paths[1], _chunks(paths[1])[0]))
     with pytest.raises(ShardError, match="does not match its manifest checksum"):
         _merge(plan, paths, tmp_path / "out.tmp", written_here=True)
     assert not (tmp_path / "out.tmp").exists()
@@ -135,13 +129,7 @@ def test_a_fetched_node_local_shard_is_proven_by_the_keys_of_the_files_its_keepe
     summed = _merge(plan, paths, tmp_path / "summed.tmp", written_here=False)
     assert proven.checksums == summed.checksums
 
-    victim = os.path.join(kept[0], _chunks(kept[0])[-1])  # written since it was kept: read, and refused
-    st = os.stat(victim)
-    data = bytearray(Path(victim).read_bytes())
-    data[-1] ^= 1
-    with open(victim, "r+b") as f:
-        f.write(data)
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    flip_bit_keeping_mtime(os.path.join(kept[0], _chunks(kept[0])[-1]), at=-1)  # written since it was kept
     with pytest.raises(ShardError, match="does not match its manifest checksum"):
         _merge(plan, kept, tmp_path / "refused.tmp", written_here=True)
 
