@@ -460,7 +460,9 @@ class Merger:
         index writer (its file stays `.partial` unless `finish` renames it). Nothing writes into the store after."""
         self.rowwise.abort()
         for job in [*(f for _, f in self._folder_jobs.values()), *self._index_writes, self._documents, *self._puts]:
-            job.exception()  # waits; an error was raised by finish, or the run is failing for its own
+            exc = job.exception()  # waits; an error was raised by finish, or the run is failing for its own
+            if isinstance(exc, _ChangedSinceChecked):  # not collected: its shard is still removed, for the rerun
+                remove_tree(exc.shard_root)
         self._folder_jobs, self._index_writes, self._puts = {}, [], []
         self._behind.shutdown()
         self._placer.shutdown()
@@ -482,7 +484,10 @@ class Merger:
         """Take what the shards' puts linked, in order, raising a failed put's error, waiting until at most
         `keep` are in flight."""
         while self._puts and (len(self._puts) > keep or self._puts[0].done()):
-            self.linked.update(self._puts.pop(0).result())
+            try:
+                self.linked.update(self._puts.pop(0).result())
+            except _ChangedSinceChecked as exc:  # removed here, on the merge thread, which may be reading it
+                raise _corrupt_shard(exc.shard_root, exc.what) from None
 
     def _write_index(self, index: pa.Table) -> None:
         """Append a shard's index rows (one row group) on the index thread, at most INDEX_BACKLOG behind."""
@@ -1037,8 +1042,8 @@ def _put_files(puts: Sequence[tuple[str, str, str, list[int]]], link: bool, shar
     for source, target, rel_target, key in puts:
         if link:
             if stat_key(source) != key:
-                raise _corrupt_shard(shard_root, f"{os.path.relpath(source, shard_root)} changed after its "
-                                     "crc32 was checked")
+                raise _ChangedSinceChecked(shard_root, f"{os.path.relpath(source, shard_root)} changed after its "
+                                           "crc32 was checked")
             try:
                 os.link(source, target)
                 st = os.stat(target)
@@ -1046,8 +1051,8 @@ def _put_files(puts: Sequence[tuple[str, str, str, list[int]]], link: bool, shar
                 link = False  # another filesystem, or links not allowed: copy from now on
             else:
                 if [st.st_ino, st.st_size, st.st_mtime_ns] != key[:3]:  # the link sets the ctime, not these
-                    raise _corrupt_shard(shard_root, f"{os.path.relpath(source, shard_root)} changed as it was "
-                                         "linked")
+                    raise _ChangedSinceChecked(shard_root, f"{os.path.relpath(source, shard_root)} changed as it "
+                                               "was linked")
                 linked[rel_target] = [st.st_ino, st.st_size, st.st_ctime_ns]
                 continue
         try:
@@ -1060,6 +1065,15 @@ def _put_files(puts: Sequence[tuple[str, str, str, list[int]]], link: bool, shar
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class _ChangedSinceChecked(Exception):
+    """A put found a chunk file written since the merge thread checked it: that thread removes the shard
+    (`_corrupt_shard`) when it collects the put, so no read of the shard it is making meets it half gone."""
+
+    def __init__(self, shard_root: str, what: str):
+        super().__init__(f"{shard_root}: {what}")
+        self.shard_root, self.what = shard_root, what
 
 
 def _corrupt_shard(path: str, what: str) -> ShardError:
