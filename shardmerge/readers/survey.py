@@ -27,6 +27,7 @@ from .columns import (
     is_flux_density_unit,
 )
 from .fitsio import image_shape
+from .wcs import frequency_factor
 
 # bounds of a message: a file of 300 HDUs or a table of 500 columns must not make a refusal of megabytes
 MAX_HDU_LINES = 12
@@ -290,6 +291,13 @@ def _table_wavelength(a: Analysis, hdu: HduInfo, cols: list, waves: list, flux: 
                           f"column {flux.name} ({wcs_cards}): no built-in reader reads a table's WCS; a mapping "
                           "does ([wavelength] wcs = true)")
         a.roles["wavelength"] = {"wcs": Guess(True), "unit": _unit_choice(unit, "the header's CUNIT1")}
+    elif freqs := [c for c in cols if c is not flux and c.n_pix == flux.n_pix and frequency_factor(c.unit)]:
+        freq = freqs[0]  # a radio spectrum's axis: the mapping converts a frequency column to wavelength
+        a.problems.append(f"HDU {hdu.index}: no wavelength column, but {freq.name} ({freq.unit}) is a frequency axis: "
+                          f"a mapping reads it ([wavelength] column = \"{freq.name}\", unit = \"{freq.unit}\"), "
+                          "converted to wavelength")
+        a.roles["wavelength"] = {"hdu": Guess(hdu.ref), "column": Guess(freq.name, tuple(
+            (c.name, _values_note(c)) for c in freqs) if len(freqs) > 1 else ()), "unit": Guess(freq.unit)}
     else:
         a.problems.append(f"HDU {hdu.index}: no column of {flux.n_pix} pixel(s) per row that could be the wavelength "
                           "(named WAVE/LAMBDA/..., UCD em.wl, or in a length unit), and no WCS in the header")

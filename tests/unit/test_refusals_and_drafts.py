@@ -80,6 +80,19 @@ def _expected_cube(path):
     return [cube[o, 0].astype(np.float64) * 1e4 for o in range(4)], [cube[o, 1] for o in range(4)]
 
 
+def radio(tmp_path):
+    """A radio spectrum (ALFALFA's layout): array columns of a frequency and a flux density, no wavelength."""
+    cols = [fits.Column("VHELIO", f"{N}D", unit="KM/S", array=np.linspace(-500, 500, N)[None]),
+            fits.Column("FREQ", f"{N}D", unit="MHz", array=np.linspace(1420.0, 1415.0, N)[None]),
+            fits.Column("FLUXDENS", f"{N}D", unit="mJy", array=RNG.normal(2, 1, (1, N)))]
+    return _write(tmp_path / "radio.fits", fits.BinTableHDU.from_columns(cols))
+
+
+def _expected_radio(path):
+    t = fits.getdata(path, 1)
+    return [299792458.0e10 / (t["FREQ"][0] * 1e6)], [t["FLUXDENS"][0]]  # lambda = c / nu: falling nu, rising lambda
+
+
 # (builder, what the refusal must name, the draft's edits {commented line: line}, expected wave/flux)
 def _expected_unitless(path):
     t = fits.getdata(path, 1)
@@ -117,6 +130,8 @@ CASES = {
                           "pick [flux] column"], {'# column = "OBJ"': 'column = "SKYF"'}, _expected_several),
     "ctype": (odd_ctype, ["CTYPE1 = 'FOO'", 'wcs = true, unit = "Angstrom"'],
               {'# unit = "Angstrom"': 'unit = "Angstrom"'}, _expected_ctype),
+    "radio": (radio, ["FREQ (60D, MHz)", "FREQ (MHz) is a frequency axis", 'column = "FREQ", unit = "MHz"'], {},
+              _expected_radio),
     "cube": (bare_cube, ["image NAXIS1=60, NAXIS2=3, NAXIS3=4", "4 planes of 3 rows", 'band = "all", row = 1'],
              {"# row = 1": "row = 1", '# unit = "Angstrom"': 'unit = "um"'}, _expected_cube),
 }
