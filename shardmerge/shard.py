@@ -460,9 +460,6 @@ def _join_companion(seg: FileSegment, layout: Layout, values: SpectraBlock, comp
         name, src = spec.name, extra.get(given[spec.name]) if spec.name in given else None
         if src is None:
             continue
-        held = values.get(name) if spec.name in dict(clayout.companion_arrays) else None  # its flux, as this array
-        if held is not None and not np.isnan(held[[r - seg.first for r in targets]]).all():
-            raise BadFileError(comp.path, f"gives {name} for {seg.path}, which has its own: keep one")
         dst = values.get(name)
         if dst is None:
             dst = np.full(values.flux.shape, spec.absent, dtype=spec.dtype)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from ..units import wavelength_factor
 from .columns import (
@@ -27,7 +28,8 @@ from .columns import (
     is_flux_density_unit,
 )
 from .fitsio import image_shape
-from .wcs import frequency_factor
+from .science import MASK_EXTNAMES
+from .wcs import frequency_factor, uncertainty_kind
 
 # bounds of a message: a file of 300 HDUs or a table of 500 columns must not make a refusal of megabytes
 MAX_HDU_LINES = 12
@@ -390,11 +392,10 @@ def _beside_image(a: Analysis, flux: HduInfo) -> None:
     for hdu in a.hdus:
         if hdu.kind != "image" or hdu.index == flux.index or hdu.shape != flux.shape or not hdu.extname:
             continue
-        name = hdu.extname.upper()
-        if "uncertainty" not in a.roles and _has_word(name, _ERROR_WORDS):
-            kind = "ivar" if "IVAR" in name else "var" if _has_word(name, ("VAR",)) else "sigma"
+        kind = uncertainty_kind(SimpleNamespace(header={"EXTNAME": hdu.extname}))  # the readers' own rule
+        if "uncertainty" not in a.roles and kind:
             a.roles["uncertainty"] = {"hdu": Guess(hdu.ref), "kind": Guess(kind)}
-        elif "mask" not in a.roles and _has_word(name, _MASK_WORDS):
+        elif "mask" not in a.roles and hdu.extname.upper() in MASK_EXTNAMES:
             a.roles["mask"] = {"hdu": Guess(hdu.ref)}
 
 

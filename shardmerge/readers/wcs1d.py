@@ -17,7 +17,7 @@ from astropy.io import fits
 
 from ..errors import BadFileError
 from .base import Layout
-from .fitsio import open_fits
+from .fitsio import data_summary, open_fits
 from .wcs_image import WcsImageReader
 
 _XIDL_NAME = re.compile(r"^(?P<stem>.+_n?)(?P<role>[fe])(?P<ext>\.(?:fits|fit|fts)(?:\.gz)?)$", re.IGNORECASE)
@@ -26,9 +26,10 @@ _PAIR_CARDS = ("NAXIS", "NAXIS1", "CRVAL1", "CDELT1", "CD1_1", "CRPIX1", "DC-FLA
 
 def _other_half(path: str) -> tuple[str, str, list[str]] | None:
     """("flux" or "error", the pair's join key, the other half's files that exist) of a file named as one
-    half of an XIDL pair; None for any other name. The folder's real path keys it (a link to the folder
-    names the same pair)."""
-    folder, name = os.path.split(os.path.realpath(path))
+    half of an XIDL pair; None for any other name. The name is the one given (a file that is a link, as
+    git-annex and DataLad keep them, is named by its link), the folder's real path keys it (a link to the
+    folder names the same pair); the stem keeps its case (A_f and a_f are two pairs)."""
+    folder, name = os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path)
     m = _XIDL_NAME.match(name)
     if m is None:
         return None
@@ -38,32 +39,50 @@ def _other_half(path: str) -> tuple[str, str, list[str]] | None:
     plain = ext[:-3] if ext.lower().endswith(".gz") else ext
     names = {f"{m['stem']}{letter}{suffix}" for letter in other for suffix in (plain, plain + ".gz", plain + ".GZ")}
     found = sorted(n for n in names if os.path.isfile(os.path.join(folder, n)))
-    return role, f"xidl:{os.path.join(folder, m['stem'].lower())}", [os.path.join(folder, n) for n in found]
+    return role, f"xidl:{os.path.join(folder, m['stem'])}", [os.path.join(folder, n) for n in found]
 
 
 def _same_axis(mine: fits.Header, theirs: fits.Header) -> bool:
     return mine.get("NAXIS") == 1 and all(mine.get(k) == theirs.get(k) for k in _PAIR_CARDS)
 
 
-def xidl_pair(path: str, header: fits.Header) -> tuple[str, str] | None:
-    """("flux" or "error", the join key) when `path` (whose primary header is `header`) is one half of an
-    XIDL flux/error pair; None when it is an ordinary spectrum. An error file whose flux file cannot be read
-    is still its companion (the flux file is refused on its own, and the error file with it: it is no
-    spectrum to store alone); a flux file whose error file cannot be read is ordinary (the error file is
-    refused on its own). Two copies of the other half (plain and gzip'd) are refused, naming both."""
+def _extra_data(hdul: fits.HDUList) -> str:
+    """The first HDU after the primary that holds data ("HDU 1 (ERR)"), or "" when only the primary does."""
+    for i, hdu in enumerate(hdul):
+        if i and data_summary(hdu.header):
+            extname = str(hdu.header.get("EXTNAME", "")).strip()
+            return f"HDU {i}{f' ({extname})' if extname else ''}"
+    return ""
+
+
+def xidl_pair(path: str, hdul: fits.HDUList) -> tuple[str, str] | None:
+    """("flux" or "error", the join key) when `path` (open as `hdul`) is one half of an XIDL flux/error
+    pair; None when it is an ordinary spectrum. Both halves decide from the same facts, so they agree: a pair
+    is two primary 1-D images on the same axis, and one whose halves hold more than that (an extension with
+    data) is refused, naming both: which array is whose uncertainty is not clear. An error file whose flux
+    file cannot be read is still its companion (the flux file is refused on its own, and the error file
+    with it: it is no spectrum to store alone); a flux file whose error file cannot be read is ordinary (the
+    error file is refused on its own). Two copies of the other half (plain and gzip'd) are refused."""
     half = _other_half(path)
     if half is None or not half[2]:
         return None
     role, key, others = half
+    other = "flux" if role == "error" else "error"
     if len(others) > 1:
-        raise BadFileError(path, f"its XIDL {'flux' if role == 'error' else 'error'} file is there twice "
-                                 f"({', '.join(others)}): keep one")
+        raise BadFileError(path, f"its XIDL {other} file is there twice ({', '.join(others)}): keep one")
     try:
-        with open_fits(others[0], headers_only=True) as hdul:
-            theirs = hdul[0].header
+        with open_fits(others[0], headers_only=True) as theirs:
+            if not _same_axis(hdul[0].header, theirs[0].header):
+                return None
+            extra = {path: _extra_data(hdul), others[0]: _extra_data(theirs)}
     except (BadFileError, OSError):
         return (role, key) if role == "error" else None
-    return (role, key) if _same_axis(header, theirs) else None
+    if any(extra.values()):
+        shown = "; ".join(f"{p} holds {what} beside its primary image" for p, what in extra.items() if what)
+        raise BadFileError(path, f"named and on the axis of an XIDL {other} file ({others[0]}), but {shown}: "
+                                 "which array is the flux's uncertainty is not clear; keep one uncertainty "
+                                 "(or rename the files so they are no pair)")
+    return role, key
 
 
 class WcsImage1DReader(WcsImageReader):
@@ -74,7 +93,7 @@ class WcsImage1DReader(WcsImageReader):
 
     def layout(self, path: str, hdul: fits.HDUList) -> Layout:
         layout = super().layout(path, hdul)
-        pair = xidl_pair(path, hdul[0].header) if layout.n_spectra == 1 and layout.flux_hdu == 0 else None
+        pair = xidl_pair(path, hdul) if layout.flux_hdu == 0 else None
         if pair is None:
             return layout
         role, key = pair

@@ -228,6 +228,21 @@ def test_the_draft_of_a_file_a_built_in_reader_takes_reads_it_as_that_reader_doe
     assert not np.isnan(values[()][2]).all()
 
 
+@pytest.mark.parametrize(("extensions", "drafted"), [
+    ((("INVVAR", 4.0),), ("INVVAR", "ivar")), ((("INV_VAR", 4.0),), ("INV_VAR", "ivar")),
+    ((("STAT", 0.25),), ("STAT", "var")), ((("SKY_ERR", 9.0), ("ERR", 0.5)), ("ERR", "sigma"))])
+def test_the_draft_takes_the_uncertainty_extension_the_built_in_reader_takes(tmp_path, extensions, drafted):
+    """The draft names the uncertainty by the image readers' own rule (wcs.uncertainty_kind): INVVAR is an
+    inverse variance, STAT (MUSE) a variance, SKY_ERR the sky's error and not the flux's."""
+    image = fits.PrimaryHDU(RNG.normal(1, 0.1, N).astype(np.float32))
+    image.header.update(CRVAL1=5000.0, CDELT1=1.0, CRPIX1=1.0, CTYPE1="LINEAR")
+    hdus = [fits.ImageHDU(np.full(N, v, np.float32), name=name) for name, v in extensions]
+    path = tmp_path / "img.fits"
+    fits.HDUList([image, *hdus]).writeto(path)
+    text = _draft(tmp_path, path)
+    assert f'[uncertainty]\nhdu = "{drafted[0]}"\nkind = "{drafted[1]}"' in text, text
+
+
 @pytest.mark.timeout(60)
 def test_an_ambiguous_key_left_commented_is_refused_not_guessed(tmp_path):
     path = unitless(tmp_path)

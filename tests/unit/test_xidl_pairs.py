@@ -131,7 +131,9 @@ def test_names_that_only_look_like_a_pair_are_ordinary_spectra(tmp_path):
     folder.mkdir()
     make_wcs1d(folder / "star_e.fits", i=1, n_pix=N_PIX, seed=1)  # no star_f.fits beside it
     make_wcs1d(folder / "galaxy_f.fits", i=2, n_pix=N_PIX, seed=2)  # no galaxy_e.fits
-    assert all(xidl_pair(str(p), fits.getheader(p)) is None for p in (folder / "star_e.fits", folder / "galaxy_f.fits"))
+    for path in (folder / "star_e.fits", folder / "galaxy_f.fits"):
+        with fits.open(path) as hdul:
+            assert xidl_pair(str(path), hdul) is None
     assert sorted(_stored(tmp_path, folder)) == ["galaxy_f.fits", "star_e.fits"]
 
 
@@ -152,7 +154,48 @@ def test_a_flux_file_with_its_own_uncertainty_and_an_error_file_is_refused(tmp_p
     make_wcs1d(folder / "q0100_e.fits", i=1, n_pix=N_PIX, uncertainty=None, flux=np.ones(N_PIX, np.float32))
     r, out, _ = _ingest(tmp_path, folder)
     assert r.exit_code == 3 and not out.exists(), r.output
-    assert "q0100_e.fits" in r.output and "which has its own: keep one" in r.output
+    assert "q0100_f.fits holds HDU 1 (ERR) beside its primary image" in r.output, r.output
+    assert "which array is the flux's uncertainty is not clear" in r.output
+
+
+@pytest.mark.parametrize("extra_in", ["error", "flux"])
+def test_halves_holding_more_than_their_image_are_refused_naming_both(tmp_path, extra_in):
+    """A second science image in either half: the error file would have been two flux rows (and the flux
+    row no uncertainty), or a companion without its file. Both halves decide from both files alike."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _pair(folder)
+    path = folder / ("q0100_e.fits" if extra_in == "error" else "q0100_f.fits")
+    with fits.open(path, mode="append") as hdul:
+        hdul.append(fits.ImageHDU(np.ones(N_PIX, np.float32), header=hdul[0].header.copy(), name="SCI", ver=2))
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 3 and not out.exists(), r.output
+    assert f"{path} holds HDU 1 (SCI) beside its primary image" in r.output, r.output
+    assert "q0100_e.fits: named and on the axis of an XIDL flux file" in r.output
+    assert "q0100_f.fits: named and on the axis of an XIDL error file" in r.output
+
+
+def test_halves_that_are_links_pair_by_their_names_and_stems_keep_their_case(tmp_path):
+    """git-annex/DataLad keep files as links to content-named objects: the names given pair. A_f/A_e and
+    a_f/a_e in one folder are two pairs."""
+    objects, folder = tmp_path / "objects", tmp_path / "in"
+    objects.mkdir()
+    folder.mkdir()
+    sigmas = {}
+    for stem in ("A", "a"):
+        flux, sigma = _pair(objects, stem=stem)
+        for half in ("f", "e"):
+            target = objects / f"SHA256E-{stem}{half}.fits"
+            (objects / f"{stem}_{half}.fits").rename(target)
+            (folder / f"{stem}_{half}.fits").symlink_to(target)
+        sigmas[f"{stem}_f.fits"] = sigma
+    r, out, _ = _ingest(tmp_path, folder)
+    assert r.exit_code == 0, r.output
+    g = zarr.open_group(out, mode="r")
+    names = [str(p).rsplit("/", 1)[1] for p in g["metadata/source_path"][:]]
+    assert sorted(names) == ["A_f.fits", "a_f.fits"]
+    for row, name in enumerate(names):
+        np.testing.assert_array_equal(g["signal/uncertainty_raw"][row, :N_PIX], sigmas[name])
 
 
 @pytest.mark.parametrize("damage", ["header", "data"])
