@@ -932,17 +932,31 @@ def _check_array_files(path: str, name: str, shard_sums: dict[str, list[int]],
     file is unchanged since), before zarr decodes the array: a damaged chunk may still decompress, into
     other values."""
     prefix = f"{name}/"
-    for rel, listed in shard_sums.items():
-        if not rel.startswith(prefix):
-            continue
-        full = os.path.join(path, rel)
-        try:
-            ahead = prechecked.get(rel) if prechecked else None
-            actual = ahead[0] if ahead and stat_key(full) == ahead[1] else file_checksum(full)
-        except FileNotFoundError as exc:
-            raise _corrupt_shard(path, f"{rel} is missing") from exc
-        if actual != listed:
-            raise _corrupt_shard(path, f"{rel} does not match its manifest checksum")
+    for rel in shard_sums:
+        if rel.startswith(prefix):
+            _checked_file(path, rel, shard_sums, prechecked, rel)
+
+
+def _checked_file(shard_root: str, rel: str, shard_sums: dict[str, list[int]],
+                  prechecked: dict[str, tuple[list[int], list[int]]] | None, what: str) -> tuple[list[int], list[int]]:
+    """([size, crc32], stat key) of shard file `rel`, equal to its manifest's or the shard is removed
+    (`what` names the file in the error). The sum read ahead is taken while the file's stat key is the one
+    it was read with; else the file is read here, and must keep its key while it is."""
+    source = os.path.join(shard_root, rel)
+    try:
+        key = stat_key(source)
+        ahead = prechecked.get(rel) if prechecked else None
+        if ahead and key == ahead[1]:
+            actual = ahead[0]
+        else:
+            actual = file_checksum(source)
+            if stat_key(source) != key:
+                raise _corrupt_shard(shard_root, f"{what} changed while it was checked")
+    except FileNotFoundError as exc:
+        raise _corrupt_shard(shard_root, f"{what} is missing") from exc
+    if shard_sums.get(rel) != actual:
+        raise _corrupt_shard(shard_root, f"{what} does not match its manifest checksum")
+    return actual, key
 
 
 def _check_shared_grid(shard: ShardSpec, path: str, wave: zarr.Array, shard_sums: dict[str, list[int]]) -> None:
@@ -1012,19 +1026,7 @@ def _copy_chunk_files(src_root: str, name: str, shape: tuple[int, ...], dst_root
             made.add(folder)
         rel = os.path.join(name, *key_src.split("/"))
         source = os.path.join(src_root, rel)
-        try:
-            key = stat_key(source)
-            ahead = prechecked.get(rel) if prechecked else None
-            if ahead and key == ahead[1]:
-                actual = ahead[0]
-            else:
-                actual = file_checksum(source)
-                if stat_key(source) != key:
-                    raise _corrupt_shard(src_root, f"chunk {rel} changed while it was checked")
-        except FileNotFoundError as exc:
-            raise _corrupt_shard(src_root, f"chunk {rel} is missing") from exc
-        if shard_sums.get(rel) != actual:
-            raise _corrupt_shard(src_root, f"chunk {rel} does not match its manifest checksum")
+        actual, key = _checked_file(src_root, rel, shard_sums, prechecked, f"chunk {rel}")
         rel_target = os.path.join(*dst.path.split("/"), *key_dst.split("/"))  # = relpath(target, dst_root)
         checksums[rel_target] = actual
         puts.append((source, target, rel_target, key))
