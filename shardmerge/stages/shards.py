@@ -106,10 +106,15 @@ def _leave_out(bad: dict[str, str], rules: ReplanRules, scans: FileTable, tally:
         log.warning("skipped %s (found while reading its data): %s", path, reason)
     tally.skipped += [{"path": p, "reason": r} for p, r in sorted(bad.items())]
     tally.replans = round_no + 1
-    scans = scans.without_paths(bad)
+    return _without(scans, bad)
+
+
+def _without(scans: FileTable, left_out: dict[str, str]) -> FileTable:
+    """The scans without the files left out (each already logged and in the report), if any are left."""
+    scans = scans.without_paths(left_out)
     if not len(scans):
-        raise InputError("every input file was left out as damaged (each is named above and in the run "
-                         "report's skipped_files): nothing to publish")
+        raise InputError("every input file was left out (each is named above and in the run report's "
+                         "skipped_files): nothing to publish")
     return scans
 
 
@@ -127,10 +132,7 @@ def plan_leaving_out_orphans(scans: FileTable, layout: LayoutRequest, mapping: t
     for path, why in sorted(orphans.items()):
         log.warning("skipped %s: %s", path, why)
         skipped.append({"path": path, "reason": why})
-    scans = scans.without_paths(orphans)
-    if not len(scans):
-        raise InputError("every input file was left out (each is named above and in the run report's "
-                         "skipped_files): nothing to publish")
+    scans = _without(scans, orphans)
     return make_plan(scans, layout, mapping=mapping), scans
 
 
