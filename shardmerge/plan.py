@@ -492,7 +492,7 @@ def place_files(table: FileTable) -> PlacedFiles:
             if not hosts:  # its file was left out (damaged, under --on-bad-file skip) or not given
                 orphans[path] = (f"a {table.format(row)} file that adds to the rows of another file of the same "
                                  f"object ({key!r}), but no file among the inputs has that key; it has no raw flux "
-                                 "of its own to ingest")
+                                 "of its own to ingest: give the file it belongs to as well, or leave it out")
                 continue
             if len(hosts) != 1:
                 raise PlanError(f"{path}: a {table.format(row)} file adds to the rows of another file of the same "
